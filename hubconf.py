@@ -1,0 +1,67 @@
+"""torch.hub entry points: one per registered model, generated from the model registry.
+
+    model = torch.hub.load("<owner>/resnet-cifar", "resnet20")                 # from GitHub
+    model = torch.hub.load("path/to/checkout", "resnet20", source="local")     # from a checkout
+    model = torch.hub.load(..., "regnet20_convlstm", num_classes=100, hidden_ratio=0.5)
+
+Each entry point takes ``pretrained=False`` and the model's options (``num_classes`` and those
+listed by ``resnet-cifar models``). No weights trained on the original CIFAR-10 are published yet,
+so ``pretrained=True`` raises instead of returning random weights; load your own checkpoint with
+``resnet_cifar.load_checkpoint(path).build_model()``.
+"""
+
+# Underscored names: torch.hub.list() offers every public callable here as an entry point.
+import importlib as _importlib
+import sys as _sys
+from pathlib import Path as _Path
+
+dependencies = ["torch"]
+
+_SRC = _Path(__file__).resolve().parent / "src"
+
+
+def _import_registry():
+    """The checkout's own package when it has one (torch.hub loads this repository at a chosen
+    ref: an installed copy may be another version), else an installed resnet_cifar."""
+    added = "resnet_cifar" not in _sys.modules and (_SRC / "resnet_cifar").is_dir()
+    if added:
+        _sys.path.insert(0, str(_SRC))
+    try:
+        return _importlib.import_module("resnet_cifar.models")
+    finally:
+        if added:  # the package is imported now; leave sys.path as we found it
+            _sys.path.remove(str(_SRC))
+
+
+_registry = _import_registry()
+
+_NO_WEIGHTS = (
+    "resnet_cifar publishes no weights trained on the original CIFAR-10 yet, so {name}("
+    "pretrained=True) cannot be honoured. Build the model with pretrained=False and load your own "
+    "checkpoint: `ckpt = resnet_cifar.load_checkpoint('runs/<run>/best.pt'); model = "
+    "ckpt.build_model()`, or `model.load_state_dict(torch.load('model.pth'))`."
+)
+
+
+def _entry_point(name):
+    entry = _registry.get_model_entry(name)
+    options = ", ".join(f"{k}={v!r}" for k, v in _registry.model_options(name).items())
+
+    def build(pretrained=False, **kwargs):
+        if pretrained:
+            raise RuntimeError(_NO_WEIGHTS.format(name=name))
+        return _registry.create_model(name, **kwargs)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = (
+        f"{entry.description}.\n\n"
+        f"Options: num_classes=10{', ' + options if options else ''}. "
+        "pretrained=True raises: no trained weights are published yet."
+    )
+    return build
+
+
+# One entry point per registered name: the registry is the only list of models.
+for _name in _registry.list_models():
+    globals()[_name] = _entry_point(_name)
+del _name

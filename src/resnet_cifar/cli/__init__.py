@@ -1,0 +1,60 @@
+"""`resnet-cifar`: one subcommand per module in this package; each parses, then calls the library.
+
+Every user error (UserError) becomes one line on stderr and exit code 2; an interrupted training
+run exits 130 (SIGINT) or 143 (SIGTERM) after saving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from resnet_cifar.cli import data_cmd, models_cmd, train_cmd
+from resnet_cifar.errors import UserError
+
+# Modules that each define add_parser(subparsers). Order is the order of `--help`.
+COMMANDS = [models_cmd, data_cmd, train_cmd]
+
+
+def optional_commands() -> list:
+    """Commands whose modules may not exist in a partial install; imported lazily by name."""
+    import importlib
+
+    found = []
+    for name in ("eval_cmd", "viz_cmd", "predict_cmd", "bench_cmd"):
+        try:
+            found.append(importlib.import_module(f"resnet_cifar.cli.{name}"))
+        except ModuleNotFoundError as err:
+            if err.name != f"resnet_cifar.cli.{name}":
+                raise
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from resnet_cifar import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="resnet-cifar",
+        description="Train, evaluate and inspect ResNet-20 and its recurrent variants on CIFAR.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS + optional_commands():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `resnet-cifar eval ... | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0

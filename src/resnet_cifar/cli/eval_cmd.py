@@ -1,0 +1,88 @@
+"""resnet-cifar eval: accuracy, mean loss, per-class accuracy and confusion matrix."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from resnet_cifar.cli.common import (
+    add_data_args,
+    add_device_arg,
+    add_foreign_model_args,
+    foreign_model_kwargs,
+    positive_int,
+    print_json,
+    run_data_config,
+)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint on the test (or val) split")
+    p.add_argument("checkpoint", help="last.pt / best.pt / model.pth / a foreign checkpoint")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--batch-size", type=positive_int, default=1000)
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the --val-split draw (default: the run's own seed)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--plot",
+        action="store_true",
+        help="also write confusion.png and per_class.png beside the checkpoint",
+    )
+    p.add_argument("--out-dir", metavar="DIR", help="where --plot writes (default: beside it)")
+    add_foreign_model_args(p)
+    add_device_arg(p)
+    add_data_args(p, training=False)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from resnet_cifar.engine.checkpoint import load_checkpoint
+    from resnet_cifar.engine.evaluate import evaluate_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint, args.model, foreign_model_kwargs(args))
+    result = evaluate_checkpoint(
+        ckpt,
+        run_data_config(args, ckpt.config),
+        split=args.split,
+        normalize=getattr(args, "normalize", None),
+        device=args.device,
+        batch_size=args.batch_size,
+        seed=args.seed if args.seed is not None else (ckpt.config or {}).get("seed", 0),
+        progress=sys.stderr.isatty() and not args.json,
+    )
+    if args.plot:
+        write_plots(result, args)
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    print_result(result, args.split)
+    return 0
+
+
+def write_plots(result, args) -> None:
+    from pathlib import Path
+
+    from resnet_cifar import viz
+
+    out_dir = Path(args.out_dir) if args.out_dir else Path(args.checkpoint).resolve().parent
+    for path in viz.save_eval_plots(result, out_dir):
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def print_result(result, split: str) -> None:
+    print(
+        f"{split} accuracy {100 * result.accuracy:.2f}% ({result.correct}/{result.total}), "
+        f"mean loss {result.loss:.4f}"
+    )
+    width = max(len(c) for c in result.classes)
+    print("\nper-class accuracy")
+    for name, acc in zip(result.classes, result.per_class_accuracy, strict=True):
+        print(f"  {name:<{width}}  {100 * acc:6.2f}%")
+    if len(result.classes) > 20:
+        return
+    print("\nconfusion matrix (rows: true, columns: predicted)")
+    short = [c[:5] for c in result.classes]
+    print(" " * (width + 2) + " ".join(f"{c:>5}" for c in short))
+    for name, row in zip(result.classes, result.confusion, strict=True):
+        print(f"  {name:<{width}}" + " ".join(f"{v:>5}" for v in row))

@@ -1,0 +1,37 @@
+"""resnet-cifar models: every registered model with its parameters and multiply-adds."""
+
+from __future__ import annotations
+
+import argparse
+
+from resnet_cifar.cli.common import print_json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("models", help="list the models with params and MMACs")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from resnet_cifar.models import get_model_entry, list_models, model_complexity
+
+    rows = []
+    for name in list_models():
+        params, macs = model_complexity(name)
+        rows.append(
+            {
+                "name": name,
+                "params": params,
+                "mmacs": round(macs / 1e6, 2),
+                "description": get_model_entry(name).description,
+            }
+        )
+    if args.json:
+        print_json(rows)
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'model':<{width}}  {'params':>10}  {'MMACs':>8}  description")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['params']:>10,}  {r['mmacs']:>8.1f}  {r['description']}")
+    return 0

@@ -1,0 +1,187 @@
+"""resnet-cifar predict / export: classify image files with a checkpoint, or export it.
+
+predict prints a table (file, original size, top-k class:probability), or with --json::
+
+    {"checkpoint": "runs/x/best.pt", "model": "resnet20",
+     "predictions": [{"file": "cat.png", "size": [64, 48], "mode": "RGBA",
+                      "topk": [{"class": "cat", "index": 3, "prob": 0.81}, ...]}, ...],
+     "errors": [{"file": "broken.jpg", "error": "cannot read image: ..."}]}
+
+or with --csv one row per file: file, width, height, mode, then class_i, index_i, prob_i for
+i = 1..k, then error (empty unless the file failed). A file that cannot be read is reported on
+stderr (and in the JSON/CSV) and skipped; the exit code is 0 when every file was predicted and 1
+when any failed. Directories are walked recursively for .png .jpg .jpeg .bmp .gif .webp .tif .tiff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+
+from resnet_cifar.cli.common import (
+    add_data_args,
+    add_device_arg,
+    add_foreign_model_args,
+    data_config,
+    data_overrides,
+    foreign_model_kwargs,
+    positive_int,
+    print_json,
+)
+from resnet_cifar.errors import UserError
+
+NORMALIZE_HELP = ("dataset: CIFAR-10's training statistics (or the checkpoint's own, if it was "
+                  "trained with dataset); half: 0.5; imagenet: ImageNet's statistics. Default: "
+                  "what the checkpoint records, else dataset")
+
+
+def add_parser(sub) -> None:
+    add_predict_parser(sub)
+    add_export_parser(sub)
+
+
+def add_predict_parser(sub) -> None:
+    p = sub.add_parser(
+        "predict", help="classify image files (any size or mode) with a checkpoint",
+        description="Each image is converted to RGB and resized to 32x32 (PIL bicubic, whole "
+                    "image, no crop, aspect ratio not kept). Exit code 1 if any file failed.",
+    )
+    p.add_argument("checkpoint", help="last.pt / best.pt / model.pth / a foreign checkpoint")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR",
+                   help="image files, or directories to search recursively")
+    p.add_argument("--topk", type=positive_int, default=3, help="classes shown per image")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print JSON (schema: see the docs)")
+    fmt.add_argument("--csv", action="store_true", help="print CSV, one row per file")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--normalize", choices=("dataset", "half", "imagenet"), help=NORMALIZE_HELP)
+    add_foreign_model_args(p)
+    add_device_arg(p)
+    p.set_defaults(func=run_predict)
+
+
+def add_export_parser(sub) -> None:
+    from resnet_cifar.export import FORMATS, ONNX_EXPORTERS
+
+    p = sub.add_parser(
+        "export", help="export a checkpoint to ONNX, TorchScript or torch.export (.pt2)",
+        description="Exports with a dynamic batch dimension, then checks the written file against "
+                    "PyTorch on random inputs and on 100 test images when a data set is known "
+                    "(--data, or the one recorded in the checkpoint).",
+    )
+    p.add_argument("checkpoint", help="last.pt / best.pt / model.pth / a foreign checkpoint")
+    p.add_argument("--format", choices=tuple(FORMATS), default="onnx")
+    p.add_argument("--out", metavar="FILE",
+                   help="default: beside the checkpoint, as NAME.onnx, NAME.torchscript.pt or "
+                        "NAME.pt2")
+    p.add_argument("--include-normalization", action="store_true",
+                   help="the graph takes uint8 (N, 3, 32, 32) RGB pixels and normalizes them "
+                        "itself (default: it takes normalized float32)")
+    p.add_argument("--opset", type=positive_int, help="ONNX opset (default 17)")
+    p.add_argument("--onnx-exporter", choices=ONNX_EXPORTERS, default="legacy",
+                   help="legacy: torch.onnx's TorchScript-based exporter (default; needs onnx); "
+                        "dynamo: the torch.export-based one (also needs onnxscript)")
+    add_foreign_model_args(p)
+    add_data_args(p, training=False)
+    p.set_defaults(func=run_export)
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from resnet_cifar.predict import FOREIGN_NORMALIZATION_NOTE, Predictor, find_images
+
+    if args.topk < 1:
+        raise UserError("--topk must be at least 1")
+    paths = find_images(args.inputs)
+    if not paths:
+        raise UserError(f"no images found in {', '.join(args.inputs)} "
+                        "(looked for .png .jpg .jpeg .bmp .gif .webp .tif .tiff)")
+    predictor = Predictor(args.checkpoint, model=args.model,
+                          model_kwargs=foreign_model_kwargs(args), normalize=args.normalize,
+                          device=args.device, batch_size=args.batch_size)
+    if predictor.checkpoint.foreign and args.normalize is None:
+        print(f"note: {FOREIGN_NORMALIZATION_NOTE}", file=sys.stderr)
+    results = predictor.predict_files(paths, topk=args.topk)
+    failed = [r for r in results if r.error is not None]
+    for r in failed:
+        print(f"error: {r.file}: {r.error}", file=sys.stderr)
+    if args.json:
+        print_json({
+            "checkpoint": str(args.checkpoint),
+            "model": predictor.checkpoint.model_name,
+            "predictions": [r.to_dict() for r in results if r.error is None],
+            "errors": [r.to_dict() for r in failed],
+        })
+    elif args.csv:
+        write_csv(results, args.topk)
+    else:
+        print_table(results)
+    if failed:
+        print(f"{len(results) - len(failed)} of {len(results)} images predicted, "
+              f"{len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def write_csv(results, topk: int) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    ranks = [f"{field}_{i}" for i in range(1, topk + 1) for field in ("class", "index", "prob")]
+    writer.writerow(["file", "width", "height", "mode", *ranks, "error"])
+    for r in results:
+        if r.prediction is None:
+            writer.writerow([r.file, "", "", "", *[""] * len(ranks), r.error])
+            continue
+        p = r.prediction
+        cells = [value for c in p.topk for value in (c.name, c.index, f"{c.prob:.6f}")]
+        cells += [""] * (len(ranks) - len(cells))  # fewer classes than --topk
+        writer.writerow([r.file, *p.size, p.mode, *cells, ""])
+
+
+def print_table(results) -> None:
+    rows = [r for r in results if r.prediction is not None]
+    if not rows:
+        return
+    width = max(len("file"), *(len(r.file) for r in rows))
+    print(f"{'file':<{width}}  {'size':>9}  top-k")
+    for r in rows:
+        p = r.prediction
+        size = f"{p.size[0]}x{p.size[1]}"
+        classes = "  ".join(f"{c.name}:{c.prob:.3f}" for c in p.topk)
+        print(f"{r.file:<{width}}  {size:>9}  {classes}")
+
+
+# --------------------------------------------------------------------------- export
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from resnet_cifar.engine.checkpoint import load_checkpoint
+    from resnet_cifar.export import (
+        ParityError,
+        export_checkpoint,
+        load_parity_images,
+        require_onnx,
+    )
+
+    if args.format == "onnx":
+        require_onnx(args.onnx_exporter)  # before any data is decoded
+    ckpt = load_checkpoint(args.checkpoint, args.model, foreign_model_kwargs(args))
+    # Data flags other than --normalize (or $RESNET_CIFAR_DATA) choose the real parity images;
+    # without them, the data set the checkpoint was trained on, if it can be found.
+    chosen = set(data_overrides(args)) - {"normalize"}
+    images, source = load_parity_images(ckpt, data_config(args) if chosen else None)
+    try:
+        report, status = export_checkpoint(
+            ckpt, args.out, args.format, args.include_normalization,
+            normalize=getattr(args, "normalize", None), opset=args.opset,
+            onnx_exporter=args.onnx_exporter, images=images, images_source=source,
+        ), 0
+    except ParityError as err:
+        report, status, failure = err.report, 1, str(err)
+    if images is None:
+        report.notes.append(source)  # why no real images were checked
+    print("\n".join(report.lines()))
+    if status:
+        print(f"error: {failure}", file=sys.stderr)
+    return status

@@ -1,0 +1,147 @@
+"""resnet-cifar show | plot | compare | report: pictures and reports of checkpoints and runs.
+
+Every figure is written as a PNG without a display; --show also opens it in a window.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from resnet_cifar.cli.common import (
+    add_data_args,
+    add_device_arg,
+    add_foreign_model_args,
+    foreign_model_kwargs,
+    positive_int,
+    require,
+    run_data_config,
+)
+
+
+def add_parser(sub) -> None:
+    add_show_parser(sub)
+    add_plot_parser(sub)
+    add_compare_parser(sub)
+    add_report_parser(sub)
+
+
+def add_show_parser(sub) -> None:
+    p = sub.add_parser("show", help="grid of random test images titled with the predictions",
+                       description="Random images of a split, each titled with the model's "
+                                   "prediction and the truth (green: right, red: wrong).")
+    p.add_argument("checkpoint", help="last.pt / best.pt / model.pth / a foreign checkpoint")
+    p.add_argument("--n", type=positive_int, default=16, help="how many images (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="which images (default 0)")
+    p.add_argument("--only-wrong", action="store_true", help="show mistakes only")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--out", metavar="FILE.png",
+                   help="default: predictions.png beside the checkpoint")
+    add_show_arg(p)
+    add_foreign_model_args(p)
+    add_device_arg(p)
+    add_data_args(p, training=False)
+    p.set_defaults(func=run_show)
+
+
+def add_plot_parser(sub) -> None:
+    p = sub.add_parser("plot", help="training curves of one or more runs",
+                       description="Loss and accuracy against the epoch, learning-rate steps "
+                                   "marked; several runs are overlaid, one colour each.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", metavar="FILE.png",
+                   help="default: curves.png in the run directory (one run) or here (several)")
+    add_show_arg(p)
+    p.set_defaults(func=run_plot)
+
+
+def add_compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="table and figure comparing runs, mean ± std over seeds",
+                       description="One row per run, and mean ± std over runs of the same "
+                                   "model, options and epochs; writes comparison.md, "
+                                   "comparison.csv and comparison.png.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out-dir", metavar="DIR", default=".", help="default: here")
+    add_show_arg(p)
+    p.set_defaults(func=run_compare)
+
+
+def add_report_parser(sub) -> None:
+    p = sub.add_parser("report", help="one self-contained HTML report of a run",
+                       description="report.html with the key figures, curves, test-set "
+                                   "confusion matrix, per-class accuracy, predictions, metrics, "
+                                   "config and environment; every image inlined.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", metavar="FILE.html", help="default: report.html in the run directory")
+    p.add_argument("--checkpoint", default="best", metavar="best|last|PATH",
+                   help="weights to evaluate: best (best.pt, else the final last.pt; default), "
+                        "last, or a path")
+    p.add_argument("--n", type=positive_int, default=16, help="images in the prediction grid")
+    p.add_argument("--seed", type=int, default=0, help="which images in the prediction grid")
+    p.add_argument("--no-eval", action="store_true",
+                   help="leave out what needs the data (confusion, per-class, predictions)")
+    add_device_arg(p)
+    add_data_args(p, training=False)
+    p.set_defaults(func=run_report)
+
+
+def add_show_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--show", action="store_true", help="also open the figure in a window")
+
+
+def wrote(paths: list[Path], show: bool) -> int:
+    for path in paths:
+        print(f"wrote {path}", file=sys.stderr)
+    if show:
+        from resnet_cifar.viz import open_in_window
+
+        open_in_window([p for p in paths if p.suffix == ".png"])
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from resnet_cifar.engine.checkpoint import load_checkpoint
+    from resnet_cifar.viz import show_predictions
+
+    require(args.n >= 1, "--n must be at least 1")
+    ckpt = load_checkpoint(args.checkpoint, args.model, foreign_model_kwargs(args))
+    path = show_predictions(
+        ckpt, run_data_config(args, ckpt.config), n=args.n, seed=args.seed,
+        only_wrong=args.only_wrong,
+        split=args.split, out=args.out, device=args.device,
+        normalize=getattr(args, "normalize", None),
+    )
+    return wrote([path], args.show)
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from resnet_cifar.viz import plot_curves
+
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else \
+            Path("curves.png")
+    return wrote([plot_curves(args.run_dirs, out)], args.show)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from resnet_cifar.compare import write_comparison
+
+    written = write_comparison(args.run_dirs, args.out_dir)
+    print(written["markdown"].read_text(), end="")
+    return wrote(list(written.values()), args.show)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from resnet_cifar.compare import read_run
+    from resnet_cifar.report import build_report
+
+    require(args.n >= 1, "--n must be at least 1")
+    run = read_run(args.run_dir)
+    path = build_report(run.path, run_data_config(args, run.config), out=args.out,
+                        checkpoint=args.checkpoint, device=args.device, n=args.n,
+                        seed=args.seed, evaluate=not args.no_eval)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,271 @@
+"""Runs side by side: one row per run, and mean ± std over the seeds of the same recipe.
+
+    rows, groups = compare_runs(["runs/a", "runs/b", "runs/c"])
+    print(markdown_tables(rows, groups))
+
+Every figure is read back from the run directory, never recomputed: a finished run's from its
+summary.json, a run still in progress from its metrics (best and latest validation accuracy; no
+test accuracy yet).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from resnet_cifar.config import read_toml
+from resnet_cifar.engine.rundir import read_metrics
+from resnet_cifar.errors import ConfigError
+
+# One comparison row: the columns of comparison.csv, in order. Accuracies are fractions in [0, 1]
+# exactly as the runs recorded them; macs is the count of multiply-accumulates per image.
+COLUMNS = (
+    "run", "name", "model", "model_kwargs", "params", "macs", "epochs", "seed", "val_is_test",
+    "best_val_acc", "best_epoch", "final_val_acc", "test_acc", "sec_per_epoch", "img_per_s",
+)
+# What a group of seeds reports as mean ± std.
+GROUP_METRICS = ("best_val_acc", "final_val_acc", "test_acc", "sec_per_epoch", "img_per_s")
+
+
+@dataclass
+class RunInfo:
+    """What a run directory says about itself."""
+
+    path: Path
+    rows: list[dict[str, Any]]  # metrics.jsonl, one row per epoch
+    summary: dict[str, Any] | None  # summary.json; None while the run is in progress
+    config: dict[str, Any] = field(default_factory=dict)  # config.toml
+
+    def _get(self, key: str, default: Any = None) -> Any:
+        if self.summary and self.summary.get(key) is not None:
+            return self.summary[key]
+        return self.config.get(key, default)
+
+    @property
+    def model(self) -> str:
+        return self._get("model", "?")
+
+    @property
+    def name(self) -> str:
+        return self._get("name") or self.model
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        return dict(self._get("model_kwargs") or {})
+
+    @property
+    def seed(self) -> int | None:
+        return self._get("seed")
+
+    @property
+    def val_is_test(self) -> bool:
+        if self.summary is not None and "val_is_test" in self.summary:
+            return bool(self.summary["val_is_test"])
+        return not self.config.get("data", {}).get("val_split", 0)
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ConfigError(f"{path} is not a directory; give a run directory (one `resnet-cifar "
+                          "train` wrote, holding metrics.jsonl)")
+    rows = read_metrics(path)
+    summary = None
+    if (path / "summary.json").is_file():
+        try:
+            summary = json.loads((path / "summary.json").read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path / 'summary.json'} is not valid JSON ({err})") from None
+    config = read_toml(path / "config.toml") if (path / "config.toml").is_file() else {}
+    return RunInfo(path, rows, summary, config)
+
+
+def run_labels(runs: list[RunInfo]) -> list[str]:
+    """Legend labels: the run name with its model, and the directory name where names repeat."""
+    names = [r.name for r in runs]
+    labels = []
+    for run in runs:
+        label = run.name if run.model in run.name else f"{run.name} ({run.model})"
+        if names.count(run.name) > 1:
+            label = f"{run.path.name}: {label}"
+        labels.append(label)
+    return labels
+
+
+def run_row(run: RunInfo) -> dict[str, Any]:
+    """The comparison row of one run (see COLUMNS)."""
+    row = {"run": run.path.name, "name": run.name, "model": run.model,
+           "model_kwargs": run.model_kwargs, "seed": run.seed, "val_is_test": run.val_is_test}
+    if run.summary is not None:
+        s = run.summary
+        keys = ("params", "macs", "epochs", "best_val_acc", "best_epoch", "final_val_acc",
+                "test_acc", "sec_per_epoch", "img_per_s")
+        row.update({k: s.get(k) for k in keys})
+    else:  # in progress: what the epochs so far say
+        val = [r["val_acc"] for r in run.rows]
+        best = max(range(len(val)), key=val.__getitem__) if val else None  # first best epoch
+        row.update({
+            "params": None, "macs": None,
+            "epochs": run.rows[-1]["epoch"] if run.rows else 0,
+            "best_val_acc": val[best] if val else None,
+            "best_epoch": run.rows[best]["epoch"] if val else None,
+            "final_val_acc": val[-1] if val else None,
+            "test_acc": None,
+            "sec_per_epoch": mean_or_none([r["epoch_time"] for r in run.rows]),
+            "img_per_s": mean_or_none([r["img_per_s"] for r in run.rows]),
+        })
+    return {k: row[k] for k in COLUMNS}
+
+
+def mean_or_none(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def group_key(row: dict[str, Any]) -> tuple:
+    """Runs of one recipe: same model, model options and epochs (seeds differ)."""
+    return row["model"], json.dumps(row["model_kwargs"], sort_keys=True), row["epochs"]
+
+
+def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean ± std (sample std, n - 1) of each GROUP_METRICS over the runs of each recipe that
+    has two runs or more. A metric a run lacks (test_acc while in progress) is left out of it."""
+    by_key: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_key.setdefault(group_key(row), []).append(row)
+    groups = []
+    for members in by_key.values():
+        if len(members) < 2:
+            continue
+        first = members[0]
+        group = {"model": first["model"], "model_kwargs": first["model_kwargs"],
+                 "epochs": first["epochs"], "params": first["params"], "macs": first["macs"],
+                 "n": len(members), "runs": [m["run"] for m in members],
+                 "seeds": [m["seed"] for m in members],
+                 "val_is_test": any(m["val_is_test"] for m in members)}
+        for metric in GROUP_METRICS:
+            values = [m[metric] for m in members if m[metric] is not None]
+            group[metric] = mean_std(values)
+        groups.append(group)
+    return groups
+
+
+def mean_std(values: list[float]) -> tuple[float, float, int] | None:
+    """(mean, sample std, count); None without values, std 0 for a single value."""
+    if not values:
+        return None
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), std, len(values)
+
+
+def compare_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(one row per run, one group per recipe run with several seeds)."""
+    rows = [run_row(read_run(d)) for d in run_dirs]
+    return rows, group_rows(rows)
+
+
+# ---------------------------------------------------------------------------------- rendering
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}"
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _pct_pm(stat: tuple[float, float, int] | None, n: int) -> str:
+    if stat is None:
+        return "–"
+    mean, std, count = stat
+    text = f"{100 * mean:.2f} ± {100 * std:.2f}"
+    return text if count == n else f"{text} (n={count})"
+
+
+def _num_pm(stat: tuple[float, float, int] | None, digits: int) -> str:
+    return "–" if stat is None else f"{stat[0]:,.{digits}f} ± {stat[1]:,.{digits}f}"
+
+
+def model_label(model: str, kwargs: dict[str, Any]) -> str:
+    options = ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
+    return f"{model} ({options})" if options else model
+
+
+def _table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+VAL_IS_TEST_NOTE = ("† validation is the test set (no --val-split): the best epoch was chosen "
+                    "on the test set, so its accuracy is optimistic.")
+
+
+def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) -> str:
+    """The per-run table, then the grouped table (accuracies in %)."""
+    header = ["run", "model", "params", "MMACs", "epochs", "seed", "best val % (epoch)",
+              "final val %", "test %", "s/epoch", "img/s"]
+    body = []
+    for r in rows:
+        dagger = " †" if r["val_is_test"] else ""
+        best = "–" if r["best_val_acc"] is None else \
+            f"{_pct(r['best_val_acc'])} ({r['best_epoch']}){dagger}"
+        body.append([r["run"], model_label(r["model"], r["model_kwargs"]),
+                     _num(r["params"], 0), _num(None if r["macs"] is None else r["macs"] / 1e6, 1),
+                     str(r["epochs"]), str(r["seed"]), best, _pct(r["final_val_acc"]),
+                     _pct(r["test_acc"]), _num(r["sec_per_epoch"], 1), _num(r["img_per_s"], 0)])
+    parts = ["## Runs", "", _table(header, body)]
+    if any(r["val_is_test"] for r in rows):
+        parts += ["", VAL_IS_TEST_NOTE]
+    parts += ["", "## Grouped (mean ± std over seeds)", ""]
+    if groups:
+        header = ["model", "epochs", "runs", "seeds", "best val %", "final val %", "test %",
+                  "s/epoch", "img/s"]
+        body = [[model_label(g["model"], g["model_kwargs"]), str(g["epochs"]), str(g["n"]),
+                 ", ".join(str(s) for s in g["seeds"]),
+                 _pct_pm(g["best_val_acc"], g["n"]) + (" †" if g["val_is_test"] else ""),
+                 _pct_pm(g["final_val_acc"], g["n"]), _pct_pm(g["test_acc"], g["n"]),
+                 _num_pm(g["sec_per_epoch"], 1), _num_pm(g["img_per_s"], 0)] for g in groups]
+        parts.append(_table(header, body))
+    else:
+        parts.append("No two runs share a model, its options and the number of epochs.")
+    return "\n".join(parts) + "\n"
+
+
+def write_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    """comparison.csv: the rows with full precision; model_kwargs as JSON, missing values empty."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v, sort_keys=True) if k == "model_kwargs" else
+                             ("" if v is None else v) for k, v in row.items()})
+    return path
+
+
+def write_comparison(run_dirs: list[str | Path], out_dir: str | Path = ".") -> dict[str, Path]:
+    """comparison.md, comparison.csv and comparison.png (validation accuracy of every run)."""
+    from resnet_cifar.viz import save_figure, val_accuracy_figure
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = [read_run(d) for d in run_dirs]
+    rows = [run_row(r) for r in runs]
+    groups = group_rows(rows)
+    markdown = out_dir / "comparison.md"
+    markdown.write_text("# Comparison\n\n" + markdown_tables(rows, groups))
+    return {
+        "markdown": markdown,
+        "csv": write_csv(rows, out_dir / "comparison.csv"),
+        "figure": save_figure(val_accuracy_figure(runs), out_dir / "comparison.png"),
+    }

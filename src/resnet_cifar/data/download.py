@@ -1,0 +1,92 @@
+"""Streamed download with an md5 check and an atomic rename.
+
+The file is streamed into `<dest>.<random>.part` in the destination folder while its md5 is
+computed; only a complete, verified file is renamed to `dest`. Any failure (HTTP error, dropped
+connection, short body, checksum mismatch, Ctrl-C) deletes the partial file, so nothing that looks
+complete is ever left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from resnet_cifar.errors import DataError
+
+CHUNK_BYTES = 1 << 20
+
+
+def file_md5(path: Path, chunk_bytes: int = CHUNK_BYTES) -> str:
+    """md5 hex digest of a file, read in chunks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stream_to(response, out, url: str, progress: bool) -> str:
+    """Copy the response body into `out`; return its md5. DataError on a short body."""
+    length = response.headers.get("Content-Length")
+    expected = int(length) if length and length.isdigit() else None
+    digest = hashlib.md5()
+    received = 0
+    name = url.rsplit("/", 1)[-1]
+    with tqdm(total=expected, unit="B", unit_scale=True, desc=f"downloading {name}",
+              disable=not progress, leave=False) as bar:
+        while block := response.read(CHUNK_BYTES):
+            out.write(block)
+            digest.update(block)
+            received += len(block)
+            bar.update(len(block))
+    if expected is not None and received != expected:
+        raise DataError(f"download of {url} stopped after {received} of {expected} bytes: "
+                        "the connection dropped; run the command again")
+    return digest.hexdigest()
+
+
+def download_file(url: str, dest: Path, md5: str | None, progress: bool = True,
+                  *, timeout: float = 60.0) -> Path:
+    """Download `url` to `dest`, verify its md5 (skipped when md5 is None), and return `dest`.
+
+    Raises DataError on any failure, leaving no partial file; Ctrl-C cleans up and re-raises.
+    """
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=dest.name + ".", suffix=".part",
+                                           delete=False)
+    except OSError as err:
+        raise DataError(f"cannot write the download to {dest.parent} ({err.strerror}): set "
+                        "RESNET_CIFAR_CACHE or pass a cache folder you can write to") from None
+    part_path = Path(part.name)
+    try:
+        with part:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                got = _stream_to(response, part, url, progress)
+        if md5 is not None and got != md5.lower():
+            raise DataError(f"checksum mismatch for {url}: expected md5 {md5}, got {got}; the "
+                            "download is corrupt or the file changed, run the command again")
+        os.replace(part_path, dest)
+    except BaseException as err:
+        part_path.unlink(missing_ok=True)
+        if isinstance(err, (DataError, KeyboardInterrupt)):
+            raise
+        if isinstance(err, urllib.error.HTTPError):
+            reason = f"HTTP {err.code} {err.reason}"
+        elif isinstance(err, urllib.error.URLError):
+            reason = str(err.reason)
+        elif isinstance(err, (OSError, http.client.HTTPException)):
+            reason = f"{type(err).__name__}: {err}"
+        else:
+            raise
+        raise DataError(f"download of {url} failed ({reason}): check the connection, or download "
+                        f"it by hand and pass its path") from None
+    return dest

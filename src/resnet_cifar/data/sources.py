@@ -1,0 +1,590 @@
+"""Every layout users keep CIFAR in → `CifarArrays` (uint8 NCHW images, int64 labels, class names).
+
+`path` is a folder, or a .tar / .tar.gz / .tgz / .tar.bz2 / .tar.xz / .zip archive, holding one of
+these layouts, either at its top level or inside one wrapping folder:
+
+    cifar10-python    cifar-10-batches-py/  data_batch_1..5, test_batch, batches.meta  (pickles)
+    cifar100-python   cifar-100-python/     train, test, meta  (fine labels; coarse=True: coarse)
+    cifar10-binary    cifar-10-batches-bin/ data_batch_1..5.bin, test_batch.bin, batches.meta.txt
+    cifar100-binary   cifar-100-binary/     train.bin, test.bin, fine/coarse_label_names.txt
+    image-folder      train/<class>/<image> and test/<class>/<image>, PNG or JPEG (test optional)
+
+So the official tarballs (cifar-10-python.tar.gz, cifar-10-binary.tar.gz, cifar-100-python.tar.gz),
+their extracted folders, and the folders that hold those all work.
+
+Image folders: class names are the sorted folder names and labels their positions in that order
+(for CIFAR-10 this is the official label order, which is alphabetical). Images are ordered by class,
+then by file name. A tree without test/ gives an empty test split, so hold out a validation split
+instead. Images must be 32x32 unless `resize=True`, which resizes them with Pillow's bicubic filter
+(antialiased when shrinking; JPEGs are first reduced by a power of two in the decoder).
+
+Archives are read in memory in one pass and never extracted, and members with absolute names, `..`
+components or link types are refused. Pickles go through a restricted unpickler (safe_pickle.py).
+"""
+
+from __future__ import annotations
+
+import io
+import lzma
+import os
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from resnet_cifar.data.constants import CIFAR10_CLASSES, IMAGE_SHAPE, PIXELS_PER_IMAGE
+from resnet_cifar.data.safe_pickle import safe_loads
+from resnet_cifar.errors import DataError
+
+Stats = tuple[float, float, float]
+
+ACCEPTED_LAYOUTS = (
+    "cifar-10-batches-py/ (or cifar-10-python.tar.gz), cifar-100-python/ (or its .tar.gz), "
+    "cifar-10-batches-bin/ (or cifar-10-binary.tar.gz), cifar-100-binary/, or an image folder "
+    "train/<class>/*.png|jpg [+ test/<class>/...] (or a .tar, .tar.gz, .tgz or .zip of one)"
+)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff"}
+# A folder source is listed this deep (wrapper/train/<class>/<image>), so pointing at a large parent
+# folder does not walk it all.
+MAX_LIST_DEPTH = 4
+# What a damaged archive raises while it is read.
+ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError,
+                  OSError, NotImplementedError, RuntimeError)
+
+
+@dataclass
+class CifarArrays:
+    """A decoded data set, ready for the loader. Images are canonical uint8 NCHW."""
+
+    train_images: np.ndarray  # uint8 (N, 3, 32, 32)
+    train_labels: np.ndarray  # int64 (N,)
+    test_images: np.ndarray  # uint8 (M, 3, 32, 32); M may be 0 (image folder without test/)
+    test_labels: np.ndarray  # int64 (M,)
+    classes: list[str]
+    mean: Stats  # per-channel mean of the training split, pixels scaled to [0, 1]
+    std: Stats
+    source: str  # resolved path or URL it came from
+    cache_file: str | None = None
+
+
+# --------------------------------------------------------------------------- file trees
+
+
+@dataclass
+class FileTree:
+    """The files of a source by relative POSIX path: a folder, or an archive read into memory."""
+
+    label: str  # the path, for messages
+    files: dict[str, int]  # relative path → size in bytes
+    dirs: set[str]  # relative folder paths, without trailing slash
+    root: Path | None = None  # set for a folder (files are read lazily)
+    mtimes: dict[str, int] = field(default_factory=dict)  # folder: relative path → st_mtime_ns
+    blobs: dict[str, bytes] = field(default_factory=dict)  # set for an archive
+
+    def read(self, name: str) -> bytes:
+        if self.root is None:
+            return self.blobs[name]
+        try:
+            return (self.root / name).read_bytes()
+        except OSError as err:
+            raise DataError(f"cannot read {self.describe(name)}: {err.strerror}; "
+                            "check the file's permissions") from None
+
+    def describe(self, name: str) -> str:
+        """How to name a member in a message: a path for a folder, 'member in archive' else."""
+        return str(self.root / name) if self.root is not None else f"{name} in {self.label}"
+
+
+def _list_folder(root: Path) -> FileTree:
+    tree = FileTree(label=str(root), files={}, dirs=set(), root=root)
+
+    def walk(folder: str, prefix: str, depth: int) -> None:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                name = prefix + entry.name
+                if entry.is_dir():
+                    # Skip hidden folders (.git) and stop descending past the deepest layout.
+                    if depth < MAX_LIST_DEPTH - 1 and not entry.name.startswith("."):
+                        tree.dirs.add(name)
+                        walk(entry.path, name + "/", depth + 1)
+                elif entry.is_file():
+                    info = entry.stat()
+                    tree.files[name] = info.st_size
+                    tree.mtimes[name] = info.st_mtime_ns
+
+    walk(str(root), "", 0)
+    return tree
+
+
+def _checked_member_name(name: str, archive: Path) -> str:
+    """The member's normalized relative name; DataError if it could land outside the tree."""
+    normalized = name.replace("\\", "/")
+    parts = [p for p in normalized.split("/") if p not in ("", ".")]
+    is_drive = bool(parts) and len(parts[0]) == 2 and parts[0][1] == ":"  # C:/...
+    if normalized.startswith("/") or ".." in parts or is_drive:
+        raise DataError(
+            f"refusing unsafe archive member {name!r} in {archive}: absolute paths and '..' are "
+            "not allowed; re-create the archive with relative member names"
+        )
+    return "/".join(parts)
+
+
+def _add_parents(name: str, dirs: set[str]) -> None:
+    """Record a member's folders: archives need not list them as members of their own."""
+    while "/" in name:
+        name = name.rpartition("/")[0]
+        dirs.add(name)
+
+
+def _read_tar(path: Path, progress: bool) -> FileTree:
+    files: dict[str, int] = {}
+    blobs: dict[str, bytes] = {}
+    dirs: set[str] = set()
+    with open(path, "rb") as raw, _ReadProgress(raw, path, progress) as counted:
+        # "r|*": one streaming pass, transparent gzip/bz2/xz, nothing written to disk.
+        with tarfile.open(fileobj=counted, mode="r|*") as tar:
+            for member in tar:
+                name = _checked_member_name(member.name, path)
+                if member.issym() or member.islnk():
+                    raise DataError(
+                        f"refusing link member {member.name!r} in {path}: links could point "
+                        "outside the data; re-create the archive without links"
+                    )
+                if member.isdir():
+                    if name:
+                        dirs.add(name)
+                elif member.isfile() and name:
+                    blobs[name] = tar.extractfile(member).read()
+                    files[name] = member.size
+                    _add_parents(name, dirs)
+    return FileTree(label=str(path), files=files, dirs=dirs, blobs=blobs)
+
+
+def _read_zip(path: Path) -> FileTree:
+    files: dict[str, int] = {}
+    blobs: dict[str, bytes] = {}
+    dirs: set[str] = set()
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = _checked_member_name(info.filename, path)
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:  # S_IFLNK in the Unix mode
+                raise DataError(
+                    f"refusing link member {info.filename!r} in {path}: links could point "
+                    "outside the data; re-create the archive without links"
+                )
+            if info.is_dir():
+                if name:
+                    dirs.add(name)
+            elif name:
+                blobs[name] = archive.read(info)
+                files[name] = info.file_size
+                _add_parents(name, dirs)
+    return FileTree(label=str(path), files=files, dirs=dirs, blobs=blobs)
+
+
+class _ReadProgress(io.RawIOBase):
+    """Wraps a binary file to show a byte progress bar while an archive is streamed."""
+
+    def __init__(self, raw, path: Path, enabled: bool):
+        self._raw = raw
+        self._bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
+                         desc=f"reading {path.name}", disable=not enabled, leave=False)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._raw.readinto(buffer)
+        self._bar.update(n or 0)
+        return n
+
+    def close(self) -> None:
+        self._bar.close()
+        super().close()
+
+
+def _archive_kind(path: Path) -> str | None:
+    """'zip', 'tar' or None, from the file's first bytes (not its name)."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")) or head[257:262] == b"ustar":
+        return "tar"
+    return None
+
+
+def open_tree(path: Path, progress: bool = True) -> FileTree:
+    """List a folder, or read an archive into memory; DataError for anything else."""
+    if not path.exists():
+        raise DataError(f"data path {path} does not exist: pass the folder or archive that holds "
+                        "CIFAR, or omit it to use the cache / download")
+    if path.is_dir():
+        try:
+            return _list_folder(path)
+        except OSError as err:
+            raise DataError(f"cannot list {err.filename or path} ({err.strerror}): check the "
+                            "folder's permissions") from None
+    kind = _archive_kind(path)
+    if kind is None:
+        raise DataError(f"{path} is not a folder, tar or zip archive: expected {ACCEPTED_LAYOUTS}")
+    try:
+        return _read_zip(path) if kind == "zip" else _read_tar(path, progress)
+    except DataError:
+        raise
+    except ARCHIVE_ERRORS as err:
+        raise DataError(f"archive {path} is truncated or corrupt ({type(err).__name__}: {err}); "
+                        "download or re-create it") from None
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which layout a tree holds, and under which folder of it ('' or 'wrapper/')."""
+
+    kind: str
+    prefix: str
+
+
+def _detect_at(tree: FileTree, prefix: str) -> str | None:
+    files, dirs = tree.files, tree.dirs
+    if prefix + "data_batch_1" in files:
+        return "cifar10-python"
+    if prefix + "train" in files and prefix + "meta" in files:
+        return "cifar100-python"
+    if prefix + "data_batch_1.bin" in files:
+        return "cifar10-binary"
+    if prefix + "train.bin" in files:
+        return "cifar100-binary"
+    if prefix + "train" in dirs or prefix + "test" in dirs:
+        return "image-folder"
+    return None
+
+
+def find_layout(tree: FileTree) -> Layout:
+    """The layout at the top of the tree, else inside one of its top-level folders."""
+    top_dirs = sorted(d for d in tree.dirs if "/" not in d and not d.startswith((".", "__MACOSX")))
+    for prefix in ["", *(d + "/" for d in top_dirs)]:
+        kind = _detect_at(tree, prefix)
+        if kind is not None:
+            return Layout(kind, prefix)
+    raise DataError(f"no CIFAR layout found in {tree.label}: expected {ACCEPTED_LAYOUTS}")
+
+
+def _numbered_batches(tree: FileTree, prefix: str, suffix: str = "") -> list[str]:
+    """data_batch_1, data_batch_2, ... in numeric order."""
+    stem = prefix + "data_batch_"
+    found = [n for n in tree.files if n.startswith(stem) and n.endswith(suffix)
+             and n[len(stem):len(n) - len(suffix)].isdigit()]
+    return sorted(found, key=lambda n: int(n[len(stem):len(n) - len(suffix)]))
+
+
+def _image_members(tree: FileTree, prefix: str) -> dict[str, list[tuple[str, str]]]:
+    """{"train": [...], "test": [...]}: (relative path, class) of every image at
+    <prefix><split>/<class>/<image>, sorted by class, then path. Hidden files are skipped."""
+    members: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
+    for name in tree.files:
+        if not name.startswith(prefix):
+            continue
+        parts = name[len(prefix):].split("/")  # [split, class, file]
+        if (len(parts) == 3 and parts[0] in members and not parts[2].startswith(".")
+                and "." + parts[2].rpartition(".")[2].lower() in IMAGE_SUFFIXES):
+            members[parts[0]].append((name, parts[1]))
+    for found in members.values():
+        found.sort(key=lambda m: (m[1], m[0]))
+    return members
+
+
+def layout_files(tree: FileTree, layout: Layout) -> list[str]:
+    """Every file the decoder of `layout` reads, sorted: what a folder's cache key hashes."""
+    p, files = layout.prefix, tree.files
+    if layout.kind == "cifar10-python":
+        names = [*_numbered_batches(tree, p), p + "test_batch", p + "batches.meta"]
+    elif layout.kind == "cifar100-python":
+        names = [p + "train", p + "test", p + "meta"]
+    elif layout.kind == "cifar10-binary":
+        names = [*_numbered_batches(tree, p, ".bin"), p + "test_batch.bin", p + "batches.meta.txt"]
+    elif layout.kind == "cifar100-binary":
+        names = [p + n for n in ("train.bin", "test.bin", "fine_label_names.txt",
+                                 "coarse_label_names.txt")]
+    else:
+        names = [m for found in _image_members(tree, p).values() for m, _ in found]
+    return sorted(n for n in names if n in files)
+
+
+# --------------------------------------------------------------------------- pickled batches
+
+
+def _require(tree: FileTree, name: str, layout: Layout) -> bytes:
+    if name not in tree.files:
+        raise DataError(f"{tree.label} looks like {layout.kind} but has no {name}: "
+                        "extract or download the complete data set again")
+    return tree.read(name)
+
+
+def _load_pickle(tree: FileTree, name: str, layout: Layout) -> dict[str, Any]:
+    """A pickled dict with str keys, whether it was written with bytes (Python 2) or str keys."""
+    obj = safe_loads(_require(tree, name, layout), source=tree.describe(name))
+    if not isinstance(obj, dict):
+        raise DataError(f"{tree.describe(name)} is not a CIFAR batch (a {type(obj).__name__}, "
+                        "not a dict); extract or download the data set again")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _names(values: Iterable) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _batch_arrays(batch: dict[str, Any], label_key: str, source: str):
+    """(images (N, 3, 32, 32) uint8, labels (N,) int64) from one pickled batch."""
+    try:
+        data = np.asarray(batch["data"], dtype=np.uint8)  # (N, 3072): each row is C, H, W flattened
+        labels = np.asarray(batch[label_key], dtype=np.int64)
+    except KeyError as err:
+        raise DataError(f"{source} has no {err.args[0]!r} entry; it is not a CIFAR batch of this "
+                        "kind (pass coarse=True only for CIFAR-100)") from None
+    if data.ndim != 2 or data.shape[1] != PIXELS_PER_IMAGE or len(labels) != len(data):
+        raise DataError(f"{source} holds data of shape {data.shape} with {len(labels)} labels, "
+                        f"expected (N, {PIXELS_PER_IMAGE}) with N labels; the file is corrupt")
+    return data.reshape(-1, *IMAGE_SHAPE), labels
+
+
+def _decode_cifar10_python(tree: FileTree, layout: Layout):
+    p = layout.prefix
+    train = [_batch_arrays(_load_pickle(tree, n, layout), "labels", tree.describe(n))
+             for n in _numbered_batches(tree, p)]
+    test = _batch_arrays(_load_pickle(tree, p + "test_batch", layout), "labels",
+                         tree.describe(p + "test_batch"))
+    has_meta = p + "batches.meta" in tree.files  # optional: the names are the official ones
+    meta = _load_pickle(tree, p + "batches.meta", layout) if has_meta else {}
+    return _concat(train), test, _names(meta.get("label_names", []))
+
+
+def _decode_cifar100_python(tree: FileTree, layout: Layout, coarse: bool):
+    p = layout.prefix
+    key = "coarse" if coarse else "fine"
+    train = _batch_arrays(_load_pickle(tree, p + "train", layout), f"{key}_labels",
+                          tree.describe(p + "train"))
+    test = _batch_arrays(_load_pickle(tree, p + "test", layout), f"{key}_labels",
+                         tree.describe(p + "test"))
+    meta = _load_pickle(tree, p + "meta", layout)
+    return train, test, _names(meta.get(f"{key}_label_names", []))
+
+
+# --------------------------------------------------------------------------- binary records
+
+
+def _binary_records(data: bytes, label_bytes: int, source: str):
+    """(images (N, 3, 32, 32), labels (N, label_bytes)) from fixed-size records.
+
+    Each record is `label_bytes` label bytes, then 3072 pixel bytes in C, H, W order.
+    """
+    size = label_bytes + PIXELS_PER_IMAGE
+    if len(data) % size:
+        raise DataError(f"{source} is {len(data)} bytes, not a whole number of {size}-byte "
+                        "records; the file is truncated: extract or download it again")
+    records = np.frombuffer(data, dtype=np.uint8).reshape(-1, size)
+    images = records[:, label_bytes:].reshape(-1, *IMAGE_SHAPE)
+    return images, records[:, :label_bytes].astype(np.int64)
+
+
+def _text_names(data: bytes) -> list[str]:
+    return [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+def _decode_cifar10_binary(tree: FileTree, layout: Layout):
+    p = layout.prefix
+    train = []
+    for name in _numbered_batches(tree, p, ".bin"):
+        images, labels = _binary_records(tree.read(name), 1, tree.describe(name))
+        train.append((images, labels[:, 0]))
+    test_name = p + "test_batch.bin"
+    images, labels = _binary_records(_require(tree, test_name, layout), 1,
+                                     tree.describe(test_name))
+    meta = p + "batches.meta.txt"
+    classes = _text_names(tree.read(meta)) if meta in tree.files else []
+    return _concat(train), (images, labels[:, 0]), classes
+
+
+def _decode_cifar100_binary(tree: FileTree, layout: Layout, coarse: bool):
+    p = layout.prefix
+    column = 0 if coarse else 1  # each record starts with the coarse label byte, then the fine one
+    splits = []
+    for split in ("train.bin", "test.bin"):
+        images, labels = _binary_records(_require(tree, p + split, layout), 2,
+                                         tree.describe(p + split))
+        splits.append((images, labels[:, column]))
+    names = p + ("coarse" if coarse else "fine") + "_label_names.txt"
+    classes = _text_names(tree.read(names)) if names in tree.files else []
+    return splits[0], splits[1], classes
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+def _decode_image(data: bytes, source: str, resize: bool) -> np.ndarray:
+    """One image file → (32, 32, 3) uint8 RGB."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if resize and image.size != (32, 32):
+                image.draft("RGB", (32, 32))  # JPEG: decode at a reduced scale (still >= 32x32)
+            rgb = image.convert("RGB")  # decodes; grey, palette and RGBA become RGB
+    except UnidentifiedImageError:
+        raise DataError(f"cannot read image {source}: it is not an image format Pillow knows; "
+                        "replace or delete the file") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image {source} ({err}); replace or delete the file") from None
+    if rgb.size != (32, 32):
+        if not resize:
+            width, height = rgb.size
+            raise DataError(f"image {source} is {width}x{height}, not 32x32: pass --resize "
+                            "(resize=True) to resize images to 32x32, or fix the file")
+        rgb = rgb.resize((32, 32), Image.Resampling.BICUBIC)
+    return np.asarray(rgb)
+
+
+def _image_splits(tree: FileTree, layout: Layout):
+    """The train and test members and the class names of an image folder, validated."""
+    where = tree.describe(layout.prefix.rstrip("/")) if layout.prefix else tree.label
+    has_test = layout.prefix + "test" in tree.dirs
+    if layout.prefix + "train" not in tree.dirs:
+        raise DataError(f"{where} has a test/ folder but no train/ folder: an image folder needs "
+                        "train/<class>/<image> (test/ is optional)")
+    members = _image_members(tree, layout.prefix)
+    train, test = members["train"], members["test"]
+    if not train:
+        raise DataError(f"no training images in {where}: expected train/<class>/<image>.png or "
+                        ".jpg, one folder per class")
+    if has_test and not test:
+        raise DataError(f"{where} has an empty test/ folder: add test/<class>/<image> files, or "
+                        "remove test/ and hold out a validation split instead")
+    classes = sorted({c for _, c in train})
+    test_classes = sorted({c for _, c in test})
+    if test and test_classes != classes:
+        only_train = sorted(set(classes) - set(test_classes))
+        only_test = sorted(set(test_classes) - set(classes))
+        raise DataError(f"class folders of train/ and test/ differ in {where} (only in train: "
+                        f"{only_train}, only in test: {only_test}); use the same class folders")
+    return train, test, classes
+
+
+def _decode_image_folder(tree: FileTree, layout: Layout, resize: bool, progress: bool):
+    train, test, classes = _image_splits(tree, layout)
+    index = {name: i for i, name in enumerate(classes)}
+    members = train + test
+    images = np.empty((len(members), 32, 32, 3), dtype=np.uint8)  # HWC, as Pillow gives it
+    for i, (name, _) in enumerate(tqdm(members, desc="decoding images", unit="img",
+                                       disable=not progress, leave=False)):
+        images[i] = _decode_image(tree.read(name), tree.describe(name), resize)
+    images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))  # (N, 3, 32, 32)
+    labels = np.array([index[c] for _, c in members], dtype=np.int64)
+    n = len(train)
+    return (images[:n], labels[:n]), (images[n:], labels[n:]), classes
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _concat(parts: list[tuple[np.ndarray, np.ndarray]]):
+    if not parts:
+        return np.empty((0, *IMAGE_SHAPE), np.uint8), np.empty(0, np.int64)
+    return (np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]))
+
+
+def _check_labels(labels: np.ndarray, classes: list[str], split: str, where: str) -> None:
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise DataError(f"{where}: {split} labels span {labels.min()}..{labels.max()} but there "
+                        f"are {len(classes)} class names; the data or its meta file is corrupt")
+
+
+def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[Stats, Stats]:
+    """Per-channel mean and std of uint8 (N, 3, H, W) images, pixels scaled to [0, 1].
+
+    Exact: it counts each channel's 256 values chunk by chunk, so memory stays small.
+    """
+    counts = np.zeros((3, 256), dtype=np.int64)
+    for start in range(0, len(images), chunk):
+        block = images[start:start + chunk]
+        for c in range(3):
+            counts[c] += np.bincount(block[:, c].ravel(), minlength=256)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    total = counts.sum(axis=1)
+    if not total.all():
+        return (0.0, 0.0, 0.0), (0.0, 0.0, 0.0)
+    mean = counts @ values / total
+    std = np.sqrt(np.maximum(counts @ values**2 / total - mean**2, 0.0))
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def decode_tree(tree: FileTree, layout: Layout, *, coarse: bool = False, resize: bool = False,
+                progress: bool = True, source: str | None = None) -> CifarArrays:
+    """Decode a listed tree whose layout is known (see `read_source`)."""
+    if coarse and not layout.kind.startswith("cifar100"):
+        raise DataError(f"{tree.label} is {layout.kind}: coarse labels exist only for CIFAR-100, "
+                        "drop --coarse")
+    if layout.kind == "cifar10-python":
+        train, test, classes = _decode_cifar10_python(tree, layout)
+    elif layout.kind == "cifar100-python":
+        train, test, classes = _decode_cifar100_python(tree, layout, coarse)
+    elif layout.kind == "cifar10-binary":
+        train, test, classes = _decode_cifar10_binary(tree, layout)
+    elif layout.kind == "cifar100-binary":
+        train, test, classes = _decode_cifar100_binary(tree, layout, coarse)
+    else:
+        train, test, classes = _decode_image_folder(tree, layout, resize, progress)
+    if layout.kind in ("cifar10-python", "cifar10-binary"):
+        classes = classes or list(CIFAR10_CLASSES)  # the meta file is optional for CIFAR-10
+    if len(train[0]) == 0:
+        raise DataError(f"{tree.label} holds no training images: extract or download the complete "
+                        "data set again")
+    for split, (_, labels) in (("train", train), ("test", test)):
+        _check_labels(labels, classes, split, tree.label)
+    mean, std = channel_stats(train[0])
+    return CifarArrays(
+        train_images=np.ascontiguousarray(train[0]), train_labels=train[1],
+        test_images=np.ascontiguousarray(test[0]), test_labels=test[1],
+        classes=list(classes), mean=mean, std=std, source=source or tree.label,
+    )
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def read_source(path: str | os.PathLike, *, coarse: bool = False, resize: bool = False,
+                progress: bool = True) -> CifarArrays:
+    """Decode any accepted layout at `path` (see the module docstring). No caching."""
+    resolved = resolve_path(path)
+    tree = open_tree(resolved, progress)
+    return decode_tree(tree, find_layout(tree), coarse=coarse, resize=resize, progress=progress)
+
+
+def summarize(arrays: CifarArrays) -> dict[str, Any]:
+    """A JSON-able description: where the data came from, split and class counts, statistics."""
+    def per_class(labels: np.ndarray) -> dict[str, int]:
+        counts = np.bincount(labels, minlength=len(arrays.classes))
+        return {name: int(n) for name, n in zip(arrays.classes, counts, strict=True)}
+
+    summary: dict[str, Any] = {
+        "source": arrays.source,
+        "cache_file": arrays.cache_file,
+        "classes": list(arrays.classes),
+        "counts": {"train": len(arrays.train_labels), "test": len(arrays.test_labels)},
+        "per_class": {"train": per_class(arrays.train_labels),
+                      "test": per_class(arrays.test_labels)},
+        "mean": [round(m, 4) for m in arrays.mean],
+        "std": [round(s, 4) for s in arrays.std],
+    }
+    if len(arrays.test_labels) == 0:
+        summary["note"] = ("no test split in this source: hold out a validation split "
+                           "(--val-split) to measure accuracy")
+    return summary

@@ -1,0 +1,284 @@
+"""Checkpoints: written atomically, read with ``weights_only=True``, foreign formats mapped.
+
+Three shapes are read:
+  * ours (``last.pt``/``best.pt``): a dict with ``format == FORMAT`` holding the model name and
+    options, the state_dict, normalization, class names, and (for resume) optimizer, schedule,
+    epoch and every RNG state;
+  * a plain ``state_dict`` (``model.pth``, as the original repository saved it), given ``--model``;
+  * ``{'state_dict': ..., ...}`` as akamaster/pytorch_resnet_cifar10 and most training scripts
+    save, whose keys may carry the ``module.`` prefix of DataParallel/DDP.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from resnet_cifar.atomic import atomic_write
+from resnet_cifar.errors import CheckpointError
+from resnet_cifar.models import create_model, get_model_entry
+
+FORMAT = "resnet_cifar.checkpoint"
+FORMAT_VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save that never leaves a half-written checkpoint."""
+    with atomic_write(path) as f:
+        torch.save(obj, f)
+
+
+def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the ``module.`` (DataParallel/DDP) or ``_orig_mod.`` (torch.compile) prefixes."""
+    out = {}
+    for key, value in state_dict.items():
+        for prefix in ("module.", "_orig_mod."):
+            while key.startswith(prefix):
+                key = key[len(prefix) :]
+        out[key] = value
+    return out
+
+
+def read_checkpoint_file(path: str | Path) -> Any:
+    """torch.load with weights_only=True, turning every failure into one clear line."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "Weights only load failed" in str(err):
+            detail = [
+                line for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line
+            ]
+            reason = detail[0].strip() if detail else "it needs arbitrary pickle"
+        raise CheckpointError(
+            f"refusing to load {path}: it needs arbitrary pickle, which can run code "
+            f"({reason}); re-save it as a plain state_dict"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is truncated or not a PyTorch checkpoint "
+            f"({first})"
+        ) from None
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds, mapped onto our names."""
+
+    path: Path
+    model_name: str
+    model_kwargs: dict[str, Any]
+    num_classes: int
+    state_dict: dict[str, torch.Tensor]
+    classes: list[str] | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    normalize: str | None = None  # the --normalize mode it was trained with, when known
+    config: dict[str, Any] | None = None
+    training_state: dict[str, Any] = field(default_factory=dict)  # optimizer, rng, epoch...
+    foreign: bool = False
+
+    def build_model(self) -> nn.Module:
+        """A fresh model of the checkpoint's architecture with its weights loaded."""
+        model = create_model(self.model_name, num_classes=self.num_classes, **self.model_kwargs)
+        load_state_dict_checked(model, self.state_dict, self.path, self.model_name)
+        return model
+
+
+def infer_model_name(state_dict: dict[str, torch.Tensor]) -> str | None:
+    """Guess a plain or seed-recurrent ResNet from its keys; None if it is not one of those."""
+    blocks = {k.split(".")[1] for k in state_dict if k.startswith("layer1.")}
+    if not blocks or "linear.weight" not in state_dict:
+        return None
+    depth = 6 * len(blocks) + 2
+    if any(".rnn.conv_y." in k for k in state_dict):
+        name = f"resnet{depth}_convgru"
+    elif any(".rnn.conv_x." in k for k in state_dict):
+        name = f"resnet{depth}_convrnn"
+    else:
+        name = f"resnet{depth}"
+    try:
+        get_model_entry(name)
+    except CheckpointError:
+        return None
+    except Exception:
+        return None
+    return name
+
+
+def infer_shortcut(state_dict: dict[str, torch.Tensor]) -> str:
+    return "B" if "layer2.0.shortcut.0.weight" in state_dict else "A"
+
+
+def load_state_dict_checked(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], path: Path | str, name: str
+) -> None:
+    """load_state_dict(strict=True) whose failures say what was expected and what was found."""
+    expected = model.state_dict()
+    # Checkpoints from PyTorch < 0.4.1 predate BatchNorm's num_batches_tracked counter; it only
+    # matters for momentum=None, so the model's own (zero) counter stands in.
+    state_dict = {
+        **{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")},
+        **state_dict,
+    }
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if "linear.weight" in state_dict and "linear.weight" in expected:
+        found, want = state_dict["linear.weight"].shape[0], expected["linear.weight"].shape[0]
+        if found != want:
+            raise CheckpointError(
+                f"{path}: class-count mismatch: the checkpoint has {found} classes, "
+                f"expected {want} (pass --num-classes {found}, or use a {want}-class dataset)"
+            )
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(
+                f"missing key {missing[0]!r}"
+                + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+            )
+        if unexpected:
+            parts.append(
+                f"unexpected key {unexpected[0]!r}"
+                + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else "")
+            )
+        guess = infer_model_name(state_dict)
+        hint = f"; it looks like a {guess} (shortcut {infer_shortcut(state_dict)})" if guess else ""
+        raise CheckpointError(f"{path} does not fit model {name!r}: {', '.join(parts)}{hint}")
+    for key, tensor in state_dict.items():
+        if tensor.shape != expected[key].shape:
+            raise CheckpointError(
+                f"{path}: {key} has shape {tuple(tensor.shape)}, model {name!r} expects "
+                f"{tuple(expected[key].shape)}"
+            )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> Checkpoint:
+    """Read any supported checkpoint. ``model``/``model_kwargs`` are needed for foreign files
+    (``--model``, ``--shortcut``) and override what an inferred guess would give."""
+    path = Path(path)
+    obj = read_checkpoint_file(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        return _from_ours(path, obj, model, model_kwargs)
+    if isinstance(obj, dict) and _is_state_dict(obj.get("state_dict")):
+        state_dict = obj["state_dict"]
+    elif isinstance(obj, dict) and _is_state_dict(obj.get("model")):
+        state_dict = obj["model"]
+    elif _is_state_dict(obj):
+        state_dict = obj
+    else:
+        kind = type(obj).__name__
+        keys = ", ".join(list(obj)[:5]) if isinstance(obj, dict) else ""
+        raise CheckpointError(
+            f"{path} is not a model checkpoint: found a {kind}"
+            + (f" with keys {keys}" if keys else "")
+            + "; expected a state_dict, {'state_dict': ...} or a resnet-cifar checkpoint"
+        )
+    state_dict = strip_module_prefix(state_dict)
+    name = model or infer_model_name(state_dict)
+    if name is None:
+        raise CheckpointError(
+            f"{path} is a plain state_dict of an unknown architecture; pass --model NAME"
+        )
+    kwargs = dict(model_kwargs or {})
+    if "shortcut" not in kwargs and name.startswith("resnet") and "_" not in name:
+        kwargs["shortcut"] = infer_shortcut(state_dict)
+    num_classes = int(state_dict["linear.weight"].shape[0]) if "linear.weight" in state_dict else 10
+    return Checkpoint(path, name, kwargs, num_classes, state_dict, foreign=True)
+
+
+def _from_ours(
+    path: Path, obj: dict[str, Any], model: str | None, model_kwargs: dict[str, Any] | None
+) -> Checkpoint:
+    try:
+        saved_name = obj["model_name"]
+        if model and model != saved_name:
+            raise CheckpointError(
+                f"{path} holds a {saved_name!r}, not the {model!r} given by --model"
+            )
+        norm = obj.get("normalization") or {}
+        return Checkpoint(
+            path=path,
+            model_name=saved_name,
+            model_kwargs={**obj.get("model_kwargs", {}), **(model_kwargs or {})},
+            num_classes=int(obj["num_classes"]),
+            state_dict=obj["model"],
+            classes=list(obj["classes"]) if obj.get("classes") else None,
+            mean=tuple(norm["mean"]) if "mean" in norm else None,
+            std=tuple(norm["std"]) if "std" in norm else None,
+            normalize=norm.get("mode"),
+            config=obj.get("config"),
+            training_state={k: obj[k] for k in TRAINING_STATE_KEYS if k in obj},
+        )
+    except KeyError as err:
+        raise CheckpointError(
+            f"{path} is missing key {err.args[0]!r}; it is truncated or from another tool"
+        ) from None
+
+
+TRAINING_STATE_KEYS = (
+    "optimizer",
+    "scheduler",
+    "epoch",
+    "step",
+    "rng",
+    "loader",
+    "best",
+    "history",
+)
+
+
+def checkpoint_payload(
+    model: nn.Module,
+    *,
+    model_name: str,
+    model_kwargs: dict[str, Any],
+    num_classes: int,
+    classes: list[str],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    normalize: str,
+    config: dict[str, Any],
+    package_version: str,
+    **training_state: Any,
+) -> dict[str, Any]:
+    """The dict written as last.pt/best.pt. Only plain containers, tensors and numbers, so it
+    loads with weights_only=True."""
+    unknown = set(training_state) - set(TRAINING_STATE_KEYS)
+    assert not unknown, f"unknown training-state keys {unknown}"
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": package_version,
+        "model_name": model_name,
+        "model_kwargs": dict(model_kwargs),
+        "num_classes": num_classes,
+        "classes": list(classes),
+        "normalization": {"mode": normalize, "mean": list(mean), "std": list(std)},
+        "config": config,
+        "model": strip_module_prefix(model.state_dict()),
+        **training_state,
+    }

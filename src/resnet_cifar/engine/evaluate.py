@@ -1,0 +1,143 @@
+"""Accuracy, mean loss, per-class accuracy and the confusion matrix of a model on a split."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_cifar.config import DataConfig
+from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
+
+
+@dataclass
+class EvalResult:
+    loss: float  # mean cross-entropy per image
+    accuracy: float  # in [0, 1]
+    correct: int
+    total: int
+    confusion: list[list[int]]  # confusion[true][pred]
+    classes: list[str]
+
+    @property
+    def per_class_accuracy(self) -> list[float]:
+        return [row[i] / max(sum(row), 1) for i, row in enumerate(self.confusion)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "correct": self.correct,
+            "total": self.total,
+            "classes": self.classes,
+            "per_class_accuracy": dict(zip(self.classes, self.per_class_accuracy, strict=True)),
+            "confusion": self.confusion,
+        }
+
+
+def evaluate_model(
+    model: nn.Module,
+    loader,
+    classes: list[str],
+    *,
+    autocast: contextlib.AbstractContextManager | None = None,
+    all_reduce=None,
+) -> EvalResult:
+    """Run ``model`` in eval mode over ``loader``, sums kept on the device (one sync, at the end).
+
+    ``all_reduce(tensor)`` sums a tensor over DDP ranks in place, so sharded evaluation is exact.
+    """
+    was_training = model.training
+    model.eval()
+    k = len(classes)
+    device = next(model.parameters()).device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    confusion = torch.zeros(k * k, dtype=torch.int64, device=device)
+    with torch.inference_mode():
+        for x, y in loader:
+            with autocast or contextlib.nullcontext():
+                logits = model(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+            confusion += torch.bincount(y * k + logits.argmax(1), minlength=k * k)
+    if all_reduce is not None:
+        all_reduce(loss_sum)
+        all_reduce(confusion)
+    model.train(was_training)
+    matrix = confusion.view(k, k).cpu()
+    total = int(matrix.sum())
+    correct = int(matrix.diagonal().sum())
+    return EvalResult(
+        loss=float(loss_sum) / max(total, 1),
+        accuracy=correct / max(total, 1),
+        correct=correct,
+        total=total,
+        confusion=matrix.tolist(),
+        classes=list(classes),
+    )
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path | Checkpoint,
+    data: DataConfig | None = None,
+    *,
+    split: str = "test",
+    model: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    normalize: str | None = None,
+    device: str = "auto",
+    batch_size: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> EvalResult:
+    """Evaluate a checkpoint file on a split.
+
+    Normalization: ``normalize`` if given, else the statistics the checkpoint was trained with,
+    else ``data.normalize`` (foreign checkpoints record none: pass the one they were trained with).
+    """
+    from resnet_cifar.data import DeviceLoader
+    from resnet_cifar.engine.runtime import resolve_device
+    from resnet_cifar.engine.splits import load_arrays, make_splits, pick_split
+
+    ckpt = (
+        checkpoint
+        if isinstance(checkpoint, Checkpoint)
+        else load_checkpoint(checkpoint, model, model_kwargs)
+    )
+    data = data or DataConfig()
+    if normalize is not None:
+        data = dataclasses.replace(data, normalize=normalize)
+    dev = resolve_device(device)
+    net = ckpt.build_model().to(dev)
+    splits = make_splits(load_arrays(data, progress), data, seed)
+    images, labels = pick_split(splits, split)
+    mean, std = input_normalization(ckpt, splits, normalize)
+    check_classes(ckpt, splits.classes)
+    loader = DeviceLoader(
+        images, labels, batch_size=batch_size, train=False, mean=mean, std=std, device=dev
+    )
+    return evaluate_model(net, loader, ckpt.classes or splits.classes)
+
+
+def input_normalization(ckpt: Checkpoint, splits, normalize: str | None = None):
+    """(mean, std) a checkpoint's inputs are normalized with: an explicit ``normalize`` mode
+    wins, then the statistics recorded in the checkpoint, then the data's (``splits``, built with
+    the data config's ``normalize``)."""
+    if normalize is None and ckpt.mean is not None and ckpt.std is not None:
+        return tuple(ckpt.mean), tuple(ckpt.std)
+    return tuple(splits.mean), tuple(splits.std)
+
+
+def check_classes(ckpt: Checkpoint, classes: list[str]) -> None:
+    from resnet_cifar.errors import CheckpointError
+
+    if ckpt.num_classes != len(classes):
+        raise CheckpointError(
+            f"{ckpt.path}: class-count mismatch: the checkpoint has {ckpt.num_classes} classes, "
+            f"the data has {len(classes)}"
+        )

@@ -1,0 +1,115 @@
+"""From data options to the train / validation / test arrays a run uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from resnet_cifar.config import DataConfig, merge_into
+from resnet_cifar.data import (
+    CifarArrays,
+    load_cifar,
+    normalization_stats,
+    split_train_val,
+    stratified_subset,
+)
+from resnet_cifar.errors import DataError
+
+
+@dataclass
+class Splits:
+    train_images: np.ndarray  # uint8 (N, 3, 32, 32)
+    train_labels: np.ndarray  # int64 (N,)
+    val_images: np.ndarray  # the held-out split, or the test split when val_is_test
+    val_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: list[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    val_is_test: bool  # no --val-split: validation (and best-checkpoint choice) uses the test set
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def load_arrays(data: DataConfig, progress: bool = True) -> CifarArrays:
+    return load_cifar(
+        data.path,
+        cache_dir=data.cache_dir,
+        dataset=data.dataset,
+        coarse=data.coarse,
+        resize=data.resize,
+        progress=progress,
+    )
+
+
+def make_splits(arrays: CifarArrays, data: DataConfig, seed: int) -> Splits:
+    """Apply --val-split and --train-subset (both stratified and seeded) and the normalization."""
+    train_x, train_y = arrays.train_images, arrays.train_labels
+    if data.val_split:
+        if data.val_split >= len(train_y):
+            raise DataError(
+                f"--val-split {data.val_split} leaves no training images "
+                f"({len(train_y)} in {arrays.source}); choose a smaller value"
+            )
+        train_x, train_y, val_x, val_y = split_train_val(train_x, train_y, data.val_split, seed)
+    else:
+        if len(arrays.test_labels) == 0:
+            raise DataError(f"{arrays.source} has no test split to validate on; pass --val-split N")
+        val_x, val_y = arrays.test_images, arrays.test_labels
+    if data.train_subset and data.train_subset < len(train_y):
+        train_x, train_y = stratified_subset(train_x, train_y, data.train_subset, seed)
+    mean, std = normalization_stats(data.normalize, arrays)
+    return Splits(
+        train_images=train_x,
+        train_labels=train_y,
+        val_images=val_x,
+        val_labels=val_y,
+        test_images=arrays.test_images,
+        test_labels=arrays.test_labels,
+        classes=list(arrays.classes),
+        mean=tuple(mean),
+        std=tuple(std),
+        val_is_test=not data.val_split,
+        source=arrays.source,
+    )
+
+
+def pick_split(splits: Splits, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels of ``test``, ``val`` or ``train``."""
+    if split == "test":
+        if len(splits.test_labels) == 0:
+            raise DataError(f"{splits.source} has no test split; use --split val with --val-split")
+        return splits.test_images, splits.test_labels
+    if split == "val":
+        if splits.val_is_test:
+            raise DataError(
+                "--split val needs --val-split N (without it, validation is the test set)"
+            )
+        return splits.val_images, splits.val_labels
+    if split == "train":
+        return splits.train_images, splits.train_labels
+    raise DataError(f"unknown split {split!r}; use test, val or train")
+
+
+# Data options a run records that still hold when its checkpoint is used later (cache_dir is left
+# out: it belongs to the machine, not the run).
+RECORDED_DATA_KEYS = ("path", "dataset", "coarse", "resize", "val_split", "normalize")
+
+
+def data_for_run(run_config: dict[str, Any] | None, flags: dict[str, Any]) -> DataConfig:
+    """The data a run was trained on (its recorded options; a recorded path only if it still
+    exists here), overridden by the data flags given now."""
+    recorded = dict((run_config or {}).get("data") or {})
+    values = {k: recorded[k] for k in RECORDED_DATA_KEYS if k in recorded}
+    if values.get("path") and not Path(values["path"]).exists():
+        del values["path"]
+    config = DataConfig()
+    merge_into(config, {**values, **flags}, prefix="data.")
+    return config

@@ -1,0 +1,483 @@
+"""Export a checkpoint to ONNX, TorchScript or a torch.export program, and check it against eager.
+
+    report = export_checkpoint("runs/resnet20/best.pt", format="onnx")
+    print("\\n".join(report.lines()))
+
+Every model in the registry exports in every format with a dynamic batch dimension (named
+"batch"): the graph is traced at batch 2 (torch.export would specialize a size of 1) and checked
+at batches 1 and 3, plus up to 100 real test images when a data set is given.
+
+Input contract, by ``include_normalization``:
+  * False (default): float32 (N, 3, 32, 32) RGB, already normalized as ``(x / 255 - mean) / std``
+    with the mean/std recorded in the file's metadata (what the model saw in training);
+  * True: uint8 (N, 3, 32, 32) RGB pixels, 0-255. The graph casts and normalizes them itself, with
+    the evaluation loader's arithmetic (see `predict.NormalizedModel`).
+The output is always float32 logits (N, num_classes); names "images" -> "logits".
+
+Formats and how they are made:
+  * "onnx": the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)`` with
+    ``dynamic_axes``), opset 17 by default. It needs only the ``onnx`` extra
+    (``pip install 'resnet-cifar[onnx]'``: onnx + onnxruntime). torch >= 2.9 marks it deprecated
+    and defaults to the torch.export-based exporter, which also needs ``onnxscript`` and is several
+    times slower on these models; pass ``onnx_exporter="dynamo"`` (opset >= 18) to use it.
+  * "torchscript": ``torch.jit.trace`` (deprecated upstream too, but still the format C++ libtorch
+    loads); load with ``torch.jit.load``.
+  * "pt2": ``torch.export.export`` with a ``Dim`` batch, saved by ``torch.export.save``; load with
+    ``torch.export.load(path).module()``.
+Each file embeds ``resnet_cifar.json`` (model, options, classes, mean/std, input contract): ONNX
+as metadata_props, the others as extra files.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
+from resnet_cifar.errors import DataError, UserError
+from resnet_cifar.predict import (
+    FOREIGN_NORMALIZATION_NOTE,
+    IMAGE_SIZE,
+    NormalizedModel,
+    class_names,
+    resolve_normalization,
+)
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2"}
+ONNX_EXPORTERS = ("legacy", "dynamo")
+DEFAULT_OPSET = 17  # legacy exporter: opset 17 runs on every onnxruntime of the last years
+LEGACY_OPSETS = range(9, 21)  # what the TorchScript-based exporter supports
+DYNAMO_MIN_OPSET = 18
+EXAMPLE_BATCH = 2  # the batch traced; torch.export specializes a dimension of size 1
+CHECK_BATCHES = (1, 3)  # parity batches differ from the traced one, so the batch is truly dynamic
+# A check passes when max |artifact logits - eager float32 logits| is below TOLERANCE (relative
+# to the logits' scale once they exceed 1), or within NOISE_FACTOR times the model's own float32
+# error (eager float32 vs eager float64). Deep recurrent models amplify rounding: an untrained
+# regnet56 moves by 2e-4 when its input moves by one float32 ulp, so no runtime can match it to
+# 1e-4, yet the artifact is as exact as PyTorch itself.
+TOLERANCE = 1e-4
+NOISE_FACTOR = 4.0
+PARITY_IMAGES = 100
+METADATA_NAME = "resnet_cifar.json"
+ONNX_INSTALL = "pip install 'resnet-cifar[onnx]'"
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass
+class ParityCheck:
+    inputs: str  # what was fed, e.g. "random, batch 3"
+    batch: int
+    max_abs_diff: float  # max |artifact logits - eager logits|
+    max_abs_logit: float  # max |eager logits|: the scale the difference is judged against
+    float32_noise: float  # max |eager float32 - eager float64|: the model's own rounding error
+    top1_agree: int  # images whose argmax matches eager's
+
+    def passed(self, tolerance: float) -> bool:
+        return (self.max_abs_diff < tolerance * max(1.0, self.max_abs_logit)
+                or self.max_abs_diff <= NOISE_FACTOR * self.float32_noise)
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    format: str
+    exporter: str  # how it was made, e.g. "torch.onnx.export (TorchScript-based), opset 17"
+    include_normalization: bool
+    input_contract: str
+    tolerance: float = TOLERANCE
+    checks: list[ParityCheck] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((c.max_abs_diff for c in self.checks), default=float("nan"))
+
+    @property
+    def passed(self) -> bool:
+        """True when every check is within the tolerance (and at least one was run)."""
+        return bool(self.checks) and all(c.passed(self.tolerance) for c in self.checks)
+
+    def lines(self) -> list[str]:
+        out = [f"wrote {self.path} ({self.format}: {self.exporter})",
+               f"input: {self.input_contract}"]
+        if self.checks:
+            out.append(f"parity with eager PyTorch: max |logit diff| < {self.tolerance:g} x "
+                       f"max(1, max |logit|), or <= {NOISE_FACTOR:g} x PyTorch's own float32 "
+                       "error (float32 vs float64)")
+            width = max(len(c.inputs) for c in self.checks)
+            out += [f"  {c.inputs:<{width}}  max |diff| {c.max_abs_diff:.2e}  "
+                    f"(float32 error {c.float32_noise:.1e}, max |logit| {c.max_abs_logit:.3g})  "
+                    f"top-1 agrees {c.top1_agree}/{c.batch}"
+                    + ("" if c.passed(self.tolerance) else "  FAILED")
+                    for c in self.checks]
+        out += [f"note: {note}" for note in self.notes]
+        return out
+
+
+class ParityError(RuntimeError):
+    """The exported artifact's outputs differ from eager PyTorch beyond the tolerance."""
+
+    def __init__(self, report: ExportReport):
+        self.report = report
+        super().__init__(
+            f"{report.path}: the exported model differs from PyTorch by up to "
+            f"{report.max_abs_diff:.2e}, beyond the tolerance; the file was written but should "
+            "not be used"
+        )
+
+
+# --------------------------------------------------------------------------- exporters
+
+
+def require_onnx(exporter: str = "legacy") -> None:
+    """Raise a UserError naming the install command when the ONNX packages are missing."""
+    needed = ["onnx", "onnxruntime"] + (["onnxscript"] if exporter == "dynamo" else [])
+    missing = []
+    for name in needed:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        extra = " and pip install onnxscript" if "onnxscript" in missing else ""
+        raise UserError(
+            f"ONNX export needs {', '.join(missing)}, which is not installed: "
+            f"{ONNX_INSTALL}{extra}"
+        )
+
+
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int | None,
+                 exporter: str) -> str:
+    if exporter == "legacy":
+        opset = DEFAULT_OPSET if opset is None else opset
+        if opset not in LEGACY_OPSETS:
+            raise UserError(f"--opset {opset}: the ONNX exporter supports opsets "
+                            f"{LEGACY_OPSETS.start}-{LEGACY_OPSETS.stop - 1}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # upstream deprecation notice
+            torch.onnx.export(
+                module, (example,), str(path), dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            )
+        return f"torch.onnx.export (TorchScript-based), opset {opset}"
+    if opset is not None and opset < DYNAMO_MIN_OPSET:
+        raise UserError(f"--opset {opset}: the dynamo ONNX exporter needs opset >= "
+                        f"{DYNAMO_MIN_OPSET}")
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(
+        module, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), verbose=False,
+    )
+    program.save(str(path), external_data=False)
+    import onnx
+
+    used = next(o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx"))
+    return f"torch.onnx.export (dynamo), opset {used}"
+
+
+def _add_onnx_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, {METADATA_NAME: json.dumps(metadata)})
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+
+def export_module(module: nn.Module, path: str | os.PathLike, format: str, *,
+                  metadata: dict[str, Any], example: torch.Tensor, opset: int | None = None,
+                  onnx_exporter: str = "legacy") -> str:
+    """Write ``module`` (in eval mode, on the CPU) to ``path``; returns how it was exported.
+
+    ``example`` (batch EXAMPLE_BATCH) fixes the input dtype; the batch dimension stays dynamic.
+    """
+    path = Path(path)
+    extra = {METADATA_NAME: json.dumps(metadata)}
+    if format == "onnx":
+        how = _export_onnx(module, example, path, opset, onnx_exporter)
+        _add_onnx_metadata(path, metadata)
+        return how
+    if format == "torchscript":
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # upstream deprecation notice
+            traced = torch.jit.trace(module, (example,), check_trace=False)  # we check parity
+            torch.jit.save(traced, str(path), _extra_files=extra)
+        return "torch.jit.trace"
+    if format == "pt2":
+        batch = torch.export.Dim("batch", min=1)
+        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+        torch.export.save(program, str(path), extra_files=extra)
+        return "torch.export.export with a dynamic batch Dim"
+    raise UserError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
+
+
+def _format_of(path: Path) -> str:
+    name = path.name.lower()
+    for format, suffix in FORMATS.items():
+        if name.endswith(suffix):
+            return format
+    return "torchscript" if name.endswith((".pt", ".ts")) else "pt2"
+
+
+def load_exported(path: str | os.PathLike, format: str | None = None
+                  ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An exported file as a function CPU tensor -> CPU logits; format from the suffix if None."""
+    path = Path(path)
+    format = format or _format_of(path)
+    if format == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+        def run_onnx(x: torch.Tensor) -> torch.Tensor:
+            (logits,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.cpu().numpy()})
+            return torch.from_numpy(logits)
+
+        return run_onnx
+    if format == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
+    elif format == "pt2":
+        module = torch.export.load(str(path)).module()
+    else:
+        raise UserError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
+
+    def run_torch(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return module(x)
+
+    return run_torch
+
+
+def read_export_metadata(path: str | os.PathLike, format: str | None = None) -> dict[str, Any]:
+    """The ``resnet_cifar.json`` an exported file carries."""
+    path = Path(path)
+    format = format or _format_of(path)
+    if format == "onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        return json.loads(props[METADATA_NAME])
+    extra = {METADATA_NAME: ""}
+    if format == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    else:
+        torch.export.load(str(path), extra_files=extra)
+    return json.loads(extra[METADATA_NAME])
+
+
+# --------------------------------------------------------------------------- parity
+
+
+def parity_checks(
+    reference: nn.Module,
+    exported: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    wrapper: NormalizedModel,
+    raw_input: bool,
+    images: np.ndarray | None = None,
+    images_source: str = "real images",
+) -> list[ParityCheck]:
+    """Feed the same inputs to ``reference`` (eager) and ``exported`` and compare the logits; a
+    float64 copy of ``reference`` measures its own float32 rounding error on the same inputs.
+
+    Random inputs at CHECK_BATCHES, then ``images`` (uint8 (N, 3, 32, 32)) if given: as pixels
+    when ``raw_input``, else normalized with ``wrapper``'s arithmetic.
+    """
+    generator = torch.Generator().manual_seed(0)
+    shape = (3, IMAGE_SIZE, IMAGE_SIZE)
+    inputs = []
+    for batch in CHECK_BATCHES:
+        if raw_input:
+            x = torch.randint(0, 256, (batch, *shape), generator=generator, dtype=torch.uint8)
+        else:
+            x = torch.randn((batch, *shape), generator=generator)
+        inputs.append((f"random, batch {batch}", x))
+    if images is not None and len(images):
+        pixels = torch.from_numpy(np.ascontiguousarray(images))
+        x = pixels if raw_input else pixels.float() * wrapper.scale - wrapper.shift
+        inputs.append((f"{len(pixels)} {images_source}", x))
+    exact = copy.deepcopy(reference).double()  # a NormalizedModel computes in float64 too
+    checks = []
+    for description, x in inputs:
+        with torch.inference_mode():
+            expected = reference(x)
+            expected64 = exact(x if raw_input else x.double())
+        got = exported(x)
+        assert got.shape == expected.shape, f"{description}: {tuple(got.shape)} vs {expected.shape}"
+        checks.append(ParityCheck(
+            inputs=description,
+            batch=len(x),
+            max_abs_diff=float((got - expected).abs().max()),
+            max_abs_logit=float(expected.abs().max()),
+            float32_noise=float((expected.double() - expected64).abs().max()),
+            top1_agree=int((got.argmax(1) == expected.argmax(1)).sum()),
+        ))
+    return checks
+
+
+def load_parity_images(ckpt: Checkpoint, data=None, n: int = PARITY_IMAGES
+                       ) -> tuple[np.ndarray | None, str]:
+    """Up to ``n`` test images (uint8 NCHW, evenly spaced so every class shows up) for the parity
+    check, and where they came from; or (None, why not).
+
+    ``data`` (a DataConfig) given: that data set, downloaded if need be. Otherwise the data path
+    recorded in the checkpoint's config, read from disk or the cache only; else none.
+    """
+    from resnet_cifar.data import load_cifar
+
+    if data is None:
+        recorded = ((ckpt.config or {}).get("data") or {})
+        if not recorded.get("path"):
+            return None, ("no data set given and none recorded in the checkpoint: parity checked "
+                          "on random inputs only (pass --data for real images)")
+        try:
+            arrays = load_cifar(recorded["path"], cache_dir=recorded.get("cache_dir"),
+                                coarse=bool(recorded.get("coarse")),
+                                resize=bool(recorded.get("resize")), download=False,
+                                progress=False)
+        except DataError as err:
+            return None, (f"the checkpoint's data set could not be read ({err}): parity checked "
+                          "on random inputs only (pass --data for real images)")
+    else:
+        arrays = load_cifar(data.path, cache_dir=data.cache_dir, dataset=data.dataset,
+                            coarse=data.coarse, resize=data.resize, progress=False)
+    split, images = "test", arrays.test_images
+    if len(images) == 0:
+        split, images = "training", arrays.train_images
+    index = np.unique(np.linspace(0, len(images) - 1, min(n, len(images))).astype(np.int64))
+    return images[index], f"{split} images of {arrays.source}"
+
+
+# --------------------------------------------------------------------------- the whole export
+
+
+def default_output(checkpoint_path: str | os.PathLike, format: str) -> Path:
+    """best.pt -> best.onnx / best.torchscript.pt / best.pt2, beside the checkpoint."""
+    path = Path(checkpoint_path)
+    return path.with_name(path.stem + FORMATS[format])
+
+
+def export_metadata(ckpt: Checkpoint, mean, std, include_normalization: bool,
+                    input_contract: str) -> dict[str, Any]:
+    from resnet_cifar import __version__
+
+    return {
+        "format": "resnet_cifar.export",
+        "package_version": __version__,
+        "model_name": ckpt.model_name,
+        "model_kwargs": ckpt.model_kwargs,
+        "num_classes": ckpt.num_classes,
+        "classes": class_names(ckpt),
+        "mean": list(mean),
+        "std": list(std),
+        "includes_normalization": include_normalization,
+        "input": input_contract,
+        "output": f"float32 logits (N, {ckpt.num_classes})",
+    }
+
+
+def export_checkpoint(
+    checkpoint: str | os.PathLike | Checkpoint,
+    out: str | os.PathLike | None = None,
+    format: str = "onnx",
+    include_normalization: bool = False,
+    *,
+    model: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    normalize: str | None = None,
+    opset: int | None = None,
+    onnx_exporter: str = "legacy",
+    images: np.ndarray | None = None,
+    images_source: str = "real images",
+    verify: bool = True,
+    tolerance: float = TOLERANCE,
+) -> ExportReport:
+    """Export a checkpoint and (``verify``) check the written file against eager PyTorch.
+
+    ``out`` defaults to the checkpoint's name with the format's suffix, beside it. ``images``
+    (uint8 (N, 3, 32, 32), e.g. from `load_parity_images`) adds a real-image check to the random
+    ones. ``normalize`` chooses the statistics as `Predictor` does. Raises ParityError when a
+    check exceeds ``tolerance``, and UserError for a bad format or missing ONNX packages.
+    """
+    if format not in FORMATS:
+        raise UserError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
+    if onnx_exporter not in ONNX_EXPORTERS:
+        raise UserError(f"unknown ONNX exporter {onnx_exporter!r}: choose one of "
+                        f"{', '.join(ONNX_EXPORTERS)}")
+    if format == "onnx":
+        require_onnx(onnx_exporter)
+    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(
+        checkpoint, model, model_kwargs
+    )
+    if out is None:
+        out = default_output(ckpt.path, format)
+    out = Path(out)
+    mean, std = resolve_normalization(ckpt, normalize)
+    net = ckpt.build_model().eval()
+    wrapper = NormalizedModel(net, mean, std).eval()
+    module = wrapper if include_normalization else net
+    shape = (EXAMPLE_BATCH, 3, IMAGE_SIZE, IMAGE_SIZE)
+    if include_normalization:
+        example = torch.zeros(shape, dtype=torch.uint8)
+        contract = "uint8 (N, 3, 32, 32) RGB pixels 0-255; normalized inside the graph"
+    else:
+        example = torch.zeros(shape)
+        contract = (f"float32 (N, 3, 32, 32) RGB, normalized as (x / 255 - mean) / std with "
+                    f"mean {_triple(mean)}, std {_triple(std)}")
+    metadata = export_metadata(ckpt, mean, std, include_normalization, contract)
+    how = _write_atomically(out, lambda tmp: export_module(
+        module, tmp, format, metadata=metadata, example=example, opset=opset,
+        onnx_exporter=onnx_exporter,
+    ))
+    report = ExportReport(out, format, how, include_normalization, contract, tolerance)
+    if ckpt.foreign and normalize is None:
+        report.notes.append(FOREIGN_NORMALIZATION_NOTE)
+    if not verify:
+        report.notes.append("parity not checked")
+        return report
+    report.checks = parity_checks(module, load_exported(out, format), wrapper=wrapper,
+                                  raw_input=include_normalization, images=images,
+                                  images_source=images_source)
+    if not report.passed:
+        raise ParityError(report)
+    return report
+
+
+def _triple(values) -> str:
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
+
+
+def _write_atomically(path: Path, write: Callable[[Path], str]) -> str:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the temporary name keeps the suffix: torch.export.save warns about any other than .pt2
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
+                               suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        result = write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return result

@@ -1,0 +1,92 @@
+"""The original repository's "ResNet + ConvRNN" and "ResNet + ConvGRU".
+
+Each basic block puts a recurrent cell *in series* between its two convolutions::
+
+    out = relu(bn1(conv1(x)))
+    h   = cell(out, h)
+    out = relu(bn2(conv2(h)) + shortcut(x))
+    return out, h
+
+The hidden state has the block's width and is threaded from block to block within a stage. It
+starts at zeros at every stage's first block, and for every batch: ``forward_stage`` resets it
+explicitly (the original got this only implicitly, by re-zeroing ``h`` whenever its channel count
+differed from the cell's). Zeros are passed as ``None``, which lets the cell skip that work.
+
+resnet20_convrnn has 563,114 parameters and resnet20_convgru 1,289,546 (shortcut "B").
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from resnet_cifar.models.cells import ConvGRUCell, ConvRNNCell
+from resnet_cifar.models.registry import register_model
+from resnet_cifar.models.resnet import CifarResNet, make_shortcut
+
+CELLS = {"convrnn": ConvRNNCell, "convgru": ConvGRUCell}
+
+
+class RecurrentBasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int, rnn: nn.Module, shortcut: str):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.rnn = rnn
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = make_shortcut(in_planes, planes, stride, shortcut)
+
+    def forward(self, x: Tensor, h: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        identity = self.shortcut(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        h = self.rnn(out, h)  # (B, planes, H, W)
+        out = self.bn2(self.conv2(h))
+        return F.relu(out + identity), h
+
+
+class RecurrentResNet(CifarResNet):
+    """A CIFAR ResNet whose blocks pass a hidden state along each stage."""
+
+    def forward_stage(self, stage: nn.Sequential, x: Tensor) -> Tensor:
+        h = None  # explicit reset: zeros at each stage's first block, for every batch
+        for block in stage:
+            x, h = block(x, h)
+        return x
+
+
+def recurrent_resnet(
+    depth: int, cell: str, num_classes: int = 10, shortcut: str = "B", **cell_kwargs
+) -> RecurrentResNet:
+    if (depth - 2) % 6 != 0:
+        raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+    cell_cls = CELLS[cell]
+
+    def make_block(in_planes: int, planes: int, stride: int) -> nn.Module:
+        rnn = cell_cls(planes, planes, **cell_kwargs)
+        return RecurrentBasicBlock(in_planes, planes, stride, rnn, shortcut.upper())
+
+    return RecurrentResNet((depth - 2) // 6, make_block, num_classes)
+
+
+def resnet20_convrnn(num_classes: int = 10, shortcut: str = "B") -> RecurrentResNet:
+    return recurrent_resnet(20, "convrnn", num_classes, shortcut)
+
+
+def resnet20_convgru(
+    num_classes: int = 10, shortcut: str = "B", gru_variant: str = "seed"
+) -> RecurrentResNet:
+    """gru_variant="seed" keeps the original's candidate (sees h and r*h); "textbook" uses r*h."""
+    return recurrent_resnet(20, "convgru", num_classes, shortcut, variant=gru_variant)
+
+
+register_model(
+    "resnet20_convrnn",
+    resnet20_convrnn,
+    "ResNet-20 with a ConvRNN cell in series in every block (original repository)",
+)
+register_model(
+    "resnet20_convgru",
+    resnet20_convgru,
+    "ResNet-20 with a ConvGRU cell in series in every block (original repository)",
+)

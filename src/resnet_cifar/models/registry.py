@@ -1,0 +1,76 @@
+"""The model registry: one name -> one builder, so tests, the CLI and torch.hub share one list."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from resnet_cifar.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+class UnknownModelError(UserError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def register_model(name: str, builder: Callable[..., nn.Module], description: str) -> None:
+    """Add ``builder(num_classes=10, **kwargs)`` under ``name``; a name may be registered once."""
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is already registered")
+    _REGISTRY[name] = ModelEntry(name, builder, description)
+
+
+def list_models() -> list[str]:
+    """Every registered name, in registration order (plain ResNets first)."""
+    return list(_REGISTRY)
+
+
+def get_model_entry(name: str) -> ModelEntry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _REGISTRY, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}{hint}; valid models: {', '.join(_REGISTRY)}"
+        ) from None
+
+
+def model_options(name: str) -> dict[str, object]:
+    """The keyword options a model's builder accepts, with their defaults (num_classes excluded)."""
+    signature = inspect.signature(get_model_entry(name).builder)
+    return {
+        p.name: p.default
+        for p in signature.parameters.values()
+        if p.name != "num_classes" and p.default is not inspect.Parameter.empty
+    }
+
+
+def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
+    """Build a registered model. Unknown names and options raise a UserError listing valid ones."""
+    entry = get_model_entry(name)
+    valid = model_options(name)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise UserError(
+            f"model {name!r} takes no option {', '.join(unknown)}; "
+            f"its options are: {', '.join(valid) or 'none'}"
+        )
+    try:
+        return entry.builder(num_classes=num_classes, **kwargs)
+    except ValueError as err:  # a bad option value, e.g. shortcut="C"
+        raise UserError(f"model {name!r}: {err}") from None

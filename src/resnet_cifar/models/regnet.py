@@ -1,0 +1,247 @@
+"""The regulated residual networks of Xu et al., "RegNet: Self-Regulated Network for Image
+Classification" (arXiv 2101.00590, IEEE TNNLS 2022).
+
+Not the RegNet design space of Radosavovic et al. ("Designing Network Design Spaces", RegNetX /
+RegNetY): same name, unrelated models.
+
+A regulated basic block runs a convolutional RNN cell (the "regulator") *in parallel* with the
+residual branch, and fuses its memory back in (X1 is the block input)::
+
+    X2   = relu(bn1(conv1(X1)))                 # 3x3, stride 2 at a stage's first block
+    S    = rnn(X2, S_prev)                      # S = (H,) or (H, C) for ConvLSTM: the raw state
+    Hn   = relu(bn_h(H))                        # what the residual branch sees of the memory
+    X3   = relu(bn_fuse(fuse(cat[X2, Hn])))     # 1x1: fuse features and memory
+    X4   = bn2(conv2(X3))                       # 3x3
+    out  = relu(X4 + shortcut(X1))
+
+The next block receives the *raw* cell state S (H, and C for ConvLSTM), as a recurrent network
+passes its hidden state; BN+ReLU only shapes what is fused. Within a stage the state keeps its
+width (``hidden_ratio`` x the block width) and resolution. Across stages, ``state_transition``:
+
+- "project" (default): a learned strided 1x1 conv + BN (``transition2.h``, ``transition3.h``, and
+  ``.c`` for the LSTM memory) maps the previous stage's last state to the new width and resolution,
+  so the memory runs through the whole network. Stage 1 starts from zeros.
+- "reset": every stage starts from zeros (``None``), as the original repository's recurrent
+  ResNets do; no transition modules exist.
+
+Either way every parameter takes part in every forward, so the models are DDP-safe without
+``find_unused_parameters``.
+
+Parameter names: block ``conv1``/``bn1``, ``rnn`` (``rnn.conv`` for ConvLSTM, ``rnn.conv_x`` and
+``rnn.conv_y`` for ConvGRU, ``rnn.conv_x`` for ConvRNN), ``bn_h``, ``fuse``/``bn_fuse``,
+``conv2``/``bn2``, ``shortcut``; model ``conv1``/``bn1``/``layer1..3``/``linear`` as in
+resnet.py, plus ``transition{2,3}.h`` and ``.c`` (each a Sequential: ``0`` the conv, ``1`` the BN).
+
+``efficient=True`` uses the paper's cheaper cell: each gate conv becomes a grouped 1x1 conv and a
+grouped 3x3 conv, with a channel shuffle before each (``cells.GroupedGateConv``, 4 groups).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from resnet_cifar.models.cells import ConvGRUCell, ConvLSTMCell, ConvRNNCell
+from resnet_cifar.models.registry import register_model
+from resnet_cifar.models.resnet import (
+    SHORTCUTS,
+    STAGE_STRIDES,
+    STAGE_WIDTHS,
+    CifarResNet,
+    kaiming_init,
+    make_shortcut,
+)
+
+# A block's recurrent state: (h,) for ConvRNN / ConvGRU, (h, c) for ConvLSTM; None means zeros.
+State = tuple[Tensor, ...]
+
+CELL_NAMES = ("convlstm", "convgru", "convrnn")
+STATE_TRANSITIONS = ("project", "reset")
+EFFICIENT_GROUPS = 4  # groups of the efficient cell's 1x1 and 3x3 gate convs
+DEPTHS = (20, 56)
+
+
+def make_cell(cell: str, in_channels: int, hidden_channels: int, groups: int = 1) -> nn.Module:
+    """The regulator: ConvLSTM (the paper's main choice), textbook ConvGRU, or ConvRNN."""
+    if cell == "convlstm":
+        return ConvLSTMCell(in_channels, hidden_channels, groups=groups)
+    if cell == "convgru":
+        return ConvGRUCell(in_channels, hidden_channels, variant="textbook", groups=groups)
+    if cell == "convrnn":
+        return ConvRNNCell(in_channels, hidden_channels, groups=groups)
+    raise ValueError(f"unknown regulator cell {cell!r}; choose from {CELL_NAMES}")
+
+
+def step_cell(cell: nn.Module, x: Tensor, state: State | None) -> State:
+    """One step of any cell, with its state as a tuple: (h,) or (h, c)."""
+    if cell.num_states == 2:
+        return tuple(cell(x, state))
+    return (cell(x, None if state is None else state[0]),)
+
+
+class RegulatedBasicBlock(nn.Module):
+    """The regulated basic block (see the module docstring): forward(x, state) -> (out, state)."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, rnn: nn.Module, shortcut: str):
+        super().__init__()
+        hidden = rnn.hidden_channels
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.rnn = rnn
+        self.bn_h = nn.BatchNorm2d(hidden)
+        self.fuse = nn.Conv2d(planes + hidden, planes, 1, bias=False)
+        self.bn_fuse = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = make_shortcut(in_planes, planes, stride, shortcut)
+
+    def forward(self, x: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        identity = self.shortcut(x)
+        out = F.relu(self.bn1(self.conv1(x)))  # X2: (B, planes, H, W)
+        state = step_cell(self.rnn, out, state)  # raw state, each (B, hidden, H, W)
+        memory = F.relu(self.bn_h(state[0]))
+        out = F.relu(self.bn_fuse(self.fuse(torch.cat([out, memory], dim=1))))  # X3
+        out = self.bn2(self.conv2(out))  # X4
+        return F.relu(out + identity), state
+
+
+def _projection(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+        nn.BatchNorm2d(out_channels),
+    )
+
+
+class StateTransition(nn.Module):
+    """Carries a stage's last state into the next stage: strided 1x1 conv + BN for h (and for c,
+    with its own weights). Linear, like shortcut "B": no ReLU, so the sign of h and c survives."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, num_states: int):
+        super().__init__()
+        self.h = _projection(in_channels, out_channels, stride)
+        if num_states == 2:
+            self.c = _projection(in_channels, out_channels, stride)
+
+    def forward(self, state: State) -> State:
+        if len(state) == 2:
+            return self.h(state[0]), self.c(state[1])
+        return (self.h(state[0]),)
+
+
+class RegNet(CifarResNet):
+    """A CIFAR ResNet of regulated blocks whose recurrent state runs along each stage and, with
+    ``state_transition="project"``, from stage to stage."""
+
+    def __init__(
+        self,
+        num_blocks: int,
+        cell: str,
+        num_classes: int = 10,
+        shortcut: str = "B",
+        hidden_ratio: float = 1.0,
+        state_transition: str = "project",
+        efficient: bool = False,
+    ):
+        hidden = hidden_widths(hidden_ratio)
+        groups = EFFICIENT_GROUPS if efficient else 1
+
+        def make_block(in_planes: int, planes: int, stride: int) -> nn.Module:
+            rnn = make_cell(cell, planes, hidden_width(planes, hidden_ratio), groups)
+            return RegulatedBasicBlock(in_planes, planes, stride, rnn, shortcut)
+
+        super().__init__(num_blocks, make_block, num_classes)
+        self.state_transition = state_transition
+        if state_transition == "project":
+            num_states = self.layer1[0].rnn.num_states
+            for index in (2, 3):
+                transition = StateTransition(
+                    hidden[index - 2], hidden[index - 1], STAGE_STRIDES[index - 1], num_states
+                )
+                transition.apply(kaiming_init)
+                setattr(self, f"transition{index}", transition)
+
+    def enter_stage(self, index: int, state: State | None) -> State | None:
+        """The state a stage's first block starts from (stages count from 1)."""
+        if index == 1 or self.state_transition == "reset":
+            return None  # zeros
+        return getattr(self, f"transition{index}")(state)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(B, 3, 32, 32) -> (B, 64, 8, 8); a fresh state for every batch."""
+        out = F.relu(self.bn1(self.conv1(x)))
+        state = None
+        for index, stage in enumerate(self.stages, start=1):
+            state = self.enter_stage(index, state)
+            for block in stage:
+                out, state = block(out, state)
+        return out
+
+
+def hidden_width(planes: int, hidden_ratio: float) -> int:
+    """The state width of a block: ``hidden_ratio`` x the block width, at least 1."""
+    return max(1, round(planes * hidden_ratio))
+
+
+def hidden_widths(hidden_ratio: float) -> tuple[int, ...]:
+    return tuple(hidden_width(width, hidden_ratio) for width in STAGE_WIDTHS)
+
+
+def regnet(
+    depth: int,
+    cell: str,
+    num_classes: int = 10,
+    shortcut: str = "B",
+    hidden_ratio: float = 1.0,
+    state_transition: str = "project",
+    efficient: bool = False,
+) -> RegNet:
+    """A regulated ResNet of depth 6n+2 (Xu et al.); invalid options raise ValueError."""
+    if (depth - 2) % 6 != 0:
+        raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
+    if cell not in CELL_NAMES:
+        raise ValueError(f"unknown regulator cell {cell!r}; choose from {CELL_NAMES}")
+    shortcut = str(shortcut).upper()
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
+    if isinstance(hidden_ratio, bool) or not isinstance(hidden_ratio, (int, float)):
+        raise ValueError(f"hidden_ratio must be a number, got {hidden_ratio!r}")
+    if not hidden_ratio > 0:
+        raise ValueError(f"hidden_ratio must be positive, got {hidden_ratio}")
+    if state_transition not in STATE_TRANSITIONS:
+        raise ValueError(
+            f"state_transition must be one of {STATE_TRANSITIONS}, got {state_transition!r}"
+        )
+    if not isinstance(efficient, bool):
+        raise ValueError(f"efficient must be true or false, got {efficient!r}")
+    if efficient and any(width % EFFICIENT_GROUPS for width in hidden_widths(hidden_ratio)):
+        raise ValueError(
+            f"efficient=True needs state widths divisible by {EFFICIENT_GROUPS}; "
+            f"hidden_ratio={hidden_ratio} gives {hidden_widths(hidden_ratio)}"
+        )
+    return RegNet(
+        (depth - 2) // 6, cell, num_classes, shortcut, hidden_ratio, state_transition, efficient
+    )
+
+
+def _register(depth: int, cell: str) -> None:
+    def build(
+        num_classes: int = 10,
+        shortcut: str = "B",
+        hidden_ratio: float = 1.0,
+        state_transition: str = "project",
+        efficient: bool = False,
+    ) -> RegNet:
+        return regnet(depth, cell, num_classes, shortcut, hidden_ratio, state_transition, efficient)
+
+    register_model(
+        f"regnet{depth}_{cell}",
+        build,
+        f"RegNet-{depth} (Xu et al. 2022, not Radosavovic et al.): ResNet-{depth} regulated by "
+        f"a {cell} cell whose memory runs through the blocks",
+    )
+
+
+for _depth in DEPTHS:
+    for _cell in CELL_NAMES:
+        _register(_depth, _cell)

@@ -1,0 +1,144 @@
+"""ResNet for CIFAR (He et al. 2016, section 4.2): depth 6n+2, three stages of n basic blocks.
+
+Layer names (conv1, bn1, layer1..3, linear; block.conv1/bn1/conv2/bn2/shortcut) are those of the
+original repository and of akamaster/pytorch_resnet_cifar10: they are the checkpoint format.
+resnet20 has 272,474 parameters with shortcut "B" and 269,722 with "A".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from resnet_cifar.models.registry import register_model
+
+STAGE_WIDTHS = (16, 32, 64)
+STAGE_STRIDES = (1, 2, 2)
+SHORTCUTS = ("A", "B")
+
+
+class PadShortcut(nn.Module):
+    """Option A: parameter-free. Subsample by the stride, zero-pad the new channels equally on
+    both sides (as He et al. and akamaster do), so no weights are added."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.stride = stride
+        self.pad = (planes - in_planes) // 2
+        self.extra = planes - in_planes - self.pad
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, self.pad, self.extra))
+
+
+def make_shortcut(in_planes: int, planes: int, stride: int, kind: str) -> nn.Module:
+    """Identity when shape is kept; else option "A" (pad) or "B" (1x1 conv + BN, named 0 and 1)."""
+    if stride == 1 and in_planes == planes:
+        return nn.Sequential()
+    if kind == "A":
+        return PadShortcut(in_planes, planes, stride)
+    return nn.Sequential(
+        nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+    )
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: str = "B"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = make_shortcut(in_planes, planes, stride, shortcut)
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = self.shortcut(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + identity)
+
+
+def kaiming_init(module: nn.Module) -> None:
+    """He-normal init of every conv and linear weight, as the original code did."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.kaiming_normal_(module.weight)
+
+
+class CifarResNet(nn.Module):
+    """Stem -> three stages of blocks -> global average pool -> linear.
+
+    ``make_block(in_planes, planes, stride)`` builds one block; the stage loop is shared by the
+    plain, the seed-recurrent and the regulated networks, which differ only in their blocks and in
+    how a stage threads state through them (``forward_stage``).
+    """
+
+    def __init__(
+        self,
+        num_blocks: int,
+        make_block: Callable[[int, int, int], nn.Module],
+        num_classes: int = 10,
+        widths: tuple[int, int, int] = STAGE_WIDTHS,
+    ):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, widths[0], 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        in_planes = widths[0]
+        for index, (planes, stride) in enumerate(zip(widths, STAGE_STRIDES, strict=True), start=1):
+            blocks = []
+            for i in range(num_blocks):
+                blocks.append(make_block(in_planes, planes, stride if i == 0 else 1))
+                in_planes = planes
+            setattr(self, f"layer{index}", nn.Sequential(*blocks))
+        self.linear = nn.Linear(widths[-1], num_classes)
+        self.apply(kaiming_init)
+
+    @property
+    def stages(self) -> list[nn.Sequential]:
+        return [self.layer1, self.layer2, self.layer3]
+
+    def forward_stage(self, stage: nn.Sequential, x: Tensor) -> Tensor:
+        return stage(x)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """(B, 3, 32, 32) -> (B, 64, 8, 8)."""
+        out = F.relu(self.bn1(self.conv1(x)))
+        for stage in self.stages:
+            out = self.forward_stage(stage, out)
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.forward_features(x)
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)  # (B, 64)
+        return self.linear(out)
+
+
+def resnet(depth: int, num_classes: int = 10, shortcut: str = "B") -> CifarResNet:
+    """A CIFAR ResNet of depth 6n+2 with the original repository's basic blocks."""
+    if (depth - 2) % 6 != 0:
+        raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
+    shortcut = shortcut.upper()
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
+
+    def make_block(in_planes: int, planes: int, stride: int) -> nn.Module:
+        return BasicBlock(in_planes, planes, stride, shortcut)
+
+    return CifarResNet((depth - 2) // 6, make_block, num_classes)
+
+
+def _register_depth(depth: int) -> None:
+    def build(num_classes: int = 10, shortcut: str = "B") -> CifarResNet:
+        return resnet(depth, num_classes, shortcut)
+
+    register_model(
+        f"resnet{depth}",
+        build,
+        f"ResNet-{depth} (He et al. 2016), {(depth - 2) // 6} basic blocks per stage",
+    )
+
+
+for _depth in (20, 32, 44, 56, 110):
+    _register_depth(_depth)

@@ -1,0 +1,428 @@
+"""Use a trained model: class predictions for images of any size, mode and container.
+
+    predictor = Predictor("runs/resnet20/best.pt")
+    for p in predictor.predict([Image.open("cat.jpg")], topk=3):
+        print(p.name, p.prob, [(c.name, c.prob) for c in p.topk])
+
+What an image goes through, whatever it arrives as:
+  1. It becomes a PIL image: PIL images as they are; files are opened (EXIF orientation applied);
+     numpy arrays and tensors by the layout rules of `to_uint8_batch`.
+  2. ``convert("RGB")``: greyscale, palette, CMYK... become RGB, and an alpha channel is dropped
+     (not composited), exactly as the data layer decodes image folders. 16-bit greyscale is scaled
+     to 8 bits first.
+  3. If it is not 32x32, the whole image is resized to 32x32 with PIL's bicubic filter: no crop,
+     the aspect ratio is not preserved. Each prediction reports the original size and mode.
+  4. The uint8 pixels are normalized inside the model wrapper with the same arithmetic as the
+     evaluation loader, so an image that `eval` reads gives bit-identical inputs here.
+
+Normalization: ``normalize`` if given, else the statistics the checkpoint was trained with, else
+(a foreign checkpoint, which records none) "dataset". "dataset" means the training split's
+statistics: the checkpoint's own when it was trained with "dataset", else CIFAR-10's. Class names:
+the checkpoint's, else CIFAR-10's for 10 classes, else ``class_<i>``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import nn
+
+from resnet_cifar.data.constants import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
+from resnet_cifar.data.loader import normalization_stats
+from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
+from resnet_cifar.errors import UserError
+
+IMAGE_SIZE = 32  # every image is resized to IMAGE_SIZE x IMAGE_SIZE
+# What a directory walk picks up (compared lower-case); a file named explicitly is always read.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# PIL modes for 1, 2, 3 and 4 channels of an array or tensor.
+MODES_BY_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+Triple = tuple[float, float, float]
+FOREIGN_NORMALIZATION_NOTE = (
+    "the checkpoint records no normalization: using CIFAR-10's training statistics "
+    "(pass --normalize half|imagenet if it was trained with those)"
+)
+
+
+# --------------------------------------------------------------------------- checkpoint defaults
+
+
+def class_names(ckpt: Checkpoint) -> list[str]:
+    """The checkpoint's class names; CIFAR-10's for an unnamed 10-class model; else class_<i>."""
+    if ckpt.classes:
+        assert len(ckpt.classes) == ckpt.num_classes, "checkpoint classes do not match its head"
+        return list(ckpt.classes)
+    if ckpt.num_classes == len(CIFAR10_CLASSES):
+        return list(CIFAR10_CLASSES)
+    return [f"class_{i}" for i in range(ckpt.num_classes)]
+
+
+def resolve_normalization(ckpt: Checkpoint, normalize: str | None = None) -> tuple[Triple, Triple]:
+    """(mean, std) of pixels in [0, 1], by the rules in this module's docstring."""
+    if normalize is None:
+        if ckpt.mean is not None and ckpt.std is not None:
+            return tuple(ckpt.mean), tuple(ckpt.std)
+        normalize = "dataset"
+    if normalize == "dataset":
+        own = ckpt.normalize == "dataset" and ckpt.mean is not None and ckpt.std is not None
+        stats = (ckpt.mean, ckpt.std) if own else (CIFAR10_MEAN, CIFAR10_STD)
+        return normalization_stats("dataset", stats)
+    return normalization_stats(normalize)
+
+
+class NormalizedModel(nn.Module):
+    """uint8 (B, 3, 32, 32) RGB pixels -> logits, with the normalization inside the module.
+
+    The arithmetic is the evaluation loader's (DeviceLoader): ``x * (1 / (255 std)) - mean / std``
+    with both constants computed in float64 and stored as float32, so the model sees bit-identical
+    inputs. Any other dtype is cast to float32 and read as 0-255 pixel values.
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.model = model
+        mean64 = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
+        std64 = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+        self.register_buffer("scale", (1.0 / (255.0 * std64)).float())  # (1, 3, 1, 1)
+        self.register_buffer("shift", (mean64 / std64).float())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images.float() * self.scale - self.shift)
+
+
+# --------------------------------------------------------------------------- images -> uint8 batch
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    size: tuple[int, int]  # original (width, height)
+    mode: str  # original PIL mode ("RGB", "L", "RGBA", "P", ...)
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16/32-bit integer greyscale (read as 16-bit) and float greyscale (read as [0, 1]) -> "L".
+
+    PIL's own convert("RGB") would clip such values at 255 instead of scaling them."""
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64) * 255.0
+    elif image.mode == "I" or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64) / 257.0  # 65535 -> 255
+    else:
+        return image
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+
+
+def pil_to_uint8(image: Image.Image) -> np.ndarray:
+    """Any PIL image -> (3, 32, 32) uint8 RGB: convert("RGB"), then a bicubic resize if needed."""
+    rgb = _to_8bit(image).convert("RGB")
+    if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
+        rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+    return np.ascontiguousarray(np.asarray(rgb).transpose(2, 0, 1))  # (H, W, 3) -> (3, H, W)
+
+
+def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
+    """One image file -> ((3, 32, 32) uint8, its original size and mode). Raises on a bad file."""
+    with Image.open(path) as image:
+        info = ImageInfo(image.size, image.mode)
+        if image.format == "JPEG" and image.size != (IMAGE_SIZE, IMAGE_SIZE):
+            image.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))  # decode at a reduced scale (>= 32x32)
+        image = ImageOps.exif_transpose(image)  # loads the pixels; photos taken rotated
+        return pil_to_uint8(image), info
+
+
+def _as_pixels(array: np.ndarray) -> np.ndarray:
+    """uint8 as is; other integers must lie in 0-255; floats in [0, 1] are scaled by 255."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.integer):
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise UserError(
+                f"integer images must hold values 0-255, got {array.min()}..{array.max()}"
+            )
+        return array.astype(np.uint8)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise UserError(f"cannot read images of dtype {array.dtype}")
+    if array.size and not np.isfinite(array).all():
+        raise UserError("float images contain NaN or infinity")
+    if array.size and (array.min() < -1e-3 or array.max() > 1.0 + 1e-3):
+        raise UserError(
+            f"float images must hold values in [0, 1], got {array.min():.3g}..{array.max():.3g}; "
+            "pass uint8 pixels for 0-255 values"
+        )
+    return np.clip(np.rint(array.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def _channels_last(shape: tuple[int, ...], prefer_first: bool) -> bool:
+    """Whether an image (C, H, W) / (H, W, C) shape is channels-last; an ambiguous one follows the
+    container's convention (numpy: channels-last, torch: channels-first)."""
+    last, first = shape[-1] in MODES_BY_CHANNELS, shape[0] in MODES_BY_CHANNELS
+    if last and first:
+        return not prefer_first
+    if not (last or first):
+        raise UserError(f"cannot tell the channels of an image of shape {shape}: expected 1, 2, "
+                        "3 or 4 channels first or last")
+    return last
+
+
+def _array_to_pil(array: np.ndarray, prefer_first: bool) -> Image.Image:
+    """(H, W), (H, W, C) or (C, H, W) pixels -> a PIL image of the matching mode."""
+    if array.ndim == 3:
+        if not _channels_last(array.shape, prefer_first):
+            array = array.transpose(1, 2, 0)
+        if array.shape[-1] == 1:
+            array = array[..., 0]
+    if array.ndim != 2 and array.ndim != 3:
+        raise UserError(f"expected an image of 2 or 3 dimensions, got shape {array.shape}")
+    mode = "L" if array.ndim == 2 else MODES_BY_CHANNELS[array.shape[-1]]
+    return Image.fromarray(np.ascontiguousarray(_as_pixels(array)), mode)
+
+
+def _split_items(images: Any) -> tuple[list[Any], bool]:
+    """The single images of `images`, and whether arrays among them are torch-born."""
+    if isinstance(images, (Image.Image, str, os.PathLike)):
+        return [images], False
+    if torch.is_tensor(images):
+        array = images.detach().cpu().numpy()
+        return (list(array) if array.ndim == 4 else [array]), True
+    if isinstance(images, np.ndarray):
+        return (list(images) if images.ndim == 4 else [images]), False
+    if isinstance(images, Iterable):
+        items = list(images)
+        torch_born = any(torch.is_tensor(item) for item in items)
+        return [item.detach().cpu().numpy() if torch.is_tensor(item) else item
+                for item in items], torch_born
+    raise UserError(f"cannot predict a {type(images).__name__}: pass PIL images, paths, numpy "
+                    "arrays or tensors")
+
+
+def to_uint8_batch(images: Any) -> tuple[torch.Tensor, list[ImageInfo]]:
+    """Images in any supported container -> (uint8 (N, 3, 32, 32) tensor, their original info).
+
+    Accepted: a PIL image or a path; a numpy array or tensor holding one image (2-D greyscale, or
+    3-D with 1-4 channels first or last) or a batch (4-D, NCHW or NHWC); or a sequence of any of
+    these single images. Pixels are uint8 (0-255), integers in 0-255, or floats in [0, 1]. Where
+    the channel axis is ambiguous (both the first and the last axis could be it), numpy arrays
+    are read channels-last (as PIL gives them) and tensors channels-first (torch's convention).
+    """
+    cifar_shape = (3, IMAGE_SIZE, IMAGE_SIZE)
+    if (torch.is_tensor(images) and images.dtype == torch.uint8 and images.ndim in (3, 4)
+            and tuple(images.shape[-3:]) == cifar_shape):
+        batch = images.detach().cpu().reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE)  # fast path
+        return batch, [ImageInfo((IMAGE_SIZE, IMAGE_SIZE), "RGB")] * len(batch)
+    items, prefer_first = _split_items(images)
+    pixels, infos = [], []
+    for item in items:
+        if isinstance(item, (str, os.PathLike)):
+            array, info = read_image(item)
+        else:
+            image = item if isinstance(item, Image.Image) else _array_to_pil(
+                np.asarray(item), prefer_first
+            )
+            array, info = pil_to_uint8(image), ImageInfo(image.size, image.mode)
+        pixels.append(array)
+        infos.append(info)
+    if not pixels:
+        return torch.zeros(0, 3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8), []
+    return torch.from_numpy(np.stack(pixels)), infos
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+@dataclass(frozen=True)
+class ClassProb:
+    index: int
+    name: str
+    prob: float  # softmax probability
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top-k classes of one image, best first; ``index``/``name``/``prob`` are the top-1."""
+
+    topk: list[ClassProb]
+    size: tuple[int, int]  # original (width, height)
+    mode: str  # original PIL mode
+
+    @property
+    def index(self) -> int:
+        return self.topk[0].index
+
+    @property
+    def name(self) -> str:
+        return self.topk[0].name
+
+    @property
+    def prob(self) -> float:
+        return self.topk[0].prob
+
+    @property
+    def topk_indices(self) -> list[int]:
+        return [c.index for c in self.topk]
+
+    @property
+    def topk_names(self) -> list[str]:
+        return [c.name for c in self.topk]
+
+    @property
+    def topk_probs(self) -> list[float]:
+        return [c.prob for c in self.topk]
+
+    def to_dict(self) -> dict[str, Any]:
+        """{"size": [w, h], "mode": ..., "topk": [{"class", "index", "prob"}, ...]}"""
+        return {
+            "size": list(self.size),
+            "mode": self.mode,
+            "topk": [{"class": c.name, "index": c.index, "prob": c.prob} for c in self.topk],
+        }
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """The prediction for one file, or why it could not be read."""
+
+    file: str
+    prediction: Prediction | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.prediction is None:
+            return {"file": self.file, "error": self.error}
+        return {"file": self.file, **self.prediction.to_dict()}
+
+
+class Predictor:
+    """A checkpoint ready to classify images: model in eval mode on ``device``, batched inference.
+
+    ``checkpoint`` is a path (ours, a plain state_dict or a foreign file) or a loaded Checkpoint;
+    ``model``/``model_kwargs`` name the architecture of a foreign file (``--model``,
+    ``--shortcut``). See the module docstring for normalization and class names.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | Checkpoint,
+        *,
+        model: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        normalize: str | None = None,
+        device: str = "auto",
+        batch_size: int = 256,
+    ):
+        from resnet_cifar.engine.runtime import resolve_device
+
+        if batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {batch_size}")
+        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(
+            checkpoint, model, model_kwargs
+        )
+        self.checkpoint = ckpt
+        self.classes = class_names(ckpt)
+        self.mean, self.std = resolve_normalization(ckpt, normalize)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.model = NormalizedModel(ckpt.build_model(), self.mean, self.std).to(self.device).eval()
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, 32, 32) -> float32 logits (N, num_classes) on the CPU, in batches."""
+        outputs = []
+        with torch.inference_mode():
+            for start in range(0, len(batch), self.batch_size):
+                # contiguous NCHW, as the eval loader feeds: a channels-last batch would pick
+                # other conv kernels, whose results differ in the last bits
+                x = batch[start : start + self.batch_size].contiguous().to(self.device)
+                outputs.append(self.model(x).float().cpu())
+        if not outputs:
+            return torch.zeros(0, len(self.classes))
+        return torch.cat(outputs)
+
+    def predict(self, images: Any, topk: int = 1) -> list[Prediction]:
+        """One Prediction per image, in order; see `to_uint8_batch` for what ``images`` may be.
+
+        A single image still gives a list (of one). ``topk`` is capped at the number of classes.
+        """
+        if topk < 1:
+            raise UserError(f"topk must be at least 1, got {topk}")
+        batch, infos = to_uint8_batch(images)
+        probs = self.logits(batch).softmax(dim=1)
+        top_probs, top_indices = probs.topk(min(topk, len(self.classes)), dim=1)
+        return [
+            Prediction(
+                topk=[ClassProb(int(i), self.classes[int(i)], float(p))
+                      for p, i in zip(row_probs, row_indices, strict=True)],
+                size=info.size,
+                mode=info.mode,
+            )
+            for row_probs, row_indices, info in zip(top_probs, top_indices, infos, strict=True)
+        ]
+
+    def predict_files(self, paths: Iterable[str | os.PathLike], topk: int = 1) -> list[FileResult]:
+        """One FileResult per path, in order. A file that cannot be read or decoded gets its error
+        message instead of a prediction; the other files are still predicted."""
+        results: list[FileResult] = []
+        paths = list(paths)
+        for start in range(0, len(paths), self.batch_size):
+            chunk = paths[start : start + self.batch_size]
+            decoded: dict[int, tuple[np.ndarray, ImageInfo]] = {}
+            errors: dict[int, str] = {}
+            for i, path in enumerate(chunk):
+                try:
+                    decoded[i] = read_image(path)
+                except Exception as err:  # noqa: BLE001  (any decoder failure is the file's fault)
+                    errors[i] = describe_read_error(err)
+            order = sorted(decoded)
+            preds = self._predict_decoded([decoded[i] for i in order], topk)
+            by_index = dict(zip(order, preds, strict=True))
+            for i, path in enumerate(chunk):
+                results.append(FileResult(str(path), by_index.get(i), errors.get(i)))
+        return results
+
+    def _predict_decoded(self, items: list[tuple[np.ndarray, ImageInfo]], topk: int):
+        if not items:
+            return []
+        batch = torch.from_numpy(np.stack([pixels for pixels, _ in items]))
+        preds = self.predict(batch, topk)
+        # the batch went through the 32x32 fast path: put back each file's own size and mode
+        return [Prediction(p.topk, info.size, info.mode)
+                for p, (_, info) in zip(preds, items, strict=True)]
+
+
+def describe_read_error(err: BaseException) -> str:
+    """One line for a file that failed to open or decode."""
+    if isinstance(err, FileNotFoundError):
+        return "no such file"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    message = str(err).splitlines()[0] if str(err) else ""
+    return f"cannot read image: {message or type(err).__name__}"
+
+
+def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files named explicitly (even without an image extension, and even if missing: reading them
+    reports it), then every image under each directory, recursively and sorted. Hidden files and
+    folders, and symbolic links to folders, are skipped during the walk."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if not path.is_dir():
+            found.append(path)
+            continue
+        walked = []
+        for root, dirs, files in os.walk(path):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            walked += [Path(root) / name for name in files
+                       if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)]
+        found += sorted(walked)
+    return found

@@ -1,0 +1,59 @@
+"""Figures, written headless as PNG: the prediction grid, training curves, confusion matrix,
+per-class accuracy and the comparison of runs.
+
+    viz.show_predictions("runs/r20/best.pt", DataConfig(path="cifar10.tar.gz"))
+    viz.plot_curves(["runs/a", "runs/b"], "curves.png")
+    viz.save_eval_plots(evaluate_checkpoint("runs/r20/best.pt"), "runs/r20")
+"""
+
+from resnet_cifar.viz.confusion import (
+    confusion_figure,
+    eval_figures,
+    per_class_figure,
+    row_normalized,
+    save_eval_plots,
+)
+from resnet_cifar.viz.curves import (
+    curves_figure,
+    lr_changes,
+    plot_curves,
+    val_accuracy_figure,
+    write_run_curves,
+)
+from resnet_cifar.viz.grid import (
+    RIGHT_COLOR,
+    WRONG_COLOR,
+    PredictionSample,
+    denormalize,
+    grid_shape,
+    predict_sample,
+    prediction_grid,
+    sample_title,
+    show_predictions,
+)
+from resnet_cifar.viz.output import figure_png, open_in_window, save_figure
+
+__all__ = [
+    "RIGHT_COLOR",
+    "WRONG_COLOR",
+    "PredictionSample",
+    "confusion_figure",
+    "curves_figure",
+    "denormalize",
+    "eval_figures",
+    "figure_png",
+    "grid_shape",
+    "lr_changes",
+    "open_in_window",
+    "per_class_figure",
+    "plot_curves",
+    "predict_sample",
+    "prediction_grid",
+    "row_normalized",
+    "sample_title",
+    "save_eval_plots",
+    "save_figure",
+    "show_predictions",
+    "val_accuracy_figure",
+    "write_run_curves",
+]

@@ -1,0 +1,155 @@
+"""Training curves: loss and accuracy against the epoch, with the learning-rate steps marked.
+
+The point at epoch e is the state at the end of epoch e. A learning-rate step that takes effect
+in epoch e is drawn at x = e - 1, where that epoch starts: a step schedule's 0-based milestone.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from resnet_cifar.compare import RunInfo, group_key, read_run, run_labels, run_row
+from resnet_cifar.viz.output import save_figure
+
+MAX_MARKED_LR_CHANGES = 8  # more changes than this (cosine, one-cycle): plot the lr instead
+LOG_LOSS_RATIO = 30  # losses spanning more than this factor are drawn on a log axis
+MARKER_EPOCHS = 40  # draw point markers on runs this short, so a 1-epoch run is visible
+LINESTYLES = ("-", "--", ":", "-.")  # runs within one colour (seeds of one recipe)
+MARKERS = ("o", "s", "^", "D", "v")
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+          "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+
+
+def lr_changes(rows: list[dict]) -> list[tuple[int, float, float]]:
+    """(x where the new lr starts, old lr, new lr) for each change between consecutive epochs."""
+    changes = []
+    for before, after in pairwise(rows):
+        old, new = before["lr"], after["lr"]
+        if abs(new - old) > 1e-12 * max(abs(old), abs(new)):
+            changes.append((after["epoch"] - 1, old, new))
+    return changes
+
+
+def val_name(runs: list[RunInfo]) -> str:
+    return "test (= val)" if all(r.val_is_test for r in runs) else "val"
+
+
+def curves_figure(runs: list[RunInfo]) -> Figure:
+    """Loss (left) and accuracy (right): train solid, validation dashed; one colour per run."""
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    labels = run_labels(runs)
+    single = len(runs) == 1
+    for i, (run, label) in enumerate(zip(runs, labels, strict=True)):
+        color = COLORS[i % len(COLORS)]
+        epochs = [r["epoch"] for r in run.rows]
+        style = {"color": color, "marker": "o" if len(epochs) <= MARKER_EPOCHS else None,
+                 "markersize": 3}
+        for ax, key, scale in ((loss_ax, "loss", 1), (acc_ax, "acc", 100)):
+            ax.plot(epochs, [scale * r[f"train_{key}"] for r in run.rows], linestyle="-",
+                    label="train" if single else label, **style)
+            ax.plot(epochs, [scale * r[f"val_{key}"] for r in run.rows], linestyle="--",
+                    label=val_name(runs) if single else None, **style)
+        mark_lr(run.rows, (loss_ax, acc_ax), color="0.4" if single else color, annotate=single)
+    losses = [r[k] for run in runs for r in run.rows for k in ("train_loss", "val_loss")]
+    if losses and min(losses) > 0 and max(losses) / min(losses) > LOG_LOSS_RATIO:
+        loss_ax.set_yscale("log")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if single:
+        acc_ax.legend(loc="lower right", fontsize=9)
+    else:
+        add_style_legend(loss_ax, val_name(runs))
+        acc_ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(curves_title(runs[0]) if single else f"training curves of {len(runs)} runs",
+                 fontsize=11)
+    return fig
+
+
+def mark_lr(rows: list[dict], axes, *, color: str, annotate: bool) -> None:
+    """Dashed verticals at each lr step; for schedules that change lr every epoch, the lr
+    itself on a right-hand axis of the loss panel instead."""
+    changes = lr_changes(rows)
+    if len(changes) > MAX_MARKED_LR_CHANGES:
+        lr_ax = axes[0].twinx()
+        lr_ax.plot([r["epoch"] for r in rows], [r["lr"] for r in rows], color=color,
+                   linestyle=":", linewidth=1)
+        lr_ax.set_ylabel("learning rate (dotted)", color="0.4")
+        return
+    for x, old, new in changes:
+        for ax in axes:
+            ax.axvline(x, color=color, linestyle="--", linewidth=0.8, alpha=0.7)
+        if annotate:
+            axes[0].annotate(f"lr {old:g}→{new:g}", xy=(x, 1), xycoords=("data", "axes fraction"),
+                             xytext=(3, -12), textcoords="offset points", fontsize=8, color="0.3")
+
+
+def add_style_legend(ax, val_label: str) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="0.3", linestyle="-", label="train"),
+               Line2D([], [], color="0.3", linestyle="--", label=val_label)]
+    ax.legend(handles=handles, loc="upper right", fontsize=8)
+
+
+def curves_title(run: RunInfo) -> str:
+    label = run_labels([run])[0]
+    row = run_row(run)
+    text = f"{label}: {len(run.rows)} epoch{'s' * (len(run.rows) != 1)}"
+    if row["best_val_acc"] is not None:
+        text += (f", best {val_name([run])} {100 * row['best_val_acc']:.2f}% "
+                 f"at epoch {row['best_epoch']}")
+    if row["test_acc"] is not None and not run.val_is_test:
+        text += f", test {100 * row['test_acc']:.2f}%"
+    planned = run.config.get("epochs")
+    in_progress = not run.finished and (planned is None or len(run.rows) < planned)
+    return text + (f" of {planned} (in progress)" if in_progress and planned else
+                   " (in progress)" if in_progress else "")
+
+
+def plot_curves(run_dirs: list[str | Path], out: str | Path) -> Path:
+    """Overlay the training curves of one or more runs into ``out`` (a PNG)."""
+    return save_figure(curves_figure([read_run(d) for d in run_dirs]), out)
+
+
+def write_run_curves(run_dir: str | Path) -> Path:
+    """``<run_dir>/curves.png``, redrawn by the training loop after each epoch."""
+    return plot_curves([run_dir], Path(run_dir) / "curves.png")
+
+
+def val_accuracy_figure(runs: list[RunInfo]) -> Figure:
+    """Validation accuracy of every run. Runs of one recipe (several seeds) share a colour, each
+    with its own line style, and their mean over the epochs they all reached is drawn thick."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    groups: dict[tuple, list[RunInfo]] = {}
+    for run in runs:
+        groups.setdefault(group_key(run_row(run)), []).append(run)
+    labels = dict(zip((id(r) for r in runs), run_labels(runs), strict=True))
+    for g, members in enumerate(groups.values()):
+        color = COLORS[g % len(COLORS)]
+        for j, run in enumerate(members):
+            epochs = [r["epoch"] for r in run.rows]
+            ax.plot(epochs, [100 * r["val_acc"] for r in run.rows], color=color,
+                    linestyle=LINESTYLES[j % len(LINESTYLES)], linewidth=1,
+                    marker=MARKERS[j % len(MARKERS)] if len(epochs) <= MARKER_EPOCHS else None,
+                    markersize=3, label=f"{labels[id(run)]}, seed {run.seed}")
+        if len(members) > 1:
+            common = min(len(run.rows) for run in members)
+            mean = [100 * sum(run.rows[i]["val_acc"] for run in members) / len(members)
+                    for i in range(common)]
+            ax.plot([r["epoch"] for r in members[0].rows[:common]], mean, color=color,
+                    linewidth=3, alpha=0.45, label=f"mean of {len(members)} seeds")
+    name = val_name(runs)
+    ax.set(xlabel="epoch", ylabel=f"{name} accuracy (%)",
+           title=f"{name} accuracy of {len(runs)} run{'s' * (len(runs) != 1)}")
+    ax.grid(alpha=0.3)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8, loc="best")
+    return fig

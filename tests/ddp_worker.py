@@ -1,0 +1,45 @@
+"""Entry point for the DDP tests: `torchrun ... tests/ddp_worker.py train ...`.
+
+It registers a BatchNorm-free model, because per-rank batch statistics (SyncBatchNorm needs a GPU)
+would make a 2-rank run differ from a 1-rank run with the doubled batch for a reason that has
+nothing to do with the data-parallel machinery under test. FAIL_RANK=r makes rank r raise in its
+first epoch, to test that one failing rank stops the job.
+"""
+
+import os
+import sys
+
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_cifar.cli import main
+from resnet_cifar.engine import train as train_module
+from resnet_cifar.models import register_model
+
+
+class TinyNet(nn.Module):
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
+        self.linear = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return self.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def tiny_cnn(num_classes: int = 10) -> TinyNet:
+    return TinyNet(num_classes)
+
+
+register_model("tiny_cnn", tiny_cnn, "test-only: two convs, no BatchNorm")
+
+if os.environ.get("FAIL_RANK") is not None and os.environ.get("RANK") == os.environ["FAIL_RANK"]:
+
+    def fail(self):
+        raise RuntimeError("injected failure")
+
+    train_module.Trainer.train_one_epoch = fail
+
+sys.exit(main(sys.argv[1:]))

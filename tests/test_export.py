@@ -1,0 +1,240 @@
+"""export: every registered model in every format, with a dynamic batch, checked against eager.
+
+Each exported file is loaded back with the runtime's own API (onnxruntime, torch.jit.load,
+torch.export.load), not through resnet_cifar, and run at batches 1 and 3 (it was traced at 2).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from data_fixtures import make_cifar10_python_dir
+from test_predict import calibrated_model, save_our_checkpoint
+
+from resnet_cifar.cli import main
+from resnet_cifar.data import CIFAR10_MEAN, CIFAR10_STD, load_cifar
+from resnet_cifar.errors import UserError
+from resnet_cifar.export import (
+    ExportReport,
+    ParityError,
+    export_checkpoint,
+    load_parity_images,
+    read_export_metadata,
+)
+from resnet_cifar.models import list_models
+from resnet_cifar.predict import NormalizedModel
+
+HAS_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnx/onnxruntime not installed "
+                                                   "(pip install 'resnet-cifar[onnx]')")
+FORMATS = [pytest.param("onnx", marks=needs_ort), "torchscript", "pt2"]
+SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2"}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """name -> (calibrated eval-mode model, its plain state_dict file), built on first use."""
+    root = tmp_path_factory.mktemp("export")
+    cache: dict[str, tuple[torch.nn.Module, object]] = {}
+
+    def get(name: str):
+        if name not in cache:
+            model = calibrated_model(name, seed=len(cache))
+            path = root / f"{name}.pth"
+            torch.save(model.state_dict(), path)
+            cache[name] = (model, path)
+        return cache[name]
+
+    return get
+
+
+def run_exported(path, fmt: str, x: torch.Tensor) -> torch.Tensor:
+    """Load ``path`` with the runtime's own API (no resnet_cifar code) and run it on ``x``."""
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert isinstance(session.get_inputs()[0].shape[0], str)  # a symbolic batch dimension
+        return torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+    if fmt == "torchscript":
+        module = torch.jit.load(str(path))
+    else:
+        module = torch.export.load(str(path)).module()
+    with torch.no_grad():
+        return module(x)
+
+
+def assert_close_to_eager(got: torch.Tensor, model: torch.nn.Module, x: torch.Tensor) -> float:
+    """|got - model(x)| within 1e-4 (x the logits' scale above 1), or within 4x the model's own
+    float32 error, measured against a float64 copy (see export.TOLERANCE). Returns the diff."""
+    with torch.no_grad():
+        expected = model(x)
+        exact = copy.deepcopy(model).double()(x if x.dtype == torch.uint8 else x.double())
+    diff = float((got - expected).abs().max())
+    noise = float((expected.double() - exact).abs().max())
+    bound = max(1e-4 * max(1.0, float(expected.abs().max())), 4 * noise)
+    assert got.shape == expected.shape
+    assert diff <= bound, f"max |diff| {diff:.2e} > {bound:.2e}"
+    return diff
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_round_trips_with_a_dynamic_batch(models, tmp_path, name, fmt):
+    model, path = models(name)
+    out = tmp_path / f"{name}{SUFFIX[fmt]}"
+    report = export_checkpoint(path, out, fmt, model=name, verify=False)
+    assert report.path == out and out.is_file() and not report.checks
+    generator = torch.Generator().manual_seed(1)
+    for batch in (1, 3):
+        x = torch.randn(batch, 3, 32, 32, generator=generator)
+        assert_close_to_eager(run_exported(out, fmt, x), model, x)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", ["resnet20", "regnet20_convlstm"])
+def test_included_normalization_equals_normalize_then_model(models, tmp_path, name, fmt):
+    model, path = models(name)
+    out = tmp_path / f"{name}-norm{SUFFIX[fmt]}"
+    export_checkpoint(path, out, fmt, include_normalization=True, model=name, verify=False)
+    export_checkpoint(path, tmp_path / f"x{SUFFIX[fmt]}", fmt, include_normalization=True,
+                      model=name, normalize="half", verify=False)
+    pixels = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(2))
+    # the default normalization of a foreign checkpoint is CIFAR-10's; "half" is 0.5 everywhere
+    for file, (m, s) in ((out, (CIFAR10_MEAN, CIFAR10_STD)),
+                         (tmp_path / f"x{SUFFIX[fmt]}", ((0.5,) * 3, (0.5,) * 3))):
+        x = (pixels.double() / 255 - torch.tensor(m).view(1, 3, 1, 1)) / torch.tensor(s).view(
+            1, 3, 1, 1)
+        with torch.no_grad():
+            expected = model(x.float())
+        for batch in (1, 3):
+            got = run_exported(file, fmt, pixels[:batch])
+            assert float((got - expected[:batch]).abs().max()) < 1e-4
+        meta = read_export_metadata(file)
+        assert meta["includes_normalization"] is True
+        assert meta["mean"] == pytest.approx(m) and meta["std"] == pytest.approx(s)
+        assert meta["model_name"] == name and len(meta["classes"]) == 10
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A last.pt whose config records a (tiny) data set."""
+    root = tmp_path_factory.mktemp("run")
+    data = make_cifar10_python_dir(root / "data", n_train_per_class=2, n_test_per_class=12,
+                                   seed=4, learnable=True)
+    arrays = load_cifar(data, progress=False)
+    ckpt = save_our_checkpoint(calibrated_model("resnet20_convgru"), "resnet20_convgru",
+                               root / "run" / "last.pt", mean=arrays.mean, std=arrays.std,
+                               classes=arrays.classes, data_path=str(data))
+    return ckpt, data, arrays
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_verify_reports_random_and_real_image_parity(tiny_run, tmp_path, fmt):
+    ckpt, _, arrays = tiny_run
+    from resnet_cifar.engine.checkpoint import load_checkpoint
+
+    images, source = load_parity_images(load_checkpoint(ckpt))  # the data the config records
+    assert len(images) == 100 and "test images" in source
+    report = export_checkpoint(ckpt, tmp_path / f"m{SUFFIX[fmt]}", fmt, images=images,
+                               images_source=source)
+    assert report.passed
+    assert [c.batch for c in report.checks] == [1, 3, 100]
+    assert all(c.top1_agree == c.batch for c in report.checks)
+    assert report.max_abs_diff < 1e-4
+    text = "\n".join(report.lines())
+    assert "random, batch 3" in text and "100 test images of" in text and "max |diff|" in text
+    meta = read_export_metadata(report.path)
+    assert meta["classes"] == arrays.classes and meta["includes_normalization"] is False
+    assert meta["mean"] == pytest.approx(arrays.mean)
+
+
+def test_a_mismatching_artifact_raises_parity_error(models, tmp_path, monkeypatch):
+    from resnet_cifar import export
+
+    real = export.load_exported
+    monkeypatch.setattr(export, "load_exported",
+                        lambda *a, **k: (lambda x, f=real(*a, **k): f(x) + 1e-2))
+    _, path = models("resnet20")
+    with pytest.raises(ParityError) as info:
+        export_checkpoint(path, tmp_path / "m.torchscript.pt", "torchscript", model="resnet20")
+    assert isinstance(info.value.report, ExportReport) and not info.value.report.passed
+    assert "FAILED" in "\n".join(info.value.report.lines())
+
+
+def test_cli_export_uses_the_recorded_data_and_prints_the_figures(tiny_run, capsys):
+    ckpt, _, _ = tiny_run
+    assert main(["export", str(ckpt), "--format", "torchscript"]) == 0
+    out = capsys.readouterr().out
+    assert (ckpt.parent / "last.torchscript.pt").is_file()
+    assert "random, batch 1" in out and "100 test images of" in out and "max |diff|" in out
+
+
+@needs_ort
+def test_cli_export_onnx_without_data_says_random_only(models, tmp_path, capsys):
+    _, path = models("resnet20")
+    out = tmp_path / "r.onnx"
+    assert main(["export", str(path), "--model", "resnet20", "--format", "onnx", "--out", str(out),
+                 "--opset", "13", "--include-normalization"]) == 0
+    text = capsys.readouterr().out
+    assert "random inputs only" in text and "opset 13" in text and "uint8" in text
+    import onnx
+
+    proto = onnx.load(str(out))
+    assert proto.opset_import[0].version == 13
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert json.loads({p.key: p.value for p in proto.metadata_props}["resnet_cifar.json"])
+
+
+def test_onnx_without_the_extra_is_a_user_error_naming_the_install(models, tmp_path,
+                                                                   monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    _, path = models("resnet20")
+    with pytest.raises(UserError, match=r"pip install 'resnet-cifar\[onnx\]'"):
+        export_checkpoint(path, tmp_path / "m.onnx", "onnx", model="resnet20")
+    assert main(["export", str(path), "--model", "resnet20", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "resnet-cifar[onnx]" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"format": "tflite"}, "unknown export format"),
+    ({"format": "onnx", "opset": 5}, "opset"),
+    ({"format": "onnx", "onnx_exporter": "magic"}, "unknown ONNX exporter"),
+])
+def test_bad_options_are_user_errors(models, tmp_path, kwargs, needle):
+    if kwargs.get("opset") and not HAS_ORT:
+        pytest.skip("onnx not installed")
+    _, path = models("resnet20")
+    with pytest.raises(UserError, match=needle):
+        export_checkpoint(path, tmp_path / "m.out", model="resnet20", **kwargs)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxscript") is None or not HAS_ORT,
+                    reason="the dynamo ONNX exporter needs onnxscript")
+def test_dynamo_onnx_exporter(models, tmp_path):
+    model, path = models("resnet20_convrnn")
+    out = tmp_path / "d.onnx"
+    report = export_checkpoint(path, out, "onnx", model="resnet20_convrnn",
+                               onnx_exporter="dynamo")
+    assert report.passed and "dynamo" in report.exporter
+    x = torch.randn(3, 3, 32, 32)
+    assert_close_to_eager(run_exported(out, "onnx", x), model, x)
+
+
+def test_normalized_model_is_the_eval_loaders_arithmetic():
+    from resnet_cifar.data import DeviceLoader
+
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
+    mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+    (x, _), = list(DeviceLoader(pixels, np.zeros(4, np.int64), batch_size=4, train=False,
+                                mean=mean, std=std))
+    wrapper = NormalizedModel(torch.nn.Identity(), mean, std)
+    assert torch.equal(wrapper(torch.from_numpy(pixels)), x)

@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))  # so test modules can `import data_fixtures`
@@ -9,6 +10,16 @@ sys.path.insert(0, str(TESTS))  # so test modules can `import data_fixtures`
 SHARED = TESTS.parents[1] / "shared"
 JPEG_TARBALL = SHARED / "data" / "cifar10-jpeg.tar.gz"
 FOREIGN_CHECKPOINT = SHARED / "data" / "foreign" / "resnet20-12fca82f.th"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny batches gain nothing from threads, and threads that spin for a core busy with other
+    work make the tests many times slower on a shared two-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -23,16 +23,6 @@ REGNET20 = [name for name in REGNETS if name.startswith("regnet20")]
 IMAGE = 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Batches of two tiny images gain nothing from threads, and threads that spin for a core
-    busy with other work make these tests ten times slower on a shared two-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(name: str, seed: int = 0, **kwargs) -> nn.Module:
     torch.manual_seed(seed)
     return create_model(name, **kwargs)

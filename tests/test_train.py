@@ -279,3 +279,17 @@ def test_bad_flags_get_a_one_line_error(capsys):
     assert run_cli("train", "--model", "resnet21") == 2
     err = capsys.readouterr().err
     assert "unknown model 'resnet21'" in err and "resnet20" in err
+
+
+def test_tensorboard_logging_or_a_clear_install_hint(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = run_cli("train", "--data", tiny_data, "--out", out, "--epochs", "1", "--batch-size",
+                   "16", "--threads", "1", "--tensorboard")
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        assert code == 2
+        assert "pip install 'resnet-cifar[tb]'" in capsys.readouterr().err
+        return
+    assert code == 0
+    assert any((out / "tensorboard").iterdir())

@@ -42,8 +42,8 @@ from resnet_cifar.errors import UserError
 IMAGE_SIZE = 32  # every image is resized to IMAGE_SIZE x IMAGE_SIZE
 # What a directory walk picks up (compared lower-case); a file named explicitly is always read.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-# PIL modes for 1, 2, 3 and 4 channels of an array or tensor.
-MODES_BY_CHANNELS = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+# Channel counts an array or tensor image may have: L, LA, RGB, RGBA.
+CHANNEL_COUNTS = (1, 2, 3, 4)
 
 Triple = tuple[float, float, float]
 FOREIGN_NORMALIZATION_NOTE = (
@@ -165,7 +165,7 @@ def _as_pixels(array: np.ndarray) -> np.ndarray:
 def _channels_last(shape: tuple[int, ...], prefer_first: bool) -> bool:
     """Whether an image (C, H, W) / (H, W, C) shape is channels-last; an ambiguous one follows the
     container's convention (numpy: channels-last, torch: channels-first)."""
-    last, first = shape[-1] in MODES_BY_CHANNELS, shape[0] in MODES_BY_CHANNELS
+    last, first = shape[-1] in CHANNEL_COUNTS, shape[0] in CHANNEL_COUNTS
     if last and first:
         return not prefer_first
     if not (last or first):
@@ -183,8 +183,8 @@ def _array_to_pil(array: np.ndarray, prefer_first: bool) -> Image.Image:
             array = array[..., 0]
     if array.ndim != 2 and array.ndim != 3:
         raise UserError(f"expected an image of 2 or 3 dimensions, got shape {array.shape}")
-    mode = "L" if array.ndim == 2 else MODES_BY_CHANNELS[array.shape[-1]]
-    return Image.fromarray(np.ascontiguousarray(_as_pixels(array)), mode)
+    # uint8 (H, W) / (H, W, 2|3|4) -> "L" / "LA" / "RGB" / "RGBA", inferred by PIL
+    return Image.fromarray(np.ascontiguousarray(_as_pixels(array)))
 
 
 def _split_items(images: Any) -> tuple[list[Any], bool]:

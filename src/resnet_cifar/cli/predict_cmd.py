@@ -52,7 +52,9 @@ def add_predict_parser(sub) -> None:
                    help="image files, or directories to search recursively")
     p.add_argument("--topk", type=positive_int, default=3, help="classes shown per image")
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="print JSON (schema: see the docs)")
+    fmt.add_argument("--json", action="store_true",
+                     help="print JSON: {checkpoint, model, predictions: [{file, size: [w, h], "
+                          "mode, topk: [{class, index, prob}]}], errors: [{file, error}]}")
     fmt.add_argument("--csv", action="store_true", help="print CSV, one row per file")
     p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--normalize", choices=("dataset", "half", "imagenet"), help=NORMALIZE_HELP)
@@ -91,14 +93,19 @@ def add_export_parser(sub) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from resnet_cifar.predict import FOREIGN_NORMALIZATION_NOTE, Predictor, find_images
+    from resnet_cifar.predict import (
+        FOREIGN_NORMALIZATION_NOTE,
+        IMAGE_EXTENSIONS,
+        Predictor,
+        find_images,
+    )
 
     if args.topk < 1:
         raise UserError("--topk must be at least 1")
     paths = find_images(args.inputs)
     if not paths:
         raise UserError(f"no images found in {', '.join(args.inputs)} "
-                        "(looked for .png .jpg .jpeg .bmp .gif .webp .tif .tiff)")
+                        f"(looked for {' '.join(IMAGE_EXTENSIONS)})")
     predictor = Predictor(args.checkpoint, model=args.model,
                           model_kwargs=foreign_model_kwargs(args), normalize=args.normalize,
                           device=args.device, batch_size=args.batch_size)

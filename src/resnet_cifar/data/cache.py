@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from resnet_cifar.atomic import atomic_write
 from resnet_cifar.data.constants import (
     CACHE_ENV,
     DATA_ENV,
@@ -121,28 +121,16 @@ def write_cache(file: Path, key: str, arrays: CifarArrays) -> str | None:
     """Save `arrays` atomically to `file`; return its path, or None (with a warning) if the
     folder cannot be written."""
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.NamedTemporaryFile(dir=file.parent, prefix=file.name + ".", suffix=".tmp",
-                                          delete=False)
-    except OSError as err:
-        _warn_once(file.parent, f"cannot write the data cache in {file.parent} ({err.strerror}); "
-                   "continuing without it: set RESNET_CIFAR_CACHE to a writable folder")
-        return None
-    try:
-        with tmp:
+        with atomic_write(file) as f:
             np.savez(
-                tmp, key=np.array(key), format=np.array(CACHE_FORMAT),
+                f, key=np.array(key), format=np.array(CACHE_FORMAT),
                 train_images=arrays.train_images, train_labels=arrays.train_labels,
                 test_images=arrays.test_images, test_labels=arrays.test_labels,
                 classes=np.array(arrays.classes, dtype=np.str_),
                 mean=np.array(arrays.mean), std=np.array(arrays.std),
                 source=np.array(arrays.source),
             )
-        os.replace(tmp.name, file)
-    except BaseException as err:
-        Path(tmp.name).unlink(missing_ok=True)
-        if not isinstance(err, OSError):
-            raise
+    except OSError as err:
         _warn_once(file.parent, f"cannot write the data cache {file} ({err}); continuing without "
                    "it: set RESNET_CIFAR_CACHE to a writable folder with free space")
         return None

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tqdm import tqdm
 
+from resnet_cifar.atomic import atomic_write
 from resnet_cifar.errors import DataError
 
 CHUNK_BYTES = 1 << 20
@@ -58,35 +57,22 @@ def download_file(url: str, dest: Path, md5: str | None, progress: bool = True,
 
     Raises DataError on any failure, leaving no partial file; Ctrl-C cleans up and re-raises.
     """
-    dest = Path(dest)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = tempfile.NamedTemporaryFile(dir=dest.parent, prefix=dest.name + ".", suffix=".part",
-                                           delete=False)
-    except OSError as err:
-        raise DataError(f"cannot write the download to {dest.parent} ({err.strerror}): set "
-                        "RESNET_CIFAR_CACHE or pass a cache folder you can write to") from None
-    part_path = Path(part.name)
-    try:
-        with part:
+        with atomic_write(dest, suffix=".part") as part:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 got = _stream_to(response, part, url, progress)
-        if md5 is not None and got != md5.lower():
-            raise DataError(f"checksum mismatch for {url}: expected md5 {md5}, got {got}; the "
-                            "download is corrupt or the file changed, run the command again")
-        os.replace(part_path, dest)
-    except BaseException as err:
-        part_path.unlink(missing_ok=True)
-        if isinstance(err, (DataError, KeyboardInterrupt)):
-            raise
-        if isinstance(err, urllib.error.HTTPError):
-            reason = f"HTTP {err.code} {err.reason}"
-        elif isinstance(err, urllib.error.URLError):
-            reason = str(err.reason)
-        elif isinstance(err, (OSError, http.client.HTTPException)):
-            reason = f"{type(err).__name__}: {err}"
-        else:
-            raise
-        raise DataError(f"download of {url} failed ({reason}): check the connection, or download "
-                        f"it by hand and pass its path") from None
+            if md5 is not None and got != md5.lower():
+                raise DataError(f"checksum mismatch for {url}: expected md5 {md5}, got {got}; "
+                                "the download is corrupt or the file changed, run the command "
+                                "again")
+    except (DataError, KeyboardInterrupt):
+        raise
+    except urllib.error.HTTPError as err:
+        raise DataError(f"download of {url} failed (HTTP {err.code} {err.reason}): check the "
+                        "address, or download it by hand and pass its path") from None
+    except (OSError, http.client.HTTPException) as err:  # URLError is an OSError
+        reason = err.reason if isinstance(err, urllib.error.URLError) else err
+        raise DataError(f"download of {url} to {dest} failed ({type(err).__name__}: {reason}): "
+                        "check the connection and that the folder is writable, or download it "
+                        "by hand and pass its path") from None
     return dest

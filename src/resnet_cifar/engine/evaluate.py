@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ from torch import nn
 
 from resnet_cifar.config import DataConfig
 from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
+
+# On CPU the model sees at most this many images at a time: the activations of 64 images (4 MB
+# for ResNet-20's first stage) stay in cache, those of a 1000-image loader batch do not, which
+# measured about 2x slower per image (docs/benchmarks.md). The loader's batch is split, not changed.
+CPU_EVAL_CHUNK = 64
 
 
 @dataclass
@@ -59,10 +65,14 @@ def evaluate_model(
     device = next(model.parameters()).device
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     confusion = torch.zeros(k * k, dtype=torch.int64, device=device)
-    with torch.inference_mode():
+    with torch.inference_mode(), cpu_chunk_pool(device, autocast) as pool:
         for x, y in loader:
-            with autocast or contextlib.nullcontext():
-                logits = model(x)
+            if pool is not None:
+                logits = torch.cat(list(pool.map(lambda c: inference(model, c),
+                                                 x.split(CPU_EVAL_CHUNK))))
+            else:
+                with autocast or contextlib.nullcontext():
+                    logits = model(x)
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
             confusion += torch.bincount(y * k + logits.argmax(1), minlength=k * k)
     if all_reduce is not None:
@@ -80,6 +90,30 @@ def evaluate_model(
         confusion=matrix.tolist(),
         classes=list(classes),
     )
+
+
+def inference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():  # thread-local: entered again in each pool thread
+        return model(x)
+
+
+@contextlib.contextmanager
+def cpu_chunk_pool(device: torch.device, autocast=None):
+    """On CPU (and without an autocast context, which is thread-local): a pool of one thread per
+    intra-op thread, each running single-threaded forwards of CPU_EVAL_CHUNK images. Whole chunks
+    in parallel, rather than every op split across cores, leave no per-op barrier for a busy
+    core to stall. Elsewhere: None (the caller runs the whole batch at once)."""
+    if device.type != "cpu" or not isinstance(autocast, (type(None), contextlib.nullcontext)):
+        yield None
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # pool threads start single-threaded; restored below
+    try:
+        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads,
+                                initargs=(1,)) as pool:
+            yield pool
+    finally:
+        torch.set_num_threads(threads)
 
 
 def evaluate_checkpoint(

@@ -58,14 +58,25 @@ def prepare_run_dir(path: Path, *, overwrite: bool) -> Path:
 
 
 class RunLog:
-    """Prints a line and appends it to train.log; appends metric rows to the CSV and JSONL.
+    """Prints a line and appends it to train.log; appends metric rows to the CSV and JSONL, and
+    to TensorBoard event files in ``<run_dir>/tensorboard`` when asked.
 
     ``enabled=False`` (a non-zero DDP rank) turns every call into a no-op.
     """
 
-    def __init__(self, run_dir: Path | None, enabled: bool = True):
+    def __init__(self, run_dir: Path | None, enabled: bool = True, tensorboard: bool = False):
         self.run_dir = run_dir
         self.enabled = enabled
+        self.writer = None
+        if tensorboard and enabled and run_dir is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ConfigError(
+                    "--tensorboard needs the tensorboard package: "
+                    "pip install 'resnet-cifar[tb]' (or pip install tensorboard)"
+                ) from None
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
 
     def info(self, message: str) -> None:
         if not self.enabled:
@@ -87,6 +98,11 @@ class RunLog:
             writer.writerow(row)
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    self.writer.add_scalar(key, value, row["epoch"])
+            self.writer.flush()
 
 
 def truncate_metrics(run_dir: Path, epochs_done: int) -> None:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 import resnet_cifar
+from resnet_cifar.atomic import atomic_write_text
 from resnet_cifar.config import TrainConfig, from_dict, to_dict, to_toml
 from resnet_cifar.data import DeviceLoader
 from resnet_cifar.engine import rundir
@@ -112,7 +113,7 @@ class Trainer:
         self.dist = dist
         self.device = device
         self.run_dir = run_dir
-        self.log = rundir.RunLog(run_dir, enabled=dist.is_main)
+        self.log = rundir.RunLog(run_dir, enabled=dist.is_main, tensorboard=config.tensorboard)
         self.progress = (sys.stdout.isatty() if progress is None else progress) and dist.is_main
         self.stop = GracefulStop()
         self.epoch = 0  # epochs completed
@@ -123,6 +124,7 @@ class Trainer:
         self.best: dict[str, Any] = {"val_acc": -1.0, "epoch": 0, "file": None}
         self.epoch_stats: dict[str, Any] | None = None  # partial epoch restored from last.pt
         self.on_epoch_end: list[Callable[[Trainer, dict[str, Any]], None]] = []
+        self.last_val: EvalResult | None = None  # the latest validation result
 
     # ---- setup ---------------------------------------------------------------------------
     def setup_data(self, splits: Splits | None = None) -> None:
@@ -154,12 +156,21 @@ class Trainer:
                 f"batch size {cfg.batch_size} x {self.dist.world_size} process(es) exceeds the "
                 f"{len(self.splits.train_labels)} training images; lower --batch-size"
             )
-        self.val_loader = DeviceLoader(
-            self.splits.val_images,
-            self.splits.val_labels,
-            batch_size=cfg.eval_batch_size,
+        self.val_loader = self.eval_loader(self.splits.val_images, self.splits.val_labels)
+
+    def eval_loader(self, images, labels) -> DeviceLoader:
+        """Fixed order, no augmentation, sharded across ranks (counts are all-reduced)."""
+        return DeviceLoader(
+            images,
+            labels,
+            batch_size=self.config.eval_batch_size,
             train=False,
-            **common,
+            mean=self.splits.mean,
+            std=self.splits.std,
+            device=self.device,
+            channels_last=self.config.channels_last,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
         )
 
     def setup_model(self) -> None:
@@ -330,8 +341,9 @@ class Trainer:
             self.diverged(float(stats.loss_sum))
         return stats
 
-    def train_step(self, model: nn.Module, x: torch.Tensor,
-                   y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, backward and SGD update on one batch. Returns (loss, logits), still on the
         device: nothing here waits for the device."""
         if self.config.compile and self.compile_mode == "reduce-overhead":
@@ -414,7 +426,7 @@ class Trainer:
                 if self.stop.requested:
                     self.save("last.pt", stats)
                     raise StopRequested(self.stop.exit_code, self.resume_hint())
-                val = self.validate()
+                val = self.last_val = self.validate()
                 row = self.epoch_row(stats, val)
                 self.epoch += 1
                 self.step_in_epoch = 0
@@ -441,23 +453,11 @@ class Trainer:
 
     def finish(self) -> RunResult:
         """model.pth, the test-set figure of the final weights, summary.json."""
-        test = None
         if self.splits.val_is_test:
-            test = self.validate() if not self.history else None
-            final_test_acc = self.history[-1]["val_acc"] if self.history else None
+            # the last validation already was the test set (validated now if resumed at the end)
+            test = self.last_val or self.validate()
         else:
-            test_loader = DeviceLoader(
-                self.splits.test_images,
-                self.splits.test_labels,
-                batch_size=self.config.eval_batch_size,
-                train=False,
-                mean=self.splits.mean,
-                std=self.splits.std,
-                device=self.device,
-                channels_last=self.config.channels_last,
-                rank=self.dist.rank,
-                world_size=self.dist.world_size,
-            )
+            test_loader = self.eval_loader(self.splits.test_images, self.splits.test_labels)
             test = evaluate_model(
                 self.model,
                 test_loader,
@@ -465,19 +465,19 @@ class Trainer:
                 autocast=self.autocast(),
                 all_reduce=self.dist.all_reduce,
             )
-            final_test_acc = test.accuracy
+        final_test_acc = test.accuracy
         summary = self.summary(final_test_acc)
         if self.dist.is_main and self.run_dir is not None:
             atomic_save(self.model.state_dict(), self.run_dir / "model.pth")
-            rundir.atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+            atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
             where = "test (= validation)" if self.splits.val_is_test else "test"
-            if final_test_acc is not None:
-                self.log.info(
-                    f"final {where} accuracy {100 * final_test_acc:.2f}%; best "
-                    f"validation {100 * self.best['val_acc']:.2f}% at epoch "
-                    f"{self.best['epoch']} -> {self.run_dir / self.best_name}"
-                )
+            self.log.info(
+                f"final {where} accuracy {100 * final_test_acc:.2f}%; best validation "
+                f"{100 * self.best['val_acc']:.2f}% at epoch {self.best['epoch']} -> "
+                f"{self.run_dir / self.best_name}"
+            )
             self.log.info(f"weights: {self.run_dir / 'model.pth'}")
+            write_curves(self)  # once more, now that summary.json has the test accuracy
         return RunResult(self.run_dir, self.history, self.best, test, summary)
 
     def summary(self, test_acc: float | None) -> dict[str, Any]:
@@ -546,7 +546,7 @@ class Trainer:
         )
 
 
-def write_curves(trainer: Trainer, row: dict[str, Any]) -> None:
+def write_curves(trainer: Trainer, row: dict[str, Any] | None = None) -> None:
     """Redraw curves.png after each epoch. A plotting failure must never cost a training run."""
     if not trainer.dist.is_main or trainer.run_dir is None:
         return
@@ -559,7 +559,11 @@ def write_curves(trainer: Trainer, row: dict[str, Any]) -> None:
 
 
 def optimizer_impl(device: torch.device) -> dict[str, Any]:
-    """foreach kernels: one multi-tensor launch per step instead of one per parameter."""
+    """SGD kernels. CUDA: fused, one kernel for every parameter (a small-batch step is bound by
+    launches). CPU: foreach; fused, foreach and the per-parameter loop measure the same there
+    (the update is ~0.5% of a ResNet-20 step; docs/benchmarks.md)."""
+    if device.type == "cuda":
+        return {"fused": True}
     return {"foreach": True}
 
 
@@ -629,7 +633,7 @@ def train(
         if dist.is_main:
             rundir.truncate_metrics(run_dir, trainer.epoch)
     if dist.is_main:
-        rundir.atomic_write_text(run_dir / "config.toml", to_toml(config))
+        atomic_write_text(run_dir / "config.toml", to_toml(config))
     trainer.on_epoch_end.append(write_curves)
     trainer.on_epoch_end.extend(callbacks or [])
     try:

@@ -1,0 +1,499 @@
+"""Training and evaluation throughput: our pipeline next to a torchvision-style baseline.
+
+Ours is the Trainer itself, unchanged: the DeviceLoader (the data set on the device as one uint8
+tensor, crop + flip + normalization batched) feeding ``Trainer.train_one_epoch``, and
+``Trainer.validate`` (inference_mode, batch 1000). The baseline is what the torchvision CIFAR
+tutorials do: a map-style Dataset that pads, crops, flips, converts and normalizes one image at a
+time, a DataLoader with N worker processes, an eager NCHW model, the default SGD, and a
+``loss.item()`` per step. Every pipeline runs in one process, interleaved round by round (the order
+rotating), so that load from other jobs falls on all of them alike; each figure is the median over
+the timed rounds, the warm-up rounds (where torch.compile compiles) reported apart.
+
+On the 2-core development CPU (ResNet-20, batch 64): see docs/benchmarks.md for the ratios and the
+command that measures them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_cifar.errors import ConfigError
+
+OPTIMIZERS = ("default", "fused", "foreach", "loop")  # default: whatever optimizer_impl picks
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# Fields of BenchConfig a variant of our pipeline may override (benchmarks/bench_train.py --levers).
+VARIANT_FIELDS = ("channels_last", "compile", "compile_mode", "amp", "optimizer", "threads",
+                  "eval_batch_size", "eval_chunk", "plain_cat")
+# A variant that changes only EVAL_ONLY fields gets no training pipeline; TRAIN_ONLY, no eval one.
+EVAL_ONLY = {"eval_batch_size", "eval_chunk"}
+TRAIN_ONLY = {"compile", "compile_mode", "optimizer"}
+
+
+@dataclass
+class BenchConfig:
+    """What to measure. The defaults are the original recipe's shape: ResNet-20, batch 64."""
+
+    model: str = "resnet20"  # any name from `resnet-cifar models`
+    batch_size: int = 64  # training batch of both pipelines; also the baseline's eval batch
+    eval_batch_size: int = 1000  # our evaluation batch (TrainConfig.eval_batch_size)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    steps: int = 10  # timed training steps per round (one "epoch" of that many batches)
+    eval_images: int = 2000  # images evaluated per round
+    repeats: int = 5  # timed rounds; medians are reported
+    warmup: int = 1  # untimed rounds first: allocator, autotuning, torch.compile
+    workers: tuple[int, ...] = (0, 2)  # baseline DataLoader workers; ours is compared to the best
+    channels_last: bool = True  # ours: NHWC activations (TrainConfig.channels_last)
+    compile: bool = False  # ours: torch.compile the training model
+    compile_mode: str | None = None  # None: the Trainer's pick (reduce-overhead on one GPU)
+    amp: str = "none"  # ours: none | bf16 | fp16 (CUDA autocast)
+    optimizer: str = "default"  # ours: default (optimizer_impl) | fused | foreach | loop
+    plain_cat: bool = False  # ours: cells concat zeros instead of slicing weights (lever check)
+    eval_chunk: int = 0  # ours on CPU: images per forward in evaluation; 0: evaluate.py's own
+    threads: int = 0  # torch intra-op threads; 0: one per core
+    data: str | None = None  # real images (any CIFAR layout); None: synthetic random uint8
+    seed: int = 0
+    baseline: bool = True  # also run the baseline pipelines
+    evaluate: bool = True  # also measure evaluation
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # more of ours, by name
+
+
+# --------------------------------------------------------------------------- data
+
+
+def bench_splits(cfg: BenchConfig):
+    """A Splits of ``steps * batch_size`` training and ``eval_images`` evaluation images: real
+    ones with ``cfg.data``, else random uint8 of CIFAR's shape (speed does not depend on pixels)."""
+    from resnet_cifar.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, load_cifar
+    from resnet_cifar.engine.splits import Splits
+
+    n_train, n_eval = cfg.steps * cfg.batch_size, cfg.eval_images
+    if cfg.data:
+        arrays = load_cifar(cfg.data, progress=False)
+        if n_train > len(arrays.train_labels) or n_eval > len(arrays.test_labels):
+            raise ConfigError(
+                f"{arrays.source} has {len(arrays.train_labels)} training and "
+                f"{len(arrays.test_labels)} test images; --steps x --batch-size needs {n_train} "
+                f"and --eval-images {n_eval}")
+        train_x, train_y = arrays.train_images[:n_train], arrays.train_labels[:n_train]
+        eval_x, eval_y = arrays.test_images[:n_eval], arrays.test_labels[:n_eval]
+        classes, mean, std, source = arrays.classes, arrays.mean, arrays.std, arrays.source
+    else:
+        rng = np.random.default_rng(cfg.seed)
+        train_x = rng.integers(0, 256, (n_train, 3, 32, 32), dtype=np.uint8)
+        eval_x = rng.integers(0, 256, (n_eval, 3, 32, 32), dtype=np.uint8)
+        train_y = rng.integers(0, 10, n_train, dtype=np.int64)
+        eval_y = rng.integers(0, 10, n_eval, dtype=np.int64)
+        classes, mean, std, source = list(CIFAR10_CLASSES), CIFAR10_MEAN, CIFAR10_STD, "synthetic"
+    return Splits(train_images=train_x, train_labels=train_y, val_images=eval_x,
+                  val_labels=eval_y, test_images=eval_x, test_labels=eval_y,
+                  classes=list(classes), mean=tuple(mean), std=tuple(std), val_is_test=True,
+                  source=source)
+
+
+# --------------------------------------------------------------------------- our pipeline
+
+
+def sgd_impl(name: str, device: torch.device) -> dict[str, Any]:
+    """SGD implementation keywords: default is the Trainer's own choice (optimizer_impl)."""
+    from resnet_cifar.engine.train import optimizer_impl
+
+    return {"default": optimizer_impl(device), "fused": {"fused": True},
+            "foreach": {"foreach": True}, "loop": {"foreach": False}}[name]
+
+
+def build_trainer(cfg: BenchConfig, splits, device: torch.device):
+    """A Trainer set up exactly as ``train()`` sets it up (no run directory, no DDP)."""
+    from resnet_cifar.config import TrainConfig
+    from resnet_cifar.engine.distributed import DistContext
+    from resnet_cifar.engine.train import Trainer
+
+    config = TrainConfig(model=cfg.model, batch_size=cfg.batch_size,
+                         eval_batch_size=cfg.eval_batch_size, device=str(device),
+                         channels_last=cfg.channels_last, compile=cfg.compile, amp=cfg.amp,
+                         threads=cfg.threads, seed=cfg.seed)
+    config.data.path = cfg.data
+    torch.manual_seed(cfg.seed)
+    trainer = Trainer(config, DistContext(), device, run_dir=None, progress=False)
+    trainer.compile_mode_override = cfg.compile_mode
+    trainer.setup_data(splits)
+    trainer.setup_model()
+    if cfg.optimizer != "default":
+        group = trainer.optimizer.param_groups[0]
+        trainer.optimizer = torch.optim.SGD(
+            trainer.model.parameters(), lr=group["lr"], momentum=group["momentum"],
+            weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+            **sgd_impl(cfg.optimizer, device))
+    return trainer
+
+
+def conv_cat_materialized(conv: nn.Module, parts: list[torch.Tensor | None]) -> torch.Tensor:
+    """The plain form of cells.conv_cat: zeros made real, then one cat and the full conv."""
+    ref = next(p for p in parts if p is not None)
+    known = sum(p.shape[1] for p in parts if p is not None)
+    width = (conv.in_channels - known) // max(sum(p is None for p in parts), 1)
+    full = [p if p is not None else ref.new_zeros(ref.shape[0], width, *ref.shape[2:])
+            for p in parts]
+    return conv(torch.cat(full, dim=1))
+
+
+@contextlib.contextmanager
+def plain_cat_cells(enabled: bool = True) -> Iterator[None]:
+    """Within the block, every recurrent cell uses ``conv_cat_materialized`` (eager only)."""
+    from resnet_cifar.models import cells
+
+    if not enabled:
+        yield
+        return
+    original = cells.conv_cat
+    cells.conv_cat = conv_cat_materialized
+    try:
+        yield
+    finally:
+        cells.conv_cat = original
+
+
+@contextlib.contextmanager
+def eval_chunk_size(images: int) -> Iterator[None]:
+    """Within the block, evaluate_model forwards ``images`` at a time on CPU (0: unchanged)."""
+    from resnet_cifar.engine import evaluate
+
+    original = evaluate.CPU_EVAL_CHUNK
+    evaluate.CPU_EVAL_CHUNK = images or original
+    try:
+        yield
+    finally:
+        evaluate.CPU_EVAL_CHUNK = original
+
+
+@contextlib.contextmanager
+def thread_count(threads: int) -> Iterator[None]:
+    """torch intra-op threads set to ``threads`` (0: leave as is) within the block."""
+    before = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class Pipeline:
+    """One thing to time: ``run()`` does ``steps`` steps over ``images`` images."""
+
+    name: str
+    kind: str  # "train" | "eval"
+    run: Callable[[], Any]
+    images: int
+    steps: int
+    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    batch: int = 0  # images per step
+    macs: int = 0  # forward multiply-adds per image, for GFLOP/s
+
+
+def our_pipelines(name: str, cfg: BenchConfig, splits, device: torch.device,
+                  varied: set[str] = frozenset()) -> list[Pipeline]:
+    """Trainer.train_one_epoch over a ``steps``-batch epoch, and Trainer.validate. A variant
+    (``varied``: the fields it changes) gets only the pipelines those fields can affect."""
+    trainer = build_trainer(cfg, splits, device)
+
+    def train_epoch() -> None:
+        trainer.train_one_epoch()
+        trainer.epoch += 1  # a fresh shuffle and augmentation each round, as in training
+        trainer.step_in_epoch = 0
+
+    def context() -> contextlib.AbstractContextManager:
+        stack = contextlib.ExitStack()
+        stack.enter_context(thread_count(cfg.threads))
+        stack.enter_context(plain_cat_cells(cfg.plain_cat))
+        stack.enter_context(eval_chunk_size(cfg.eval_chunk))
+        return stack
+
+    steps = len(trainer.train_loader)
+    found = []
+    if not varied or varied - EVAL_ONLY:
+        found.append(Pipeline(name, "train", train_epoch, steps * cfg.batch_size, steps, context,
+                              cfg.batch_size, trainer.macs))
+    if cfg.evaluate and (not varied or varied - TRAIN_ONLY):
+        found.append(Pipeline(name, "eval", trainer.validate, trainer.val_loader.num_samples,
+                              len(trainer.val_loader), context,
+                              min(cfg.eval_batch_size, trainer.val_loader.num_samples),
+                              trainer.macs))
+    return found
+
+
+# --------------------------------------------------------------------------- the baseline
+
+
+class PerSampleDataset(torch.utils.data.Dataset):
+    """The torchvision recipe, one image at a time: RandomCrop(32, padding=4),
+    RandomHorizontalFlip(), ToTensor(), Normalize(mean, std), on HWC uint8 as CIFAR10 keeps it."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, train: bool,
+                 mean: tuple[float, ...], std: tuple[float, ...]):
+        self.images = np.ascontiguousarray(np.asarray(images).transpose(0, 2, 3, 1))  # (N, H, W, C)
+        self.labels = np.asarray(labels)
+        self.train = train
+        self.mean = torch.tensor(mean).view(-1, 1, 1)
+        self.std = torch.tensor(std).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.images[index]  # (32, 32, 3) uint8
+        if self.train:
+            padded = np.pad(image, ((4, 4), (4, 4), (0, 0)))  # (40, 40, 3), zeros
+            top, left = torch.randint(0, 9, (2,)).tolist()
+            image = padded[top:top + 32, left:left + 32]
+            if torch.rand(1).item() < 0.5:
+                image = image[:, ::-1]
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous()
+        tensor = tensor.float().div(255)  # ToTensor: (3, 32, 32) in [0, 1]
+        return tensor.sub_(self.mean).div_(self.std), int(self.labels[index])  # Normalize
+
+
+def baseline_pipelines(cfg: BenchConfig, splits, device: torch.device,
+                       workers: int) -> list[Pipeline]:
+    """The torchvision-tutorial loop with ``workers`` DataLoader processes."""
+    from resnet_cifar.models import count_macs, create_model
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, num_classes=splits.num_classes).to(device)
+    macs = count_macs(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    pin = device.type == "cuda"
+
+    def loader(images, labels, train: bool) -> torch.utils.data.DataLoader:
+        dataset = PerSampleDataset(images, labels, train, splits.mean, splits.std)
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=cfg.batch_size, shuffle=train, drop_last=train,
+            num_workers=workers, persistent_workers=workers > 0, pin_memory=pin)
+
+    train_loader = loader(splits.train_images, splits.train_labels, True)
+    eval_loader = loader(splits.val_images, splits.val_labels, False)
+
+    def train_epoch() -> float:
+        model.train()
+        running = 0.0
+        for x, y in train_loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            running += loss.item()
+        return running
+
+    def evaluate() -> int:
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in eval_loader:
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                correct += (model(x).argmax(1) == y).sum().item()
+        return correct
+
+    name = f"baseline_w{workers}"
+    found = [Pipeline(name, "train", train_epoch, len(train_loader) * cfg.batch_size,
+                      len(train_loader), batch=cfg.batch_size, macs=macs)]
+    if cfg.evaluate:
+        found.append(Pipeline(name, "eval", evaluate, len(eval_loader.dataset), len(eval_loader),
+                              batch=cfg.batch_size, macs=macs))
+    return found
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def time_call(fn: Callable[[], Any], device: torch.device) -> float:
+    """Seconds ``fn()`` takes, including the device work it queued."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def interleave(pipelines: list[Pipeline], device: torch.device, warmup: int, repeats: int,
+               report: Callable[[str], None] | None = None) -> dict[tuple[str, str], dict]:
+    """Run every pipeline once per round, ``warmup + repeats`` rounds, rotating the order."""
+    record = {(p.name, p.kind): {"warmup_s": [], "seconds": []} for p in pipelines}
+    for index in range(warmup + repeats):
+        shift = index % len(pipelines)
+        for p in pipelines[shift:] + pipelines[:shift]:
+            with p.context():
+                seconds = time_call(p.run, device)
+            key = "warmup_s" if index < warmup else "seconds"
+            record[(p.name, p.kind)][key].append(seconds)
+            if report is not None:
+                tag = "warm-up" if index < warmup else f"round {index - warmup + 1}/{repeats}"
+                report(f"{tag:>12}  {p.kind:5} {p.name:20} {p.images / seconds:8.1f} img/s")
+    return record
+
+
+def summarize(p: Pipeline, seconds: list[float], warmup_s: list[float]) -> dict[str, Any]:
+    median = statistics.median(seconds)
+    flops_per_image = (6 if p.kind == "train" else 2) * p.macs  # backward ~ 2x forward
+    return {
+        "img_per_s": p.images / median,
+        "ms_per_step": 1e3 * median / p.steps,
+        "gflop_per_s": p.images * flops_per_image / median / 1e9,
+        "img_per_s_min": p.images / max(seconds),
+        "img_per_s_max": p.images / min(seconds),
+        "round_s": [round(s, 4) for s in seconds],
+        "warmup_s": [round(s, 4) for s in warmup_s],
+        "images": p.images,
+        "steps": p.steps,
+        "batch": p.batch,
+    }
+
+
+def run_benchmark(cfg: BenchConfig, report: Callable[[str], None] | None = None) -> dict:
+    """Measure, interleaved, our pipeline (and its ``variants``) and the baseline at each worker
+    count. Returns a JSON-ready dict; ``ratio`` compares "ours" with the best baseline."""
+    from resnet_cifar.engine.runtime import (
+        configure_determinism,
+        configure_threads,
+        resolve_device,
+    )
+
+    check(cfg)
+    device = resolve_device(cfg.device)
+    threads = configure_threads(cfg.threads)
+    configure_determinism(False, device)  # as train() does: cudnn.benchmark on CUDA
+    splits = bench_splits(cfg)
+    variants = {"ours": {}, **cfg.variants}
+    pipelines: list[Pipeline] = []
+    for name, overrides in variants.items():
+        pipelines += our_pipelines(name, dataclasses.replace(cfg, **overrides), splits, device,
+                                   set(overrides))
+    if cfg.baseline:
+        for workers in cfg.workers:
+            pipelines += baseline_pipelines(cfg, splits, device, workers)
+    record = interleave(pipelines, device, cfg.warmup, cfg.repeats, report)
+
+    result: dict[str, Any] = {
+        "config": {k: v for k, v in dataclasses.asdict(cfg).items()},
+        "environment": environment(device, threads),
+        "variants": variants,
+        "train": {}, "eval": {},
+    }
+    result["config"]["workers"] = list(cfg.workers)
+    result["model"] = {"name": cfg.model, "macs": pipelines[0].macs,
+                       "train_mflop_per_image": 6 * pipelines[0].macs / 1e6,
+                       "data": splits.source}
+    for p in pipelines:
+        r = record[(p.name, p.kind)]
+        result[p.kind][p.name] = summarize(p, r["seconds"], r["warmup_s"])
+    result["compile_s"] = compile_seconds(result, variants)
+    result["best_baseline"], result["ratio"], result["ratio_paired"] = {}, {}, {}
+    for kind in ("train", "eval"):
+        base = {n: r for n, r in result[kind].items() if n.startswith("baseline_")}
+        if not base or "ours" not in result[kind]:
+            continue
+        best = max(base, key=lambda n: base[n]["img_per_s"])
+        result["best_baseline"][kind] = best
+        for name, r in result[kind].items():
+            if name in base:
+                continue
+            result["ratio"].setdefault(kind, {})[name] = r["img_per_s"] / base[best]["img_per_s"]
+            paired = [b / o for o, b in zip(r["round_s"], base[best]["round_s"], strict=True)]
+            scale = r["images"] / base[best]["images"]
+            result["ratio_paired"].setdefault(kind, {})[name] = scale * statistics.median(paired)
+    return result
+
+
+def compile_seconds(result: dict, variants: dict[str, dict]) -> dict[str, float]:
+    """Per compiled variant: its first (warm-up) training round minus a steady round, i.e. what
+    torch.compile cost on top of the steps themselves."""
+    found = {}
+    for name, train in result["train"].items():
+        compiled = variants.get(name, {}).get("compile", result["config"]["compile"])
+        if name in variants and compiled and train["warmup_s"]:
+            steady = statistics.median(train["round_s"])
+            found[name] = round(train["warmup_s"][0] - steady, 2)
+    return found
+
+
+def environment(device: torch.device, threads: int) -> dict[str, Any]:
+    from resnet_cifar.engine.runtime import physical_cores
+
+    env = {"torch": torch.__version__, "python": platform.python_version(),
+           "device": str(device), "threads": threads, "cores": physical_cores(),
+           "cpu": platform.processor() or platform.machine()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def check(cfg: BenchConfig) -> None:
+    """Refuse what cannot be measured, with the flag to change."""
+    if cfg.steps < 1 or cfg.repeats < 1 or cfg.warmup < 0 or cfg.batch_size < 1:
+        raise ConfigError("--steps, --repeats and --batch-size must be >= 1 and --warmup >= 0")
+    if cfg.eval_images < 1 or cfg.eval_batch_size < 1:
+        raise ConfigError("--eval-images and --eval-batch-size must be >= 1")
+    if any(w < 0 for w in cfg.workers):
+        raise ConfigError(f"--workers must be >= 0, got {list(cfg.workers)}")
+    for name, overrides in {"ours": {}, **cfg.variants}.items():
+        unknown = set(overrides) - set(VARIANT_FIELDS)
+        if unknown:
+            raise ConfigError(f"variant {name!r}: cannot vary {', '.join(sorted(unknown))}; "
+                              f"choose from {', '.join(VARIANT_FIELDS)}")
+        merged = dataclasses.replace(cfg, **overrides)
+        if merged.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer {merged.optimizer!r}: choose from {OPTIMIZERS}")
+        if merged.compile_mode not in (None, *COMPILE_MODES):
+            raise ConfigError(f"compile mode {merged.compile_mode!r}: choose from {COMPILE_MODES}")
+        if merged.amp not in ("none", "bf16", "fp16"):
+            raise ConfigError(f"amp {merged.amp!r}: choose none, bf16 or fp16")
+    from resnet_cifar.models import create_model  # an unknown model fails here, listing names
+
+    create_model(cfg.model)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def format_report(result: dict) -> str:
+    """A plain-text table: one line per pipeline, then the ratios."""
+    env, model = result["environment"], result["model"]
+    cfg = result["config"]
+    lines = [f"{model['name']} ({model['train_mflop_per_image']:.0f} MFLOP/img to train) on "
+             f"{env['device']}, {env['threads']} threads, torch {env['torch']}, data "
+             f"{model['data']}; median of {cfg['repeats']} rounds after {cfg['warmup']} warm-up",
+             f"{'':6}{'pipeline':22}{'batch':>6}{'img/s':>9}{'ms/step':>9}{'GFLOP/s':>9}"
+             f"{'min..max img/s':>18}"]
+    for kind in ("train", "eval"):
+        for name, r in result[kind].items():
+            lines.append(f"{kind:6}{name:22}{r['batch']:>6}{r['img_per_s']:>9.1f}"
+                         f"{r['ms_per_step']:>9.1f}{r['gflop_per_s']:>9.1f}"
+                         f"{r['img_per_s_min']:>9.1f}..{r['img_per_s_max']:<7.1f}")
+    for kind, ratios in result["ratio"].items():
+        best = result["best_baseline"][kind]
+        for name, ratio in ratios.items():
+            paired = result["ratio_paired"][kind][name]
+            lines.append(f"{kind} speed-up of {name} over {best}: {ratio:.2f}x "
+                         f"(paired by round: {paired:.2f}x)")
+    for name, seconds in result["compile_s"].items():
+        lines.append(f"compile time of {name} (first round minus a steady one): {seconds:.1f} s")
+    return "\n".join(lines)

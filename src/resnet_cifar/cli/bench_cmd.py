@@ -1,0 +1,76 @@
+"""resnet-cifar bench: our training/evaluation pipeline vs a torchvision-style baseline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from resnet_cifar.cli.common import add_device_arg, int_list, positive_int, print_json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="throughput of our pipeline vs a per-sample DataLoader baseline",
+        description="Train and evaluate the same model through our pipeline (device-resident "
+                    "data, batched augmentation, the Trainer's step) and a torchvision-style one, "
+                    "interleaved in this process; report img/s, ms/step and the ratio (median "
+                    "over rounds, warm-up excluded).")
+    p.add_argument("--model", default="resnet20", help="see `resnet-cifar models`")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="training batch")
+    p.add_argument("--eval-batch-size", type=positive_int, default=1000, help="our eval batch")
+    add_device_arg(p)
+    p.add_argument("--steps", type=positive_int, default=10, help="training steps per round")
+    p.add_argument("--eval-images", type=positive_int, default=2000,
+                   help="images evaluated per round")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed rounds (median)")
+    p.add_argument("--warmup", type=positive_int, default=1, help="untimed rounds first")
+    p.add_argument("--workers", type=int_list, default=[0, 2], metavar="0[,2]",
+                   help="baseline DataLoader workers to try; the best is compared (default 0,2)")
+    ours = p.add_argument_group("our pipeline")
+    ours.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                      help="NHWC activations (default on: measured faster on CPU)")
+    ours.add_argument("--compile", action="store_true",
+                      help="torch.compile the training model (compile time reported apart)")
+    ours.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune",
+                                                 "max-autotune-no-cudagraphs"),
+                      help="default: the Trainer's pick (reduce-overhead = CUDA graphs on one GPU)")
+    ours.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
+                      help="CUDA autocast (BatchNorm stays fp32)")
+    ours.add_argument("--optimizer", choices=("default", "fused", "foreach", "loop"),
+                      default="default", help="SGD kernels (default: the Trainer's choice)")
+    p.add_argument("--threads", type=positive_int, default=0, help="0: one per core")
+    p.add_argument("--data", metavar="PATH",
+                   help="real CIFAR images (any layout); default: synthetic random uint8")
+    p.add_argument("--no-baseline", dest="baseline", action="store_false",
+                   help="time our pipeline only")
+    p.add_argument("--no-eval", dest="evaluate", action="store_false",
+                   help="time training only")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    """The BenchConfig the flags describe (benchmarks/bench_train.py adds variants to it)."""
+    from resnet_cifar.bench import BenchConfig
+
+    return BenchConfig(
+        model=args.model, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
+        device=args.device, steps=args.steps, eval_images=args.eval_images,
+        repeats=args.repeats, warmup=args.warmup, workers=tuple(args.workers),
+        channels_last=args.channels_last, compile=args.compile, compile_mode=args.compile_mode,
+        amp=args.amp, optimizer=args.optimizer, threads=args.threads, data=args.data,
+        seed=args.seed, baseline=args.baseline, evaluate=args.evaluate)
+
+
+def run(args: argparse.Namespace) -> int:
+    from resnet_cifar.bench import format_report, run_benchmark
+
+    config = config_from_args(args)
+    report = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    result = run_benchmark(config, report=report)
+    if args.json:
+        print_json(result)
+    else:
+        print(format_report(result))
+    return 0

@@ -1,0 +1,96 @@
+"""torch.hub: hubconf.py exposes exactly the registered models, loaded from the local checkout."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_cifar.models import count_parameters, create_model, list_models
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def hub_load(name: str, **kwargs):
+    return torch.hub.load(str(REPO), name, source="local", **kwargs)
+
+
+def load_hubconf():
+    spec = importlib.util.spec_from_file_location("hubconf_under_test", REPO / "hubconf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def same_architecture(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Same class, same state_dict keys and shapes."""
+    def shapes(model):
+        return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+    return type(a) is type(b) and shapes(a) == shapes(b)
+
+
+def test_entry_points_are_exactly_the_registered_models():
+    hubconf = load_hubconf()
+    # what torch.hub.list() offers: every public callable of hubconf
+    entry_points = {n for n in dir(hubconf) if callable(getattr(hubconf, n)) and n[0] != "_"}
+    assert entry_points == set(list_models())
+    assert hubconf.dependencies == ["torch"]
+    assert "pretrained=True raises" in hubconf.resnet20.__doc__
+
+
+def test_resnet20_from_the_local_checkout_matches_create_model():
+    model = hub_load("resnet20")
+    reference = create_model("resnet20")
+    assert same_architecture(model, reference)
+    assert count_parameters(model) == count_parameters(reference) == 272_474
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_name_loads_through_torch_hub(name):
+    assert same_architecture(hub_load(name), create_model(name))
+
+
+def test_options_are_passed_through():
+    model = hub_load("resnet20", num_classes=100, shortcut="A")
+    assert same_architecture(model, create_model("resnet20", num_classes=100, shortcut="A"))
+    assert count_parameters(model) < count_parameters(create_model("resnet20", num_classes=100))
+
+
+@pytest.mark.parametrize("name", ["resnet20", list_models()[-1]])
+def test_pretrained_raises_a_clear_error_instead_of_random_weights(name):
+    with pytest.raises(RuntimeError, match="no weights trained on the original CIFAR-10") as info:
+        hub_load(name, pretrained=True)
+    assert "load_checkpoint" in str(info.value) and name in str(info.value)
+
+
+def test_hubconf_finds_the_package_in_src_without_an_install(tmp_path):
+    """A fresh interpreter where resnet_cifar is not importable (the editable install's path entry
+    removed) still loads hubconf, from the checkout's src/, and gets its sys.path back as it was."""
+    src = str(REPO / "src")
+    probe = "\n".join([
+        "import importlib.util, os, sys",
+        f"sys.path = [p for p in sys.path if os.path.realpath(p or '.') != {src!r}]",
+        "try:",
+        "    import resnet_cifar",
+        "    print('importable')",
+        "except ImportError:",
+        "    print('not importable')",
+        "before = list(sys.path)",
+        f"spec = importlib.util.spec_from_file_location('hubconf', {str(REPO / 'hubconf.py')!r})",
+        "hub = importlib.util.module_from_spec(spec)",
+        "spec.loader.exec_module(hub)",
+        "import resnet_cifar",
+        "print(resnet_cifar.__file__)",
+        "print(sys.path == before, hub.resnet20().linear.out_features)",
+    ])
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "not importable", str(REPO / "src" / "resnet_cifar" / "__init__.py"), "True 10"]

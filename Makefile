@@ -25,7 +25,7 @@ demo: setup
 	$(CLI) train --model resnet20 --data $(DATA) --epochs 2 --milestones 1 \
 		--train-subset 10000 --out $(RUN) --overwrite
 	$(CLI) eval $(RUN)/last.pt --data $(DATA)
-	-$(CLI) show $(RUN)/last.pt --data $(DATA) --out $(RUN)/predictions.png
+	$(CLI) show $(RUN)/last.pt --data $(DATA) --out $(RUN)/predictions.png
 
 # The full original experiment: ResNet-20, 150 epochs (about 8 h on 2 CPU cores).
 train: setup

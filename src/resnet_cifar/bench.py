@@ -126,6 +126,7 @@ def build_trainer(cfg: BenchConfig, splits, device: torch.device):
     config.data.path = cfg.data
     torch.manual_seed(cfg.seed)
     trainer = Trainer(config, DistContext(), device, run_dir=None, progress=False)
+    trainer.log.enabled = False  # the bench prints its own table (or JSON) and nothing else
     trainer.compile_mode_override = cfg.compile_mode
     trainer.setup_data(splits)
     trainer.setup_model()

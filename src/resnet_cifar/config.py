@@ -69,7 +69,7 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels: bitwise-reproducible runs on CPU
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     threads: int = 0  # torch intra-op threads; 0: one per physical core
-    channels_last: bool = False  # NHWC activations
+    channels_last: bool = True  # NHWC activations: 1.23x faster training on CPU (benchmarks.md)
     compile: bool = False  # torch.compile the model (compile time reported separately)
     amp: str = "none"  # none | bf16 | fp16 (CUDA autocast; BatchNorm stays fp32)
     out: str | None = None  # run directory; None: runs/<name>-<YYYYmmdd-HHMMSS>

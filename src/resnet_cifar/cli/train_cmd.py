@@ -103,7 +103,8 @@ def add_parser(sub) -> None:
     )
     r.add_argument("--device", default=s, help="auto | cpu | cuda | cuda:N | mps")
     r.add_argument("--threads", type=positive_int, default=s, help="0: one per core")
-    r.add_argument("--channels-last", action="store_true", default=s)
+    r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=s,
+                   help="NHWC activations (default: on; faster on CPU and with cuDNN)")
     r.add_argument("--compile", action="store_true", default=s, help="torch.compile the model")
     r.add_argument("--amp", choices=("none", "bf16", "fp16"), default=s, help="CUDA autocast")
     r.add_argument("--sync-bn", action="store_true", default=s, help="DDP: SyncBatchNorm")

@@ -125,6 +125,7 @@ class Trainer:
         self.epoch_stats: dict[str, Any] | None = None  # partial epoch restored from last.pt
         self.on_epoch_end: list[Callable[[Trainer, dict[str, Any]], None]] = []
         self.last_val: EvalResult | None = None  # the latest validation result
+        self.compile_seconds: float | None = None  # first compiled step, set by train_step
 
     # ---- setup ---------------------------------------------------------------------------
     def setup_data(self, splits: Splits | None = None) -> None:
@@ -205,9 +206,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         if self.config.compile:
-            start = time.perf_counter()
-            model = torch.compile(model, mode=self.compile_mode)
-            self.compile_seconds = time.perf_counter() - start  # lazy: the real cost is step 1
+            model = torch.compile(model, mode=self.compile_mode)  # lazy: compiles at step 1
         return model
 
     @property
@@ -348,6 +347,8 @@ class Trainer:
         device: nothing here waits for the device."""
         if self.config.compile and self.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()  # a new iteration: replay, don't chain
+        timing_compile = self.config.compile and self.compile_seconds is None
+        start = time.perf_counter()
         with self.autocast():
             logits = model(x)
             loss = self.criterion(logits.float(), y)
@@ -355,6 +356,12 @@ class Trainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if timing_compile:  # torch.compile works at the first step: say what it cost
+            if x.device.type == "cuda":
+                torch.cuda.synchronize(x.device)
+            self.compile_seconds = time.perf_counter() - start
+            self.log.info(f"torch.compile: first step {self.compile_seconds:.1f} s "
+                          "(compilation; it counts in this epoch's time)")
         return loss, logits
 
     def agree(self, loss: torch.Tensor) -> tuple[bool, bool]:

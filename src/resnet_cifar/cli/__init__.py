@@ -9,25 +9,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from resnet_cifar.cli import data_cmd, models_cmd, train_cmd
+from resnet_cifar.cli import (
+    bench_cmd,
+    data_cmd,
+    eval_cmd,
+    models_cmd,
+    predict_cmd,
+    train_cmd,
+    viz_cmd,
+)
 from resnet_cifar.errors import UserError
 
 # Modules that each define add_parser(subparsers). Order is the order of `--help`.
-COMMANDS = [models_cmd, data_cmd, train_cmd]
-
-
-def optional_commands() -> list:
-    """Commands whose modules may not exist in a partial install; imported lazily by name."""
-    import importlib
-
-    found = []
-    for name in ("eval_cmd", "viz_cmd", "predict_cmd", "bench_cmd"):
-        try:
-            found.append(importlib.import_module(f"resnet_cifar.cli.{name}"))
-        except ModuleNotFoundError as err:
-            if err.name != f"resnet_cifar.cli.{name}":
-                raise
-    return found
+COMMANDS = [models_cmd, data_cmd, train_cmd, eval_cmd, viz_cmd, predict_cmd, bench_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in COMMANDS + optional_commands():
+    for module in COMMANDS:
         module.add_parser(sub)
     return parser
 

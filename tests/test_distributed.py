@@ -27,7 +27,7 @@ def tiny_data(tmp_path_factory) -> Path:
     )
 
 
-def launch(nproc: int, *args, env: dict | None = None, timeout: float = 120):
+def launch(nproc: int, *args, env: dict | None = None, timeout: float = 300):
     """Run the worker under torchrun with ``nproc`` processes (1: a plain process, no torchrun)."""
     base = [sys.executable, str(WORKER)]
     if nproc > 1:
@@ -126,11 +126,11 @@ def test_a_failing_rank_stops_the_job(tiny_data, tmp_path):
         2,
         *common(tiny_data, tmp_path / "fail", 8),
         env={"FAIL_RANK": "1", "RESNET_CIFAR_DIST_TIMEOUT": "30"},
-        timeout=90,
+        timeout=150,
     )
     assert result.returncode != 0
     assert "rank 1 failed: RuntimeError: injected failure" in result.stderr
-    assert time.time() - start < 60
+    assert time.time() - start < 120  # startup under load included; no hang
 
 
 def test_recurrent_model_trains_under_ddp(tiny_data, tmp_path):

@@ -644,7 +644,12 @@ def train(
     trainer.on_epoch_end.append(write_curves)
     trainer.on_epoch_end.extend(callbacks or [])
     try:
-        return trainer.fit()
+        result = trainer.fit()
+        # Leave together: a rank that tears its process group down while rank 0 is still
+        # writing files can abort in gloo's threads ("terminate called without an active
+        # exception").
+        dist.barrier()
+        return result
     except Exception as err:
         if dist.enabled:  # say which rank failed; torchrun then stops the others
             print(

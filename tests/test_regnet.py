@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from test_models import IMAGE, build, images
 from torch import nn
 
 from resnet_cifar.errors import UserError
@@ -20,16 +21,6 @@ from resnet_cifar.models.regnet import RegulatedBasicBlock, make_cell
 
 REGNETS = [f"regnet{d}_{c}" for d in (20, 56) for c in ("convlstm", "convgru", "convrnn")]
 REGNET20 = [name for name in REGNETS if name.startswith("regnet20")]
-IMAGE = 8
-
-
-def build(name: str, seed: int = 0, **kwargs) -> nn.Module:
-    torch.manual_seed(seed)
-    return create_model(name, **kwargs)
-
-
-def images(n: int = 2, seed: int = 0) -> torch.Tensor:
-    return torch.randn(n, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(seed))
 
 
 def perturbed(state: tuple) -> tuple:

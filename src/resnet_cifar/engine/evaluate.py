@@ -129,21 +129,21 @@ def evaluate_checkpoint(
     seed: int = 0,
     progress: bool = True,
 ) -> EvalResult:
-    """Evaluate a checkpoint file on a split.
+    """Evaluate a checkpoint file on a split (of ``data``; default: the data its run recorded).
 
     Normalization: ``normalize`` if given, else the statistics the checkpoint was trained with,
     else ``data.normalize`` (foreign checkpoints record none: pass the one they were trained with).
     """
     from resnet_cifar.data import DeviceLoader
     from resnet_cifar.engine.runtime import resolve_device
-    from resnet_cifar.engine.splits import load_arrays, make_splits, pick_split
+    from resnet_cifar.engine.splits import data_for_run, load_arrays, make_splits, pick_split
 
     ckpt = (
         checkpoint
         if isinstance(checkpoint, Checkpoint)
         else load_checkpoint(checkpoint, model, model_kwargs)
     )
-    data = data or DataConfig()
+    data = data or data_for_run(ckpt.config, {})  # default: what the run was trained on
     if normalize is not None:
         data = dataclasses.replace(data, normalize=normalize)
     dev = resolve_device(device)

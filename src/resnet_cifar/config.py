@@ -244,12 +244,6 @@ def to_toml(config: TrainConfig) -> str:
 
 def check_model(name: str, kwargs: dict[str, Any]) -> None:
     """Fail before any data is read if the model name or one of its options is unknown."""
-    from resnet_cifar.models import get_model_entry, model_options
+    from resnet_cifar.models.registry import check_options
 
-    get_model_entry(name)
-    unknown = sorted(set(kwargs) - set(model_options(name)))
-    if unknown:
-        raise ConfigError(
-            f"model {name!r} takes no option {', '.join(unknown)}; "
-            f"its options are: {', '.join(model_options(name)) or 'none'}"
-        )
+    check_options(name, kwargs)  # an unknown name raises first, listing the valid ones

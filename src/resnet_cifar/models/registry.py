@@ -60,9 +60,8 @@ def model_options(name: str) -> dict[str, object]:
     }
 
 
-def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
-    """Build a registered model. Unknown names and options raise a UserError listing valid ones."""
-    entry = get_model_entry(name)
+def check_options(name: str, kwargs: dict) -> None:
+    """Refuse options the model's builder does not take, listing the ones it does."""
     valid = model_options(name)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
@@ -70,6 +69,12 @@ def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
             f"model {name!r} takes no option {', '.join(unknown)}; "
             f"its options are: {', '.join(valid) or 'none'}"
         )
+
+
+def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
+    """Build a registered model. Unknown names and options raise a UserError listing valid ones."""
+    entry = get_model_entry(name)
+    check_options(name, kwargs)
     try:
         return entry.builder(num_classes=num_classes, **kwargs)
     except ValueError as err:  # a bad option value, e.g. shortcut="C"

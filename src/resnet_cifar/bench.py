@@ -150,32 +150,30 @@ def conv_cat_materialized(conv: nn.Module, parts: list[torch.Tensor | None]) -> 
 
 
 @contextlib.contextmanager
-def plain_cat_cells(enabled: bool = True) -> Iterator[None]:
+def patched(module: Any, name: str, value: Any) -> Iterator[None]:
+    """Within the block, ``module.name`` is ``value`` (a lever switched for one variant)."""
+    original = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def plain_cat_cells(enabled: bool = True) -> contextlib.AbstractContextManager:
     """Within the block, every recurrent cell uses ``conv_cat_materialized`` (eager only)."""
     from resnet_cifar.models import cells
 
     if not enabled:
-        yield
-        return
-    original = cells.conv_cat
-    cells.conv_cat = conv_cat_materialized
-    try:
-        yield
-    finally:
-        cells.conv_cat = original
+        return contextlib.nullcontext()
+    return patched(cells, "conv_cat", conv_cat_materialized)
 
 
-@contextlib.contextmanager
-def eval_chunk_size(images: int) -> Iterator[None]:
+def eval_chunk_size(images: int) -> contextlib.AbstractContextManager:
     """Within the block, evaluate_model forwards ``images`` at a time on CPU (0: unchanged)."""
     from resnet_cifar.engine import evaluate
 
-    original = evaluate.CPU_EVAL_CHUNK
-    evaluate.CPU_EVAL_CHUNK = images or original
-    try:
-        yield
-    finally:
-        evaluate.CPU_EVAL_CHUNK = original
+    return patched(evaluate, "CPU_EVAL_CHUNK", images) if images else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

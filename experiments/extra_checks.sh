@@ -2,7 +2,7 @@
 # Two real-data checks on the JPEG copy, each against a baseline run of the same recipe:
 #  1. data-parallel: 1 process (batch 64) vs 2 processes under torchrun (32 per rank = 64 global),
 #     one epoch on a stratified 8,000-image subset, test accuracy of the final weights;
-#  2. speed options: the Part-2 ResNet-20 recipe (experiments/part2_comparison.sh) again with
+#  2. speed options: the 3-epoch Part-2 ResNet-20 recipe (experiments/part2_comparison.sh) with
 #     --channels-last --compile, seeds 0 and 1, to compare with runs/part2/resnet20-s{0,1}.
 set -euo pipefail
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}

@@ -17,7 +17,7 @@ from PIL import Image
 
 from resnet_cifar import viz
 from resnet_cifar.cli import main
-from resnet_cifar.compare import compare_runs, markdown_tables, read_run
+from resnet_cifar.compare import compare_runs, markdown_tables, noise_test, read_run
 from resnet_cifar.data import DeviceLoader, normalization_stats
 from resnet_cifar.engine.evaluate import EvalResult
 from resnet_cifar.engine.rundir import read_metrics
@@ -319,7 +319,7 @@ def test_compare_numbers_equal_those_the_runs_recorded(runs, tmp_path, capsys):
     tests = [json.loads((r / "summary.json").read_text())["test_acc"] for r in runs]
     expected = f"{100 * statistics.fmean(tests):.2f} ± {100 * statistics.stdev(tests):.2f}"
     grouped = printed.split("## Grouped")[1]
-    assert "| resnet20 | 2 | 2 | 0, 1 |" in grouped and expected in grouped
+    assert "| resnet20 | 272,474 | 40.8 | 2 | 2 | 0, 1 |" in grouped and expected in grouped
     assert png_size(tmp_path / "comparison.png") == (800, 450)
 
 
@@ -367,3 +367,40 @@ def test_compare_groups_seeds_of_a_recipe_as_mean_and_std(tmp_path):
     table = markdown_tables(rows, groups)
     assert "| 70.00 ± 11.31 |" in table  # test %
     assert "| live | resnet20_convgru | – | – | 2 | 1 | 45.00 (2) | 45.00 | – |" in table
+
+
+def test_compare_baseline_says_which_differences_are_inside_the_seed_noise(tmp_path, capsys):
+    # Each model's two seeds differ by 2 points, so every group's std is 2/sqrt(2) points and so
+    # is the pooled std; 3 groups -> 3 degrees of freedom, t = 3.182, and the 95% half-width of a
+    # difference of two 2-seed means is 3.182 * 1.414 * sqrt(1/2 + 1/2) = 4.50 points.
+    tests = {"resnet20": (0.60, 0.62), "regnet20_convlstm": (0.70, 0.72),
+             "resnet20_convrnn": (0.63, 0.65)}
+    dirs = [write_fake_run(tmp_path / f"{model}-s{seed}", model=model, seed=seed,
+                           val_accs=[0.5, acc], test_acc=acc)
+            for model, accs in tests.items() for seed, acc in enumerate(accs)]
+    rows, groups = compare_runs(dirs)
+    (test,) = noise_test(rows, groups, "resnet20")
+    assert test.dof == 3 and test.t == 3.182
+    assert test.pooled_std == pytest.approx(0.02 / 2 ** 0.5)
+    by_model = {d.model: d for d in test.differences}
+    assert sorted(by_model) == ["regnet20_convlstm", "resnet20_convrnn"]
+    assert by_model["regnet20_convlstm"].delta == pytest.approx(0.10)
+    assert by_model["regnet20_convlstm"].half_width == pytest.approx(0.0450, abs=1e-4)
+    assert not by_model["regnet20_convlstm"].inside_noise  # +10 points against +-4.5
+    assert by_model["resnet20_convrnn"].inside_noise  # +3 points against +-4.5
+
+    out = tmp_path / "out"
+    assert main(["compare", *map(str, dirs), "--out-dir", str(out), "--baseline", "resnet20"]) == 0
+    table = (out / "comparison.md").read_text().split("## Test accuracy against resnet20")[1]
+    assert "| regnet20_convlstm | +10.00 | +5.50 .. +14.50 | beyond the noise: better |" in table
+    assert "| resnet20_convrnn | +3.00 | -1.50 .. +7.50 | inside the noise |" in table
+    grouped = (out / "comparison.md").read_text().split("## Grouped")[1]
+    assert "| resnet20 | 1,000 | 2.0 | 2 | 2 | 0, 1 |" in grouped  # params and MMACs
+    capsys.readouterr()
+
+    # a baseline with no group: one line naming the choices, and no comparison written
+    assert main(["compare", *map(str, dirs), "--out-dir", str(tmp_path / "bad"),
+                 "--baseline", "resnet56"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "resnet56" in err and "resnet20_convrnn" in err
+    assert not (tmp_path / "bad" / "comparison.md").exists()

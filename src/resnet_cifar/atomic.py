@@ -21,16 +21,18 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", suffix: str = ".tmp") -> Iterator[IO]:
+def atomic_write(path: str | os.PathLike, mode: str = "wb", suffix: str = ".tmp",
+                 newline: str | None = None) -> Iterator[IO]:
     """Yield a file open on a temporary name in ``path``'s folder; on a clean exit, flush, fsync
-    and rename it to ``path``; on any exception (KeyboardInterrupt included), delete it."""
+    and rename it to ``path``; on any exception (KeyboardInterrupt included), delete it.
+    ``newline`` is open()'s, for text modes (csv wants "")."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     try:
         # mkstemp creates 0600; give the file the permissions a plain open() would have.
         os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, newline=newline) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

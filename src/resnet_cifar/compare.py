@@ -1,7 +1,7 @@
 """Runs side by side: one row per run, and mean ± std over the seeds of the same recipe.
 
     rows, groups = compare_runs(["runs/a", "runs/b", "runs/c"])
-    print(markdown_tables(rows, groups))
+    print(markdown_tables(rows, groups, baseline="resnet20"))
 
 Every figure is read back from the run directory, never recomputed: a finished run's from its
 summary.json, a run still in progress from its metrics (best and latest validation accuracy; no
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from resnet_cifar.atomic import atomic_write, atomic_write_text
 from resnet_cifar.config import read_toml
 from resnet_cifar.engine.rundir import read_metrics
 from resnet_cifar.errors import ConfigError
@@ -165,6 +166,79 @@ def mean_std(values: list[float]) -> tuple[float, float, int] | None:
     return statistics.fmean(values), std, len(values)
 
 
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom; past 30 the value for 30,
+# which overstates the quantile by at most 4% (1.96 at infinity): a slightly wider interval.
+T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+       2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+       2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+@dataclass
+class Difference:
+    """A group's mean test accuracy against the baseline's, with a 95% interval."""
+
+    model: str  # model_label of the group
+    delta: float  # mean test accuracy minus the baseline's (fraction)
+    half_width: float  # of the 95% interval around delta (fraction)
+
+    @property
+    def inside_noise(self) -> bool:
+        return abs(self.delta) <= self.half_width
+
+
+@dataclass
+class NoiseTest:
+    """Every group of one recipe length against a baseline group, with the seed noise pooled."""
+
+    baseline: str
+    epochs: int
+    pooled_std: float  # seed-to-seed std of test accuracy, pooled over the groups (fraction)
+    dof: int  # its degrees of freedom: sum over groups of (runs - 1)
+    t: float
+    differences: list[Difference]
+
+
+def group_test_accuracies(group: dict[str, Any], rows: list[dict[str, Any]]) -> list[float]:
+    runs = set(group["runs"])
+    return [r["test_acc"] for r in rows if r["run"] in runs and r["test_acc"] is not None]
+
+
+def noise_test(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
+               baseline: str) -> list[NoiseTest]:
+    """For each recipe length that has a ``baseline`` group (a model label, e.g. "resnet20"):
+    each other group's mean test accuracy minus the baseline's, with a 95% interval from the
+    seed-to-seed std pooled over all groups of that length (the seeds of one model are few, two
+    or three, so its own std says little; pooling assumes the seed noise is alike across models).
+    A difference whose interval holds 0 is inside the noise. No correction for comparing several
+    groups at once: with five comparisons, one marginal "beyond" may be chance."""
+    labels = sorted({model_label(g["model"], g["model_kwargs"]) for g in groups})
+    if baseline not in labels:
+        raise ConfigError(f"--baseline {baseline!r} matches no model with two runs or more of "
+                          f"one recipe among these runs; choose from "
+                          f"{', '.join(labels) or '(none: give each model two seeds)'}")
+    tests = []
+    for epochs in sorted({g["epochs"] for g in groups}):
+        accs = {model_label(g["model"], g["model_kwargs"]): group_test_accuracies(g, rows)
+                for g in groups if g["epochs"] == epochs}
+        accs = {label: values for label, values in accs.items() if values}
+        if baseline not in accs:
+            continue
+        dof = sum(len(values) - 1 for values in accs.values())
+        if dof == 0:
+            continue
+        pooled = (sum((len(v) - 1) * statistics.variance(v) for v in accs.values() if len(v) > 1)
+                  / dof) ** 0.5
+        t = T95[min(dof, len(T95)) - 1]
+        base = accs[baseline]
+        differences = [
+            Difference(label, statistics.fmean(values) - statistics.fmean(base),
+                       t * pooled * (1 / len(values) + 1 / len(base)) ** 0.5)
+            for label, values in accs.items() if label != baseline
+        ]
+        tests.append(NoiseTest(baseline, epochs, pooled, dof, t, differences))
+    return tests
+
+
 def compare_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(one row per run, one group per recipe run with several seeds)."""
     rows = [run_row(read_run(d)) for d in run_dirs]
@@ -209,8 +283,30 @@ VAL_IS_TEST_NOTE = ("† validation is the test set (no --val-split): the best e
                     "on the test set, so its accuracy is optimistic.")
 
 
-def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) -> str:
-    """The per-run table, then the grouped table (accuracies in %)."""
+def noise_tables(tests: list[NoiseTest]) -> list[str]:
+    """Markdown lines: one table per recipe length, differences in percentage points."""
+    parts = []
+    for test in tests:
+        parts += ["", f"## Test accuracy against {test.baseline} ({test.epochs} epochs)", "",
+                  f"Seed-to-seed std of test accuracy, pooled over the models: "
+                  f"{100 * test.pooled_std:.2f} points ({test.dof} degrees of freedom, "
+                  f"t = {test.t:.3f}). A difference is inside the noise when its 95% interval "
+                  "holds 0. No correction for comparing several models at once.", ""]
+        body = []
+        for d in test.differences:
+            verdict = "inside the noise" if d.inside_noise else \
+                ("beyond the noise: better" if d.delta > 0 else "beyond the noise: worse")
+            body.append([d.model, f"{100 * d.delta:+.2f}",
+                         f"{100 * (d.delta - d.half_width):+.2f} .. "
+                         f"{100 * (d.delta + d.half_width):+.2f}", verdict])
+        parts.append(_table(["model", "Δ test (points)", "95% interval", "verdict"], body))
+    return parts
+
+
+def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
+                    baseline: str | None = None) -> str:
+    """The per-run table, the grouped table (accuracies in %) and, given a ``baseline`` model,
+    each group's test accuracy against it (see noise_test)."""
     header = ["run", "model", "params", "MMACs", "epochs", "seed", "best val % (epoch)",
               "final val %", "test %", "s/epoch", "img/s"]
     body = []
@@ -227,16 +323,19 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) ->
         parts += ["", VAL_IS_TEST_NOTE]
     parts += ["", "## Grouped (mean ± std over seeds)", ""]
     if groups:
-        header = ["model", "epochs", "runs", "seeds", "best val %", "final val %", "test %",
-                  "s/epoch", "img/s"]
-        body = [[model_label(g["model"], g["model_kwargs"]), str(g["epochs"]), str(g["n"]),
-                 ", ".join(str(s) for s in g["seeds"]),
+        header = ["model", "params", "MMACs", "epochs", "runs", "seeds", "best val %",
+                  "final val %", "test %", "s/epoch", "img/s"]
+        body = [[model_label(g["model"], g["model_kwargs"]), _num(g["params"], 0),
+                 _num(None if g["macs"] is None else g["macs"] / 1e6, 1), str(g["epochs"]),
+                 str(g["n"]), ", ".join(str(s) for s in g["seeds"]),
                  _pct_pm(g["best_val_acc"], g["n"]) + (" †" if g["val_is_test"] else ""),
                  _pct_pm(g["final_val_acc"], g["n"]), _pct_pm(g["test_acc"], g["n"]),
                  _num_pm(g["sec_per_epoch"], 1), _num_pm(g["img_per_s"], 0)] for g in groups]
         parts.append(_table(header, body))
     else:
         parts.append("No two runs share a model, its options and the number of epochs.")
+    if baseline is not None:
+        parts += noise_tables(noise_test(rows, groups, baseline))
     return "\n".join(parts) + "\n"
 
 
@@ -244,7 +343,7 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """comparison.csv: the rows with full precision; model_kwargs as JSON, missing values empty."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for row in rows:
@@ -253,8 +352,10 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
     return path
 
 
-def write_comparison(run_dirs: list[str | Path], out_dir: str | Path = ".") -> dict[str, Path]:
-    """comparison.md, comparison.csv and comparison.png (validation accuracy of every run)."""
+def write_comparison(run_dirs: list[str | Path], out_dir: str | Path = ".",
+                     baseline: str | None = None) -> dict[str, Path]:
+    """comparison.md, comparison.csv and comparison.png (validation accuracy of every run);
+    with a ``baseline`` model, comparison.md also says which differences are inside the noise."""
     from resnet_cifar.viz import save_figure, val_accuracy_figure
 
     out_dir = Path(out_dir)
@@ -263,7 +364,7 @@ def write_comparison(run_dirs: list[str | Path], out_dir: str | Path = ".") -> d
     rows = [run_row(r) for r in runs]
     groups = group_rows(rows)
     markdown = out_dir / "comparison.md"
-    markdown.write_text("# Comparison\n\n" + markdown_tables(rows, groups))
+    atomic_write_text(markdown, "# Comparison\n\n" + markdown_tables(rows, groups, baseline))
     return {
         "markdown": markdown,
         "csv": write_csv(rows, out_dir / "comparison.csv"),

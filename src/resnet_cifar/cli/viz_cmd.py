@@ -63,6 +63,10 @@ def add_compare_parser(sub) -> None:
                                    "comparison.csv and comparison.png.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out-dir", metavar="DIR", default=".", help="default: here")
+    p.add_argument("--baseline", metavar="MODEL",
+                   help="also give each model's test accuracy minus this model's, with a 95%% "
+                        "interval from the pooled seed noise, and say which differences are "
+                        "inside the noise")
     add_show_arg(p)
     p.set_defaults(func=run_compare)
 
@@ -129,7 +133,7 @@ def run_plot(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from resnet_cifar.compare import write_comparison
 
-    written = write_comparison(args.run_dirs, args.out_dir)
+    written = write_comparison(args.run_dirs, args.out_dir, args.baseline)
     print(written["markdown"].read_text(), end="")
     return wrote(list(written.values()), args.show)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from data_fixtures import CIFAR10_CLASSES, make_cifar10_python_dir
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from PIL import Image
 
@@ -404,3 +405,22 @@ def test_compare_baseline_says_which_differences_are_inside_the_seed_noise(tmp_p
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "resnet56" in err and "resnet20_convrnn" in err
     assert not (tmp_path / "bad" / "comparison.md").exists()
+
+
+def test_comparison_figure_moves_a_long_legend_off_the_lines(tmp_path):
+    few = [write_fake_run(tmp_path / f"few{seed}", model="resnet20", seed=seed,
+                          val_accs=[0.3, 0.5], test_acc=0.5) for seed in (0, 1)]
+    many = [write_fake_run(tmp_path / f"{model}-s{seed}", model=model, seed=seed,
+                           val_accs=[0.3, 0.5], test_acc=0.5)
+            for model in ("resnet20", "resnet20_convrnn", "regnet20_convlstm") for seed in (0, 1)]
+    for dirs, outside in ((few, False), (many, True)):
+        fig = viz.val_accuracy_figure([read_run(d) for d in dirs])
+        FigureCanvasAgg(fig).draw()
+        ax = fig.axes[0]
+        legend = ax.get_legend()
+        texts = [t.get_text() for t in legend.get_texts()]
+        assert len(texts) == len(dirs) + len(dirs) // 2  # every run, and a mean per model
+        assert "resnet20: mean of 2 seeds" in texts
+        renderer = fig.canvas.get_renderer()
+        legend_box, axes_box = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert (legend_box.x0 >= axes_box.x1) == outside

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from resnet_cifar.compare import RunInfo, group_key, read_run, run_labels, run_row
+from resnet_cifar.compare import RunInfo, group_key, model_label, read_run, run_labels, run_row
 from resnet_cifar.viz.output import save_figure
 
 MAX_MARKED_LR_CHANGES = 8  # more changes than this (cosine, one-cycle): plot the lr instead
 LOG_LOSS_RATIO = 30  # losses spanning more than this factor are drawn on a log axis
 MARKER_EPOCHS = 40  # draw point markers on runs this short, so a 1-epoch run is visible
+LEGEND_INSIDE = 8  # legend entries that fit inside the axes without hiding the lines
 LINESTYLES = ("-", "--", ":", "-.")  # runs within one colour (seeds of one recipe)
 MARKERS = ("o", "s", "^", "D", "v")
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -125,12 +126,15 @@ def write_run_curves(run_dir: str | Path) -> Path:
 
 def val_accuracy_figure(runs: list[RunInfo]) -> Figure:
     """Validation accuracy of every run. Runs of one recipe (several seeds) share a colour, each
-    with its own line style, and their mean over the epochs they all reached is drawn thick."""
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
-    ax = fig.subplots()
+    with its own line style, and their mean over the epochs they all reached is drawn thick.
+    A long legend (more than LEGEND_INSIDE entries) goes to the right of the axes, off the lines."""
     groups: dict[tuple, list[RunInfo]] = {}
     for run in runs:
         groups.setdefault(group_key(run_row(run)), []).append(run)
+    entries = len(runs) + sum(len(members) > 1 for members in groups.values())
+    outside = entries > LEGEND_INSIDE
+    fig = Figure(figsize=(11, 5) if outside else (8, 4.5), layout="constrained")
+    ax = fig.subplots()
     labels = dict(zip((id(r) for r in runs), run_labels(runs), strict=True))
     for g, members in enumerate(groups.values()):
         color = COLORS[g % len(COLORS)]
@@ -145,11 +149,16 @@ def val_accuracy_figure(runs: list[RunInfo]) -> Figure:
             mean = [100 * sum(run.rows[i]["val_acc"] for run in members) / len(members)
                     for i in range(common)]
             ax.plot([r["epoch"] for r in members[0].rows[:common]], mean, color=color,
-                    linewidth=3, alpha=0.45, label=f"mean of {len(members)} seeds")
+                    linewidth=3, alpha=0.45,
+                    label=f"{model_label(members[0].model, members[0].model_kwargs)}: "
+                          f"mean of {len(members)} seeds")
     name = val_name(runs)
     ax.set(xlabel="epoch", ylabel=f"{name} accuracy (%)",
            title=f"{name} accuracy of {len(runs)} run{'s' * (len(runs) != 1)}")
     ax.grid(alpha=0.3)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=8, loc="best")
+    if outside:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=8, loc="best")
     return fig

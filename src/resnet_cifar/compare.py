@@ -135,16 +135,19 @@ def group_key(row: dict[str, Any]) -> tuple:
     return row["model"], json.dumps(row["model_kwargs"], sort_keys=True), row["epochs"]
 
 
-def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean ± std (sample std, n - 1) of each GROUP_METRICS over the runs of each recipe that
-    has two runs or more. A metric a run lacks (test_acc while in progress) is left out of it."""
+def recipes(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The rows of each recipe (see group_key) that has two runs or more, in first-seen order."""
     by_key: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         by_key.setdefault(group_key(row), []).append(row)
+    return [members for members in by_key.values() if len(members) > 1]
+
+
+def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean ± std (sample std, n - 1) of each GROUP_METRICS over the runs of each recipe that
+    has two runs or more. A metric a run lacks (test_acc while in progress) is left out of it."""
     groups = []
-    for members in by_key.values():
-        if len(members) < 2:
-            continue
+    for members in recipes(rows):
         first = members[0]
         group = {"model": first["model"], "model_kwargs": first["model_kwargs"],
                  "epochs": first["epochs"], "params": first["params"], "macs": first["macs"],
@@ -198,28 +201,24 @@ class NoiseTest:
     differences: list[Difference]
 
 
-def group_test_accuracies(group: dict[str, Any], rows: list[dict[str, Any]]) -> list[float]:
-    runs = set(group["runs"])
-    return [r["test_acc"] for r in rows if r["run"] in runs and r["test_acc"] is not None]
-
-
-def noise_test(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
-               baseline: str) -> list[NoiseTest]:
+def noise_test(rows: list[dict[str, Any]], baseline: str) -> list[NoiseTest]:
     """For each recipe length that has a ``baseline`` group (a model label, e.g. "resnet20"):
     each other group's mean test accuracy minus the baseline's, with a 95% interval from the
     seed-to-seed std pooled over all groups of that length (the seeds of one model are few, two
     or three, so its own std says little; pooling assumes the seed noise is alike across models).
     A difference whose interval holds 0 is inside the noise. No correction for comparing several
     groups at once: with five comparisons, one marginal "beyond" may be chance."""
-    labels = sorted({model_label(g["model"], g["model_kwargs"]) for g in groups})
+    groups = recipes(rows)
+    labels = sorted({model_label(g[0]["model"], g[0]["model_kwargs"]) for g in groups})
     if baseline not in labels:
         raise ConfigError(f"--baseline {baseline!r} matches no model with two runs or more of "
                           f"one recipe among these runs; choose from "
                           f"{', '.join(labels) or '(none: give each model two seeds)'}")
     tests = []
-    for epochs in sorted({g["epochs"] for g in groups}):
-        accs = {model_label(g["model"], g["model_kwargs"]): group_test_accuracies(g, rows)
-                for g in groups if g["epochs"] == epochs}
+    for epochs in sorted({g[0]["epochs"] for g in groups}):
+        accs = {model_label(g[0]["model"], g[0]["model_kwargs"]):
+                [r["test_acc"] for r in g if r["test_acc"] is not None]
+                for g in groups if g[0]["epochs"] == epochs}
         accs = {label: values for label, values in accs.items() if values}
         if baseline not in accs:
             continue
@@ -335,7 +334,7 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
     else:
         parts.append("No two runs share a model, its options and the number of epochs.")
     if baseline is not None:
-        parts += noise_tables(noise_test(rows, groups, baseline))
+        parts += noise_tables(noise_test(rows, baseline))
     return "\n".join(parts) + "\n"
 
 

@@ -9,7 +9,7 @@ RUN ?= runs/demo
 # torch first and pinned: a bare `pip install torch` may pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo train test lint bench clean
+.PHONY: setup demo train test lint browser bench clean
 
 setup: $(VENV)/.installed
 
@@ -34,7 +34,39 @@ train: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks hubconf.py
 
-test: lint
+# Debian's chromium, for the test that renders the HTML report in a real browser
+# (tests/test_report.py). Installed only where /usr/bin/chromium is absent, as root or with
+# password-less sudo; otherwise a note, and that test skips (where CI is set it fails instead,
+# and so does a failed install, so that a broken browser is seen).
+CHROMIUM ?= /usr/bin/chromium
+APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "note: no apt-get here; install chromium to run the browser test of the report"; \
+		exit 0; \
+	fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else \
+		echo "note: chromium is not installed and installing it needs root or sudo" \
+			"(apt-get install chromium); the browser test of the report will be skipped"; \
+		exit 0; \
+	fi; \
+	echo "installing chromium (apt-get) for the browser test of the report..."; \
+	start=$$(date +%s); log=$$(mktemp); \
+	if { $$sudo apt-get update -qq && $$sudo env $(APT_CHROMIUM); } >"$$log" 2>&1; then \
+		echo "chromium installed in $$(( $$(date +%s) - start )) s"; rm -f "$$log"; \
+	else \
+		tail -n 20 "$$log" >&2; rm -f "$$log"; \
+		if [ "$${CI:-}" = true ] || [ "$${CI:-}" = 1 ]; then \
+			echo "error: installing chromium failed" >&2; exit 1; \
+		fi; \
+		echo "note: installing chromium failed; the browser test of the report will be skipped"; \
+	fi
+
+test: lint browser
 	$(PY) -m pytest
 
 bench: setup

@@ -1,12 +1,16 @@
 """The HTML report: one self-contained file whose figures are inline PNGs, checked by parsing it
-(and, where chromium is installed, by rendering it)."""
+(and by rendering it in headless chromium, which `make test` installs)."""
 
 from __future__ import annotations
 
 import base64
 import io
+import json
+import os
+import re
 import shutil
 import subprocess
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from PIL import Image
 from resnet_cifar.cli import main
 from resnet_cifar.engine.rundir import read_metrics
 from resnet_cifar.engine.splits import data_for_run
+from resnet_cifar.errors import DataError
 from resnet_cifar.report import pick_checkpoint
 
 
@@ -157,17 +162,93 @@ def test_data_defaults_to_what_the_run_recorded(tmp_path):
     assert (data.path, data.val_split, data.normalize) == (str(tmp_path), 20, "half")
     assert data.cache_dir is None  # the recording machine's cache is not ours
     assert data_for_run(recorded, {"path": "x", "val_split": 5}).val_split == 5
-    gone = {"data": {"path": str(tmp_path / "moved")}}
-    assert data_for_run(gone, {}).path is None  # a path that no longer exists is dropped
+    gone = {"data": {"path": str(tmp_path / "moved"), "fingerprint": "sha256:ab"}}
+    with pytest.raises(DataError, match="moved.*--data PATH"):
+        data_for_run(gone, {})  # never silently replaced by $RESNET_CIFAR_DATA or the cache
+    elsewhere = data_for_run(gone, {"path": str(tmp_path)})  # pointed elsewhere: checked later
+    assert (elsewhere.path, elsewhere.fingerprint) == (str(tmp_path), "sha256:ab")
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+# ---- rendering in a real browser ------------------------------------------------------------
+# `make test` (and so CI, .ci/run) installs Debian's chromium first (`make browser`); with
+# CI=true a missing chromium fails the test instead of skipping it, so a broken install is seen.
+# Every request the page makes is answered "host not found", so nothing leaves the machine, and
+# the page itself lists what it asked for (resource timing records failed requests too).
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                  "--host-resolver-rules=MAP * ~NOTFOUND"]
+# Put first in a copy of the report: a policy that lets only inline styles, this script and
+# data: images load, reporting anything else it blocks (a file beside the report, a CSS url());
+# once the page has loaded, the script writes what the browser made of it into the DOM, which
+# --dump-dom then prints.
+RENDER_PROBE = """<meta http-equiv="Content-Security-Policy" content="default-src 'none';
+  img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<script>
+const blocked = [];
+document.addEventListener('securitypolicyviolation', e => blocked.push(e.blockedURI));
+window.addEventListener('load', () => {
+  const out = document.createElement('pre');
+  out.id = 'render-probe';
+  out.textContent = JSON.stringify({
+    images: [...document.images].map(i => ({alt: i.alt, src: i.src.slice(0, 40),
+                                            complete: i.complete, width: i.naturalWidth,
+                                            height: i.naturalHeight})),
+    requests: performance.getEntriesByType('resource').map(e => e.name),
+    blocked: blocked,
+  });
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail("chromium is not installed, and CI is set: `make browser` (a step of "
+                        "`make test`) should have installed Debian's chromium package")
+        pytest.skip("chromium is not installed (`make browser` installs it)")
+    return path
+
+
+def run_chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"  # new and empty
+    profile.mkdir()
+    return subprocess.run([chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                          check=True, capture_output=True, text=True, timeout=120)
+
+
+def browser_view(html: Path, tmp_path: Path) -> dict:
+    """What headless chromium made of the page `html`: its images, every request it made and
+    every load outside the page that the probe's policy blocked."""
+    text = html.read_text()
+    assert "<head>" in text
+    probe = tmp_path / f"probe-{html.name}"
+    probe.write_text(text.replace("<head>", "<head>" + RENDER_PROBE, 1))
+    dom = run_chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom",
+                       probe.resolve().as_uri()).stdout
+    found = re.search(r'<pre id="render-probe">(.*?)</pre>', dom, re.S)
+    assert found, f"the probe script never ran; chromium printed {dom[-300:]!r}"
+    return json.loads(unescape(found.group(1)))
+
+
+def assert_renders_self_contained(html: Path, tmp_path: Path) -> None:
+    view = browser_view(html, tmp_path)
+    assert view["requests"] == [], f"the page fetched {view['requests']}"
+    assert view["blocked"] == [], f"the page refers to {view['blocked']}"
+    assert [image["alt"] for image in view["images"]] == [
+        "Training curves", "Confusion matrix", "Per-class accuracy", "Predictions"]
+    for image in view["images"]:
+        assert image["src"].startswith("data:image/png;base64,"), image
+        assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
+
+
 def test_report_renders_in_headless_chromium(report, tmp_path):
+    assert_renders_self_contained(report, tmp_path)
     shot = tmp_path / "shot.png"
-    subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--window-size=1200,3000", f"--screenshot={shot}", report.resolve().as_uri()],
-        check=True, capture_output=True, timeout=120)
+    run_chromium(tmp_path, "--window-size=1200,3000", f"--screenshot={shot}",
+                 report.resolve().as_uri())
     with Image.open(shot) as image:
         assert image.size == (1200, 3000)
         histogram = image.convert("L").histogram()

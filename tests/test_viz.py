@@ -73,9 +73,9 @@ class CaptureFigures:
         self.figures = []
         real = viz.grid.save_figure
 
-        def save(fig, path):
+        def save(fig, path, *args, **kwargs):
             self.figures.append(fig)
-            return real(fig, path)
+            return real(fig, path, *args, **kwargs)
 
         monkeypatch.setattr(viz.grid, "save_figure", save)
 

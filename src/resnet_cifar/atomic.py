@@ -1,17 +1,43 @@
 """Files that are either complete or absent: write beside the target, then rename over it.
 
-Checkpoints, caches, downloads, configs and reports all go through ``atomic_write``, so an
-interrupted process never leaves a half-written file that looks complete.
+Checkpoints, caches, downloads, configs, figures, reports and exported models all go through
+``atomic_path`` (``atomic_write`` for writers that take a file object), so an interrupted process
+never leaves a half-written file that looks complete, and every file gets the permissions a plain
+``open()`` would give it (0666 & ~umask), not mkstemp's 0600.
+
+Those two raise OSError as it comes: a caller such as the data cache may choose to carry on
+without its file. Outputs the user asked for wrap the write in ``explain_write_errors`` instead,
+which turns a failed write into a one-line UserError naming the file, the cause and the fix; and
+call ``check_target`` (or ``check_folder``) first, so that an impossible target is refused before
+any expensive work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from resnet_cifar.errors import UserError
+
+EDQUOT = getattr(errno, "EDQUOT", errno.ENOSPC)  # not on every platform
+# errno -> the cause in words; the OS's own strerror for the rest
+CAUSES = {
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    EDQUOT: "disk quota exceeded",
+    errno.ENOSPC: "no space left on device",  # after EDQUOT: the same number where it is absent
+    errno.EISDIR: "it is a folder",
+}
+DISK_FULL = (errno.ENOSPC, EDQUOT)
+# torch's C++ zip writer (torch.save to a path, torch.jit.save, ...) reports a failed write as a
+# RuntimeError with one of these in its message, not as an OSError
+TORCH_WRITE_FAILURES = ("unexpected pos", "PytorchStreamWriter failed", "file write failed")
 
 
 def _umask() -> int:
@@ -20,28 +46,126 @@ def _umask() -> int:
     return mask
 
 
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", suffix: str = ".tmp",
-                 newline: str | None = None) -> Iterator[IO]:
-    """Yield a file open on a temporary name in ``path``'s folder; on a clean exit, flush, fsync
-    and rename it to ``path``; on any exception (KeyboardInterrupt included), delete it.
-    ``newline`` is open()'s, for text modes (csv wants "")."""
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary file name in ``path``'s folder (an empty file, ending in ``suffix``) for a
+    writer that wants a name rather than a file object; on a clean exit, fsync it and rename it
+    to ``path``; on any exception (KeyboardInterrupt included), delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
         # mkstemp creates 0600; give the file the permissions a plain open() would have.
         os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, mode, newline=newline) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb", suffix: str = ".tmp",
+                 newline: str | None = None) -> Iterator[IO]:
+    """Yield a file open on a temporary name in ``path``'s folder; on a clean exit it replaces
+    ``path``, on any exception it is deleted (see ``atomic_path``). ``newline`` is open()'s, for
+    text modes (csv wants "")."""
+    with atomic_path(path, suffix) as tmp, open(tmp, mode, newline=newline) as f:
+        yield f
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+# --------------------------------------------------------------------------- user-facing errors
+
+
+def cannot_write(path: str | os.PathLike, what: str, cause: str, fix: str) -> UserError:
+    """The one shape of every write error: what, where, why, and what to do about it."""
+    return UserError(f"cannot write {what} {path}: {cause}; {fix}")
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is not a folder (nothing can be created
+    under it), else None."""
+    parent = next((p for p in path.parents if p.exists()), None)
+    return None if parent is None or parent.is_dir() else parent
+
+
+def _refuse_a_file_in_the_way(path: Path, what: str, flag: str) -> None:
+    blocker = _file_in_the_way(path)
+    if blocker is not None:
+        raise cannot_write(path, what, f"{blocker} is a file, not a folder",
+                           f"choose another {flag}")
+
+
+def check_target(path: str | os.PathLike, what: str, flag: str = "--out") -> Path:
+    """``path`` as a Path; a UserError now if no file can be written there (a folder is in the
+    way, or a file stands where a folder should be). Cheap: call it before the expensive work."""
+    path = Path(path)
+    if path.is_dir():
+        raise cannot_write(path, what, "it is a folder", f"give {flag} a file name")
+    _refuse_a_file_in_the_way(path, what, flag)
+    return path
+
+
+def check_folder(path: str | os.PathLike, what: str, flag: str = "--out-dir") -> Path:
+    """``path`` as a Path; a UserError now if it cannot be (or become) a folder."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise cannot_write(path, what, "it is a file, not a folder", f"choose another {flag}")
+    _refuse_a_file_in_the_way(path, what, flag)
+    return path
+
+
+def _explain(err: OSError, path: Path, flag: str) -> tuple[str, str]:
+    """(cause, fix) of a failed write to ``path``."""
+    blocker = _file_in_the_way(path)  # mkdir's ENOTDIR or EEXIST, said plainly
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder", f"choose another {flag}"
+    cause = os_error_cause(err)
+    if err.errno in DISK_FULL:
+        return cause, f"free some space or choose another {flag}"
+    if err.errno == errno.EISDIR:
+        return cause, f"give {flag} a file name"
+    return cause, f"choose a writable {flag}"
+
+
+def os_error_cause(err: OSError) -> str:
+    """The cause of a failed write in a few plain words ("no space left on device")."""
+    return CAUSES.get(err.errno) or (err.strerror or str(err) or type(err).__name__).lower()
+
+
+def is_torch_write_failure(err: BaseException) -> bool:
+    """Whether ``err`` is torch's serializer reporting a write that failed (a full disk)."""
+    return isinstance(err, RuntimeError) and any(m in str(err) for m in TORCH_WRITE_FAILURES)
+
+
+@contextlib.contextmanager
+def explain_write_errors(path: str | os.PathLike, what: str, flag: str = "--out") -> Iterator[None]:
+    """Turn an OSError, or torch's RuntimeError for a failed write, raised inside into a one-line
+    UserError naming ``what`` and ``path``, the cause and the fix (``flag`` chooses another
+    place). Anything else passes through unchanged."""
+    try:
+        yield
+    except OSError as err:
+        cause, fix = _explain(err, Path(path), flag)
+        raise cannot_write(path, what, cause, fix) from None
+    except RuntimeError as err:
+        if not is_torch_write_failure(err):
+            raise
+        raise cannot_write(path, what, "the write failed (is the disk full?)",
+                           f"free some space or choose another {flag}") from None

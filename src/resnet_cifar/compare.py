@@ -6,19 +6,30 @@
 Every figure is read back from the run directory, never recomputed: a finished run's from its
 summary.json, a run still in progress from its metrics (best and latest validation accuracy; no
 test accuracy yet).
+
+A recipe is the whole resolved config (config.toml) but the seed and what does not change the
+computation (NOT_RECIPE): runs that differ in anything else (lr, augmentation, data, ...) are
+never pooled as seeds, and the tables name the settings that differ ("resnet20 [lr=0.2]").
+Runs on different data are refused unless asked for (allow_mixed_data).
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resnet_cifar.atomic import atomic_write, atomic_write_text
-from resnet_cifar.config import read_toml
+from resnet_cifar.atomic import (
+    atomic_write,
+    atomic_write_text,
+    check_folder,
+    explain_write_errors,
+)
+from resnet_cifar.config import TrainConfig, read_toml, to_dict
 from resnet_cifar.engine.rundir import read_metrics
 from resnet_cifar.errors import ConfigError
 
@@ -28,8 +39,18 @@ COLUMNS = (
     "run", "name", "model", "model_kwargs", "params", "macs", "epochs", "seed", "val_is_test",
     "best_val_acc", "best_epoch", "final_val_acc", "test_acc", "sec_per_epoch", "img_per_s",
 )
+COMPARISON = "the comparison into"  # a write error: "cannot write the comparison into DIR: ..."
 # What a group of seeds reports as mean ± std.
 GROUP_METRICS = ("best_val_acc", "final_val_acc", "test_acc", "sec_per_epoch", "img_per_s")
+# Config keys that tell runs of one recipe apart without changing what they compute: the seed,
+# names and places, where and how fast it runs, logging, and the override of the data check
+# (the fingerprint says which data it was). Runs that differ only in these are seeds of one
+# recipe. data.path joins them where the run recorded the data's content fingerprint: the same
+# data under another path are the same data.
+NOT_RECIPE = ("seed", "out", "name", "threads", "tensorboard", "device", "data.cache_dir",
+              "data.allow_other_data")
+# Recipe settings with columns of their own in the tables (taken from summary.json when there).
+OWN_COLUMNS = ("model", "model_kwargs", "epochs")
 
 
 @dataclass
@@ -72,6 +93,16 @@ class RunInfo:
     def finished(self) -> bool:
         return self.summary is not None
 
+    @property
+    def data_fingerprint(self) -> str | None:
+        """The content fingerprint of the decoded data, where the run recorded one."""
+        return self.config.get("data", {}).get("fingerprint") or \
+            (self.summary or {}).get("data_fingerprint")
+
+    @property
+    def num_classes(self) -> int | None:
+        return (self.summary or {}).get("num_classes")
+
 
 def read_run(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir)
@@ -101,8 +132,51 @@ def run_labels(runs: list[RunInfo]) -> list[str]:
     return labels
 
 
+def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables to dotted keys: {"data": {"augment": "none"}} -> {"data.augment": "none"}."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resolved_settings(run: RunInfo) -> dict[str, Any] | None:
+    """The run's config.toml flattened, keys it lacks at today's defaults (it records every key
+    there was, so only keys added since are missing, and a new key's default keeps the old
+    behaviour); None without a config.toml (an old or foreign run directory)."""
+    if not run.config:
+        return None
+    return flatten(to_dict(TrainConfig())) | flatten(run.config)
+
+
+def run_recipe(run: RunInfo, settings: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The settings that decide what a run computes, but OWN_COLUMNS: ``settings`` less
+    NOT_RECIPE, the data named by content where a fingerprint is known. None without a config."""
+    if settings is None:
+        return None
+    settings = dict(settings)
+    if run.data_fingerprint:
+        settings["data.fingerprint"] = run.data_fingerprint
+        settings.pop("data.path", None)
+    return {k: v for k, v in settings.items()
+            if k not in NOT_RECIPE and k.split(".")[0] not in OWN_COLUMNS}
+
+
+def run_data(run: RunInfo, settings: dict[str, Any] | None) -> dict[str, Any]:
+    """What the run says of its data: content fingerprint, source (path, dataset, coarse) and
+    number of classes, each None where it does not say."""
+    source = None if settings is None else \
+        [settings.get("data.path"), settings.get("data.dataset"), settings.get("data.coarse")]
+    return {"fingerprint": run.data_fingerprint, "source": source,
+            "num_classes": run.num_classes}
+
+
 def run_row(run: RunInfo) -> dict[str, Any]:
-    """The comparison row of one run (see COLUMNS)."""
+    """The comparison row of one run: COLUMNS, then its recipe (see run_recipe) and data (see
+    run_data), which group and check the runs but are no columns of comparison.csv."""
     row = {"run": run.path.name, "name": run.name, "model": run.model,
            "model_kwargs": run.model_kwargs, "seed": run.seed, "val_is_test": run.val_is_test}
     if run.summary is not None:
@@ -123,7 +197,9 @@ def run_row(run: RunInfo) -> dict[str, Any]:
             "sec_per_epoch": mean_or_none([r["epoch_time"] for r in run.rows]),
             "img_per_s": mean_or_none([r["img_per_s"] for r in run.rows]),
         })
-    return {k: row[k] for k in COLUMNS}
+    settings = resolved_settings(run)
+    return {**{k: row[k] for k in COLUMNS}, "recipe": run_recipe(run, settings),
+            "data": run_data(run, settings)}
 
 
 def mean_or_none(values: list[float]) -> float | None:
@@ -131,8 +207,13 @@ def mean_or_none(values: list[float]) -> float | None:
 
 
 def group_key(row: dict[str, Any]) -> tuple:
-    """Runs of one recipe: same model, model options and epochs (seeds differ)."""
-    return row["model"], json.dumps(row["model_kwargs"], sort_keys=True), row["epochs"]
+    """Runs of one recipe: same model, model options, epochs and every other setting but those
+    of NOT_RECIPE (seeds differ). Runs without a config.toml: the same model, options, epochs and
+    data, as far as their summaries say."""
+    data = row["data"]
+    return (row["model"], json.dumps(row["model_kwargs"], sort_keys=True), row["epochs"],
+            json.dumps(row["recipe"], sort_keys=True, default=str), data["fingerprint"],
+            data["num_classes"])
 
 
 def recipes(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -143,13 +224,47 @@ def recipes(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [members for members in by_key.values() if len(members) > 1]
 
 
+def differing_settings(rows: list[dict[str, Any]]) -> list[str] | None:
+    """The recipe settings whose values differ between the runs, in config order (a setting one
+    config lacks counts as another value); None when no run has a config.toml."""
+    known = [r["recipe"] for r in rows if r["recipe"] is not None]
+    if not known:
+        return None
+    keys = dict.fromkeys(k for recipe in known for k in recipe)
+    return [k for k in keys
+            if len({json.dumps(recipe.get(k), sort_keys=True, default=str)
+                    for recipe in known}) > 1]
+
+
+def _setting(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, str):
+        return value[:19] + "…" if value.startswith("sha256:") else value  # a fingerprint
+    return json.dumps(value, default=str)
+
+
+def recipe_label(row: dict[str, Any], differing: list[str] | None) -> str:
+    """The model label, then the run's values of the ``differing`` settings (see
+    differing_settings), e.g. "resnet20 [lr=0.2]": one label per recipe among the runs."""
+    label = model_label(row["model"], row["model_kwargs"])
+    if differing is None:  # no run has a config: the model is all that is known of any
+        return label
+    if row["recipe"] is None:
+        return f"{label} [no config.toml]"
+    values = ", ".join(f"{k}={_setting(row['recipe'].get(k))}" for k in differing)
+    return f"{label} [{values}]" if values else label
+
+
 def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean ± std (sample std, n - 1) of each GROUP_METRICS over the runs of each recipe that
     has two runs or more. A metric a run lacks (test_acc while in progress) is left out of it."""
+    differing = differing_settings(rows)
     groups = []
     for members in recipes(rows):
         first = members[0]
-        group = {"model": first["model"], "model_kwargs": first["model_kwargs"],
+        group = {"label": recipe_label(first, differing),
+                 "model": first["model"], "model_kwargs": first["model_kwargs"],
                  "epochs": first["epochs"], "params": first["params"], "macs": first["macs"],
                  "n": len(members), "runs": [m["run"] for m in members],
                  "seeds": [m["seed"] for m in members],
@@ -202,46 +317,107 @@ class NoiseTest:
 
 
 def noise_test(rows: list[dict[str, Any]], baseline: str) -> list[NoiseTest]:
-    """For each recipe length that has a ``baseline`` group (a model label, e.g. "resnet20"):
-    each other group's mean test accuracy minus the baseline's, with a 95% interval from the
-    seed-to-seed std pooled over all groups of that length (the seeds of one model are few, two
-    or three, so its own std says little; pooling assumes the seed noise is alike across models).
-    A difference whose interval holds 0 is inside the noise. No correction for comparing several
-    groups at once: with five comparisons, one marginal "beyond" may be chance."""
-    groups = recipes(rows)
-    labels = sorted({model_label(g[0]["model"], g[0]["model_kwargs"]) for g in groups})
-    if baseline not in labels:
+    """For each recipe length that has a ``baseline`` group: each other group's mean test
+    accuracy minus the baseline's, with a 95% interval from the seed-to-seed std pooled over all
+    groups of that length (the seeds of one model are few, two or three, so its own std says
+    little; pooling assumes the seed noise is alike across models and recipes). A difference
+    whose interval holds 0 is inside the noise. No correction for comparing several groups at
+    once: with five comparisons, one marginal "beyond" may be chance.
+
+    ``baseline`` is a group's label (see recipe_label: "resnet20 [lr=0.1]") or its model label
+    ("resnet20"). A model label that names several recipes of one length (resnet20 at lr 0.1 and
+    at lr 0.2) is refused, naming their labels: which recipe is the baseline is the user's choice,
+    never a guess."""
+    differing = differing_settings(rows)
+    groups = [(recipe_label(g[0], differing), g) for g in recipes(rows)]
+    labels = sorted({label for label, _ in groups})
+    if not any(_is_baseline(baseline, label, g) for label, g in groups):
         raise ConfigError(f"--baseline {baseline!r} matches no model with two runs or more of "
                           f"one recipe among these runs; choose from "
                           f"{', '.join(labels) or '(none: give each model two seeds)'}")
     tests = []
-    for epochs in sorted({g[0]["epochs"] for g in groups}):
-        accs = {model_label(g[0]["model"], g[0]["model_kwargs"]):
-                [r["test_acc"] for r in g if r["test_acc"] is not None]
-                for g in groups if g[0]["epochs"] == epochs}
-        accs = {label: values for label, values in accs.items() if values}
-        if baseline not in accs:
+    for epochs in sorted({g[0]["epochs"] for _, g in groups}):
+        here = [(label, g) for label, g in groups if g[0]["epochs"] == epochs]
+        bases = [label for label, g in here if _is_baseline(baseline, label, g)]
+        if len(bases) > 1:
+            raise ConfigError(f"--baseline {baseline!r} matches {len(bases)} recipes of {epochs} "
+                              f"epochs: {', '.join(map(repr, bases))}; give one of these labels "
+                              "as --baseline")
+        accs = [(label, _is_baseline(baseline, label, g),
+                 [r["test_acc"] for r in g if r["test_acc"] is not None]) for label, g in here]
+        accs = [acc for acc in accs if acc[2]]
+        base = next((values for _, is_base, values in accs if is_base), None)
+        dof = sum(len(values) - 1 for _, _, values in accs)
+        if base is None or dof == 0:
             continue
-        dof = sum(len(values) - 1 for values in accs.values())
-        if dof == 0:
-            continue
-        pooled = (sum((len(v) - 1) * statistics.variance(v) for v in accs.values() if len(v) > 1)
+        pooled = (sum((len(v) - 1) * statistics.variance(v) for _, _, v in accs if len(v) > 1)
                   / dof) ** 0.5
         t = T95[min(dof, len(T95)) - 1]
-        base = accs[baseline]
         differences = [
             Difference(label, statistics.fmean(values) - statistics.fmean(base),
                        t * pooled * (1 / len(values) + 1 / len(base)) ** 0.5)
-            for label, values in accs.items() if label != baseline
+            for label, is_base, values in accs if not is_base
         ]
-        tests.append(NoiseTest(baseline, epochs, pooled, dof, t, differences))
+        tests.append(NoiseTest(bases[0], epochs, pooled, dof, t, differences))
     return tests
 
 
-def compare_runs(run_dirs: list[str | Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(one row per run, one group per recipe run with several seeds)."""
-    rows = [run_row(read_run(d)) for d in run_dirs]
+def _is_baseline(baseline: str, label: str, members: list[dict[str, Any]]) -> bool:
+    return baseline in (label, model_label(members[0]["model"], members[0]["model_kwargs"]))
+
+
+def data_conflict(rows: list[dict[str, Any]]) -> str | None:
+    """The first two runs that used different data, described; None when all agree as far as
+    they say (see run_data). Data differ when their content fingerprints do, else (a run
+    recorded none) when their sources do, or when their numbers of classes do."""
+    for a, b in itertools.combinations(rows, 2):
+        if _different_data(a["data"], b["data"]):
+            return (f"runs {a['run']} ({_describe_data(a['data'])}) and {b['run']} "
+                    f"({_describe_data(b['data'])}) used different data")
+    return None
+
+
+def _different_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if None not in (a["num_classes"], b["num_classes"]) and a["num_classes"] != b["num_classes"]:
+        return True
+    if a["fingerprint"] and b["fingerprint"]:
+        return a["fingerprint"] != b["fingerprint"]
+    return None not in (a["source"], b["source"]) and a["source"] != b["source"]
+
+
+def _describe_data(data: dict[str, Any]) -> str:
+    parts = []
+    if data["source"] is not None:
+        path, dataset, coarse = data["source"]
+        parts.append((path or f"{dataset} download") + (" coarse" if coarse else ""))
+    if data["fingerprint"]:
+        parts.append(_setting(data["fingerprint"]))
+    if data["num_classes"] is not None:
+        parts.append(f"{data['num_classes']} classes")
+    return ", ".join(parts) or "data unknown"
+
+
+def check_same_data(rows: list[dict[str, Any]], allow_mixed_data: bool = False) -> None:
+    """Refuse runs on different data (see data_conflict): their accuracies are not comparable,
+    so a comparison of them is asked for (``allow_mixed_data``), and then says so."""
+    conflict = data_conflict(rows)
+    if conflict and not allow_mixed_data:
+        raise ConfigError(f"{conflict}: their accuracies are not comparable; compare runs on "
+                          "one dataset, or pass --allow-mixed-data to compare them anyway")
+
+
+def tabulate(runs: list[RunInfo], allow_mixed_data: bool = False
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(one row per run, one group per recipe run with several seeds); see check_same_data."""
+    rows = [run_row(run) for run in runs]
+    check_same_data(rows, allow_mixed_data)
     return rows, group_rows(rows)
+
+
+def compare_runs(run_dirs: list[str | Path], *, allow_mixed_data: bool = False
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(one row per run, one group per recipe run with several seeds); see check_same_data."""
+    return tabulate([read_run(d) for d in run_dirs], allow_mixed_data)
 
 
 # ---------------------------------------------------------------------------------- rendering
@@ -305,7 +481,10 @@ def noise_tables(tests: list[NoiseTest]) -> list[str]:
 def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
                     baseline: str | None = None) -> str:
     """The per-run table, the grouped table (accuracies in %) and, given a ``baseline`` model,
-    each group's test accuracy against it (see noise_test)."""
+    each group's test accuracy against it (see noise_test). Models are labelled with the
+    settings whose values differ between the runs (see recipe_label), and runs on different data
+    (allowed by compare_runs(allow_mixed_data=True)) are said to be."""
+    differing = differing_settings(rows)
     header = ["run", "model", "params", "MMACs", "epochs", "seed", "best val % (epoch)",
               "final val %", "test %", "s/epoch", "img/s"]
     body = []
@@ -313,18 +492,22 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
         dagger = " †" if r["val_is_test"] else ""
         best = "–" if r["best_val_acc"] is None else \
             f"{_pct(r['best_val_acc'])} ({r['best_epoch']}){dagger}"
-        body.append([r["run"], model_label(r["model"], r["model_kwargs"]),
+        body.append([r["run"], recipe_label(r, differing),
                      _num(r["params"], 0), _num(None if r["macs"] is None else r["macs"] / 1e6, 1),
                      str(r["epochs"]), str(r["seed"]), best, _pct(r["final_val_acc"]),
                      _pct(r["test_acc"]), _num(r["sec_per_epoch"], 1), _num(r["img_per_s"], 0)])
     parts = ["## Runs", "", _table(header, body)]
     if any(r["val_is_test"] for r in rows):
         parts += ["", VAL_IS_TEST_NOTE]
+    conflict = data_conflict(rows)
+    if conflict:
+        parts += ["", f"Mixed data (--allow-mixed-data): {conflict}. Accuracies on different "
+                      "data are not comparable; such runs are never grouped."]
     parts += ["", "## Grouped (mean ± std over seeds)", ""]
     if groups:
         header = ["model", "params", "MMACs", "epochs", "runs", "seeds", "best val %",
                   "final val %", "test %", "s/epoch", "img/s"]
-        body = [[model_label(g["model"], g["model_kwargs"]), _num(g["params"], 0),
+        body = [[g["label"], _num(g["params"], 0),
                  _num(None if g["macs"] is None else g["macs"] / 1e6, 1), str(g["epochs"]),
                  str(g["n"]), ", ".join(str(s) for s in g["seeds"]),
                  _pct_pm(g["best_val_acc"], g["n"]) + (" †" if g["val_is_test"] else ""),
@@ -332,40 +515,58 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
                  _num_pm(g["sec_per_epoch"], 1), _num_pm(g["img_per_s"], 0)] for g in groups]
         parts.append(_table(header, body))
     else:
-        parts.append("No two runs share a model, its options and the number of epochs.")
+        parts.append("No two runs share a recipe: the model, its options, the number of epochs "
+                     "and every other setting but the seed.")
+    parts += recipe_notes(rows, differing)
     if baseline is not None:
         parts += noise_tables(noise_test(rows, baseline))
     return "\n".join(parts) + "\n"
 
 
+def recipe_notes(rows: list[dict[str, Any]], differing: list[str] | None) -> list[str]:
+    """Markdown lines: which settings tell the recipes apart (see recipe_label)."""
+    lines = []
+    if differing:
+        lines.append(f"Settings that differ between the runs, in brackets after the model: "
+                     f"{', '.join(differing)}. All other settings are the same, apart from the "
+                     "seed, names, paths, device and threads.")
+    if differing is not None and any(r["recipe"] is None for r in rows):
+        lines.append("Runs marked [no config.toml] have no config in their directory: they are "
+                     "grouped by model, options, epochs and data only.")
+    return [part for line in lines for part in ("", line)]  # one paragraph each
+
+
 def write_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
-    """comparison.csv: the rows with full precision; model_kwargs as JSON, missing values empty."""
+    """comparison.csv: the COLUMNS of the rows with full precision; model_kwargs as JSON,
+    missing values empty."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: json.dumps(v, sort_keys=True) if k == "model_kwargs" else
-                             ("" if v is None else v) for k, v in row.items()})
+            writer.writerow({k: json.dumps(row[k], sort_keys=True) if k == "model_kwargs" else
+                             ("" if row[k] is None else row[k]) for k in COLUMNS})
     return path
 
 
 def write_comparison(run_dirs: list[str | Path], out_dir: str | Path = ".",
-                     baseline: str | None = None) -> dict[str, Path]:
+                     baseline: str | None = None, *,
+                     allow_mixed_data: bool = False) -> dict[str, Path]:
     """comparison.md, comparison.csv and comparison.png (validation accuracy of every run);
-    with a ``baseline`` model, comparison.md also says which differences are inside the noise."""
+    with a ``baseline`` model, comparison.md also says which differences are inside the noise.
+    Every refusal (``out_dir``, the runs, their data, the baseline) is a one-line UserError that
+    comes before anything is written."""
     from resnet_cifar.viz import save_figure, val_accuracy_figure
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_folder(out_dir, COMPARISON, "--out-dir")  # a file in the way: refused first
     runs = [read_run(d) for d in run_dirs]
-    rows = [run_row(r) for r in runs]
-    groups = group_rows(rows)
+    rows, groups = tabulate(runs, allow_mixed_data)
+    text = "# Comparison\n\n" + markdown_tables(rows, groups, baseline)
     markdown = out_dir / "comparison.md"
-    atomic_write_text(markdown, "# Comparison\n\n" + markdown_tables(rows, groups, baseline))
-    return {
-        "markdown": markdown,
-        "csv": write_csv(rows, out_dir / "comparison.csv"),
-        "figure": save_figure(val_accuracy_figure(runs), out_dir / "comparison.png"),
-    }
+    with explain_write_errors(out_dir, COMPARISON, "--out-dir"):
+        atomic_write_text(markdown, text)  # an unwritable folder fails here, nothing written
+        csv_path = write_csv(rows, out_dir / "comparison.csv")
+    figure = save_figure(val_accuracy_figure(runs), out_dir / "comparison.png", COMPARISON,
+                         "--out-dir")
+    return {"markdown": markdown, "csv": csv_path, "figure": figure}

@@ -9,6 +9,7 @@ the wrong type are refused with the valid names.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -42,6 +43,11 @@ class DataConfig:
     # dataset (train-split mean/std) | half (0.5, the notebooks') | imagenet
     normalize: str = "dataset"
     augment: str = "standard"  # standard (4-px pad crop + flip) | none (the original notebooks)
+    # content fingerprint (sha256 of the decoded images and labels) the data must have; a run
+    # records its own, so a rerun or a later eval is refused other data. None: not checked
+    fingerprint: str | None = None
+    # use the data even though its fingerprint differs (every output then says so)
+    allow_other_data: bool = False
 
 
 @dataclass
@@ -104,6 +110,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        hint = " (the run's config is its config.toml)" if (Path(path) / "config.toml").is_file() \
+            else ""
+        raise ConfigError(f"config file {path} is a directory; give a .toml file{hint}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text; give a TOML file") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
 
@@ -179,17 +193,22 @@ def build_config(
 
 
 def validate(config: TrainConfig) -> None:
-    """Cross-field checks that a type check alone cannot make."""
-    positive = {
-        "epochs": config.epochs,
-        "batch_size": config.batch_size,
-        "eval_batch_size": config.eval_batch_size,
-    }
-    for name, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{name} must be at least 1, got {value}")
+    """Cross-field and range checks a type check alone cannot make, run before anything is read
+    or created: a bad value is refused at once, never found an epoch (or a directory) later."""
+    for name in ("epochs", "batch_size", "eval_batch_size"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
+    for name in ("lr", "momentum", "weight_decay", "gamma", "label_smoothing"):
+        if not math.isfinite(getattr(config, name)):
+            raise ConfigError(f"{name} must be a finite number, got {getattr(config, name)}")
     if config.lr <= 0:
         raise ConfigError(f"lr must be positive, got {config.lr}")
+    if not 0 <= config.momentum < 1:
+        raise ConfigError(f"momentum must be in [0, 1), got {config.momentum}")
+    if config.weight_decay < 0:
+        raise ConfigError(f"weight_decay must be >= 0, got {config.weight_decay}")
+    if config.gamma <= 0:
+        raise ConfigError(f"gamma (the lr factor at milestones) must be > 0, got {config.gamma}")
     if config.warmup_epochs < 0 or config.warmup_epochs >= config.epochs:
         raise ConfigError(
             f"warmup_epochs must be in [0, epochs), got {config.warmup_epochs} "
@@ -199,9 +218,27 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
     if config.data.val_split < 0 or config.data.train_subset < 0:
         raise ConfigError("val_split and train_subset must be >= 0")
+    if config.threads < 0:
+        raise ConfigError(f"threads must be >= 0 (0: one per core), got {config.threads}")
+    check_run_name(config.name)
     check_model(config.model, config.model_kwargs)
-    if sorted(config.milestones) != config.milestones or any(m < 0 for m in config.milestones):
-        raise ConfigError(f"milestones must be increasing epoch indices, got {config.milestones}")
+    milestones = config.milestones
+    steps_up = all(a < b for a, b in zip(milestones, milestones[1:], strict=False))
+    if not steps_up or any(m < 0 for m in milestones):
+        raise ConfigError(
+            f"milestones must be strictly increasing epoch indices >= 0, got {milestones}"
+        )
+
+
+def check_run_name(name: str | None) -> None:
+    """A run name becomes one folder under runs/: no separators, no "..", nothing hidden."""
+    if name is None:
+        return
+    if not name or "/" in name or "\\" in name or name.startswith(".") or Path(name).is_absolute():
+        raise ConfigError(
+            f"run name {name!r} must be a plain folder name (no '/', no leading '.'); "
+            "to choose the whole path, use out (--out DIR) instead"
+        )
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -25,16 +25,19 @@ Formats and how they are made:
   * "pt2": ``torch.export.export`` with a ``Dim`` batch, saved by ``torch.export.save``; load with
     ``torch.export.load(path).module()``.
 Each file embeds ``resnet_cifar.json`` (model, options, classes, mean/std, input contract): ONNX
-as metadata_props, the others as extra files.
+as metadata_props, the others as extra files. The file is written atomically (complete or absent)
+with the permissions of any other file (0666 & ~umask); one that cannot be written (a folder, no
+permission, a full disk) is a one-line UserError, and an impossible ``out`` is refused before the
+model is built.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from resnet_cifar.atomic import atomic_path, check_target, explain_write_errors
 from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
 from resnet_cifar.errors import DataError, UserError
 from resnet_cifar.predict import (
@@ -73,6 +77,7 @@ PARITY_IMAGES = 100
 METADATA_NAME = "resnet_cifar.json"
 ONNX_INSTALL = "pip install 'resnet-cifar[onnx]'"
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
+EXPORT_OUTPUT = "export output"  # what a write error calls the file
 
 
 # --------------------------------------------------------------------------- report
@@ -223,16 +228,22 @@ def export_module(module: nn.Module, path: str | os.PathLike, format: str, *,
         how = _export_onnx(module, example, path, opset, onnx_exporter)
         _add_onnx_metadata(path, metadata)
         return how
+    # torch's C++ zip writer aborts the whole process (it throws from a destructor) when a write
+    # to a file fails, e.g. on a full disk: serialize into memory, then write the bytes, so that a
+    # failed write is an ordinary OSError
+    buffer = io.BytesIO()
     if format == "torchscript":
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # upstream deprecation notice
             traced = torch.jit.trace(module, (example,), check_trace=False)  # we check parity
-            torch.jit.save(traced, str(path), _extra_files=extra)
+            torch.jit.save(traced, buffer, _extra_files=extra)
+        path.write_bytes(buffer.getvalue())
         return "torch.jit.trace"
     if format == "pt2":
         batch = torch.export.Dim("batch", min=1)
         program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-        torch.export.save(program, str(path), extra_files=extra)
+        torch.export.save(program, buffer, extra_files=extra)
+        path.write_bytes(buffer.getvalue())
         return "torch.export.export with a dynamic batch Dim"
     raise UserError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
 
@@ -446,19 +457,17 @@ def export_checkpoint(
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(
         checkpoint, model, model_kwargs
     )
-    if out is None:
-        out = default_output(ckpt.path, format)
-    out = Path(out)
+    out = check_target(default_output(ckpt.path, format) if out is None else out, EXPORT_OUTPUT)
     mean, std = resolve_normalization(ckpt, normalize)
     net = ckpt.build_model().eval()
     wrapper = NormalizedModel(net, mean, std).eval()
     module = wrapper if include_normalization else net
     example, contract = input_contract(include_normalization, mean, std)
     metadata = export_metadata(ckpt, mean, std, include_normalization, contract)
-    how = _write_atomically(out, lambda tmp: export_module(
-        module, tmp, format, metadata=metadata, example=example, opset=opset,
-        onnx_exporter=onnx_exporter,
-    ))
+    # the temporary name keeps the suffix: torch.export.save warns about any other than .pt2
+    with explain_write_errors(out, EXPORT_OUTPUT), atomic_path(out, f".tmp{out.suffix}") as tmp:
+        how = export_module(module, tmp, format, metadata=metadata, example=example, opset=opset,
+                            onnx_exporter=onnx_exporter)
     report = ExportReport(out, format, how, include_normalization, contract, tolerance)
     if ckpt.foreign and normalize is None:
         report.notes.append(FOREIGN_NORMALIZATION_NOTE)
@@ -488,18 +497,3 @@ def input_contract(include_normalization: bool, mean, std) -> tuple[torch.Tensor
 def _triple(values) -> str:
     return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
 
-
-def _write_atomically(path: Path, write: Callable[[Path], str]) -> str:
-    """``write(tmp)`` to a temporary file beside ``path``, then rename it: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the temporary name keeps the suffix: torch.export.save warns about any other than .pt2
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
-                               suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    try:
-        result = write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return result

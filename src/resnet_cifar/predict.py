@@ -15,6 +15,15 @@ What an image goes through, whatever it arrives as:
   4. The uint8 pixels are normalized inside the model wrapper with the same arithmetic as the
      evaluation loader, so an image that `eval` reads gives bit-identical inputs here.
 
+JPEG files larger than 32x32 are by default decoded at a reduced scale: PIL's ``draft()`` has
+the decoder itself shrink the image by 1/2, 1/4 or 1/8 (the largest factor that keeps both sides
+at least 32 pixels; a 4000x3000 photo decodes at 500x375), and the bicubic resize of step 3 starts
+from that. A photo is then read much faster and in a fraction of the memory, but its 32x32
+pixels differ slightly from those of a full decode, and so do the probabilities from what another
+pipeline (ONNX Runtime fed a full decode, say) gives. ``exact=True`` (``predict --exact``) decodes
+every file at full size before the resize: steps 1-3 applied to the whole image, exactly, whatever
+the format. Other formats, PIL images, arrays and tensors are always converted exactly.
+
 Normalization: ``normalize`` if given, else the statistics the checkpoint was trained with, else
 (a foreign checkpoint, which records none) "dataset". "dataset" means the training split's
 statistics: the checkpoint's own when it was trained with "dataset", else CIFAR-10's. Class names:
@@ -128,11 +137,13 @@ def pil_to_uint8(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(rgb).transpose(2, 0, 1))  # (H, W, 3) -> (3, H, W)
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
-    """One image file -> ((3, 32, 32) uint8, its original size and mode). Raises on a bad file."""
+def read_image(path: str | os.PathLike, exact: bool = False) -> tuple[np.ndarray, ImageInfo]:
+    """One image file -> ((3, 32, 32) uint8, its original size and mode). Raises on a bad file.
+
+    A large JPEG is decoded at a reduced scale unless ``exact`` (see the module docstring)."""
     with Image.open(path) as image:
         info = ImageInfo(image.size, image.mode)
-        if image.format == "JPEG" and image.size != (IMAGE_SIZE, IMAGE_SIZE):
+        if not exact and image.format == "JPEG" and image.size != (IMAGE_SIZE, IMAGE_SIZE):
             image.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))  # decode at a reduced scale (>= 32x32)
         image = ImageOps.exif_transpose(image)  # loads the pixels; photos taken rotated
         return pil_to_uint8(image), info
@@ -205,7 +216,7 @@ def _split_items(images: Any) -> tuple[list[Any], bool]:
                     "arrays or tensors")
 
 
-def to_uint8_batch(images: Any) -> tuple[torch.Tensor, list[ImageInfo]]:
+def to_uint8_batch(images: Any, exact: bool = False) -> tuple[torch.Tensor, list[ImageInfo]]:
     """Images in any supported container -> (uint8 (N, 3, 32, 32) tensor, their original info).
 
     Accepted: a PIL image or a path; a numpy array or tensor holding one image (2-D greyscale, or
@@ -213,6 +224,7 @@ def to_uint8_batch(images: Any) -> tuple[torch.Tensor, list[ImageInfo]]:
     these single images. Pixels are uint8 (0-255), integers in 0-255, or floats in [0, 1]. Where
     the channel axis is ambiguous (both the first and the last axis could be it), numpy arrays
     are read channels-last (as PIL gives them) and tensors channels-first (torch's convention).
+    Paths are read by `read_image` (``exact`` as there).
     """
     cifar_shape = (3, IMAGE_SIZE, IMAGE_SIZE)
     if (torch.is_tensor(images) and images.dtype == torch.uint8 and images.ndim in (3, 4)
@@ -223,7 +235,7 @@ def to_uint8_batch(images: Any) -> tuple[torch.Tensor, list[ImageInfo]]:
     pixels, infos = [], []
     for item in items:
         if isinstance(item, (str, os.PathLike)):
-            array, info = read_image(item)
+            array, info = read_image(item, exact)
         else:
             image = item if isinstance(item, Image.Image) else _array_to_pil(
                 np.asarray(item), prefer_first
@@ -306,7 +318,8 @@ class Predictor:
 
     ``checkpoint`` is a path (ours, a plain state_dict or a foreign file) or a loaded Checkpoint;
     ``model``/``model_kwargs`` name the architecture of a foreign file (``--model``,
-    ``--shortcut``). See the module docstring for normalization and class names.
+    ``--shortcut``). ``exact`` decodes large JPEG files at full size (``--exact``; default:
+    at a reduced scale, faster). See the module docstring for all of this.
     """
 
     def __init__(
@@ -318,6 +331,7 @@ class Predictor:
         normalize: str | None = None,
         device: str = "auto",
         batch_size: int = 256,
+        exact: bool = False,
     ):
         from resnet_cifar.engine.runtime import resolve_device
 
@@ -331,6 +345,7 @@ class Predictor:
         self.mean, self.std = resolve_normalization(ckpt, normalize)
         self.device = resolve_device(device)
         self.batch_size = batch_size
+        self.exact = exact
         self.model = NormalizedModel(ckpt.build_model(), self.mean, self.std).to(self.device).eval()
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
@@ -353,7 +368,7 @@ class Predictor:
         """
         if topk < 1:
             raise UserError(f"topk must be at least 1, got {topk}")
-        batch, infos = to_uint8_batch(images)
+        batch, infos = to_uint8_batch(images, self.exact)
         probs = self.logits(batch).softmax(dim=1)
         top_probs, top_indices = probs.topk(min(topk, len(self.classes)), dim=1)
         return [
@@ -377,7 +392,7 @@ class Predictor:
             errors: dict[int, str] = {}
             for i, path in enumerate(chunk):
                 try:
-                    decoded[i] = read_image(path)
+                    decoded[i] = read_image(path, self.exact)
                 except Exception as err:  # noqa: BLE001  (any decoder failure is the file's fault)
                     errors[i] = describe_read_error(err)
             order = sorted(decoded)

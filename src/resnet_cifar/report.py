@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resnet_cifar.atomic import atomic_write_text, check_target, explain_write_errors
 from resnet_cifar.compare import RunInfo, model_label, read_run, run_labels, run_row
 from resnet_cifar.config import DataConfig
-from resnet_cifar.engine.splits import data_for_run
+from resnet_cifar.engine.splits import data_for_run, describe_data
 from resnet_cifar.errors import CheckpointError
 
+REPORT = "report"  # what a write error calls the file
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
        max-width: 1150px; padding: 0 1em; color: #1f2328; line-height: 1.45; }
@@ -57,13 +59,10 @@ class InlineImage:
 def pick_checkpoint(run_dir: Path, which: str = "best") -> Path:
     """``best``: best.pt (chosen on held-out validation), else the final weights (last.pt), since
     best_on_test.pt was chosen on the very test set the report evaluates on; ``last``: last.pt;
-    anything else is a path."""
+    anything else is a path, read (and refused with its reason) by load_checkpoint."""
     names = {"best": ("best.pt", "last.pt", "best_on_test.pt"), "last": ("last.pt",)}
     if which not in names:
-        path = Path(which)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        return path
+        return Path(which)  # load_checkpoint says what is wrong with it, if anything
     for name in names[which]:
         if (run_dir / name).is_file():
             return run_dir / name
@@ -92,7 +91,8 @@ def evaluation_figures(ckpt_path: Path, data: DataConfig, *, device: str, n: int
     grid = prediction_grid(sample.images, sample.preds, sample.trues, sample.classes,
                            title=sample_title(sample, ckpt.model_name, only_wrong=False))
     what = (f"{ckpt_path.name} on the test split: accuracy {100 * result.accuracy:.2f}% "
-            f"({result.correct}/{result.total}), mean loss {result.loss:.4f}.")
+            f"({result.correct}/{result.total}), mean loss {result.loss:.4f}; "
+            f"{describe_data(result.data)}.")
     return [
         InlineImage("Confusion matrix", figure_png(figures["confusion.png"]),
                "Rows: true class, columns: predicted class. Colour: the fraction of the row; "
@@ -115,7 +115,8 @@ def build_report(
     seed: int = 0,
     evaluate: bool = True,
 ) -> Path:
-    """Write the report of ``run_dir`` (default ``<run_dir>/report.html``) and return its path.
+    """Write the report of ``run_dir`` (default ``<run_dir>/report.html``, atomically) and
+    return its path; a file that cannot be written is a one-line UserError.
 
     ``data`` defaults to the data recorded in the run's config; ``evaluate=False`` leaves out
     what needs the data and a checkpoint (confusion matrix, per-class bars, predictions).
@@ -124,6 +125,7 @@ def build_report(
     from resnet_cifar.viz import curves_figure, figure_png
 
     run = read_run(run_dir)
+    out = check_target(out or run.path / "report.html", REPORT)  # before the evaluation
     curves = InlineImage("Training curves", figure_png(curves_figure([run])),
                          "Solid: training, dashed: validation. Vertical dashed lines: "
                          "learning-rate steps.")
@@ -132,9 +134,9 @@ def build_report(
         ckpt_path = pick_checkpoint(run.path, checkpoint)
         evaluation, evaluated = evaluation_figures(
             ckpt_path, data or data_for_run(run.config, {}), device=device, n=n, seed=seed)
-    out = Path(out) if out else run.path / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(run, curves, evaluation, evaluated, str(resolve_device(device))))
+    page = render_html(run, curves, evaluation, evaluated, str(resolve_device(device)))
+    with explain_write_errors(out, REPORT):
+        atomic_write_text(out, page)
     return out
 
 

@@ -24,6 +24,20 @@ from resnet_cifar.errors import UserError
 COMMANDS = [models_cmd, data_cmd, train_cmd, eval_cmd, viz_cmd, predict_cmd, bench_cmd]
 
 
+class SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser, which reports arguments it does not know with its own usage.
+
+    argparse hands a subparser's leftovers back to the top-level parser, whose error then shows
+    the top-level usage (``usage: resnet-cifar [-h] [--version] COMMAND ...``), which says
+    nothing about the flags of the subcommand that was typed."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")  # exits 2
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     from resnet_cifar import __version__
 
@@ -32,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate and inspect ResNet-20 and its recurrent variants on CIFAR.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=SubcommandParser
+    )
     for module in COMMANDS:
         module.add_parser(sub)
     return parser

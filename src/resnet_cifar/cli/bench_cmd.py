@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from resnet_cifar.cli.common import add_device_arg, int_list, positive_int, print_json
+from resnet_cifar.cli.common import (
+    add_device_arg,
+    int_list,
+    nonnegative_int,
+    positive_int,
+    print_json,
+    thread_count,
+)
 
 
 def add_parser(sub) -> None:
@@ -23,8 +30,9 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-images", type=positive_int, default=2000,
                    help="images evaluated per round")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed rounds (median)")
-    p.add_argument("--warmup", type=positive_int, default=1, help="untimed rounds first")
-    p.add_argument("--workers", type=int_list, default=[0, 2], metavar="0[,2]",
+    p.add_argument("--warmup", type=nonnegative_int, default=1, help="untimed rounds first")
+    p.add_argument("--workers", type=int_list("DataLoader worker counts", "0,2"),
+                   default=[0, 2], metavar="0[,2]",
                    help="baseline DataLoader workers to try; the best is compared (default 0,2)")
     ours = p.add_argument_group("our pipeline")
     ours.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
@@ -38,7 +46,7 @@ def add_parser(sub) -> None:
                       help="CUDA autocast (BatchNorm stays fp32)")
     ours.add_argument("--optimizer", choices=("default", "fused", "foreach", "loop"),
                       default="default", help="SGD kernels (default: the Trainer's choice)")
-    p.add_argument("--threads", type=positive_int, default=0, help="0: one per core")
+    p.add_argument("--threads", type=thread_count, default=0, help="0: one per core")
     p.add_argument("--data", metavar="PATH",
                    help="real CIFAR images (any layout); default: synthetic random uint8")
     p.add_argument("--no-baseline", dest="baseline", action="store_false",

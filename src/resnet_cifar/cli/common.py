@@ -4,30 +4,69 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
 from resnet_cifar.config import DataConfig
 from resnet_cifar.errors import ConfigError
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """A count that must be at least 1 (epochs, batch sizes, images...)."""
+    value = _whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """A count where 0 means "none" or "the default" (--val-split 0, --threads 0...)."""
+    value = _whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
     return value
 
 
-def int_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
+def thread_count(text: str) -> int:
+    """--threads: 0 (one per usable core) up to the usable cores. More only oversubscribes:
+    threads that wait for a core spin, and throughput collapses."""
+    from resnet_cifar.engine.runtime import physical_cores
+
+    value = nonnegative_int(text)
+    cores = physical_cores()
+    if value > cores:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated epoch indices like 80,120, got {text!r}"
-        ) from None
+            f"{value} threads on {cores} usable core(s) would oversubscribe them; "
+            f"use 0 (one per core) to {cores}"
+        )
+    return value
+
+
+def int_list(what: str = "epoch indices", example: str = "80,120"):
+    """An argparse type for a comma-separated list of whole numbers >= 0, named ``what`` in its
+    message. Empty items (``1,,2``) are refused rather than dropped."""
+
+    def parse(text: str) -> list[int]:
+        parts = [part.strip() for part in text.split(",")]
+        try:
+            if not all(parts):
+                raise ValueError
+            values = [int(part) for part in parts]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {what} like {example}, got {text!r}"
+            ) from None
+        if any(v < 0 for v in values):
+            raise argparse.ArgumentTypeError(f"expected {what} >= 0, got {text!r}")
+        return values
+
+    return parse
 
 
 def add_data_args(parser: argparse.ArgumentParser, *, training: bool = True) -> None:
@@ -65,11 +104,18 @@ def add_data_args(parser: argparse.ArgumentParser, *, training: bool = True) -> 
     )
     g.add_argument(
         "--val-split",
-        type=positive_int,
+        type=nonnegative_int,
         metavar="N",
         default=s,
         help="hold out N training images (stratified) for validation; "
         "without it validation is the test set",
+    )
+    g.add_argument(
+        "--allow-other-data",
+        action="store_true",
+        default=s,
+        help="use data whose content differs from the fingerprint the run (or config) recorded; "
+        "every result then says so",
     )
     g.add_argument(
         "--normalize",
@@ -81,7 +127,7 @@ def add_data_args(parser: argparse.ArgumentParser, *, training: bool = True) -> 
     if training:
         g.add_argument(
             "--train-subset",
-            type=positive_int,
+            type=nonnegative_int,
             metavar="N",
             default=s,
             help="train on a stratified subset of N images (quick experiments)",
@@ -104,15 +150,14 @@ DATA_FLAGS = {
     "train_subset": "train_subset",
     "normalize": "normalize",
     "augment": "augment",
+    "allow_other_data": "allow_other_data",
 }
 
 
 def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The data flags the user gave, as a [data] table."""
-    values = {key: getattr(args, flag) for flag, key in DATA_FLAGS.items() if hasattr(args, flag)}
-    if "path" not in values and os.environ.get("RESNET_CIFAR_DATA"):
-        values["path"] = os.environ["RESNET_CIFAR_DATA"]
-    return values
+    """The data flags the user gave, as a [data] table. $RESNET_CIFAR_DATA is not read here: the
+    data layer reads it, only where neither a flag nor a recorded config names a path."""
+    return {key: getattr(args, flag) for flag, key in DATA_FLAGS.items() if hasattr(args, flag)}
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:
@@ -128,13 +173,7 @@ def run_data_config(args: argparse.Namespace, run_config: dict[str, Any] | None)
     flags given now; $RESNET_CIFAR_DATA only when neither names a path."""
     from resnet_cifar.engine.splits import data_for_run
 
-    flags = data_overrides(args)
-    if not hasattr(args, "data"):
-        flags.pop("path", None)
-    data = data_for_run(run_config, flags)
-    if data.path is None and os.environ.get("RESNET_CIFAR_DATA"):
-        data.path = os.environ["RESNET_CIFAR_DATA"]
-    return data
+    return data_for_run(run_config, data_overrides(args))
 
 
 def add_foreign_model_args(parser: argparse.ArgumentParser) -> None:

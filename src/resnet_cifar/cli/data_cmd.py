@@ -18,12 +18,16 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from resnet_cifar.data import normalization_stats, summarize
-    from resnet_cifar.engine.splits import load_arrays
+    from resnet_cifar.engine.splits import load_arrays, make_splits
 
     data = data_config(args)
     start = time.perf_counter()
     arrays = load_arrays(data, progress=sys.stderr.isatty() and not args.json)
+    splits = make_splits(arrays, data, seed=0)  # refuses a --val-split the data cannot give
     summary = summarize(arrays)
+    if data.val_split:
+        summary["counts"] = {"train": len(splits.train_labels), "val": len(splits.val_labels),
+                             "test": len(splits.test_labels)}
     summary["seconds"] = round(time.perf_counter() - start, 2)
     mean, std = normalization_stats(data.normalize, arrays)
     summary["normalization"] = {"mode": data.normalize, "mean": list(mean), "std": list(std)}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from resnet_cifar.atomic import check_folder
 from resnet_cifar.cli.common import (
     add_data_args,
     add_device_arg,
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from resnet_cifar.engine.evaluate import evaluate_checkpoint
 
     ckpt = load_checkpoint(args.checkpoint, args.model, foreign_model_kwargs(args))
+    if args.plot:  # refuse a folder that cannot take the plots before evaluating
+        check_folder(plot_dir(args), "eval plots into", "--out-dir")
     result = evaluate_checkpoint(
         ckpt,
         run_data_config(args, ckpt.config),
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         normalize=getattr(args, "normalize", None),
         device=args.device,
         batch_size=args.batch_size,
-        seed=args.seed if args.seed is not None else (ckpt.config or {}).get("seed", 0),
+        seed=args.seed,
         progress=sys.stderr.isatty() and not args.json,
     )
     if args.plot:
@@ -61,20 +65,26 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_plots(result, args) -> None:
-    from pathlib import Path
-
+    """--plot: confusion.png and per_class.png, each written atomically; a folder that cannot be
+    written is a one-line error naming it (viz.save_eval_plots checks it first)."""
     from resnet_cifar import viz
 
-    out_dir = Path(args.out_dir) if args.out_dir else Path(args.checkpoint).resolve().parent
-    for path in viz.save_eval_plots(result, out_dir):
+    for path in viz.save_eval_plots(result, plot_dir(args)):
         print(f"wrote {path}", file=sys.stderr)
 
 
+def plot_dir(args: argparse.Namespace) -> Path:
+    return Path(args.out_dir) if args.out_dir else Path(args.checkpoint).resolve().parent
+
+
 def print_result(result, split: str) -> None:
+    from resnet_cifar.engine.splits import describe_data
+
     print(
         f"{split} accuracy {100 * result.accuracy:.2f}% ({result.correct}/{result.total}), "
         f"mean loss {result.loss:.4f}"
     )
+    print(describe_data(result.data))
     width = max(len(c) for c in result.classes)
     print("\nper-class accuracy")
     for name, acc in zip(result.classes, result.per_class_accuracy, strict=True):

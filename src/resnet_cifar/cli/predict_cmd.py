@@ -45,7 +45,8 @@ def add_predict_parser(sub) -> None:
     p = sub.add_parser(
         "predict", help="classify image files (any size or mode) with a checkpoint",
         description="Each image is converted to RGB and resized to 32x32 (PIL bicubic, whole "
-                    "image, no crop, aspect ratio not kept). Exit code 1 if any file failed.",
+                    "image, no crop, aspect ratio not kept); a large JPEG is decoded at a reduced "
+                    "scale first unless --exact. Exit code 1 if any file failed.",
     )
     p.add_argument("checkpoint", help="last.pt / best.pt / model.pth / a foreign checkpoint")
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR",
@@ -57,6 +58,10 @@ def add_predict_parser(sub) -> None:
                           "mode, topk: [{class, index, prob}]}], errors: [{file, error}]}")
     fmt.add_argument("--csv", action="store_true", help="print CSV, one row per file")
     p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--exact", action="store_true",
+                   help="decode large JPEGs at full size before the resize (slower; the pixels "
+                        "any full-decode pipeline gives). Default: PIL's draft mode, which has "
+                        "the decoder shrink them by up to 8x first")
     p.add_argument("--normalize", choices=("dataset", "half", "imagenet"), help=NORMALIZE_HELP)
     add_foreign_model_args(p)
     add_device_arg(p)
@@ -108,7 +113,7 @@ def run_predict(args: argparse.Namespace) -> int:
                         f"(looked for {' '.join(IMAGE_EXTENSIONS)})")
     predictor = Predictor(args.checkpoint, model=args.model,
                           model_kwargs=foreign_model_kwargs(args), normalize=args.normalize,
-                          device=args.device, batch_size=args.batch_size)
+                          device=args.device, batch_size=args.batch_size, exact=args.exact)
     if predictor.checkpoint.foreign and args.normalize is None:
         print(f"note: {FOREIGN_NORMALIZATION_NOTE}", file=sys.stderr)
     results = predictor.predict_files(paths, topk=args.topk)
@@ -163,9 +168,12 @@ def print_table(results) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from resnet_cifar.atomic import check_target
     from resnet_cifar.engine.checkpoint import load_checkpoint
     from resnet_cifar.export import (
+        EXPORT_OUTPUT,
         ParityError,
+        default_output,
         export_checkpoint,
         load_parity_images,
         require_onnx,
@@ -174,13 +182,15 @@ def run_export(args: argparse.Namespace) -> int:
     if args.format == "onnx":
         require_onnx(args.onnx_exporter)  # before any data is decoded
     ckpt = load_checkpoint(args.checkpoint, args.model, foreign_model_kwargs(args))
+    # an --out that cannot be written is refused before the parity images are decoded
+    out = check_target(args.out or default_output(ckpt.path, args.format), EXPORT_OUTPUT)
     # Data flags other than --normalize (or $RESNET_CIFAR_DATA) choose the real parity images;
     # without them, the data set the checkpoint was trained on, if it can be found.
     chosen = set(data_overrides(args)) - {"normalize"}
     images, source = load_parity_images(ckpt, data_config(args) if chosen else None)
     try:
         report, status = export_checkpoint(
-            ckpt, args.out, args.format, args.include_normalization,
+            ckpt, out, args.format, args.include_normalization,
             normalize=getattr(args, "normalize", None), opset=args.opset,
             onnx_exporter=args.onnx_exporter, images=images, images_source=source,
         ), 0

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from resnet_cifar.cli.common import add_data_args, data_overrides, int_list, positive_int
+from resnet_cifar.cli.common import (
+    add_data_args,
+    data_overrides,
+    int_list,
+    nonnegative_int,
+    positive_int,
+    thread_count,
+)
 
 # flag dest -> TrainConfig key (data flags are handled by add_data_args)
 TRAIN_FLAGS = (
@@ -79,13 +86,13 @@ def add_parser(sub) -> None:
     o.add_argument("--schedule", choices=("step", "cosine", "onecycle"), default=s)
     o.add_argument(
         "--milestones",
-        type=int_list,
+        type=int_list("epoch indices", "80,120"),
         metavar="80[,120]",
         default=s,
         help="0-based epochs where lr is multiplied by --gamma (step schedule)",
     )
     o.add_argument("--gamma", type=float, default=s)
-    o.add_argument("--warmup-epochs", type=positive_int, default=s)
+    o.add_argument("--warmup-epochs", type=nonnegative_int, default=s)
     o.add_argument("--label-smoothing", type=float, default=s)
     o.add_argument(
         "--lr-scaling",
@@ -102,7 +109,7 @@ def add_parser(sub) -> None:
         help="deterministic kernels (bitwise-reproducible on CPU)",
     )
     r.add_argument("--device", default=s, help="auto | cpu | cuda | cuda:N | mps")
-    r.add_argument("--threads", type=positive_int, default=s, help="0: one per core")
+    r.add_argument("--threads", type=thread_count, default=s, help="0: one per core")
     r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=s,
                    help="NHWC activations (default: on; faster on CPU and with cuDNN)")
     r.add_argument("--compile", action="store_true", default=s, help="torch.compile the model")
@@ -162,6 +169,10 @@ def run(args: argparse.Namespace) -> int:
         if args.resume:
             train(resume=args.resume, overrides=overrides, progress=args.progress)
         else:
+            if "path" in overrides.get("data", {}):
+                # --data chooses this new run's data: a fingerprint in --config named the data
+                # of the run it came from, and this run records its own
+                overrides["data"].setdefault("fingerprint", None)
             config = build_config(args.recipe, args.config, overrides)
             train(config, overwrite=args.overwrite, progress=args.progress)
     except StopRequested as stop:

@@ -1,6 +1,8 @@
 """resnet-cifar show | plot | compare | report: pictures and reports of checkpoints and runs.
 
-Every figure is written as a PNG without a display; --show also opens it in a window.
+Every figure is written without a display, atomically, as PNG, or as JPEG, PDF or SVG when the
+--out extension says so; --show also opens it in a window. A file that cannot be written is a
+one-line error naming it, the cause and the fix.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from resnet_cifar.cli.common import (
     add_foreign_model_args,
     foreign_model_kwargs,
     positive_int,
-    require,
     run_data_config,
 )
 
@@ -37,7 +38,8 @@ def add_show_parser(sub) -> None:
     p.add_argument("--only-wrong", action="store_true", help="show mistakes only")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--out", metavar="FILE.png",
-                   help="default: predictions.png beside the checkpoint")
+                   help="default: predictions.png beside the checkpoint; .jpg, .jpeg, .pdf and "
+                        ".svg write those formats")
     add_show_arg(p)
     add_foreign_model_args(p)
     add_device_arg(p)
@@ -51,7 +53,8 @@ def add_plot_parser(sub) -> None:
                                    "marked; several runs are overlaid, one colour each.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", metavar="FILE.png",
-                   help="default: curves.png in the run directory (one run) or here (several)")
+                   help="default: curves.png in the run directory (one run) or here (several); "
+                        ".jpg, .jpeg, .pdf and .svg write those formats")
     add_show_arg(p)
     p.set_defaults(func=run_plot)
 
@@ -59,14 +62,19 @@ def add_plot_parser(sub) -> None:
 def add_compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="table and figure comparing runs, mean ± std over seeds",
                        description="One row per run, and mean ± std over runs of the same "
-                                   "model, options and epochs; writes comparison.md, "
-                                   "comparison.csv and comparison.png.")
+                                   "recipe (the whole config but the seed, names, paths, "
+                                   "device and threads; the settings that differ are named); "
+                                   "writes comparison.md, comparison.csv and comparison.png.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out-dir", metavar="DIR", default=".", help="default: here")
     p.add_argument("--baseline", metavar="MODEL",
                    help="also give each model's test accuracy minus this model's, with a 95%% "
                         "interval from the pooled seed noise, and say which differences are "
-                        "inside the noise")
+                        "inside the noise; a model with several recipes: give the label of "
+                        "one, as the tables print it (e.g. 'resnet20 [lr=0.1]')")
+    p.add_argument("--allow-mixed-data", action="store_true",
+                   help="compare runs on different data (another fingerprint, dataset or "
+                        "number of classes), refused by default; the output says so")
     add_show_arg(p)
     p.set_defaults(func=run_compare)
 
@@ -98,9 +106,9 @@ def wrote(paths: list[Path], show: bool) -> int:
     for path in paths:
         print(f"wrote {path}", file=sys.stderr)
     if show:
-        from resnet_cifar.viz import open_in_window
+        from resnet_cifar.viz import is_figure, open_in_window
 
-        open_in_window([p for p in paths if p.suffix == ".png"])
+        open_in_window([p for p in paths if is_figure(p)])
     return 0
 
 
@@ -108,13 +116,13 @@ def run_show(args: argparse.Namespace) -> int:
     from resnet_cifar.engine.checkpoint import load_checkpoint
     from resnet_cifar.viz import show_predictions
 
-    require(args.n >= 1, "--n must be at least 1")
     ckpt = load_checkpoint(args.checkpoint, args.model, foreign_model_kwargs(args))
     path = show_predictions(
         ckpt, run_data_config(args, ckpt.config), n=args.n, seed=args.seed,
         only_wrong=args.only_wrong,
         split=args.split, out=args.out, device=args.device,
         normalize=getattr(args, "normalize", None),
+        describe=lambda line: print(line, file=sys.stderr),
     )
     return wrote([path], args.show)
 
@@ -133,7 +141,8 @@ def run_plot(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     from resnet_cifar.compare import write_comparison
 
-    written = write_comparison(args.run_dirs, args.out_dir, args.baseline)
+    written = write_comparison(args.run_dirs, args.out_dir, args.baseline,
+                               allow_mixed_data=args.allow_mixed_data)
     print(written["markdown"].read_text(), end="")
     return wrote(list(written.values()), args.show)
 
@@ -142,7 +151,6 @@ def run_report(args: argparse.Namespace) -> int:
     from resnet_cifar.compare import read_run
     from resnet_cifar.report import build_report
 
-    require(args.n >= 1, "--n must be at least 1")
     run = read_run(args.run_dir)
     path = build_report(run.path, run_data_config(args, run.config), out=args.out,
                         checkpoint=args.checkpoint, device=args.device, n=args.n,

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from resnet_cifar.atomic import atomic_write
-from resnet_cifar.errors import CheckpointError
+from resnet_cifar.errors import CheckpointError, UserError
 from resnet_cifar.models import create_model, get_model_entry
 
 FORMAT = "resnet_cifar.checkpoint"
@@ -45,30 +45,196 @@ def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.
     return out
 
 
+RUN_CHECKPOINTS = ("last.pt", "best.pt", "best_on_test.pt")  # what a run directory holds
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6
+_PICKLE_PROTO = b"\x80"  # the legacy format: a pickle, protocol 2 or later
+_HEAD = 512  # bytes sniffed before torch.load
+_JSON_SNIFF_LIMIT = 1 << 20  # a file that starts like JSON is parsed whole only up to this size
+_RESAVE = "save or download it again"
+
+
 def read_checkpoint_file(path: str | Path) -> Any:
-    """torch.load with weights_only=True, turning every failure into one clear line."""
+    """torch.load with weights_only=True, turning every failure into one clear line.
+
+    The first bytes are sniffed first, so a file that is not a checkpoint at all (text, JSON, an
+    HTML page, an empty or cut-off download) is named for what it is instead of reaching the
+    unpickler, whose errors about such files are misleading (``KeyError: 101``, "needs arbitrary
+    pickle")."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    head = _read_head(path)
+    kind = _sniff(path, head)
+    if kind == "zip":
+        _check_zip(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "Weights only load failed" in str(err):
-            detail = [
-                line for line in str(err).splitlines() if "GLOBAL" in line or "Unsupported" in line
-            ]
-            reason = detail[0].strip() if detail else "it needs arbitrary pickle"
+        text = str(err)
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if "Weights only load failed" in text and any(
+            marker in text for marker in ("GLOBAL", "allowlisted", "add_safe_globals")
+        ):
+            detail = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+            reason = _clip(detail[0] if detail else "it needs classes beyond tensors")
+            raise CheckpointError(
+                f"refusing to load {path}: it needs arbitrary pickle, which can run code "
+                f"({reason}); re-save it as a plain state_dict"
+            ) from None
+        detail = [line for line in lines if "Weights only" not in line and "WeightsUnpickler"
+                  not in line and "Check the documentation" not in line]
+        reason = _clip(detail[0] if detail else type(err).__name__)
         raise CheckpointError(
-            f"refusing to load {path}: it needs arbitrary pickle, which can run code "
-            f"({reason}); re-save it as a plain state_dict"
+            f"cannot read checkpoint {path}: it is a damaged {kind} ({reason}); {_RESAVE}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    except EOFError:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is truncated (its pickle ends early); "
+            f"{_RESAVE}"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - any failure to decode a user's file is its fault
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated or not a PyTorch checkpoint "
-            f"({first})"
+            f"({type(err).__name__}: {_clip(first)})"
         ) from None
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _read_head(path: Path) -> bytes:
+    """The first bytes of a checkpoint file, or a CheckpointError saying why there are none."""
+    if path.is_dir():
+        present = [name for name in RUN_CHECKPOINTS if (path / name).is_file()]
+        if present:
+            files = " or ".join(str(path / name) for name in present)
+            raise CheckpointError(
+                f"{path} is a directory (a run), not a checkpoint file; pass {files}"
+            )
+        others = sorted(
+            p.name for p in path.glob("*") if p.suffix in (".pt", ".pth", ".th") and p.is_file()
+        )
+        hint = (
+            f"pass one of its files: {', '.join(others[:3])}"
+            + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            if others
+            else f"it holds no {', '.join(RUN_CHECKPOINTS[:-1])} or {RUN_CHECKPOINTS[-1]}; "
+            "pass a checkpoint file"
+        )
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file; {hint}")
+    if not path.exists():
+        broken = " (a broken symbolic link)" if path.is_symlink() else ""
+        raise CheckpointError(f"checkpoint not found: {path}{broken}")
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} is not a regular file (a pipe, socket or device); pass a checkpoint file"
+        )
+    try:
+        with path.open("rb") as f:
+            return f.read(_HEAD)
+    except OSError as err:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: {err.strerror or type(err).__name__}"
+        ) from None
+
+
+def _sniff(path: Path, head: bytes) -> str:
+    """'zip' or 'pickle' when the file can be a PyTorch checkpoint; a CheckpointError saying
+    what the file is otherwise."""
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"
+    if head.startswith(_PICKLE_PROTO):
+        return "pickle"
+    if not head:
+        raise CheckpointError(
+            f"{path} is empty (0 bytes), not a PyTorch checkpoint; it was cut off while being "
+            f"written or downloaded: {_RESAVE}"
+        )
+    if head.startswith(b"PK\x05\x06"):
+        raise CheckpointError(f"{path} is an empty zip archive, not a PyTorch checkpoint")
+    if head.startswith(b"\x1f\x8b"):
+        raise CheckpointError(
+            f"{path} is gzip-compressed, not a PyTorch checkpoint; decompress it first "
+            f"(gunzip -k) and pass the file inside"
+        )
+    text = _as_text(head)
+    if text is None:
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (it starts with bytes {head[:8].hex(' ')}, "
+            "neither a zip archive nor a pickle); pass a file written by torch.save"
+        )
+    stripped = text.lstrip()
+    first_line = _clip(stripped.splitlines()[0] if stripped else text, 40)
+    if stripped.startswith("version https://git-lfs"):
+        raise CheckpointError(
+            f"{path} is a Git LFS pointer, not the checkpoint itself; fetch it with `git lfs pull`"
+        )
+    if stripped[:1] == "<" and "html" in stripped[:200].lower():
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (it is an HTML page, starting with "
+            f"{first_line!r}: a download that returned a web page?); download the file itself"
+        )
+    if stripped[:1] in ("{", "[") and _is_json(path):
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (it is JSON text, starting with "
+            f"{first_line!r}); pass a file written by torch.save"
+        )
+    raise CheckpointError(
+        f"{path} is not a PyTorch checkpoint (it starts with text {first_line!r}); "
+        "pass a file written by torch.save"
+    )
+
+
+def _as_text(head: bytes) -> str | None:
+    """The head decoded as UTF-8 text, or None if it holds binary bytes."""
+    import codecs
+
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)  # a cut-off last char is ok
+    except UnicodeDecodeError:
+        return None
+    if any(ord(c) < 32 and c not in "\t\n\r\f\v" for c in text):
+        return None
+    return text
+
+
+def _is_json(path: Path) -> bool:
+    import json
+
+    if path.stat().st_size > _JSON_SNIFF_LIMIT:
+        return True  # starts like JSON; too big to parse just to name it
+    try:
+        json.loads(path.read_bytes())
+    except ValueError:
+        return False
+    return True
+
+
+def _check_zip(path: Path) -> None:
+    """A zip that torch would misread: cut off, or an archive of something else."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        reason = str(err)
+        if reason == "File is not a zip file":  # zipfile's words for "no end-of-archive record"
+            reason = "its end, the zip directory, is missing"
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is a truncated or damaged zip archive "
+            f"({_clip(reason)}); {_RESAVE}"
+        ) from None
+    if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
+        raise CheckpointError(
+            f"{path} is a TorchScript archive (an export), not a checkpoint; pass the last.pt "
+            "or best.pt it was exported from (run the archive itself with torch.jit.load)"
+        )
+    if not any(name.endswith("/data.pkl") for name in names):
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise CheckpointError(
+            f"{path} is a zip archive but not a PyTorch checkpoint (no data.pkl inside; it "
+            f"holds {listed or 'nothing'}); pass a file written by torch.save"
+        )
 
 
 @dataclass
@@ -134,8 +300,10 @@ def load_state_dict_checked(
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     if "linear.weight" in state_dict and "linear.weight" in expected:
-        found, want = state_dict["linear.weight"].shape[0], expected["linear.weight"].shape[0]
-        if found != want:
+        weight = state_dict["linear.weight"]
+        found = weight.shape[0] if weight.dim() else None
+        want = expected["linear.weight"].shape[0]
+        if found is not None and found != want:
             raise CheckpointError(
                 f"{path}: class-count mismatch: the checkpoint has {found} classes, "
                 f"expected {want} (pass --num-classes {found}, or use a {want}-class dataset)"
@@ -181,7 +349,7 @@ def load_checkpoint(
     (``--model``, ``--shortcut``) and override what an inferred guess would give."""
     path = Path(path)
     obj = read_checkpoint_file(path)
-    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+    if isinstance(obj, dict) and isinstance(obj.get("format"), str) and obj["format"] == FORMAT:
         return _from_ours(path, obj, model, model_kwargs)
     if isinstance(obj, dict) and _is_state_dict(obj.get("state_dict")):
         state_dict = obj["state_dict"]
@@ -190,10 +358,10 @@ def load_checkpoint(
     elif _is_state_dict(obj):
         state_dict = obj
     else:
-        kind = type(obj).__name__
-        keys = ", ".join(list(obj)[:5]) if isinstance(obj, dict) else ""
+        kind = ("an empty " if isinstance(obj, dict) and not obj else "a ") + type(obj).__name__
+        keys = ", ".join(map(str, list(obj)[:5])) if isinstance(obj, dict) else ""
         raise CheckpointError(
-            f"{path} is not a model checkpoint: found a {kind}"
+            f"{path} is not a model checkpoint: found {kind}"
             + (f" with keys {keys}" if keys else "")
             + "; expected a state_dict, {'state_dict': ...} or a resnet-cifar checkpoint"
         )
@@ -206,37 +374,92 @@ def load_checkpoint(
     kwargs = dict(model_kwargs or {})
     if "shortcut" not in kwargs and name.startswith("resnet") and "_" not in name:
         kwargs["shortcut"] = infer_shortcut(state_dict)
-    num_classes = int(state_dict["linear.weight"].shape[0]) if "linear.weight" in state_dict else 10
+    weight = state_dict.get("linear.weight")
+    num_classes = int(weight.shape[0]) if weight is not None and weight.dim() else 10
     return Checkpoint(path, name, kwargs, num_classes, state_dict, foreign=True)
 
 
 def _from_ours(
     path: Path, obj: dict[str, Any], model: str | None, model_kwargs: dict[str, Any] | None
 ) -> Checkpoint:
-    try:
-        saved_name = obj["model_name"]
-        if model and model != saved_name:
-            raise CheckpointError(
-                f"{path} holds a {saved_name!r}, not the {model!r} given by --model"
-            )
-        norm = obj.get("normalization") or {}
-        return Checkpoint(
-            path=path,
-            model_name=saved_name,
-            model_kwargs={**obj.get("model_kwargs", {}), **(model_kwargs or {})},
-            num_classes=int(obj["num_classes"]),
-            state_dict=obj["model"],
-            classes=list(obj["classes"]) if obj.get("classes") else None,
-            mean=tuple(norm["mean"]) if "mean" in norm else None,
-            std=tuple(norm["std"]) if "std" in norm else None,
-            normalize=norm.get("mode"),
-            config=obj.get("config"),
-            training_state={k: obj[k] for k in TRAINING_STATE_KEYS if k in obj},
-        )
-    except KeyError as err:
+    missing = [key for key in ("model_name", "num_classes", "model") if key not in obj]
+    if missing:
         raise CheckpointError(
-            f"{path} is missing key {err.args[0]!r}; it is truncated or from another tool"
-        ) from None
+            f"{path} is missing key {missing[0]!r}; it is truncated or from another tool"
+        )
+    saved_name = obj["model_name"]
+    if not isinstance(saved_name, str):
+        raise _bad_entry(path, "model_name", saved_name, "a model name")
+    try:
+        get_model_entry(saved_name)
+    except UserError as err:
+        raise CheckpointError(f"{path} holds a model this version does not know: {err}") from None
+    if model and model != saved_name:
+        raise CheckpointError(f"{path} holds a {saved_name!r}, not the {model!r} given by --model")
+    num_classes = obj["num_classes"]
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise _bad_entry(path, "num_classes", num_classes, "a positive int")
+    if not _is_state_dict(obj["model"]):
+        raise _bad_entry(path, "model", obj["model"], "a state_dict (parameter name -> tensor)")
+    saved_kwargs = obj.get("model_kwargs") or {}
+    if not isinstance(saved_kwargs, dict) or not all(isinstance(k, str) for k in saved_kwargs):
+        raise _bad_entry(path, "model_kwargs", saved_kwargs, "a dict of model options")
+    classes = obj.get("classes")
+    if classes is not None and not (
+        isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)
+    ):
+        raise _bad_entry(path, "classes", classes, "a list of class names")
+    norm = obj.get("normalization") or {}
+    if not isinstance(norm, dict):
+        raise _bad_entry(path, "normalization", norm, "a dict with mode, mean and std")
+    stats = {}
+    for key in ("mean", "std"):
+        value = norm.get(key)
+        if value is None:
+            continue
+        if not (
+            isinstance(value, (list, tuple))
+            and len(value) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        ):
+            raise _bad_entry(path, f"normalization.{key}", value, "3 numbers, one per channel")
+        stats[key] = tuple(float(v) for v in value)
+    mode = norm.get("mode")
+    if mode is not None and not isinstance(mode, str):
+        raise _bad_entry(path, "normalization.mode", mode, "a --normalize mode")
+    config = obj.get("config")
+    if config is not None and not isinstance(config, dict):
+        raise _bad_entry(path, "config", config, "a dict (the run's config.toml)")
+    return Checkpoint(
+        path=path,
+        model_name=saved_name,
+        model_kwargs={**saved_kwargs, **(model_kwargs or {})},
+        num_classes=num_classes,
+        state_dict=obj["model"],
+        classes=list(classes) if classes else None,
+        mean=stats.get("mean"),
+        std=stats.get("std"),
+        normalize=mode,
+        config=config,
+        training_state={k: obj[k] for k in TRAINING_STATE_KEYS if k in obj},
+    )
+
+
+def _bad_entry(path: Path, key: str, value: Any, wanted: str) -> CheckpointError:
+    """The one-line error for an entry of our format that holds the wrong kind of value."""
+    shown = _clip(repr(value), 40) if isinstance(value, (str, int, float, bool)) or value is None \
+        else ("an empty " if not _nonempty(value) else "a ") + type(value).__name__
+    return CheckpointError(
+        f"{path}: its {key!r} entry is {shown}, not {wanted}; the file is damaged or was not "
+        f"written by resnet-cifar ({_RESAVE})"
+    )
+
+
+def _nonempty(value: Any) -> bool:
+    try:
+        return len(value) > 0
+    except TypeError:
+        return True
 
 
 TRAINING_STATE_KEYS = (

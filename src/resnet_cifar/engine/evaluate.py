@@ -30,6 +30,8 @@ class EvalResult:
     total: int
     confusion: list[list[int]]  # confusion[true][pred]
     classes: list[str]
+    # which data it was computed on (Splits.data_info() and the split); None inside training
+    data: dict[str, Any] | None = None
 
     @property
     def per_class_accuracy(self) -> list[float]:
@@ -44,6 +46,7 @@ class EvalResult:
             "classes": self.classes,
             "per_class_accuracy": dict(zip(self.classes, self.per_class_accuracy, strict=True)),
             "confusion": self.confusion,
+            **({"data": self.data} if self.data is not None else {}),
         }
 
 
@@ -126,10 +129,12 @@ def evaluate_checkpoint(
     normalize: str | None = None,
     device: str = "auto",
     batch_size: int = 1000,
-    seed: int = 0,
+    seed: int | None = None,
     progress: bool = True,
 ) -> EvalResult:
-    """Evaluate a checkpoint file on a split (of ``data``; default: the data its run recorded).
+    """Evaluate a checkpoint file on a split (of ``data``; default: the data its run recorded,
+    checked against its fingerprint). ``seed`` draws the --val-split hold-out; default: the run's
+    own seed, so that ``split="val"`` is the images the run held out, never ones it trained on.
 
     Normalization: ``normalize`` if given, else the statistics the checkpoint was trained with,
     else ``data.normalize`` (foreign checkpoints record none: pass the one they were trained with).
@@ -148,6 +153,8 @@ def evaluate_checkpoint(
         data = dataclasses.replace(data, normalize=normalize)
     dev = resolve_device(device)
     net = ckpt.build_model().to(dev)
+    if seed is None:
+        seed = int((ckpt.config or {}).get("seed", 0))
     splits = make_splits(load_arrays(data, progress), data, seed)
     images, labels = pick_split(splits, split)
     mean, std = input_normalization(ckpt, splits, normalize)
@@ -155,7 +162,9 @@ def evaluate_checkpoint(
     loader = DeviceLoader(
         images, labels, batch_size=batch_size, train=False, mean=mean, std=std, device=dev
     )
-    return evaluate_model(net, loader, ckpt.classes or splits.classes)
+    result = evaluate_model(net, loader, ckpt.classes or splits.classes)
+    result.data = {**splits.data_info(), "split": split, "images": len(labels)}
+    return result
 
 
 def input_normalization(ckpt: Checkpoint, splits, normalize: str | None = None):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -24,9 +25,10 @@ class StopRequested(Exception):
 class GracefulStop:
     """Context manager that turns SIGINT/SIGTERM into ``self.signal`` (None until one arrives)."""
 
-    def __init__(self):
+    def __init__(self, on_signal: Callable[[str], None] | None = None):
         self.signal: signal.Signals | None = None
         self._previous: dict[int, object] = {}
+        self.on_signal = on_signal  # also given the message printed (the run's train.log)
 
     @property
     def requested(self) -> bool:
@@ -41,14 +43,19 @@ class GracefulStop:
         self.signal = signal.Signals(signum)
 
     def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
         if self.requested and signum == signal.SIGINT:
+            self._tell(f"second {name}: quitting at once; last.pt keeps the previous epoch")
             raise KeyboardInterrupt  # second Ctrl-C: stop now
         self.request(signum)
-        print(
-            f"\n{signal.Signals(signum).name} received: finishing this step and saving last.pt "
-            "(Ctrl-C again to quit at once)",
-            flush=True,
-        )
+        print()
+        self._tell(f"{name} received: finishing this step and saving last.pt "
+                   "(Ctrl-C again to quit at once)")
+
+    def _tell(self, message: str) -> None:
+        print(message, flush=True)
+        if self.on_signal is not None:
+            self.on_signal(message)
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():

@@ -7,18 +7,31 @@ last.pt          full training state after the latest epoch (atomic): what --res
 best.pt          best validation accuracy so far; best_on_test.pt when validation is the test set
 model.pth        a plain state_dict, as the original repository saved, loadable by its code
 summary.json     the final figures: accuracies, params, MACs, speed
+.lock            held (flock) by the training process writing the directory
+
+A directory is created only once the run is known to start (config, data and model checked), it
+is locked against a second writer while a run trains, and ``--overwrite`` removes exactly the files
+a run directory can hold (RUN_FILES), leaving anything else the user put there.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
-from resnet_cifar.atomic import atomic_write_text
+from resnet_cifar.atomic import atomic_write_text, os_error_cause
 from resnet_cifar.errors import ConfigError
+
+try:  # advisory locks: POSIX. Elsewhere runs are not locked (documented in the README).
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 METRIC_FIELDS = (
     "epoch",
@@ -31,6 +44,18 @@ METRIC_FIELDS = (
     "img_per_s",
 )
 RUN_MARKERS = ("config.toml", "last.pt", "metrics.csv")
+LOCK_FILE = ".lock"
+# Every file a run directory can hold: what train writes, and what eval --plot, show, report and
+# export write beside its checkpoints by default. --overwrite removes exactly these (and the
+# temporary files of an interrupted atomic write of any of them).
+CHECKPOINTS = ("last.pt", "best.pt", "best_on_test.pt", "model.pth")
+EXPORT_SUFFIXES = (".onnx", ".torchscript.pt", ".pt2")  # export.FORMATS' (a test checks)
+RUN_FILES = (
+    "config.toml", "train.log", "metrics.csv", "metrics.jsonl", "summary.json", *CHECKPOINTS,
+    "curves.png", "predictions.png", "confusion.png", "per_class.png", "report.html",
+    *(Path(c).stem + suffix for c in CHECKPOINTS for suffix in EXPORT_SUFFIXES),
+)
+RUN_SUBDIRS = ("tensorboard",)
 
 
 def default_run_dir(name: str, root: str | Path = "runs") -> Path:
@@ -41,20 +66,93 @@ def holds_run(path: Path) -> bool:
     return any((path / marker).exists() for marker in RUN_MARKERS)
 
 
-def prepare_run_dir(path: Path, *, overwrite: bool) -> Path:
-    """Create ``path``; refuse one that already holds a run unless ``overwrite``."""
+def check_new_run_dir(path: Path, *, overwrite: bool) -> None:
+    """Refuse, before anything is read or created, an --out that cannot take a new run."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} is a file; give a directory")
-    if holds_run(path):
-        if not overwrite:
+    if not holds_run(path) or overwrite:
+        return
+    if not (path / "last.pt").exists():  # a run that stopped before its first epoch ended
+        raise ConfigError(
+            f"{path} holds a run that saved no checkpoint (it stopped before its first epoch "
+            "ended), so there is nothing to resume; pass --overwrite to start it again, or "
+            "another --out"
+        )
+    raise ConfigError(
+        f"{path} already holds a run; pass --resume {path} to continue it, "
+        "--overwrite to replace it, or another --out"
+    )
+
+
+def create_run_dir(path: Path, *, overwrite: bool) -> RunLock:
+    """Create and lock ``path`` for a new run; with ``overwrite``, clear what a run left there.
+    Returns the lock, held until the run ends."""
+    check_new_run_dir(path, overwrite=overwrite)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot create run directory {path}: {os_error_cause(err)}; choose a writable --out"
+        ) from None
+    lock = RunLock(path)
+    try:
+        check_new_run_dir(path, overwrite=overwrite)  # again, now that no other run can start
+        if overwrite:
+            clear_run_dir(path)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def clear_run_dir(path: Path) -> None:
+    """Remove every file a run directory can hold (RUN_FILES, RUN_SUBDIRS) and nothing else."""
+    for name in RUN_FILES:
+        (path / name).unlink(missing_ok=True)
+        for leftover in path.glob(f".{name}.*"):  # an atomic write interrupted by kill -9
+            leftover.unlink(missing_ok=True)
+    for name in RUN_SUBDIRS:
+        if (path / name).is_dir():
+            shutil.rmtree(path / name)
+
+
+class RunLock:
+    """An exclusive advisory lock on a run directory (flock on ``.lock``): a second training
+    process on the same directory is refused at once. The kernel drops it when the process
+    dies, however it dies, so a crash never leaves a stale lock behind."""
+
+    def __init__(self, run_dir: Path):
+        self.file = None
+        lock_path = run_dir / LOCK_FILE
+        try:
+            self.file = open(lock_path, "a+")  # noqa: SIM115 - held open for the run's life
+        except OSError as err:
             raise ConfigError(
-                f"{path} already holds a run; pass --resume {path} to continue it, "
-                "--overwrite to replace it, or another --out"
-            )
-        for leftover in ("metrics.csv", "metrics.jsonl", "train.log", "summary.json"):
-            (path / leftover).unlink(missing_ok=True)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+                f"cannot write in run directory {run_dir}: {os_error_cause(err)}; "
+                "choose a writable --out"
+            ) from None
+        if fcntl is None:  # pragma: no cover
+            return
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "unknown"
+            self.file.close()
+            self.file = None
+            raise ConfigError(
+                f"{run_dir} is in use by another training run (pid {holder}); wait for it to "
+                "finish or stop it, or choose another --out"
+            ) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{os.getpid()}\n")
+        self.file.flush()
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing drops the flock
+            self.file = None
 
 
 class RunLog:
@@ -68,7 +166,9 @@ class RunLog:
         self.run_dir = run_dir
         self.enabled = enabled
         self.writer = None
+        self.summary_writer = None
         if tensorboard and enabled and run_dir is not None:
+            # checked now, before the run directory exists; the writer starts with the metrics
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
@@ -76,19 +176,26 @@ class RunLog:
                     "--tensorboard needs the tensorboard package: "
                     "pip install 'resnet-cifar[tb]' (or pip install tensorboard)"
                 ) from None
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+            self.summary_writer = SummaryWriter
 
     def info(self, message: str) -> None:
+        """Print ``message`` and append it to train.log."""
         if not self.enabled:
             return
         print(message, flush=True)
-        if self.run_dir is not None:
+        self.write(message)
+
+    def write(self, message: str) -> None:
+        """Append ``message`` to train.log only (for what the CLI prints itself)."""
+        if self.enabled and self.run_dir is not None and self.run_dir.is_dir():
             with open(self.run_dir / "train.log", "a") as f:
                 f.write(message + "\n")
 
     def metrics(self, row: dict[str, Any]) -> None:
         if not self.enabled or self.run_dir is None:
             return
+        if self.summary_writer is not None and self.writer is None:
+            self.writer = self.summary_writer(str(self.run_dir / "tensorboard"))
         csv_path = self.run_dir / "metrics.csv"
         new = not csv_path.exists()
         with open(csv_path, "a", newline="") as f:
@@ -110,8 +217,7 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
     jsonl = run_dir / "metrics.jsonl"
     if not jsonl.exists():
         return
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["epoch"] <= epochs_done]
+    rows = [r for r in parse_metrics(jsonl) if r["epoch"] <= epochs_done]
     atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
     lines = [",".join(METRIC_FIELDS)]
     for r in rows:
@@ -124,7 +230,30 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         raise ConfigError(f"{run_dir} holds no metrics.jsonl; is it a resnet-cifar run directory?")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return parse_metrics(path)
+
+
+def parse_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl. A torn last line (the process died while writing it) is
+    ignored with a warning, since every complete row before it is good; a bad line anywhere else
+    means the file was damaged, and is an error naming the line."""
+    lines = [(i, line) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+             if line.strip()]
+    rows = []
+    for position, (number, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or "epoch" not in row:
+                raise ValueError("not a metrics row")
+        except ValueError:
+            if position == len(lines) - 1:
+                warnings.warn(f"{path}: ignoring its torn last line {number} (the run stopped "
+                              "while writing it)", RuntimeWarning, stacklevel=3)
+                break
+            raise ConfigError(f"{path}, line {number}, is not a metrics row (damaged file?); "
+                              "remove that line to read the run") from None
+        rows.append(row)
+    return rows
 
 
 def format_row(row: dict[str, Any], epochs: int) -> str:

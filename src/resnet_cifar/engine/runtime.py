@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from typing import Any
 
 import numpy as np
@@ -47,8 +48,15 @@ def physical_cores() -> int:
 
 
 def configure_threads(threads: int = 0) -> int:
-    """Intra-op threads: one per usable core unless told otherwise. Returns what was set."""
-    n = threads if threads > 0 else physical_cores()
+    """Intra-op threads: one per usable core unless told otherwise, never more than the usable
+    cores (a config written on a bigger machine is capped here, with a warning: threads beyond the
+    cores only wait for one another). Returns what was set."""
+    cores = physical_cores()
+    n = threads if threads > 0 else cores
+    if n > cores:
+        warnings.warn(f"threads {n} capped to the {cores} usable core(s) of this machine",
+                      RuntimeWarning, stacklevel=2)
+        n = cores
     torch.set_num_threads(n)
     return n
 

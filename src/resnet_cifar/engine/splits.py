@@ -32,14 +32,48 @@ class Splits:
     std: tuple[float, float, float]
     val_is_test: bool  # no --val-split: validation (and best-checkpoint choice) uses the test set
     source: str
+    fingerprint: str = ""  # of the decoded data (CifarArrays.fingerprint)
+    expected_fingerprint: str | None = None  # what the run recorded; None: nothing recorded
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def data_matches(self) -> bool | None:
+        """True/False: the data is/is not what the run recorded; None: the run recorded none."""
+        if self.expected_fingerprint is None:
+            return None
+        return self.expected_fingerprint == self.fingerprint
+
+    def data_info(self) -> dict[str, Any]:
+        """Which data a result was computed on: for every output that reads a run (text, JSON)."""
+        return {"source": self.source, "fingerprint": self.fingerprint,
+                "recorded_fingerprint": self.expected_fingerprint,
+                "matches_run": self.data_matches}
+
+    def data_line(self) -> str:
+        return describe_data(self.data_info())
+
+
+def describe_data(info: dict[str, Any]) -> str:
+    """``Splits.data_info()`` in one line of text: where, which content, and whether it is the
+    data the run recorded."""
+    verdict = {True: "the data the run recorded",
+               None: "the run recorded no fingerprint to check it against",
+               False: f"NOT the data the run recorded ({short(info['recorded_fingerprint'])}); "
+                      "used because of --allow-other-data"}[info["matches_run"]]
+    return f"data {info['source']} ({short(info['fingerprint'])}): {verdict}"
+
+
+def short(fingerprint: str | None) -> str:
+    """``sha256:`` and the first 12 hex digits: enough to tell data sets apart in a message."""
+    return (fingerprint or "none")[:19]
+
 
 def load_arrays(data: DataConfig, progress: bool = True) -> CifarArrays:
-    return load_cifar(
+    """The decoded data ``data`` names, refused when ``data.fingerprint`` names other data."""
+    arrays = load_cifar(
         data.path,
         cache_dir=data.cache_dir,
         dataset=data.dataset,
@@ -47,6 +81,22 @@ def load_arrays(data: DataConfig, progress: bool = True) -> CifarArrays:
         resize=data.resize,
         progress=progress,
     )
+    check_fingerprint(arrays, data)
+    return arrays
+
+
+def check_fingerprint(arrays: CifarArrays, data: DataConfig) -> None:
+    """A result computed on other data than the user meant is the worst bug we can ship: data
+    whose content differs from the recorded fingerprint is an error unless explicitly allowed."""
+    if data.fingerprint is None or data.allow_other_data:
+        return
+    if arrays.fingerprint != data.fingerprint:
+        raise DataError(
+            f"{arrays.source} is not the data the run recorded: its content fingerprint is "
+            f"{short(arrays.fingerprint)}, the run's is {short(data.fingerprint)}; pass the run's "
+            "data with --data PATH, or add --allow-other-data to use this data anyway "
+            "(every result then says so)"
+        )
 
 
 def make_splits(arrays: CifarArrays, data: DataConfig, seed: int) -> Splits:
@@ -78,6 +128,8 @@ def make_splits(arrays: CifarArrays, data: DataConfig, seed: int) -> Splits:
         std=tuple(std),
         val_is_test=not data.val_split,
         source=arrays.source,
+        fingerprint=arrays.fingerprint,
+        expected_fingerprint=data.fingerprint,
     )
 
 
@@ -100,16 +152,23 @@ def pick_split(splits: Splits, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 # Data options a run records that still hold when its checkpoint is used later (cache_dir is left
 # out: it belongs to the machine, not the run).
-RECORDED_DATA_KEYS = ("path", "dataset", "coarse", "resize", "val_split", "normalize")
+RECORDED_DATA_KEYS = ("path", "dataset", "coarse", "resize", "val_split", "normalize",
+                      "fingerprint")
 
 
 def data_for_run(run_config: dict[str, Any] | None, flags: dict[str, Any]) -> DataConfig:
-    """The data a run was trained on (its recorded options; a recorded path only if it still
-    exists here), overridden by the data flags given now."""
+    """The data a run was trained on (its recorded options), overridden by the data flags given
+    now. A recorded path that is gone is an error unless ``flags`` names another path; whichever
+    path is used must hold data with the recorded fingerprint (``load_arrays`` checks it)."""
     recorded = dict((run_config or {}).get("data") or {})
     values = {k: recorded[k] for k in RECORDED_DATA_KEYS if k in recorded}
-    if values.get("path") and not Path(values["path"]).exists():
-        del values["path"]
+    path = values.get("path")
+    if path and not flags.get("path") and not Path(path).exists():
+        raise DataError(
+            f"the data this run was trained on, {path}, is not there any more (moved, deleted, or "
+            "a run directory from another machine); pass --data PATH to where that data is now "
+            "(it is checked against the run's fingerprint)"
+        )
     config = DataConfig()
     merge_into(config, {**values, **flags}, prefix="data.")
     return config

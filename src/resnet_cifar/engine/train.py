@@ -16,6 +16,7 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import shlex
 import sys
 import time
@@ -28,8 +29,8 @@ import torch
 from torch import nn
 
 import resnet_cifar
-from resnet_cifar.atomic import atomic_write_text
-from resnet_cifar.config import TrainConfig, from_dict, to_dict, to_toml
+from resnet_cifar.atomic import atomic_write_text, is_torch_write_failure, os_error_cause
+from resnet_cifar.config import TrainConfig, from_dict, to_dict, to_toml, validate
 from resnet_cifar.data import DeviceLoader
 from resnet_cifar.engine import rundir
 from resnet_cifar.engine.checkpoint import atomic_save, checkpoint_payload, load_checkpoint
@@ -115,7 +116,7 @@ class Trainer:
         self.run_dir = run_dir
         self.log = rundir.RunLog(run_dir, enabled=dist.is_main, tensorboard=config.tensorboard)
         self.progress = (sys.stdout.isatty() if progress is None else progress) and dist.is_main
-        self.stop = GracefulStop()
+        self.stop = GracefulStop(on_signal=self.log.write)
         self.epoch = 0  # epochs completed
         self.step_in_epoch = (
             0  # steps completed in the current epoch (non-zero after a mid-epoch stop)
@@ -134,6 +135,7 @@ class Trainer:
         cfg = self.config
         if splits is None:
             splits = make_splits(load_arrays(cfg.data, self.progress), cfg.data, cfg.seed)
+            record_data(cfg, splits)
         self.splits: Splits = splits
         common = dict(
             mean=self.splits.mean,
@@ -281,7 +283,12 @@ class Trainer:
             torch.distributed.all_gather_object(ranks, payload["rng"])
             payload["rng"] = {**payload["rng"], "ranks": ranks}
         if self.dist.is_main and self.run_dir is not None:
-            atomic_save(payload, self.run_dir / name)
+            path = self.run_dir / name
+            kept = ("; the previous last.pt is intact"
+                    if (self.run_dir / "last.pt").exists() else "")
+            write_checked(path, lambda: atomic_save(payload, path),
+                          f"{kept}; free some space, then resume with: {cli_command()} train "
+                          f"--resume {shlex.quote(str(self.run_dir.resolve()))}")
 
     def restore(self, state: dict[str, Any], model_state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(model_state)
@@ -379,11 +386,26 @@ class Trainer:
         return bool(stop), bool(bad)
 
     def diverged(self, value: float) -> None:
-        raise TrainingDiverged(
-            f"loss became {value} at epoch {self.epoch + 1}, step {self.step_in_epoch}; "
-            f"stopped without saving it. last.pt holds epoch {self.epoch}; try a lower --lr "
-            "or --warmup-epochs, then --resume"
-        )
+        """Stop on a NaN/inf loss. Resuming would replay the same steps into the same NaN (resume
+        is exact and keeps the recipe), so the advice is a new run with a gentler start."""
+        cfg = self.config
+        config_file = self.run_dir / "config.toml" if self.run_dir is not None else None
+        warmup = min(2, cfg.epochs - 1)  # warmup_epochs must stay below epochs
+        rerun = (f"{cli_command()} train --config {shlex.quote(str(config_file.resolve()))} "
+                 f"--lr {cfg.lr / 2:g}" + (f" --warmup-epochs {warmup}" if warmup else "")
+                 + " --out NEW_DIR") if config_file is not None else "lower the lr"
+        kept = (f"last.pt holds epoch {self.epoch}" if self.epoch
+                else "no epoch had finished, so no checkpoint was kept")
+        message = (f"loss became {value} at epoch {self.epoch + 1}, step {self.step_in_epoch}; "
+                   f"stopped without saving it ({kept}). Start again with a lower lr or a "
+                   f"warm-up: {rerun} (or --out on this run with --overwrite)")
+        self.log.write(f"error: {message}")
+        raise TrainingDiverged(message)
+
+    def stopped(self, message: str) -> str:
+        """``message`` for the CLI to print, also kept in train.log."""
+        self.log.write(message)
+        return message
 
     def progress_bar(self, total: int, initial: int = 0):
         if not self.progress:
@@ -432,7 +454,7 @@ class Trainer:
                 stats = self.train_one_epoch()
                 if self.stop.requested:
                     self.save("last.pt", stats)
-                    raise StopRequested(self.stop.exit_code, self.resume_hint())
+                    raise StopRequested(self.stop.exit_code, self.stopped(self.resume_hint()))
                 val = self.last_val = self.validate()
                 row = self.epoch_row(stats, val)
                 self.epoch += 1
@@ -452,6 +474,10 @@ class Trainer:
                 self.log.metrics(row)
                 for callback in self.on_epoch_end:
                     callback(self, row)
+                if self.stop.requested and self.epoch < cfg.epochs:
+                    # the signal came during validation or saving: the epoch is complete and
+                    # saved, so stop here rather than run one step of the next
+                    raise StopRequested(self.stop.exit_code, self.stopped(self.resume_hint()))
         return self.finish()
 
     @property
@@ -475,9 +501,16 @@ class Trainer:
         final_test_acc = test.accuracy
         summary = self.summary(final_test_acc)
         if self.dist.is_main and self.run_dir is not None:
-            atomic_save(self.model.state_dict(), self.run_dir / "model.pth")
-            atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+            for name, write in (
+                ("model.pth", lambda p: atomic_save(self.model.state_dict(), p)),
+                ("summary.json", lambda p: atomic_write_text(p, json.dumps(summary, indent=2))),
+            ):
+                path = self.run_dir / name
+                write_checked(path, lambda write=write, path=path: write(path),
+                              "; last.pt holds the finished run: free some space and resume it")
             where = "test (= validation)" if self.splits.val_is_test else "test"
+            if self.splits.data_matches is False:
+                self.log.info(f"warning: {self.splits.data_line()}")
             self.log.info(
                 f"final {where} accuracy {100 * final_test_acc:.2f}%; best validation "
                 f"{100 * self.best['val_acc']:.2f}% at epoch {self.best['epoch']} -> "
@@ -506,6 +539,8 @@ class Trainer:
             "sec_per_epoch": sum(seconds) / len(seconds) if seconds else None,
             "img_per_s": sum(r["img_per_s"] for r in rows) / len(rows) if rows else None,
             "train_images": len(self.splits.train_labels),
+            "num_classes": self.splits.num_classes,
+            "data_fingerprint": self.splits.fingerprint,
             "device": str(self.device),
             "threads": torch.get_num_threads(),
             "world_size": self.dist.world_size,
@@ -531,7 +566,8 @@ class Trainer:
             f"run        {self.run_dir}",
             f"model      {cfg.model} {cfg.model_kwargs or ''} ({self.params:,} params, "
             f"{self.macs / 1e6:.1f} MMACs)",
-            f"data       {s.source}: {len(s.train_labels)} train images, {len(s.classes)} classes",
+            f"data       {s.source}: {len(s.train_labels)} train images, {len(s.classes)} classes, "
+            f"fingerprint {s.fingerprint[:19]}",
             f"validation {val}",
             f"recipe     {cfg.epochs} epochs, batch {batch}, SGD lr {self.lr_at(0.0):g} "
             f"momentum {cfg.momentum} wd {cfg.weight_decay}, {cfg.schedule} "
@@ -542,14 +578,20 @@ class Trainer:
         ]
         if self.epoch or self.step_in_epoch:
             lines.append(f"resuming   after epoch {self.epoch}, step {self.step_in_epoch}")
+        late = [m for m in cfg.milestones if m >= cfg.epochs] if cfg.schedule == "step" else []
+        if late:
+            lines.append(f"note       milestone(s) {late} are past the last epoch index "
+                         f"({cfg.epochs - 1}): the lr never drops there; pass --milestones")
         for line in lines:
             self.log.info(line)
 
     def resume_hint(self) -> str:
+        where = (f"during epoch {self.epoch + 1} after step {self.step_in_epoch}"
+                 if self.step_in_epoch else f"after epoch {self.epoch}")
+        run_dir = self.run_dir.resolve()
         return (
-            f"stopped during epoch {self.epoch + 1} after step {self.step_in_epoch}; "
-            f"saved {self.run_dir / 'last.pt'}.\nresume with: resnet-cifar train --resume "
-            f"{shlex.quote(str(self.run_dir))}"
+            f"stopped {where}; saved {run_dir / 'last.pt'}.\nresume with: {cli_command()} "
+            f"train --resume {shlex.quote(str(run_dir))}"
         )
 
 
@@ -580,24 +622,108 @@ def resume_config(
     """The saved config of a run to resume, with the few overrides that keep it the same run."""
     path = Path(path)
     ckpt_path = path / "last.pt" if path.is_dir() else path
+    if path.is_dir() and not ckpt_path.exists() and (path / "config.toml").exists():
+        raise ConfigError(
+            f"{path} has no last.pt to resume from: the run stopped before its first epoch "
+            f"ended. Start it again with: {cli_command()} train --config "
+            f"{shlex.quote(str((path / 'config.toml').resolve()))} --out "
+            f"{shlex.quote(str(path.resolve()))} --overwrite"
+        )
     ckpt = load_checkpoint(ckpt_path)
     if ckpt.config is None or "optimizer" not in ckpt.training_state:
         raise ConfigError(f"{ckpt_path} holds weights only, not a training state to resume")
     config = from_dict(ckpt.config)
-    changed = {k for k, v in (overrides or {}).items() if k not in RESUME_OVERRIDABLE}
-    changed = {
-        k
-        for k in changed
-        if overrides[k] != getattr(config, k, None) or isinstance(overrides[k], dict)
-    }
+    overrides = dict(overrides or {})
+    data_overrides = overrides.pop("data", None) or {}
+    changed = sorted(
+        k for k, v in overrides.items()
+        if k not in RESUME_OVERRIDABLE and merged(getattr(config, k, None), v) != getattr(
+            config, k, None)
+    )
+    changed += [f"data.{k}" for k in changed_data(config, data_overrides)]
     if changed:
         raise ConfigError(
-            f"cannot change {', '.join(sorted(changed))} when resuming {ckpt_path}; only "
-            f"{', '.join(sorted(RESUME_OVERRIDABLE))} may change (start a new run for the rest)"
+            f"cannot change {', '.join(changed)} when resuming {ckpt_path}; only "
+            f"{', '.join(sorted(RESUME_OVERRIDABLE))} and the data's path may change (start a "
+            "new run for the rest)"
         )
-    for key, value in (overrides or {}).items():
+    done = int(ckpt.training_state.get("epoch", 0))
+    if overrides.get("epochs", done) < done:
+        raise ConfigError(
+            f"--epochs {overrides['epochs']} is fewer than the {done} epochs {ckpt_path} has "
+            f"already done; give --epochs {done} or more (or leave it out to keep "
+            f"{config.epochs})"
+        )
+    for key, value in overrides.items():
         setattr(config, key, value)
+    for key, value in data_overrides.items():
+        setattr(config.data, key, value)
+    recorded = config.data.path
+    if recorded and "path" not in data_overrides and not Path(recorded).exists():
+        raise ConfigError(
+            f"the data this run trains on, {recorded}, is not there any more; resume with "
+            f"--data PATH where that data is now (it is checked against the run's fingerprint): "
+            f"{cli_command()} train --resume {shlex.quote(str(ckpt_path.parent.resolve()))} "
+            "--data PATH"
+        )
     return config, ckpt_path.parent, {"state": ckpt.training_state, "model": ckpt.state_dict}
+
+
+def merged(current: Any, value: Any) -> Any:
+    """``value`` over ``current``: a table (model_kwargs) is updated key by key, as merge_into
+    does, so naming the same options again is no change."""
+    return {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+
+
+def changed_data(config: TrainConfig, flags: dict[str, Any]) -> list[str]:
+    """The data options in ``flags`` that would make a resumed run another run. The same value
+    is no change. A new path is no change either when the run recorded its data's fingerprint:
+    the data there is checked against it when it is loaded (a moved or copied data set)."""
+    recorded = config.data
+    changed = []
+    for key, value in flags.items():
+        if key == "cache_dir":  # where decoded arrays are kept: the machine's, not the run's
+            continue
+        if key == "path":
+            same = recorded.path is not None and (
+                Path(value).expanduser().resolve() == Path(recorded.path).expanduser().resolve()
+            )
+            if not same and recorded.fingerprint is None:
+                changed.append("path (the run recorded no fingerprint to check new data by)")
+            continue
+        if value != getattr(recorded, key):
+            changed.append(key)
+    return changed
+
+
+def record_data(config: TrainConfig, splits: Splits) -> None:
+    """Make config.toml name the data exactly: its absolute path as loaded (not as typed, which
+    means something else from another folder) and its content fingerprint, which every later
+    command on the run checks."""
+    if splits.source and Path(splits.source).exists():
+        config.data.path = splits.source
+    config.data.fingerprint = splits.fingerprint
+    config.data.allow_other_data = False
+
+
+def check_device_options(config: TrainConfig, device: torch.device) -> None:
+    """Options that only act on CUDA are refused elsewhere rather than recorded but ignored."""
+    if config.amp != "none" and device.type != "cuda":
+        raise ConfigError(f"--amp {config.amp} needs CUDA (the device is {device}); leave it out")
+    if config.sync_bn and device.type != "cuda":
+        raise ConfigError(f"--sync-bn needs CUDA: PyTorch's SyncBatchNorm has no {device.type} "
+                          "kernel; leave it out")
+
+
+def cli_command() -> str:
+    """The command that reruns this installation from any folder, whatever PATH holds and
+    whichever environment is active: the absolute path of this environment's resnet-cifar script,
+    else this Python's ``-m resnet_cifar``."""
+    script = Path(sys.executable).parent / ("resnet-cifar.exe" if os.name == "nt" else
+                                            "resnet-cifar")
+    if script.is_file():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m resnet_cifar"
 
 
 def train(
@@ -611,6 +737,10 @@ def train(
 ) -> RunResult:
     """Train a model as ``config`` says (or resume the run at ``resume``), writing a run directory.
 
+    Everything that can be checked is checked before the run directory is created (config,
+    device, data, model), so a refused run leaves nothing behind. The directory is locked while
+    the run trains.
+
     ``callbacks`` run after every epoch with the trainer and the epoch's metrics row; one may call
     ``trainer.stop.request()`` to stop as SIGINT would. Raises StopRequested after saving when
     interrupted, TrainingDiverged on a NaN/inf loss, and UserError subclasses on bad input.
@@ -620,30 +750,34 @@ def train(
         config, run_dir, saved = resume_config(resume, overrides)
     else:
         config = config or TrainConfig()
-        run_dir = None
-    dist, device_spec = init_distributed(config.device)
-    device = resolve_device(device_spec)
-    configure_threads(config.threads)
-    configure_determinism(config.deterministic, device)
-    seed_everything(config.seed)
-    if run_dir is None:
+        validate(config)
         run_dir = (
             Path(config.out) if config.out else rundir.default_run_dir(config.name or config.model)
         )
-        if dist.is_main:
-            rundir.prepare_run_dir(run_dir, overwrite=overwrite)
-    trainer = Trainer(config, dist, device, run_dir, progress)
-    trainer.setup_data()
-    trainer.setup_model()
-    if saved is not None:
-        trainer.restore(saved["state"], saved["model"])
-        if dist.is_main:
-            rundir.truncate_metrics(run_dir, trainer.epoch)
-    if dist.is_main:
-        atomic_write_text(run_dir / "config.toml", to_toml(config))
-    trainer.on_epoch_end.append(write_curves)
-    trainer.on_epoch_end.extend(callbacks or [])
+    dist, device_spec = init_distributed(config.device)
+    lock = None
     try:
+        device = resolve_device(device_spec)
+        check_device_options(config, device)
+        if resume is None and dist.is_main:
+            rundir.check_new_run_dir(run_dir, overwrite=overwrite)
+        configure_threads(config.threads)
+        configure_determinism(config.deterministic, device)
+        seed_everything(config.seed)
+        trainer = Trainer(config, dist, device, run_dir, progress)
+        trainer.setup_data()
+        trainer.setup_model()
+        if saved is not None:
+            trainer.restore(saved["state"], saved["model"])
+        if dist.is_main:
+            lock = (rundir.RunLock(run_dir) if resume is not None
+                    else rundir.create_run_dir(run_dir, overwrite=overwrite))
+            if saved is not None:
+                rundir.truncate_metrics(run_dir, trainer.epoch)
+            write_checked(run_dir / "config.toml", lambda: atomic_write_text(
+                run_dir / "config.toml", to_toml(config)))
+        trainer.on_epoch_end.append(write_curves)
+        trainer.on_epoch_end.extend(callbacks or [])
         result = trainer.fit()
         # Leave together: a rank that tears its process group down while rank 0 is still
         # writing files can abort in gloo's threads ("terminate called without an active
@@ -657,4 +791,22 @@ def train(
             )
         raise
     finally:
+        if lock is not None:
+            lock.release()
         cleanup_distributed()
+
+
+def write_checked(path: Path, write: Callable[[], None], hint: str = "") -> None:
+    """Run ``write()``; a failure of the file system (full disk, read-only, gone) becomes one
+    line naming ``path`` and ``hint``: the way back to the run, which a mid-run write error must
+    give instead of explain_write_errors' "choose another --out"."""
+    try:
+        write()
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {os_error_cause(err)}{hint}") from None
+    except RuntimeError as err:
+        if not is_torch_write_failure(err):
+            raise
+        raise UserError(
+            f"cannot write {path}: the write failed (is the disk full?){hint}"
+        ) from None

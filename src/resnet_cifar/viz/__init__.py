@@ -1,5 +1,5 @@
-"""Figures, written headless as PNG: the prediction grid, training curves, confusion matrix,
-per-class accuracy and the comparison of runs.
+"""Figures, written headless as PNG (or JPEG, PDF, SVG, by extension): the prediction grid,
+training curves, confusion matrix, per-class accuracy and the comparison of runs.
 
     viz.show_predictions("runs/r20/best.pt", DataConfig(path="cifar10.tar.gz"))
     viz.plot_curves(["runs/a", "runs/b"], "curves.png")
@@ -31,18 +31,30 @@ from resnet_cifar.viz.grid import (
     sample_title,
     show_predictions,
 )
-from resnet_cifar.viz.output import figure_png, open_in_window, save_figure
+from resnet_cifar.viz.output import (
+    FIGURE_FORMATS,
+    check_figure_target,
+    figure_format,
+    figure_png,
+    is_figure,
+    open_in_window,
+    save_figure,
+)
 
 __all__ = [
+    "FIGURE_FORMATS",
     "RIGHT_COLOR",
     "WRONG_COLOR",
     "PredictionSample",
+    "check_figure_target",
     "confusion_figure",
     "curves_figure",
     "denormalize",
     "eval_figures",
+    "figure_format",
     "figure_png",
     "grid_shape",
+    "is_figure",
     "lr_changes",
     "open_in_window",
     "per_class_figure",

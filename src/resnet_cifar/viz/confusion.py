@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.figure import Figure
 
+from resnet_cifar.atomic import check_folder
 from resnet_cifar.viz.output import save_figure
 
 if TYPE_CHECKING:
@@ -90,4 +91,6 @@ def eval_figures(result: EvalResult) -> dict[str, Figure]:
 
 def save_eval_plots(result: EvalResult, out_dir: str | Path) -> list[Path]:
     """Write confusion.png and per_class.png into ``out_dir``; returns their paths."""
-    return [save_figure(fig, Path(out_dir) / name) for name, fig in eval_figures(result).items()]
+    out_dir = check_folder(out_dir, "eval plots into", "--out-dir")
+    return [save_figure(fig, out_dir / name, "eval plot", "--out-dir")
+            for name, fig in eval_figures(result).items()]

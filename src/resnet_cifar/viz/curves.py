@@ -11,9 +11,18 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from resnet_cifar.compare import RunInfo, group_key, model_label, read_run, run_labels, run_row
-from resnet_cifar.viz.output import save_figure
+from resnet_cifar.compare import (
+    RunInfo,
+    differing_settings,
+    group_key,
+    read_run,
+    recipe_label,
+    run_labels,
+    run_row,
+)
+from resnet_cifar.viz.output import check_figure_target, save_figure
 
+PLOT_OUTPUT = "plot output"  # what a write error calls the file
 MAX_MARKED_LR_CHANGES = 8  # more changes than this (cosine, one-cycle): plot the lr instead
 LOG_LOSS_RATIO = 30  # losses spanning more than this factor are drawn on a log axis
 MARKER_EPOCHS = 40  # draw point markers on runs this short, so a 1-epoch run is visible
@@ -115,8 +124,10 @@ def curves_title(run: RunInfo) -> str:
 
 
 def plot_curves(run_dirs: list[str | Path], out: str | Path) -> Path:
-    """Overlay the training curves of one or more runs into ``out`` (a PNG)."""
-    return save_figure(curves_figure([read_run(d) for d in run_dirs]), out)
+    """Overlay the training curves of one or more runs into ``out`` (its extension chooses PNG,
+    JPEG, PDF or SVG)."""
+    check_figure_target(out, PLOT_OUTPUT)  # before the runs are read
+    return save_figure(curves_figure([read_run(d) for d in run_dirs]), out, PLOT_OUTPUT)
 
 
 def write_run_curves(run_dir: str | Path) -> Path:
@@ -129,8 +140,10 @@ def val_accuracy_figure(runs: list[RunInfo]) -> Figure:
     with its own line style, and their mean over the epochs they all reached is drawn thick.
     A long legend (more than LEGEND_INSIDE entries) goes to the right of the axes, off the lines."""
     groups: dict[tuple, list[RunInfo]] = {}
+    rows = {id(run): run_row(run) for run in runs}
+    differing = differing_settings(list(rows.values()))
     for run in runs:
-        groups.setdefault(group_key(run_row(run)), []).append(run)
+        groups.setdefault(group_key(rows[id(run)]), []).append(run)
     entries = len(runs) + sum(len(members) > 1 for members in groups.values())
     outside = entries > LEGEND_INSIDE
     fig = Figure(figsize=(11, 5) if outside else (8, 4.5), layout="constrained")
@@ -150,7 +163,7 @@ def val_accuracy_figure(runs: list[RunInfo]) -> Figure:
                     for i in range(common)]
             ax.plot([r["epoch"] for r in members[0].rows[:common]], mean, color=color,
                     linewidth=3, alpha=0.45,
-                    label=f"{model_label(members[0].model, members[0].model_kwargs)}: "
+                    label=f"{recipe_label(rows[id(members[0])], differing)}: "
                           f"mean of {len(members)} seeds")
     name = val_name(runs)
     ax.set(xlabel="epoch", ylabel=f"{name} accuracy (%)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from resnet_cifar.viz.output import save_figure
+from resnet_cifar.viz.output import check_figure_target, save_figure
 
 if TYPE_CHECKING:
     import torch
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 RIGHT_COLOR = "#1a7f37"  # green title: the prediction is right
 WRONG_COLOR = "#cf222e"  # red title: it is wrong
 PANEL_INCHES = (1.55, 1.85)  # (width, height) of one image with its two-line title
+SHOW_OUTPUT = "show output"  # what a write error calls the file
 
 
 @dataclass
@@ -39,6 +41,7 @@ class PredictionSample:
     classes: list[str]
     examined: int  # images run through the model to find these (more than N with only_wrong)
     split: str
+    data: dict[str, Any] | None = None  # which data they came from (Splits.data_info())
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -136,7 +139,7 @@ def predict_sample(
     net = ckpt.build_model().to(dev).eval()
     shown, preds, trues, examined = first_predictions(net, loader, n, only_wrong, mean, std)
     return PredictionSample(shown, preds, trues, list(ckpt.classes or splits.classes),
-                            examined, split)
+                            examined, split, splits.data_info())
 
 
 def first_predictions(net, loader, n: int, only_wrong: bool, mean, std):
@@ -185,16 +188,24 @@ def show_predictions(
     model: str | None = None,
     model_kwargs: dict[str, Any] | None = None,
     normalize: str | None = None,
+    describe: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write the prediction grid of a checkpoint (default ``<checkpoint dir>/predictions.png``)."""
+    """Write the prediction grid of a checkpoint (default ``<checkpoint dir>/predictions.png``;
+    the extension of ``out`` chooses PNG, JPEG, PDF or SVG). ``describe`` is given one line
+    saying which data the images came from (the CLI prints it)."""
     from resnet_cifar.config import DataConfig
     from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
 
     ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(
         checkpoint, model, model_kwargs)
+    out = Path(out) if out else Path(ckpt.path).resolve().parent / "predictions.png"
+    check_figure_target(out, SHOW_OUTPUT)  # before the data is loaded
     sample = predict_sample(ckpt, data or DataConfig(), n=n, seed=seed, only_wrong=only_wrong,
                             split=split, device=device, normalize=normalize)
+    if describe is not None:
+        from resnet_cifar.engine.splits import describe_data
+
+        describe(describe_data(sample.data))
     fig = prediction_grid(sample.images, sample.preds, sample.trues, sample.classes,
                           title=sample_title(sample, ckpt.model_name, only_wrong))
-    out = Path(out) if out else Path(ckpt.path).resolve().parent / "predictions.png"
-    return save_figure(fig, out)
+    return save_figure(fig, out, SHOW_OUTPUT)

@@ -2,7 +2,10 @@
 
 Figures are built as ``matplotlib.figure.Figure`` objects, which render with Agg whatever backend
 the user has configured, so plotting works headless and inside a training loop. Only ``--show``
-touches pyplot, to open a window on the PNG that was written.
+touches pyplot, to open a window on the image that was written.
+
+A figure file is written atomically (complete or absent) in the format its extension names:
+PNG, JPEG (.jpg/.jpeg), PDF or SVG; any other extension is refused before the figure is drawn.
 """
 
 from __future__ import annotations
@@ -12,17 +15,40 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from resnet_cifar.atomic import atomic_write, cannot_write, check_target, explain_write_errors
 from resnet_cifar.errors import UserError
 
 DPI = 100  # pixel size of a figure = its size in inches x DPI
 NON_INTERACTIVE = {"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"}
+# extension -> matplotlib format; JPEG goes through Pillow, a dependency of matplotlib
+FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf", ".svg": "svg"}
+WINDOW_FORMATS = {"png", "jpeg"}  # what plt.imread can read back for --show
 
 
-def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG (parent folders created) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI)
+def figure_format(path: str | Path, what: str = "figure", flag: str = "--out") -> str:
+    """The matplotlib format ``path``'s extension names; a one-line UserError for any other."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        kind = f"unsupported file type {suffix!r}" if suffix else "no file extension"
+        raise cannot_write(path, what, kind,
+                           f"end {flag} in one of {', '.join(FIGURE_FORMATS)}")
+    return FIGURE_FORMATS[suffix]
+
+
+def check_figure_target(path: str | Path, what: str = "figure", flag: str = "--out") -> Path:
+    """``path`` as a Path, once it is known that a figure can be written there (a supported
+    extension, not a folder): cheap, so call it before the data is loaded."""
+    path = check_target(path, what, flag)  # a folder first: "no file extension" would mislead
+    figure_format(path, what, flag)
+    return path
+
+
+def save_figure(fig: Figure, path: str | Path, what: str = "figure", flag: str = "--out") -> Path:
+    """Write ``fig`` atomically in the format of ``path``'s extension (parent folders created)
+    and return the path. Any failure is a one-line UserError naming ``what`` and the path."""
+    path = check_figure_target(path, what, flag)
+    with explain_write_errors(path, what, flag), atomic_write(path) as f:
+        fig.savefig(f, format=figure_format(path), dpi=DPI)
     return path
 
 
@@ -33,13 +59,22 @@ def figure_png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def is_figure(path: Path) -> bool:
+    return path.suffix.lower() in FIGURE_FORMATS
+
+
 def open_in_window(paths: list[Path]) -> None:
-    """Show PNGs already written in interactive windows (``--show``); blocks until closed."""
+    """Show PNG/JPEG figures already written in interactive windows (``--show``); blocks until
+    closed."""
     import matplotlib.pyplot as plt  # picks the user's default (interactive) backend
 
+    written = ", ".join(str(p) for p in paths)
+    vector = [p for p in paths if figure_format(p) not in WINDOW_FORMATS]
+    if vector:
+        raise UserError(f"--show opens .png and .jpg figures only, not {vector[0].suffix}; "
+                        f"the figure was written to {written}: open it with a viewer")
     backend = plt.get_backend().lower()
     if backend.replace("module://", "") in NON_INTERACTIVE:
-        written = ", ".join(str(p) for p in paths)
         raise UserError(
             f"--show: no display to open a window on (matplotlib backend {backend!r}); "
             f"the figure was written to {written}"

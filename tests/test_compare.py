@@ -1,0 +1,166 @@
+"""`resnet-cifar compare` on tiny synthetic run directories: a group of seeds is one recipe (the
+whole config but the seed and what does not change the computation), the tables name what
+differs, and runs on other data, an ambiguous baseline or an unusable --out-dir are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from resnet_cifar.cli import main
+from resnet_cifar.compare import compare_runs, markdown_tables
+from resnet_cifar.config import DataConfig, TrainConfig, to_toml
+
+FP_A = "sha256:" + "a" * 64
+FP_B = "sha256:" + "b" * 64
+
+
+def recipe(*, data: dict | None = None, **fields) -> TrainConfig:
+    """A 2-epoch config holding out 100 images, with chosen fields and data fields."""
+    return TrainConfig(epochs=2, **fields, data=DataConfig(val_split=100, **(data or {})))
+
+
+def make_run(path: Path, config: TrainConfig | None, *, test_acc: float,
+             **summary: object) -> Path:
+    """A finished run directory as training leaves it: config.toml (unless ``config`` is None),
+    two epochs of metrics and a summary.json (``summary`` adds or replaces its keys)."""
+    path.mkdir(parents=True)
+    val_accs = [0.5, test_acc]
+    rows = [{"epoch": e, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0,
+             "val_acc": v, "epoch_time": 10.0, "img_per_s": 100.0}
+            for e, v in enumerate(val_accs, 1)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if config is not None:
+        (path / "config.toml").write_text(to_toml(config))
+    model = config.model if config else "resnet20"
+    record = {"name": model, "model": model, "model_kwargs": {}, "params": 1000,
+              "macs": 2_000_000, "epochs": 2, "seed": config.seed if config else 0,
+              "val_is_test": False, "best_val_acc": test_acc, "best_epoch": 2,
+              "final_val_acc": test_acc, "test_acc": test_acc, "sec_per_epoch": 10.0,
+              "img_per_s": 100.0, **summary}
+    (path / "summary.json").write_text(json.dumps(record))
+    return path
+
+
+def two_lrs(root: Path) -> list[Path]:
+    """resnet20 at lr 0.1 (seeds 0, 1) and at lr 0.2 (seeds 0, 1)."""
+    accs = {0.1: (0.60, 0.62), 0.2: (0.70, 0.74)}
+    return [make_run(root / f"lr{lr}-s{seed}", recipe(lr=lr, seed=seed), test_acc=acc)
+            for lr, pair in accs.items() for seed, acc in enumerate(pair)]
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_runs_with_another_lr_are_not_pooled_as_seeds(tmp_path):
+    rows, groups = compare_runs(two_lrs(tmp_path))
+    assert [g["runs"] for g in groups] == [["lr0.1-s0", "lr0.1-s1"], ["lr0.2-s0", "lr0.2-s1"]]
+    assert [g["test_acc"][0] for g in groups] == pytest.approx([0.61, 0.72])
+    assert [g["seeds"] for g in groups] == [[0, 1], [0, 1]]
+
+
+def test_grouped_table_names_the_setting_that_differs(tmp_path):
+    dirs = two_lrs(tmp_path)
+    dirs.append(make_run(tmp_path / "flat", recipe(lr=0.1, data={"augment": "none"}),
+                         test_acc=0.5))
+    table = markdown_tables(*compare_runs(dirs))
+    grouped = table.split("## Grouped")[1]
+    # the settings in config order: the [data] table comes before lr
+    assert "| resnet20 [data.augment=standard, lr=0.1] | 1,000 | 2.0 | 2 | 2 | 0, 1 |" in grouped
+    assert "| resnet20 [data.augment=standard, lr=0.2] | 1,000 | 2.0 | 2 | 2 | 0, 1 |" in grouped
+    assert "Settings that differ between the runs, in brackets after the model: " \
+           "data.augment, lr." in grouped
+    runs = table.split("## Grouped")[0]
+    assert "| flat | resnet20 [data.augment=none, lr=0.1] |" in runs
+
+
+def test_seed_out_name_threads_device_and_data_path_differences_are_still_pooled(tmp_path):
+    # One recipe under two names, paths, thread counts, devices, caches and data paths (the same
+    # data by fingerprint), each at two learning rates: two groups of two, told apart by lr only.
+    dirs = []
+    for lr in (0.1, 0.2):
+        for seed, acc in enumerate((0.60, 0.64)):
+            config = recipe(lr=lr, seed=seed, out=f"runs/x{seed}", name=f"n{seed}",
+                            threads=seed + 1, device=("cpu", "cuda")[seed],
+                            tensorboard=bool(seed),
+                            data={"path": f"/data/copy{seed}", "cache_dir": f"/cache{seed}",
+                                  "fingerprint": FP_A})
+            dirs.append(make_run(tmp_path / f"lr{lr}-s{seed}", config, test_acc=acc))
+    rows, groups = compare_runs(dirs)
+    assert [g["n"] for g in groups] == [2, 2]
+    assert [g["label"] for g in groups] == ["resnet20 [lr=0.1]", "resnet20 [lr=0.2]"]
+
+
+def test_runs_without_config_toml_group_by_what_their_summaries_say(tmp_path):
+    old = [make_run(tmp_path / f"old{seed}", None, test_acc=0.6, seed=seed) for seed in (0, 1)]
+    new = [make_run(tmp_path / f"new{seed}", recipe(seed=seed), test_acc=0.6) for seed in (0, 1)]
+    rows, groups = compare_runs(old + new)
+    assert [g["runs"] for g in groups] == [["old0", "old1"], ["new0", "new1"]]
+    assert [g["label"] for g in groups] == ["resnet20 [no config.toml]", "resnet20"]
+
+
+MIXED = {  # case: (data of runs a and b, of runs c and d, summary of c and d, what names them)
+    "fingerprint": ({"path": "/data/c10", "fingerprint": FP_A},
+                    {"path": "/data/c10", "fingerprint": FP_B}, {},
+                    ("sha256:aaaaaaaaaaaa", "sha256:bbbbbbbbbbbb")),
+    "path": ({"path": "/data/c10"}, {"path": "/data/c100"}, {}, ("/data/c10", "/data/c100")),
+    "classes": ({}, {}, {"num_classes": 100}, ("10 classes", "100 classes")),
+}
+
+
+@pytest.mark.parametrize("case", MIXED)
+def test_mixed_data_is_refused_and_allowed_with_the_flag(tmp_path, capsys, case):
+    data_ab, data_cd, summary_cd, names = MIXED[case]
+    dirs = [make_run(tmp_path / f"{run}", recipe(seed=seed, data=data), test_acc=0.6,
+                     num_classes=summary.get("num_classes", 10))
+            for run, seed, data, summary in (("a", 0, data_ab, {}), ("b", 1, data_ab, {}),
+                                             ("c", 0, data_cd, summary_cd),
+                                             ("d", 1, data_cd, summary_cd))]
+    out = tmp_path / "out"
+    assert main(["compare", *map(str, dirs), "--out-dir", str(out)]) == 2
+    err = one_line_error(capsys)
+    assert "runs a (" in err and " and c (" in err and "--allow-mixed-data" in err
+    assert all(name in err for name in names), err
+    assert not out.exists()
+
+    assert main(["compare", *map(str, dirs), "--out-dir", str(out), "--allow-mixed-data"]) == 0
+    printed = capsys.readouterr().out
+    assert "Mixed data (--allow-mixed-data): runs a (" in printed
+    grouped = printed.split("## Grouped")[1]
+    assert grouped.count("| 2 | 0, 1 |") == 2  # a, b and c, d: never one group of four
+
+
+def test_baseline_with_several_recipes_is_refused_and_a_label_picks_one(tmp_path, capsys):
+    dirs = two_lrs(tmp_path)
+    dirs += [make_run(tmp_path / f"rnn-s{seed}", recipe(model="resnet20_convrnn", seed=seed),
+                      test_acc=acc) for seed, acc in enumerate((0.63, 0.65))]
+    out = tmp_path / "out"
+    assert main(["compare", *map(str, dirs), "--out-dir", str(out), "--baseline",
+                 "resnet20"]) == 2
+    err = one_line_error(capsys)
+    assert "'resnet20 [lr=0.1]'" in err and "'resnet20 [lr=0.2]'" in err
+    assert not out.exists()
+
+    assert main(["compare", *map(str, dirs), "--out-dir", str(out), "--baseline",
+                 "resnet20 [lr=0.1]"]) == 0
+    against = capsys.readouterr().out.split("## Test accuracy against resnet20 [lr=0.1]")[1]
+    assert "| resnet20 [lr=0.2] | +11.00 |" in against
+    assert "| resnet20_convrnn [lr=0.1] | +3.00 |" in against
+
+
+@pytest.mark.parametrize("where", ["file", "file/sub"])
+def test_out_dir_that_is_a_file_is_a_one_line_error_with_nothing_written(tmp_path, capsys,
+                                                                        where):
+    dirs = two_lrs(tmp_path / "runs")
+    (tmp_path / "file").write_text("keep me")
+    out = tmp_path / where
+    assert main(["compare", *map(str, dirs), "--out-dir", str(out)]) == 2
+    err = one_line_error(capsys)
+    assert str(out) in err and "is a file, not a folder" in err and "--out-dir" in err, err
+    assert (tmp_path / "file").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "runs"]

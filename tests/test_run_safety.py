@@ -403,3 +403,10 @@ def test_a_torn_last_metrics_line_is_ignored_with_a_warning(data, tmp_path, caps
     assert cli("plot", run, "--out", tmp_path / "curves.png") == 0
     assert cli("train", "--resume", run, "--epochs", "3") == 0
     assert [r["epoch"] for r in rundir.read_metrics(run)] == [1, 2, 3]
+
+
+def test_overwrite_knows_every_export_name():
+    """--overwrite clears exports by name (rundir cannot import the higher export module)."""
+    from resnet_cifar.export import FORMATS
+
+    assert set(rundir.EXPORT_SUFFIXES) == set(FORMATS.values())

@@ -12,10 +12,11 @@ JPEG_TARBALL = SHARED / "data" / "cifar10-jpeg.tar.gz"
 FOREIGN_CHECKPOINT = SHARED / "data" / "foreign" / "resnet20-12fca82f.th"
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny batches gain nothing from threads, and threads that spin for a core busy with other
-    work make the tests many times slower on a shared two-core machine."""
+    work make the tests many times slower on a shared two-core machine. Set for every test: a
+    command run in-process (eval, show...) sets its own count and would leave it behind."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

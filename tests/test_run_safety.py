@@ -410,3 +410,69 @@ def test_overwrite_knows_every_export_name():
     from resnet_cifar.export import FORMATS
 
     assert set(rundir.EXPORT_SUFFIXES) == set(FORMATS.values())
+
+
+# --------------------------------------------------------------------------- a busy machine
+
+
+def test_default_threads_are_one_per_core_other_processes_leave_idle():
+    from resnet_cifar.engine.runtime import threads_for_load
+
+    assert [threads_for_load(2, busy) for busy in (0.0, 0.4, 0.6, 1.0, 1.9, 5.0)] == \
+        [2, 2, 1, 1, 1, 1]
+    assert threads_for_load(8, 2.2) == 6
+    assert threads_for_load(4, None) == 4  # no /proc/stat: one per core, as before
+
+
+def test_the_cpu_meter_counts_other_processes_only(monkeypatch):
+    from resnet_cifar.engine import runtime
+
+    clock = {"busy": 100.0, "own": 10.0, "wall": 50.0}
+    monkeypatch.setattr(runtime, "_cpu_busy_seconds", lambda: clock["busy"])
+    monkeypatch.setattr(runtime, "_own_cpu_seconds", lambda: clock["own"])
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: clock["wall"])
+    meter = runtime.CpuMeter()
+    clock.update(busy=100.0 + 30.0, own=10.0 + 20.0, wall=50.0 + 10.0)  # we used 2 cores x 10 s
+    assert meter.others() == pytest.approx(1.0)  # the other 10 busy seconds: one core
+
+
+def test_threads_follow_the_load_each_epoch_unless_deterministic(data, tmp_path, monkeypatch):
+    import resnet_cifar.engine.train as train_module
+
+    monkeypatch.setattr(train_module, "physical_cores", lambda: 2)
+    monkeypatch.setattr(train_module, "auto_threads", lambda: (2, 0.0))  # idle at the start
+    busy = iter([1.0, 0.0, 1.0])  # a neighbour comes, goes, comes back
+    monkeypatch.setattr(train_module.CpuMeter, "others", lambda self: next(busy))
+    seen = []
+
+    def record(trainer, row):
+        seen.append(torch.get_num_threads())
+
+    config = TrainConfig(epochs=3, batch_size=16, milestones=[2], threads=0,
+                         out=str(tmp_path / "auto"))
+    config.data.path = str(data)
+    train(config, progress=False, callbacks=[record])
+    assert seen == [1, 2, 1]
+    assert "threads    2 -> 1" in (tmp_path / "auto" / "train.log").read_text()
+    seen.clear()
+    config.out, config.deterministic = str(tmp_path / "det"), True
+    train(config, progress=False, callbacks=[record])
+    assert seen == [2, 2, 2]  # the numbers of a deterministic run must not depend on the load
+    torch.set_num_threads(1)
+
+
+def test_inference_commands_take_threads(data, tmp_path, capsys, monkeypatch):
+    import resnet_cifar.engine.runtime as runtime
+
+    run = trained(data, tmp_path / "run")
+    assert cli("eval", run / "last.pt", "--threads", "1") == 0
+    assert torch.get_num_threads() == 1
+    monkeypatch.setattr(runtime, "auto_threads", lambda: (1, 1.0))  # a busy neighbour
+    torch.set_num_threads(2)
+    assert cli("show", run / "last.pt", "--out", tmp_path / "grid.png") == 0
+    assert torch.get_num_threads() == 1  # the default followed the load
+    for command in (["eval", run / "last.pt"], ["show", run / "last.pt"], ["report", run],
+                    ["predict", run / "last.pt", tmp_path], ["export", run / "last.pt"]):
+        with pytest.raises(SystemExit):
+            cli(*command, "--threads", "1000")
+        assert "would oversubscribe" in capsys.readouterr().err

@@ -74,7 +74,9 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False  # deterministic kernels: bitwise-reproducible runs on CPU
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    threads: int = 0  # torch intra-op threads; 0: one per physical core
+    # torch intra-op threads; 0: one per core other processes leave idle, chosen again each
+    # epoch (one per core for a deterministic run)
+    threads: int = 0
     channels_last: bool = True  # NHWC activations: 1.23x faster training on CPU (benchmarks.md)
     compile: bool = False  # torch.compile the model (compile time reported separately)
     amp: str = "none"  # none | bf16 | fp16 (CUDA autocast; BatchNorm stays fp32)

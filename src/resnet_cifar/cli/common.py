@@ -195,6 +195,18 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
 
 
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=thread_count, default=0,
+                        help="CPU threads; 0 (default): one per core other processes leave idle")
+
+
+def use_threads(args: argparse.Namespace) -> None:
+    """Apply --threads (see add_threads_arg) before the command's work starts."""
+    from resnet_cifar.engine.runtime import configure_inference_threads
+
+    configure_inference_threads(args.threads)
+
+
 def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
 

@@ -11,10 +11,12 @@ from resnet_cifar.cli.common import (
     add_data_args,
     add_device_arg,
     add_foreign_model_args,
+    add_threads_arg,
     foreign_model_kwargs,
     positive_int,
     print_json,
     run_data_config,
+    use_threads,
 )
 
 
@@ -34,11 +36,13 @@ def add_parser(sub) -> None:
     p.add_argument("--out-dir", metavar="DIR", help="where --plot writes (default: beside it)")
     add_foreign_model_args(p)
     add_device_arg(p)
+    add_threads_arg(p)
     add_data_args(p, training=False)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    use_threads(args)
     from resnet_cifar.engine.checkpoint import load_checkpoint
     from resnet_cifar.engine.evaluate import evaluate_checkpoint
 

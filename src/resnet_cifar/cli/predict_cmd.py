@@ -23,11 +23,13 @@ from resnet_cifar.cli.common import (
     add_data_args,
     add_device_arg,
     add_foreign_model_args,
+    add_threads_arg,
     data_config,
     data_overrides,
     foreign_model_kwargs,
     positive_int,
     print_json,
+    use_threads,
 )
 from resnet_cifar.errors import UserError
 
@@ -65,6 +67,7 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--normalize", choices=("dataset", "half", "imagenet"), help=NORMALIZE_HELP)
     add_foreign_model_args(p)
     add_device_arg(p)
+    add_threads_arg(p)
     p.set_defaults(func=run_predict)
 
 
@@ -92,12 +95,14 @@ def add_export_parser(sub) -> None:
     add_foreign_model_args(p)
     add_data_args(p, training=False)
     p.set_defaults(func=run_export)
+    add_threads_arg(p)
 
 
 # --------------------------------------------------------------------------- predict
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    use_threads(args)
     from resnet_cifar.predict import (
         FOREIGN_NORMALIZATION_NOTE,
         IMAGE_EXTENSIONS,
@@ -168,6 +173,7 @@ def print_table(results) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    use_threads(args)
     from resnet_cifar.atomic import check_target
     from resnet_cifar.engine.checkpoint import load_checkpoint
     from resnet_cifar.export import (

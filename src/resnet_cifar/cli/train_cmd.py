@@ -109,7 +109,9 @@ def add_parser(sub) -> None:
         help="deterministic kernels (bitwise-reproducible on CPU)",
     )
     r.add_argument("--device", default=s, help="auto | cpu | cuda | cuda:N | mps")
-    r.add_argument("--threads", type=thread_count, default=s, help="0: one per core")
+    r.add_argument("--threads", type=thread_count, default=s,
+                   help="intra-op threads; 0 (default): one per core that other processes leave "
+                   "idle, chosen again each epoch")
     r.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=s,
                    help="NHWC activations (default: on; faster on CPU and with cuDNN)")
     r.add_argument("--compile", action="store_true", default=s, help="torch.compile the model")

@@ -15,9 +15,11 @@ from resnet_cifar.cli.common import (
     add_data_args,
     add_device_arg,
     add_foreign_model_args,
+    add_threads_arg,
     foreign_model_kwargs,
     positive_int,
     run_data_config,
+    use_threads,
 )
 
 
@@ -43,6 +45,7 @@ def add_show_parser(sub) -> None:
     add_show_arg(p)
     add_foreign_model_args(p)
     add_device_arg(p)
+    add_threads_arg(p)
     add_data_args(p, training=False)
     p.set_defaults(func=run_show)
 
@@ -94,6 +97,7 @@ def add_report_parser(sub) -> None:
     p.add_argument("--no-eval", action="store_true",
                    help="leave out what needs the data (confusion, per-class, predictions)")
     add_device_arg(p)
+    add_threads_arg(p)
     add_data_args(p, training=False)
     p.set_defaults(func=run_report)
 
@@ -113,6 +117,7 @@ def wrote(paths: list[Path], show: bool) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    use_threads(args)
     from resnet_cifar.engine.checkpoint import load_checkpoint
     from resnet_cifar.viz import show_predictions
 
@@ -148,6 +153,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
+    use_threads(args)
     from resnet_cifar.compare import read_run
     from resnet_cifar.report import build_report
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import time
 import warnings
 from typing import Any
 
@@ -47,6 +49,65 @@ def physical_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# /proc/stat's cpu line: user nice system idle iowait irq softirq steal ... Busy time is all but
+# idle and iowait, and but nice: a niced process (a background job started with `nice`) yields
+# its core to us at once, so it does not make our threads wait.
+_BUSY_FIELDS = (0, 2, 5, 6, 7)
+
+
+def _cpu_busy_seconds() -> float | None:
+    """Busy CPU seconds of the whole machine since boot (Linux), or None where unknown."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return sum(int(fields[i]) for i in _BUSY_FIELDS if i < len(fields)) / ticks
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+class CpuMeter:
+    """How many cores other processes kept busy since the last ``mark()``: the machine's busy
+    time (/proc/stat) minus this process's own (os.times), over the wall time between."""
+
+    def __init__(self):
+        self.mark()
+
+    def mark(self) -> None:
+        self._busy, self._own, self._wall = (_cpu_busy_seconds(), _own_cpu_seconds(),
+                                             time.monotonic())
+
+    def others(self) -> float | None:
+        busy, wall = _cpu_busy_seconds(), time.monotonic()
+        if busy is None or self._busy is None or wall - self._wall <= 0:
+            return None
+        own = _own_cpu_seconds() - self._own
+        return max(0.0, (busy - self._busy - own) / (wall - self._wall))
+
+
+def threads_for_load(cores: int, others: float | None) -> int:
+    """Intra-op threads for ``cores`` usable cores of which other processes keep ``others``
+    busy. Threads that wait for a busy core spin at each of the hundreds of per-op barriers of a
+    step, and throughput collapses (about 0.3x idle with two threads and one busy neighbour on 2
+    cores, against 0.57x with one thread: docs/benchmarks.md), so one thread per idle core."""
+    if others is None:
+        return cores
+    return max(1, min(cores, cores - math.floor(others + 0.5)))
+
+
+def auto_threads(sample_seconds: float = 0.2) -> tuple[int, float | None]:
+    """(threads for the idle cores now, the busy cores of other processes), from a short sample."""
+    meter = CpuMeter()
+    time.sleep(sample_seconds)
+    others = meter.others()
+    return threads_for_load(physical_cores(), others), others
+
+
 def configure_threads(threads: int = 0) -> int:
     """Intra-op threads: one per usable core unless told otherwise, never more than the usable
     cores (a config written on a bigger machine is capped here, with a warning: threads beyond the
@@ -57,6 +118,16 @@ def configure_threads(threads: int = 0) -> int:
         warnings.warn(f"threads {n} capped to the {cores} usable core(s) of this machine",
                       RuntimeWarning, stacklevel=2)
         n = cores
+    torch.set_num_threads(n)
+    return n
+
+
+def configure_inference_threads(threads: int = 0) -> int:
+    """Threads for a one-off command (eval, show, report, predict, export): ``threads``, or for
+    0 one per core that other processes leave idle now. Returns what was set."""
+    if threads > 0:
+        return configure_threads(threads)
+    n, _ = auto_threads()
     torch.set_num_threads(n)
     return n
 

@@ -38,12 +38,16 @@ from resnet_cifar.engine.distributed import DistContext, cleanup_distributed, in
 from resnet_cifar.engine.evaluate import EvalResult, evaluate_model
 from resnet_cifar.engine.interrupt import GracefulStop, StopRequested
 from resnet_cifar.engine.runtime import (
+    CpuMeter,
+    auto_threads,
     capture_rng_state,
     configure_determinism,
     configure_threads,
+    physical_cores,
     resolve_device,
     restore_rng_state,
     seed_everything,
+    threads_for_load,
 )
 from resnet_cifar.engine.schedule import learning_rate
 from resnet_cifar.engine.splits import Splits, load_arrays, make_splits
@@ -127,6 +131,11 @@ class Trainer:
         self.on_epoch_end: list[Callable[[Trainer, dict[str, Any]], None]] = []
         self.last_val: EvalResult | None = None  # the latest validation result
         self.compile_seconds: float | None = None  # first compiled step, set by train_step
+        # --threads 0 on a CPU: one thread per core that other processes leave idle, chosen
+        # again before every epoch (a --deterministic run keeps one count: its numbers must not
+        # depend on the load)
+        self.thread_meter: CpuMeter | None = None
+        self.others_busy: float | None = None  # cores other processes kept busy, last measured
 
     # ---- setup ---------------------------------------------------------------------------
     def setup_data(self, splits: Splits | None = None) -> None:
@@ -306,8 +315,24 @@ class Trainer:
         self.train_loader.load_state_dict(state["loader"])
 
     # ---- the loop --------------------------------------------------------------------------
+    def adapt_threads(self, others: float | None = None) -> None:
+        """Follow the load: as many threads as cores the other processes left idle since the
+        last epoch (``others``: measured already, at the start)."""
+        if self.thread_meter is None:
+            return
+        if others is None:
+            others = self.thread_meter.others()
+        self.thread_meter.mark()
+        self.others_busy = others
+        threads = threads_for_load(physical_cores(), others)
+        if threads != torch.get_num_threads() and self.history:
+            self.log.info(f"threads    {torch.get_num_threads()} -> {threads}: other processes "
+                          f"kept {others:.1f} core(s) busy (--threads N fixes the count)")
+        torch.set_num_threads(threads)
+
     def train_one_epoch(self) -> EpochStats:
         """One pass over the training split; returns early (mid-epoch) if a stop was asked."""
+        self.adapt_threads()
         model = self.forward_model
         model.train()
         loader = self.train_loader
@@ -574,7 +599,10 @@ class Trainer:
             f"{cfg.milestones if cfg.schedule == 'step' else ''}, augment {cfg.data.augment}, "
             f"normalize {cfg.data.normalize}",
             f"device     {self.device}, {torch.get_num_threads()} threads"
-            + (", deterministic" if cfg.deterministic else ""),
+            + (", deterministic" if cfg.deterministic else "")
+            + (f" (one per idle core: others keep {self.others_busy:.1f} busy; chosen again "
+               "each epoch, --threads N fixes it)" if self.thread_meter is not None
+               and self.others_busy is not None else ""),
         ]
         if self.epoch or self.step_in_epoch:
             lines.append(f"resuming   after epoch {self.epoch}, step {self.step_in_epoch}")
@@ -765,6 +793,10 @@ def train(
         configure_determinism(config.deterministic, device)
         seed_everything(config.seed)
         trainer = Trainer(config, dist, device, run_dir, progress)
+        if config.threads == 0 and device.type == "cpu" and not config.deterministic:
+            _, others = auto_threads()
+            trainer.thread_meter = CpuMeter()
+            trainer.adapt_threads(others)
         trainer.setup_data()
         trainer.setup_model()
         if saved is not None:

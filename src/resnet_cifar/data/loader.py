@@ -102,7 +102,7 @@ def stratified_subset(images, labels, n: int, seed: int):
     if n >= len(labels):
         return images, labels
     if n <= 0:
-        raise DataError(f"subset size must be positive, got {n}: pass a positive --subset")
+        raise DataError(f"subset size must be positive, got {n}: pass a positive --train-subset")
     index = _stratified_indices(labels, n, seed)
     return _take(images, index), _take(labels, index)
 

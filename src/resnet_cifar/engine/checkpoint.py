@@ -306,7 +306,8 @@ def load_state_dict_checked(
         if found is not None and found != want:
             raise CheckpointError(
                 f"{path}: class-count mismatch: the checkpoint has {found} classes, "
-                f"expected {want}: evaluate it on a {found}-class dataset (--data, --dataset, --coarse)"
+                f"expected {want}: evaluate it on a {found}-class dataset "
+                "(--data, --dataset, --coarse)"
             )
     if missing or unexpected:
         parts = []

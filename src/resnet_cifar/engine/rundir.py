@@ -48,7 +48,8 @@ LOCK_FILE = ".lock"
 # Every file a run directory can hold: what train writes, and what eval --plot, show, report and
 # export write beside its checkpoints by default. --overwrite removes exactly these (and the
 # temporary files of an interrupted atomic write of any of them).
-CHECKPOINTS = ("last.pt", "best.pt", "best_on_test.pt", "model.pth")
+TRAINING_CHECKPOINTS = ("last.pt", "best.pt", "best_on_test.pt")  # full training states
+CHECKPOINTS = (*TRAINING_CHECKPOINTS, "model.pth")
 EXPORT_SUFFIXES = (".onnx", ".torchscript.pt", ".pt2")  # export.FORMATS' (a test checks)
 RUN_FILES = (
     "config.toml", "train.log", "metrics.csv", "metrics.jsonl", "summary.json", *CHECKPOINTS,

@@ -9,7 +9,7 @@ RUN ?= runs/demo
 # torch first and pinned: a bare `pip install torch` may pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo train test lint browser bench clean
+.PHONY: setup demo train test test-fast lint browser bench clean
 
 setup: $(VENV)/.installed
 
@@ -66,8 +66,15 @@ browser:
 		echo "note: installing chromium failed; the browser test of the report will be skipped"; \
 	fi
 
+# The whole suite. test-fast leaves out the heavy tests (torchrun, subprocesses, torch.compile,
+# every export, the browser: tests/conftest.py lists them) and the slow ones that decode the real
+# data under ../shared: together more than half of the suite's time. The rest runs on two
+# pytest-xdist workers (the dev extra), one per core.
 test: lint browser
 	$(PY) -m pytest
+
+test-fast: lint
+	$(PY) -m pytest -m "not heavy and not slow" -n 2
 
 bench: setup
 	$(PY) benchmarks/bench_train.py

@@ -3,11 +3,12 @@
     python benchmarks/profile_train.py [--model resnet20] [--batch-size 64] [--steps 5]
         [--no-channels-last] [--optimizer default|fused|foreach|loop] [--device cpu] [--rows 25]
 
-The step is the Trainer's own (Trainer.train_step, on a Trainer built by resnet_cifar.bench), with
-its stages marked: loader (gather, crop, flip, normalize), forward (+ loss), backward, optimizer.
-Prints two markdown tables: time by stage, and self time by kind of op (conv forward / backward,
-BatchNorm forward / backward, elementwise, optimizer kernels, loader ops), then torch.profiler's
-own top-op table. Result on the 2-core development CPU: docs/benchmarks.md.
+The step is the training loop's own (engine.train.train_step, on parts built by
+resnet_cifar.bench.build_pipeline as train() builds them), with its stages marked: loader (gather,
+crop, flip, normalize), forward (+ loss), backward, optimizer. Prints two markdown tables: time by
+stage, and self time by kind of op (conv forward / backward, BatchNorm forward / backward,
+elementwise, optimizer kernels, loader ops), then torch.profiler's own top-op table. Result on the
+2-core development CPU: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import collections
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from resnet_cifar.bench import BenchConfig, bench_splits, build_trainer
+from resnet_cifar.bench import BenchConfig, bench_splits, build_pipeline
 from resnet_cifar.engine.runtime import configure_threads, resolve_device
 
 STAGES = ("loader", "forward", "backward", "optimizer")
@@ -68,22 +69,24 @@ def profile_steps(args: argparse.Namespace):
     cfg = BenchConfig(model=args.model, batch_size=args.batch_size, device=str(device),
                       steps=args.warmup + args.steps, eval_images=1,
                       channels_last=args.channels_last, optimizer=args.optimizer)
-    trainer = build_trainer(cfg, bench_splits(cfg), device)
-    model = trainer.forward_model.train()
-    batches = iter(trainer.train_loader)
+    ours = build_pipeline(cfg, bench_splits(cfg), device)
+    parts = ours.parts
+    model = parts.forward_model.train()
+    batches = iter(ours.train_loader)
 
+    # engine.train.train_step's stages, each under its own profiler label
     def step() -> None:
         with record_function("loader"):
             x, y = next(batches)
-        with record_function("forward"), trainer.autocast():
+        with record_function("forward"), parts.autocast():
             logits = model(x)
-            loss = trainer.criterion(logits.float(), y)
+            loss = parts.criterion(logits.float(), y)
         with record_function("backward"):
-            trainer.optimizer.zero_grad(set_to_none=True)
-            trainer.scaler.scale(loss).backward()
+            parts.optimizer.zero_grad(set_to_none=True)
+            parts.scaler.scale(loss).backward()
         with record_function("optimizer"):
-            trainer.scaler.step(trainer.optimizer)
-            trainer.scaler.update()
+            parts.scaler.step(parts.optimizer)
+            parts.scaler.update()
 
     for _ in range(args.warmup):
         step()

@@ -17,8 +17,9 @@ import time
 
 import torch
 
-from resnet_cifar.bench import BenchConfig, bench_splits, build_trainer, synchronize
+from resnet_cifar.bench import BenchConfig, bench_splits, build_pipeline, synchronize
 from resnet_cifar.engine.runtime import configure_threads, resolve_device
+from resnet_cifar.engine.train import train_step
 from resnet_cifar.models import list_models, model_complexity
 
 DEPTHS = ("resnet20", "resnet56", "resnet110")
@@ -47,14 +48,14 @@ def time_cell(model: str, batch: int, steps: int, device: torch.device,
     must take minutes, not an hour)."""
     cfg = BenchConfig(model=model, batch_size=batch, steps=steps + 1, eval_images=1,
                       device=str(device), channels_last=channels_last, evaluate=False)
-    trainer = build_trainer(cfg, bench_splits(cfg), device)
-    model_ = trainer.forward_model.train()
-    batches = iter(trainer.train_loader)
-    trainer.train_step(model_, *next(batches))  # warm-up: allocation, kernel selection
+    ours = build_pipeline(cfg, bench_splits(cfg), device)
+    ours.parts.forward_model.train()
+    batches = iter(ours.train_loader)
+    train_step(ours.parts, *next(batches))  # warm-up: allocation, kernel selection
     synchronize(device)
     start = time.perf_counter()
     for x, y in batches:
-        trainer.train_step(model_, x, y)
+        train_step(ours.parts, x, y)
     synchronize(device)
     return 1e3 * (time.perf_counter() - start) / steps
 

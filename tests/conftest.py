@@ -11,6 +11,40 @@ SHARED = TESTS.parents[1] / "shared"
 JPEG_TARBALL = SHARED / "data" / "cifar10-jpeg.tar.gz"
 FOREIGN_CHECKPOINT = SHARED / "data" / "foreign" / "resnet20-12fca82f.th"
 
+# The heavy tests, marked here rather than in their files so that one table says what
+# `make test-fast` (-m "not heavy") leaves out: each starts processes or compilers (torchrun, a
+# subprocess, torch.compile, chromium) or repeats one job over everything (every model exported in
+# every format). Each entry is a test file and a test function in it, or None for the whole file.
+# A function that no longer exists stops the run, so a renamed test cannot silently become fast.
+HEAVY: dict[str, tuple[str, ...] | None] = {
+    "test_distributed.py": None,  # torchrun launches of two ranks
+    "test_export.py": (
+        "test_every_model_round_trips_in_every_format_with_a_dynamic_batch",
+        "test_dynamo_onnx_exporter",
+    ),
+    "test_hub.py": ("test_hubconf_finds_the_package_in_src_without_an_install",),  # subprocess
+    "test_report.py": ("test_report_renders_in_headless_chromium",),
+    "test_speed_paths.py": ("test_compiled_block_gives_the_same_output",),  # torch.compile
+    "test_train.py": ("test_sigterm_saves_and_prints_the_resume_command",),  # subprocess
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        file = item.path.name
+        if file not in HEAVY:
+            continue
+        names = HEAVY[file]
+        if names is not None:
+            missing = [name for name in names if not hasattr(item.module, name)]
+            if missing:
+                raise pytest.UsageError(f"tests/conftest.py HEAVY names {', '.join(missing)}, "
+                                        f"which {file} no longer has: update the table")
+            if item.originalname not in names:
+                continue
+        item.add_marker(pytest.mark.heavy)
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():

@@ -12,6 +12,7 @@ import pytest
 from resnet_cifar.cli import main
 from resnet_cifar.compare import compare_runs, markdown_tables
 from resnet_cifar.config import DataConfig, TrainConfig, to_toml
+from resnet_cifar.errors import ConfigError
 
 FP_A = "sha256:" + "a" * 64
 FP_B = "sha256:" + "b" * 64
@@ -133,6 +134,12 @@ def test_mixed_data_is_refused_and_allowed_with_the_flag(tmp_path, capsys, case)
     assert "Mixed data (--allow-mixed-data): runs a (" in printed
     grouped = printed.split("## Grouped")[1]
     assert grouped.count("| 2 | 0, 1 |") == 2  # a, b and c, d: never one group of four
+
+    # called as a library, the same note names the setting by its config key
+    with pytest.raises(ConfigError, match="pass `allow_mixed_data` to compare"):
+        compare_runs(dirs)
+    assert "Mixed data (`allow_mixed_data`): runs a (" in markdown_tables(
+        *compare_runs(dirs, allow_mixed_data=True))
 
 
 def test_baseline_with_several_recipes_is_refused_and_a_label_picks_one(tmp_path, capsys):

@@ -243,7 +243,7 @@ def test_split_train_val_rounding_and_edges():
     assert len(val_y) == 7 and np.bincount(val_y, minlength=3).tolist() == [4, 2, 1]
     tx, ty, vx, vy = split_train_val(np.arange(100), labels, 0, seed=0)
     assert len(tx) == 100 and vx.shape == (0,) and vy.shape == (0,)
-    with pytest.raises(DataError, match="--val-split"):
+    with pytest.raises(DataError, match="`data.val_split`"):
         split_train_val(np.arange(100), labels, 100, seed=0)
 
 

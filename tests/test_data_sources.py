@@ -27,7 +27,7 @@ from data_fixtures import (
 from PIL import Image
 
 from resnet_cifar.data import channel_stats, read_source, summarize
-from resnet_cifar.errors import DataError
+from resnet_cifar.errors import DataError, name_settings_with
 
 
 def assert_decoded(arrays, expected) -> None:
@@ -124,7 +124,13 @@ def test_train_only_folder_gives_empty_test_split(tmp_path):
     assert arrays.test_images.shape == (0, 3, 32, 32) and arrays.test_labels.shape == (0,)
     summary = summarize(arrays)
     assert summary["counts"] == {"train": 30, "test": 0}
-    assert "--val-split" in summary["note"]
+    assert "`data.val_split`" in summary["note"]  # the library names the config key
+    # ...which the CLI's naming turns into its flag, as in every message
+    name_settings_with({"data.val_split": "--val-split"}.get)
+    try:
+        assert "(--val-split)" in summarize(arrays)["note"]
+    finally:
+        name_settings_with(None)
 
 
 def test_grey_and_rgba_images_become_rgb(tmp_path):
@@ -209,7 +215,7 @@ def test_image_of_wrong_size_suggests_resize(tmp_path):
     folder = make_image_folder(tmp_path, 1, 1)
     Image.new("RGB", (64, 48)).save(folder / "train" / "cat" / "big.png")
     message = error_of(folder)
-    assert "big.png" in message and "64x48" in message and "--resize" in message
+    assert "big.png" in message and "64x48" in message and "`data.resize`" in message
 
 
 def test_unreadable_image_is_named(tmp_path):

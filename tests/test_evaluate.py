@@ -190,3 +190,115 @@ def test_foreign_checkpoint_gives_its_stated_accuracy(capsys):
     assert result["correct"] == 8103 and result["total"] == 10000  # its README: 81.03%
     assert not math.isnan(result["loss"])
     assert np.isclose(result["accuracy"], 0.8103)
+
+
+# --------------------------------------------------------------------------- inference context
+
+
+def checkpoint_of(model: torch.nn.Module, tmp_path, *, config=None, mean=None, std=None,
+                  normalize=None):
+    from resnet_cifar.engine.checkpoint import Checkpoint
+
+    return Checkpoint(tmp_path / "last.pt", "resnet20", {}, 10, model.state_dict(),
+                      mean=mean, std=std, normalize=normalize, config=config)
+
+
+def test_val_split_is_drawn_with_the_runs_own_seed(tiny_data, tmp_path):
+    from resnet_cifar.config import DataConfig
+    from resnet_cifar.engine.evaluate import evaluate_checkpoint
+    from resnet_cifar.engine.inference import InferenceContext
+    from resnet_cifar.engine.splits import load_arrays, make_splits
+
+    data = DataConfig(path=str(tiny_data), val_split=6)
+    ckpt = checkpoint_of(constant_model(3), tmp_path, config={"seed": 3})
+    context = InferenceContext.build(ckpt, data, device="cpu")
+    held_out = make_splits(load_arrays(data, progress=False), data, 3).val_images
+    other = make_splits(load_arrays(data, progress=False), data, 0).val_images
+    assert context.seed == 3 and not np.array_equal(held_out, other)  # the seed matters here
+    np.testing.assert_array_equal(context.split("val")[0], held_out)
+    result = evaluate_checkpoint(ckpt, data, split="val", device="cpu", progress=False)
+    assert (result.correct, result.total) == (1, 6)  # stratified: one image of class 3
+
+
+def test_normalization_rule_explicit_then_checkpoint_then_data(tiny_data, tmp_path):
+    from resnet_cifar.config import DataConfig
+    from resnet_cifar.data import NORMALIZATIONS
+    from resnet_cifar.engine.inference import InferenceContext
+    from resnet_cifar.engine.splits import load_arrays
+
+    data = DataConfig(path=str(tiny_data))
+    arrays = load_arrays(data, progress=False)
+    recorded = checkpoint_of(constant_model(0), tmp_path, mean=(0.1, 0.2, 0.3),
+                             std=(0.4, 0.5, 0.6), normalize="dataset")
+    foreign = checkpoint_of(constant_model(0), tmp_path)
+
+    def norm(ckpt, **kwargs):
+        return InferenceContext.build(ckpt, data, device="cpu", **kwargs).normalization
+
+    assert (norm(recorded, normalize="half").mean, norm(recorded, normalize="half").std) == \
+        NORMALIZATIONS["half"]
+    assert (norm(recorded).mean, norm(recorded).std) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
+    assert norm(foreign).mean == pytest.approx(arrays.mean) and norm(foreign).mode == "dataset"
+    no_data = InferenceContext.build(foreign, dataset=False, device="cpu")
+    assert no_data.data is None and no_data.normalization.mode == "dataset"
+
+
+def test_loader_and_wrapper_normalize_bit_identically():
+    from resnet_cifar.data import DeviceLoader
+    from resnet_cifar.data.normalization import Normalization
+    from resnet_cifar.predict import NormalizedModel
+
+    norm = Normalization.explicit((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    pixels = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    (x, _), = list(DeviceLoader(pixels, np.zeros(8, np.int64), batch_size=8, train=False,
+                                normalization=norm))
+    wrapped = NormalizedModel(torch.nn.Identity(), normalization=norm)(pixels)
+    assert torch.equal(x, wrapped)
+    # the float64 derivation, rounded once: (x / 255 - mean) / std to float32 precision
+    expected = (pixels.double() / 255 - torch.tensor(norm.mean, dtype=torch.float64)
+                .view(1, 3, 1, 1)) / torch.tensor(norm.std, dtype=torch.float64).view(1, 3, 1, 1)
+    torch.testing.assert_close(x.double(), expected, rtol=0, atol=1e-5)
+
+
+def test_report_decodes_the_data_and_builds_the_model_once(tiny_data, tmp_path, monkeypatch):
+    from resnet_cifar.config import DataConfig
+    from resnet_cifar.engine import splits
+    from resnet_cifar.engine.checkpoint import Checkpoint
+    from resnet_cifar.report import evaluation_figures
+
+    path = tmp_path / "model.pth"
+    torch.save(constant_model(3).state_dict(), path)
+    calls = {"load": 0, "build": 0}
+    load, build = splits.load_arrays, Checkpoint.build_model
+
+    def counted_load(*args, **kwargs):
+        calls["load"] += 1
+        return load(*args, **kwargs)
+
+    def counted_build(self):
+        calls["build"] += 1
+        return build(self)
+
+    monkeypatch.setattr(splits, "load_arrays", counted_load)
+    monkeypatch.setattr(Checkpoint, "build_model", counted_build)
+    figures, what = evaluation_figures(path, DataConfig(path=str(tiny_data)), device="cpu",
+                                       n=4, seed=0)
+    assert calls == {"load": 1, "build": 1} and len(figures) == 3
+    assert "accuracy 10.00% (3/30)" in what
+
+
+def test_evaluate_model_chunk_is_a_parameter():
+    from resnet_cifar.data import DeviceLoader
+    from resnet_cifar.engine.evaluate import evaluate_model
+
+    model = create_model("resnet20").eval()
+    rng = np.random.default_rng(0)
+    loader = DeviceLoader(rng.integers(0, 256, (40, 3, 32, 32), dtype=np.uint8),
+                          rng.integers(0, 10, 40), batch_size=40, train=False)
+    classes = [str(i) for i in range(10)]
+    seen = []
+    hook = model.register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
+    evaluate_model(model, loader, classes, chunk=16)
+    hook.remove()
+    assert sorted(seen) == [8, 16, 16]

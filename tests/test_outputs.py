@@ -154,7 +154,7 @@ def test_show_refuses_an_impossible_out_before_reading_any_data(tiny, tmp_path, 
     def no_data(*args, **kwargs):
         raise AssertionError("the data was loaded before --out was checked")
 
-    monkeypatch.setattr("resnet_cifar.viz.grid.predict_sample", no_data)
+    monkeypatch.setattr("resnet_cifar.viz.grid.sample_predictions", no_data)
     assert main(command(tiny, "show", tmp_path)) == 2
     assert "it is a folder" in one_error_line(capsys)
 
@@ -223,13 +223,18 @@ def test_export_to_a_full_disk_is_a_one_line_error_and_leaves_no_file(tiny, tmp_
 def test_torch_save_on_a_full_disk_becomes_a_one_line_error(tmp_path):
     """The helper every writer uses also knows torch.save's way of saying the disk is full."""
     from resnet_cifar.atomic import atomic_write, explain_write_errors
+    from resnet_cifar.cli.flags import flag_of
+    from resnet_cifar.errors import settings_named_by
 
     out = tmp_path / "last.pt"
     with pytest.raises(UserError) as caught:
         with explain_write_errors(out, "checkpoint"), atomic_write(out):
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1 vs 2")
-    assert str(caught.value) == (f"cannot write checkpoint {out}: the write failed (is the disk "
-                                 "full?); free some space or choose another --out")
+    message = (f"cannot write checkpoint {out}: the write failed (is the disk full?); free some "
+               "space or choose another ")
+    assert str(caught.value) == message + "`out`"  # a library user reads the config key
+    with settings_named_by(flag_of):
+        assert str(caught.value) == message + "--out"  # the CLI's user, the flag
     assert list(tmp_path.iterdir()) == []
 
 

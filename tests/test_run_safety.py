@@ -437,12 +437,12 @@ def test_the_cpu_meter_counts_other_processes_only(monkeypatch):
 
 
 def test_threads_follow_the_load_each_epoch_unless_deterministic(data, tmp_path, monkeypatch):
-    import resnet_cifar.engine.train as train_module
+    from resnet_cifar.engine import runtime
 
-    monkeypatch.setattr(train_module, "physical_cores", lambda: 2)
-    monkeypatch.setattr(train_module, "auto_threads", lambda: (2, 0.0))  # idle at the start
+    monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
+    monkeypatch.setattr(runtime, "auto_threads", lambda: (2, 0.0))  # idle at the start
     busy = iter([1.0, 0.0, 1.0])  # a neighbour comes, goes, comes back
-    monkeypatch.setattr(train_module.CpuMeter, "others", lambda self: next(busy))
+    monkeypatch.setattr(runtime.CpuMeter, "others", lambda self: next(busy))
     seen = []
 
     def record(trainer, row):

@@ -210,36 +210,42 @@ def test_existing_run_dir_is_refused_without_resume_or_overwrite(tiny_data, tmp_
 def test_nan_loss_stops_with_a_clear_message_and_keeps_last_good_checkpoint(
     tiny_data, tmp_path, capsys
 ):
-    out = tmp_path / "run"
-    base = ["train", "--data", tiny_data, "--out", out, "--batch-size", "16", "--threads", "1"]
-    assert run_cli(*base, "--epochs", "1") == 0
-    before = torch.load(out / "last.pt", weights_only=True)
-    capsys.readouterr()
-    # resume with more epochs, but poison the weights' momentum via a huge lr: not allowed on
-    # resume, so build a fresh poisoned run instead and check its message.
+    from resnet_cifar.engine.train import TrainingDiverged
+
+    # Through the CLI, a loss that is NaN from the first step: one line, exit 2, nothing saved.
     poisoned = tmp_path / "nan"
-    code = run_cli(
-        "train",
-        "--data",
-        tiny_data,
-        "--out",
-        poisoned,
-        "--batch-size",
-        "16",
-        "--threads",
-        "1",
-        "--epochs",
-        "2",
-        "--lr",
-        "1e30",
-    )
+    code = run_cli("train", "--data", tiny_data, "--out", poisoned, "--batch-size", "16",
+                   "--threads", "1", "--epochs", "2", "--lr", "1e30")
     assert code == 2
     err = capsys.readouterr().err
-    assert "loss became" in err and "Traceback" not in err
+    assert "loss became" in err and "no epoch had finished" in err and "Traceback" not in err
+    assert poisoned.is_dir() and not (poisoned / "last.pt").exists()
     assert not (poisoned / "model.pth").exists()
-    # the earlier run's checkpoint is untouched
-    after = torch.load(out / "last.pt", weights_only=True)
-    assert after["epoch"] == before["epoch"] == 1
+
+    # A run whose loss goes NaN in its second epoch (the weights poisoned once epoch 1 is saved):
+    # its own last.pt and best checkpoint keep epoch 1, byte for byte.
+    out = tmp_path / "run"
+    kept = {}
+
+    def poison(trainer, row):
+        if row["epoch"] == 1:
+            kept.update({n: (out / n).read_bytes() for n in ("last.pt", "best_on_test.pt")})
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.fill_(float("nan"))
+
+    config = build_config(overrides={"epochs": 3, "batch_size": 16, "threads": 1,
+                                     "out": str(out), "data": {"path": str(tiny_data)}})
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2, step 1"):
+        train(config, progress=False, callbacks=[poison])
+    assert set(kept) == {"last.pt", "best_on_test.pt"}
+    for name, content in kept.items():
+        assert (out / name).read_bytes() == content, name
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (out / "model.pth").exists() and not (out / "summary.json").exists()
+    assert "last.pt holds epoch 1" in (out / "train.log").read_text()
 
 
 def test_config_precedence_recipe_then_file_then_flags(tmp_path):

@@ -18,10 +18,10 @@ from PIL import Image
 
 from resnet_cifar import viz
 from resnet_cifar.cli import main
-from resnet_cifar.compare import compare_runs, markdown_tables, noise_test, read_run
+from resnet_cifar.compare import compare_runs, markdown_tables, noise_test
 from resnet_cifar.data import DeviceLoader, normalization_stats
 from resnet_cifar.engine.evaluate import EvalResult
-from resnet_cifar.engine.rundir import read_metrics
+from resnet_cifar.engine.rundir import read_metrics, read_run
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,17 @@ first use, so `import resnet_cifar` stays cheap.
 
 from resnet_cifar.errors import CheckpointError, ConfigError, DataError, UserError
 from resnet_cifar.models import create_model, list_models
-
-__version__ = "0.1.0"
+from resnet_cifar.version import __version__
 
 _LAZY = {
-    "train": ("resnet_cifar.engine.train", "train"),
+    "train": ("resnet_cifar.training", "train"),
     "evaluate": ("resnet_cifar.engine.evaluate", "evaluate_checkpoint"),
     "load_checkpoint": ("resnet_cifar.engine.checkpoint", "load_checkpoint"),
     "Predictor": ("resnet_cifar.predict", "Predictor"),
 }
 
 __all__ = [
+    "__version__",
     "CheckpointError",
     "ConfigError",
     "DataError",

@@ -105,43 +105,43 @@ def _file_in_the_way(path: Path) -> Path | None:
     return None if parent is None or parent.is_dir() else parent
 
 
-def _refuse_a_file_in_the_way(path: Path, what: str, flag: str) -> None:
+def _refuse_a_file_in_the_way(path: Path, what: str, setting: str) -> None:
     blocker = _file_in_the_way(path)
     if blocker is not None:
         raise cannot_write(path, what, f"{blocker} is a file, not a folder",
-                           f"choose another {flag}")
+                           f"choose another {setting}")
 
 
-def check_target(path: str | os.PathLike, what: str, flag: str = "--out") -> Path:
+def check_target(path: str | os.PathLike, what: str, setting: str = "`out`") -> Path:
     """``path`` as a Path; a UserError now if no file can be written there (a folder is in the
     way, or a file stands where a folder should be). Cheap: call it before the expensive work."""
     path = Path(path)
     if path.is_dir():
-        raise cannot_write(path, what, "it is a folder", f"give {flag} a file name")
-    _refuse_a_file_in_the_way(path, what, flag)
+        raise cannot_write(path, what, "it is a folder", f"give {setting} a file name")
+    _refuse_a_file_in_the_way(path, what, setting)
     return path
 
 
-def check_folder(path: str | os.PathLike, what: str, flag: str = "--out-dir") -> Path:
+def check_folder(path: str | os.PathLike, what: str, setting: str = "`out_dir`") -> Path:
     """``path`` as a Path; a UserError now if it cannot be (or become) a folder."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise cannot_write(path, what, "it is a file, not a folder", f"choose another {flag}")
-    _refuse_a_file_in_the_way(path, what, flag)
+        raise cannot_write(path, what, "it is a file, not a folder", f"choose another {setting}")
+    _refuse_a_file_in_the_way(path, what, setting)
     return path
 
 
-def _explain(err: OSError, path: Path, flag: str) -> tuple[str, str]:
+def _explain(err: OSError, path: Path, setting: str) -> tuple[str, str]:
     """(cause, fix) of a failed write to ``path``."""
     blocker = _file_in_the_way(path)  # mkdir's ENOTDIR or EEXIST, said plainly
     if blocker is not None:
-        return f"{blocker} is a file, not a folder", f"choose another {flag}"
+        return f"{blocker} is a file, not a folder", f"choose another {setting}"
     cause = os_error_cause(err)
     if err.errno in DISK_FULL:
-        return cause, f"free some space or choose another {flag}"
+        return cause, f"free some space or choose another {setting}"
     if err.errno == errno.EISDIR:
-        return cause, f"give {flag} a file name"
-    return cause, f"choose a writable {flag}"
+        return cause, f"give {setting} a file name"
+    return cause, f"choose a writable {setting}"
 
 
 def os_error_cause(err: OSError) -> str:
@@ -155,17 +155,19 @@ def is_torch_write_failure(err: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def explain_write_errors(path: str | os.PathLike, what: str, flag: str = "--out") -> Iterator[None]:
+def explain_write_errors(
+    path: str | os.PathLike, what: str, setting: str = "`out`"
+) -> Iterator[None]:
     """Turn an OSError, or torch's RuntimeError for a failed write, raised inside into a one-line
-    UserError naming ``what`` and ``path``, the cause and the fix (``flag`` chooses another
-    place). Anything else passes through unchanged."""
+    UserError naming ``what`` and ``path``, the cause and the fix (``setting``, a backticked key
+    such as `out`, chooses another place). Anything else passes through unchanged."""
     try:
         yield
     except OSError as err:
-        cause, fix = _explain(err, Path(path), flag)
+        cause, fix = _explain(err, Path(path), setting)
         raise cannot_write(path, what, cause, fix) from None
     except RuntimeError as err:
         if not is_torch_write_failure(err):
             raise
         raise cannot_write(path, what, "the write failed (is the disk full?)",
-                           f"free some space or choose another {flag}") from None
+                           f"free some space or choose another {setting}") from None

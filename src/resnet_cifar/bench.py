@@ -1,13 +1,17 @@
 """Training and evaluation throughput: our pipeline next to a torchvision-style baseline.
 
-Ours is the Trainer itself, unchanged: the DeviceLoader (the data set on the device as one uint8
-tensor, crop + flip + normalization batched) feeding ``Trainer.train_one_epoch``, and
-``Trainer.validate`` (inference_mode, batch 1000). The baseline is what the torchvision CIFAR
-tutorials do: a map-style Dataset that pads, crops, flips, converts and normalizes one image at a
-time, a DataLoader with N worker processes, an eager NCHW model, the default SGD, and a
-``loss.item()`` per step. Every pipeline runs in one process, interleaved round by round (the order
-rotating), so that load from other jobs falls on all of them alike; each figure is the median over
-the timed rounds, the warm-up rounds (where torch.compile compiles) reported apart.
+Ours is the training loop itself, unchanged: the DeviceLoader (the data set on the device as one
+uint8 tensor, crop + flip + normalization batched) feeding ``train_one_epoch``, and ``validate``
+(inference_mode, batch 1000), built by the same train_setup functions as ``train()``. Each lever
+is a parameter of the code it switches (the optimizer kernels, the compile mode, the CPU eval
+chunk, the cells' zero-state skipping): this module calls the library and patches nothing.
+
+The baseline is what the torchvision CIFAR tutorials do: a map-style Dataset that pads, crops,
+flips, converts and normalizes one image at a time, a DataLoader with N worker processes, an eager
+NCHW model, the default SGD, and a ``loss.item()`` per step. Every pipeline runs in one process,
+interleaved round by round (the order rotating), so that load from other jobs falls on all of them
+alike; each figure is the median over the timed rounds, the warm-up rounds (where torch.compile
+compiles) reported apart.
 
 On the 2-core development CPU (ResNet-20, batch 64): see docs/benchmarks.md for the ratios and the
 command that measures them.
@@ -27,12 +31,25 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from resnet_cifar.config import AMP_MODES, EVAL_BATCH_SIZE, TrainConfig
+from resnet_cifar.data import DeviceLoader
+from resnet_cifar.engine.distributed import DistContext
+from resnet_cifar.engine.evaluate import EvalResult
+from resnet_cifar.engine.train import train_one_epoch, validate
+from resnet_cifar.engine.train_setup import (
+    COMPILE_MODES,
+    OPTIMIZER_IMPLS,
+    TrainParts,
+    build_loaders,
+    build_parts,
+    lr_at,
+)
+from resnet_cifar.engine.train_state import EpochStats
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.models import set_materialize_zero_state
 
-OPTIMIZERS = ("default", "fused", "foreach", "loop")  # default: whatever optimizer_impl picks
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+OPTIMIZERS = ("default", *OPTIMIZER_IMPLS)  # default: whatever optimizer_impl picks
 # Fields of BenchConfig a variant of our pipeline may override (benchmarks/bench_train.py --levers).
 VARIANT_FIELDS = ("channels_last", "compile", "compile_mode", "amp", "optimizer", "threads",
                   "eval_batch_size", "eval_chunk", "plain_cat")
@@ -47,7 +64,7 @@ class BenchConfig:
 
     model: str = "resnet20"  # any name from `resnet-cifar models`
     batch_size: int = 64  # training batch of both pipelines; also the baseline's eval batch
-    eval_batch_size: int = 1000  # our evaluation batch (TrainConfig.eval_batch_size)
+    eval_batch_size: int = EVAL_BATCH_SIZE  # our evaluation batch, as training validates
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     steps: int = 10  # timed training steps per round (one "epoch" of that many batches)
     eval_images: int = 2000  # images evaluated per round
@@ -56,10 +73,10 @@ class BenchConfig:
     workers: tuple[int, ...] = (0, 2)  # baseline DataLoader workers; ours is compared to the best
     channels_last: bool = True  # ours: NHWC activations (TrainConfig.channels_last)
     compile: bool = False  # ours: torch.compile the training model
-    compile_mode: str | None = None  # None: the Trainer's pick (reduce-overhead on one GPU)
+    compile_mode: str | None = None  # None: train()'s pick (reduce-overhead on one GPU)
     amp: str = "none"  # ours: none | bf16 | fp16 (CUDA autocast)
     optimizer: str = "default"  # ours: default (optimizer_impl) | fused | foreach | loop
-    plain_cat: bool = False  # ours: cells concat zeros instead of slicing weights (lever check)
+    plain_cat: bool = False  # ours: cells materialize their zero state (set_materialize_zero_state)
     eval_chunk: int = 0  # ours on CPU: images per forward in evaluation; 0: evaluate.py's own
     threads: int = 0  # torch intra-op threads; 0: one per core
     data: str | None = None  # real images (any CIFAR layout); None: synthetic random uint8
@@ -84,8 +101,8 @@ def bench_splits(cfg: BenchConfig):
         if n_train > len(arrays.train_labels) or n_eval > len(arrays.test_labels):
             raise ConfigError(
                 f"{arrays.source} has {len(arrays.train_labels)} training and "
-                f"{len(arrays.test_labels)} test images; --steps x --batch-size needs {n_train} "
-                f"and --eval-images {n_eval}")
+                f"{len(arrays.test_labels)} test images; `steps` x `batch_size` needs {n_train} "
+                f"and `eval_images` {n_eval}")
         train_x, train_y = arrays.train_images[:n_train], arrays.train_labels[:n_train]
         eval_x, eval_y = arrays.test_images[:n_eval], arrays.test_labels[:n_eval]
         classes, mean, std, source = arrays.classes, arrays.mean, arrays.std, arrays.source
@@ -105,75 +122,46 @@ def bench_splits(cfg: BenchConfig):
 # --------------------------------------------------------------------------- our pipeline
 
 
-def sgd_impl(name: str, device: torch.device) -> dict[str, Any]:
-    """SGD implementation keywords: default is the Trainer's own choice (optimizer_impl)."""
-    from resnet_cifar.engine.train import optimizer_impl
+@dataclass
+class OurPipeline:
+    """Our training epoch and evaluation, as the Trainer runs them."""
 
-    return {"default": optimizer_impl(device), "fused": {"fused": True},
-            "foreach": {"foreach": True}, "loop": {"foreach": False}}[name]
+    config: TrainConfig
+    parts: TrainParts
+    train_loader: DeviceLoader
+    val_loader: DeviceLoader
+    classes: list[str]
+    eval_chunk: int | None  # images per forward in CPU evaluation; None: evaluate's own
+    device: torch.device
+    epoch: int = 0
+
+    def train_epoch(self) -> None:
+        stats = EpochStats.zeros(self.device)
+        train_one_epoch(self.parts, self.train_loader, stats, epoch=self.epoch,
+                        lr=lambda progress: lr_at(self.config, progress))
+        self.epoch += 1  # a fresh shuffle and augmentation each round, as in training
+
+    def validate(self) -> EvalResult:
+        return validate(self.parts.model, self.val_loader, self.classes,
+                        autocast=self.parts.autocast(), chunk=self.eval_chunk)
 
 
-def build_trainer(cfg: BenchConfig, splits, device: torch.device):
-    """A Trainer set up exactly as ``train()`` sets it up (no run directory, no DDP)."""
-    from resnet_cifar.config import TrainConfig
-    from resnet_cifar.engine.distributed import DistContext
-    from resnet_cifar.engine.train import Trainer
-
+def build_pipeline(cfg: BenchConfig, splits, device: torch.device) -> OurPipeline:
+    """Loaders, model, optimizer and wrappers exactly as ``train()`` builds them (no run
+    directory, no DDP), with the levers ``cfg`` sets."""
     config = TrainConfig(model=cfg.model, batch_size=cfg.batch_size,
                          eval_batch_size=cfg.eval_batch_size, device=str(device),
                          channels_last=cfg.channels_last, compile=cfg.compile, amp=cfg.amp,
                          threads=cfg.threads, seed=cfg.seed)
     config.data.path = cfg.data
     torch.manual_seed(cfg.seed)
-    trainer = Trainer(config, DistContext(), device, run_dir=None, progress=False)
-    trainer.log.enabled = False  # the bench prints its own table (or JSON) and nothing else
-    trainer.compile_mode_override = cfg.compile_mode
-    trainer.setup_data(splits)
-    trainer.setup_model()
-    if cfg.optimizer != "default":
-        group = trainer.optimizer.param_groups[0]
-        trainer.optimizer = torch.optim.SGD(
-            trainer.model.parameters(), lr=group["lr"], momentum=group["momentum"],
-            weight_decay=group["weight_decay"], nesterov=group["nesterov"],
-            **sgd_impl(cfg.optimizer, device))
-    return trainer
-
-
-def conv_cat_materialized(conv: nn.Module, parts: list[torch.Tensor | None]) -> torch.Tensor:
-    """The plain form of cells.conv_cat: zeros made real, then one cat and the full conv."""
-    ref = next(p for p in parts if p is not None)
-    known = sum(p.shape[1] for p in parts if p is not None)
-    width = (conv.in_channels - known) // max(sum(p is None for p in parts), 1)
-    full = [p if p is not None else ref.new_zeros(ref.shape[0], width, *ref.shape[2:])
-            for p in parts]
-    return conv(torch.cat(full, dim=1))
-
-
-@contextlib.contextmanager
-def patched(module: Any, name: str, value: Any) -> Iterator[None]:
-    """Within the block, ``module.name`` is ``value`` (a lever switched for one variant)."""
-    original = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, original)
-
-
-def plain_cat_cells(enabled: bool = True) -> contextlib.AbstractContextManager:
-    """Within the block, every recurrent cell uses ``conv_cat_materialized`` (eager only)."""
-    from resnet_cifar.models import cells
-
-    if not enabled:
-        return contextlib.nullcontext()
-    return patched(cells, "conv_cat", conv_cat_materialized)
-
-
-def eval_chunk_size(images: int) -> contextlib.AbstractContextManager:
-    """Within the block, evaluate_model forwards ``images`` at a time on CPU (0: unchanged)."""
-    from resnet_cifar.engine import evaluate
-
-    return patched(evaluate, "CPU_EVAL_CHUNK", images) if images else contextlib.nullcontext()
+    dist = DistContext()
+    train_loader, val_loader = build_loaders(config, splits, device, dist)
+    parts = build_parts(config, splits.num_classes, device, dist, optimizer=cfg.optimizer,
+                        compile_mode=cfg.compile_mode)
+    set_materialize_zero_state(parts.model, cfg.plain_cat)
+    return OurPipeline(config, parts, train_loader, val_loader, splits.classes,
+                       cfg.eval_chunk or None, device)
 
 
 @contextlib.contextmanager
@@ -204,32 +192,23 @@ class Pipeline:
 
 def our_pipelines(name: str, cfg: BenchConfig, splits, device: torch.device,
                   varied: set[str] = frozenset()) -> list[Pipeline]:
-    """Trainer.train_one_epoch over a ``steps``-batch epoch, and Trainer.validate. A variant
-    (``varied``: the fields it changes) gets only the pipelines those fields can affect."""
-    trainer = build_trainer(cfg, splits, device)
-
-    def train_epoch() -> None:
-        trainer.train_one_epoch()
-        trainer.epoch += 1  # a fresh shuffle and augmentation each round, as in training
-        trainer.step_in_epoch = 0
+    """train_one_epoch over a ``steps``-batch epoch, and validate. A variant (``varied``: the
+    fields it changes) gets only the pipelines those fields can affect."""
+    ours = build_pipeline(cfg, splits, device)
+    macs = ours.parts.macs
 
     def context() -> contextlib.AbstractContextManager:
-        stack = contextlib.ExitStack()
-        stack.enter_context(thread_count(cfg.threads))
-        stack.enter_context(plain_cat_cells(cfg.plain_cat))
-        stack.enter_context(eval_chunk_size(cfg.eval_chunk))
-        return stack
+        return thread_count(cfg.threads)
 
-    steps = len(trainer.train_loader)
+    steps = len(ours.train_loader)
     found = []
     if not varied or varied - EVAL_ONLY:
-        found.append(Pipeline(name, "train", train_epoch, steps * cfg.batch_size, steps, context,
-                              cfg.batch_size, trainer.macs))
+        found.append(Pipeline(name, "train", ours.train_epoch, steps * cfg.batch_size, steps,
+                              context, cfg.batch_size, macs))
     if cfg.evaluate and (not varied or varied - TRAIN_ONLY):
-        found.append(Pipeline(name, "eval", trainer.validate, trainer.val_loader.num_samples,
-                              len(trainer.val_loader), context,
-                              min(cfg.eval_batch_size, trainer.val_loader.num_samples),
-                              trainer.macs))
+        images = ours.val_loader.num_samples
+        found.append(Pipeline(name, "eval", ours.validate, images, len(ours.val_loader),
+                              context, min(cfg.eval_batch_size, images), macs))
     return found
 
 
@@ -448,11 +427,11 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
 def check(cfg: BenchConfig) -> None:
     """Refuse what cannot be measured, with the flag to change."""
     if cfg.steps < 1 or cfg.repeats < 1 or cfg.warmup < 0 or cfg.batch_size < 1:
-        raise ConfigError("--steps, --repeats and --batch-size must be >= 1 and --warmup >= 0")
+        raise ConfigError("`steps`, `repeats` and `batch_size` must be >= 1 and `warmup` >= 0")
     if cfg.eval_images < 1 or cfg.eval_batch_size < 1:
-        raise ConfigError("--eval-images and --eval-batch-size must be >= 1")
+        raise ConfigError("`eval_images` and `eval_batch_size` must be >= 1")
     if any(w < 0 for w in cfg.workers):
-        raise ConfigError(f"--workers must be >= 0, got {list(cfg.workers)}")
+        raise ConfigError(f"`workers` must be >= 0, got {list(cfg.workers)}")
     for name, overrides in {"ours": {}, **cfg.variants}.items():
         unknown = set(overrides) - set(VARIANT_FIELDS)
         if unknown:
@@ -463,7 +442,7 @@ def check(cfg: BenchConfig) -> None:
             raise ConfigError(f"optimizer {merged.optimizer!r}: choose from {OPTIMIZERS}")
         if merged.compile_mode not in (None, *COMPILE_MODES):
             raise ConfigError(f"compile mode {merged.compile_mode!r}: choose from {COMPILE_MODES}")
-        if merged.amp not in ("none", "bf16", "fp16"):
+        if merged.amp not in AMP_MODES:
             raise ConfigError(f"amp {merged.amp!r}: choose none, bf16 or fp16")
     from resnet_cifar.models import create_model  # an unknown model fails here, listing names
 

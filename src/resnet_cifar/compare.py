@@ -3,13 +3,9 @@
     rows, groups = compare_runs(["runs/a", "runs/b", "runs/c"])
     print(markdown_tables(rows, groups, baseline="resnet20"))
 
-Every figure is read back from the run directory, never recomputed: a finished run's from its
-summary.json, a run still in progress from its metrics (best and latest validation accuracy; no
-test accuracy yet).
-
-A recipe is the whole resolved config (config.toml) but the seed and what does not change the
-computation (NOT_RECIPE): runs that differ in anything else (lr, augmentation, data, ...) are
-never pooled as seeds, and the tables name the settings that differ ("resnet20 [lr=0.2]").
+What a run directory says about itself (RunInfo) is engine/rundir's; its row, its label and
+which runs are seeds of one recipe are engine/recipes'. This module holds what is made of them:
+the statistics over seeds, the noise test against a baseline, and the Markdown, CSV and PNG.
 Runs on different data are refused unless asked for (allow_mixed_data).
 """
 
@@ -19,7 +15,7 @@ import csv
 import itertools
 import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,231 +25,22 @@ from resnet_cifar.atomic import (
     check_folder,
     explain_write_errors,
 )
-from resnet_cifar.config import TrainConfig, read_toml, to_dict
-from resnet_cifar.engine.rundir import read_metrics
-from resnet_cifar.errors import ConfigError
-
-# One comparison row: the columns of comparison.csv, in order. Accuracies are fractions in [0, 1]
-# exactly as the runs recorded them; macs is the count of multiply-accumulates per image.
-COLUMNS = (
-    "run", "name", "model", "model_kwargs", "params", "macs", "epochs", "seed", "val_is_test",
-    "best_val_acc", "best_epoch", "final_val_acc", "test_acc", "sec_per_epoch", "img_per_s",
+from resnet_cifar.engine.recipes import (
+    COLUMNS,
+    differing_settings,
+    model_label,
+    recipe_label,
+    recipes,
+    run_row,
+    setting_text,
 )
+from resnet_cifar.engine.rundir import RunInfo, read_run
+from resnet_cifar.errors import ConfigError, render_settings
+from resnet_cifar.viz import save_figure, val_accuracy_figure
+
 COMPARISON = "the comparison into"  # a write error: "cannot write the comparison into DIR: ..."
 # What a group of seeds reports as mean ± std.
 GROUP_METRICS = ("best_val_acc", "final_val_acc", "test_acc", "sec_per_epoch", "img_per_s")
-# Config keys that tell runs of one recipe apart without changing what they compute: the seed,
-# names and places, where and how fast it runs, logging, and the override of the data check
-# (the fingerprint says which data it was). Runs that differ only in these are seeds of one
-# recipe. data.path joins them where the run recorded the data's content fingerprint: the same
-# data under another path are the same data.
-NOT_RECIPE = ("seed", "out", "name", "threads", "tensorboard", "device", "data.cache_dir",
-              "data.allow_other_data")
-# Recipe settings with columns of their own in the tables (taken from summary.json when there).
-OWN_COLUMNS = ("model", "model_kwargs", "epochs")
-
-
-@dataclass
-class RunInfo:
-    """What a run directory says about itself."""
-
-    path: Path
-    rows: list[dict[str, Any]]  # metrics.jsonl, one row per epoch
-    summary: dict[str, Any] | None  # summary.json; None while the run is in progress
-    config: dict[str, Any] = field(default_factory=dict)  # config.toml
-
-    def _get(self, key: str, default: Any = None) -> Any:
-        if self.summary and self.summary.get(key) is not None:
-            return self.summary[key]
-        return self.config.get(key, default)
-
-    @property
-    def model(self) -> str:
-        return self._get("model", "?")
-
-    @property
-    def name(self) -> str:
-        return self._get("name") or self.model
-
-    @property
-    def model_kwargs(self) -> dict[str, Any]:
-        return dict(self._get("model_kwargs") or {})
-
-    @property
-    def seed(self) -> int | None:
-        return self._get("seed")
-
-    @property
-    def val_is_test(self) -> bool:
-        if self.summary is not None and "val_is_test" in self.summary:
-            return bool(self.summary["val_is_test"])
-        return not self.config.get("data", {}).get("val_split", 0)
-
-    @property
-    def finished(self) -> bool:
-        return self.summary is not None
-
-    @property
-    def data_fingerprint(self) -> str | None:
-        """The content fingerprint of the decoded data, where the run recorded one."""
-        return self.config.get("data", {}).get("fingerprint") or \
-            (self.summary or {}).get("data_fingerprint")
-
-    @property
-    def num_classes(self) -> int | None:
-        return (self.summary or {}).get("num_classes")
-
-
-def read_run(run_dir: str | Path) -> RunInfo:
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise ConfigError(f"{path} is not a directory; give a run directory (one `resnet-cifar "
-                          "train` wrote, holding metrics.jsonl)")
-    rows = read_metrics(path)
-    summary = None
-    if (path / "summary.json").is_file():
-        try:
-            summary = json.loads((path / "summary.json").read_text())
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path / 'summary.json'} is not valid JSON ({err})") from None
-    config = read_toml(path / "config.toml") if (path / "config.toml").is_file() else {}
-    return RunInfo(path, rows, summary, config)
-
-
-def run_labels(runs: list[RunInfo]) -> list[str]:
-    """Legend labels: the run name with its model, and the directory name where names repeat."""
-    names = [r.name for r in runs]
-    labels = []
-    for run in runs:
-        label = run.name if run.model in run.name else f"{run.name} ({run.model})"
-        if names.count(run.name) > 1:
-            label = f"{run.path.name}: {label}"
-        labels.append(label)
-    return labels
-
-
-def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested tables to dotted keys: {"data": {"augment": "none"}} -> {"data.augment": "none"}."""
-    flat: dict[str, Any] = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def resolved_settings(run: RunInfo) -> dict[str, Any] | None:
-    """The run's config.toml flattened, keys it lacks at today's defaults (it records every key
-    there was, so only keys added since are missing, and a new key's default keeps the old
-    behaviour); None without a config.toml (an old or foreign run directory)."""
-    if not run.config:
-        return None
-    return flatten(to_dict(TrainConfig())) | flatten(run.config)
-
-
-def run_recipe(run: RunInfo, settings: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The settings that decide what a run computes, but OWN_COLUMNS: ``settings`` less
-    NOT_RECIPE, the data named by content where a fingerprint is known. None without a config."""
-    if settings is None:
-        return None
-    settings = dict(settings)
-    if run.data_fingerprint:
-        settings["data.fingerprint"] = run.data_fingerprint
-        settings.pop("data.path", None)
-    return {k: v for k, v in settings.items()
-            if k not in NOT_RECIPE and k.split(".")[0] not in OWN_COLUMNS}
-
-
-def run_data(run: RunInfo, settings: dict[str, Any] | None) -> dict[str, Any]:
-    """What the run says of its data: content fingerprint, source (path, dataset, coarse) and
-    number of classes, each None where it does not say."""
-    source = None if settings is None else \
-        [settings.get("data.path"), settings.get("data.dataset"), settings.get("data.coarse")]
-    return {"fingerprint": run.data_fingerprint, "source": source,
-            "num_classes": run.num_classes}
-
-
-def run_row(run: RunInfo) -> dict[str, Any]:
-    """The comparison row of one run: COLUMNS, then its recipe (see run_recipe) and data (see
-    run_data), which group and check the runs but are no columns of comparison.csv."""
-    row = {"run": run.path.name, "name": run.name, "model": run.model,
-           "model_kwargs": run.model_kwargs, "seed": run.seed, "val_is_test": run.val_is_test}
-    if run.summary is not None:
-        s = run.summary
-        keys = ("params", "macs", "epochs", "best_val_acc", "best_epoch", "final_val_acc",
-                "test_acc", "sec_per_epoch", "img_per_s")
-        row.update({k: s.get(k) for k in keys})
-    else:  # in progress: what the epochs so far say
-        val = [r["val_acc"] for r in run.rows]
-        best = max(range(len(val)), key=val.__getitem__) if val else None  # first best epoch
-        row.update({
-            "params": None, "macs": None,
-            "epochs": run.rows[-1]["epoch"] if run.rows else 0,
-            "best_val_acc": val[best] if val else None,
-            "best_epoch": run.rows[best]["epoch"] if val else None,
-            "final_val_acc": val[-1] if val else None,
-            "test_acc": None,
-            "sec_per_epoch": mean_or_none([r["epoch_time"] for r in run.rows]),
-            "img_per_s": mean_or_none([r["img_per_s"] for r in run.rows]),
-        })
-    settings = resolved_settings(run)
-    return {**{k: row[k] for k in COLUMNS}, "recipe": run_recipe(run, settings),
-            "data": run_data(run, settings)}
-
-
-def mean_or_none(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def group_key(row: dict[str, Any]) -> tuple:
-    """Runs of one recipe: same model, model options, epochs and every other setting but those
-    of NOT_RECIPE (seeds differ). Runs without a config.toml: the same model, options, epochs and
-    data, as far as their summaries say."""
-    data = row["data"]
-    return (row["model"], json.dumps(row["model_kwargs"], sort_keys=True), row["epochs"],
-            json.dumps(row["recipe"], sort_keys=True, default=str), data["fingerprint"],
-            data["num_classes"])
-
-
-def recipes(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The rows of each recipe (see group_key) that has two runs or more, in first-seen order."""
-    by_key: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_key.setdefault(group_key(row), []).append(row)
-    return [members for members in by_key.values() if len(members) > 1]
-
-
-def differing_settings(rows: list[dict[str, Any]]) -> list[str] | None:
-    """The recipe settings whose values differ between the runs, in config order (a setting one
-    config lacks counts as another value); None when no run has a config.toml."""
-    known = [r["recipe"] for r in rows if r["recipe"] is not None]
-    if not known:
-        return None
-    keys = dict.fromkeys(k for recipe in known for k in recipe)
-    return [k for k in keys
-            if len({json.dumps(recipe.get(k), sort_keys=True, default=str)
-                    for recipe in known}) > 1]
-
-
-def _setting(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, str):
-        return value[:19] + "…" if value.startswith("sha256:") else value  # a fingerprint
-    return json.dumps(value, default=str)
-
-
-def recipe_label(row: dict[str, Any], differing: list[str] | None) -> str:
-    """The model label, then the run's values of the ``differing`` settings (see
-    differing_settings), e.g. "resnet20 [lr=0.2]": one label per recipe among the runs."""
-    label = model_label(row["model"], row["model_kwargs"])
-    if differing is None:  # no run has a config: the model is all that is known of any
-        return label
-    if row["recipe"] is None:
-        return f"{label} [no config.toml]"
-    values = ", ".join(f"{k}={_setting(row['recipe'].get(k))}" for k in differing)
-    return f"{label} [{values}]" if values else label
 
 
 def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -332,7 +119,7 @@ def noise_test(rows: list[dict[str, Any]], baseline: str) -> list[NoiseTest]:
     groups = [(recipe_label(g[0], differing), g) for g in recipes(rows)]
     labels = sorted({label for label, _ in groups})
     if not any(_is_baseline(baseline, label, g) for label, g in groups):
-        raise ConfigError(f"--baseline {baseline!r} matches no model with two runs or more of "
+        raise ConfigError(f"`baseline` {baseline!r} matches no model with two runs or more of "
                           f"one recipe among these runs; choose from "
                           f"{', '.join(labels) or '(none: give each model two seeds)'}")
     tests = []
@@ -340,9 +127,9 @@ def noise_test(rows: list[dict[str, Any]], baseline: str) -> list[NoiseTest]:
         here = [(label, g) for label, g in groups if g[0]["epochs"] == epochs]
         bases = [label for label, g in here if _is_baseline(baseline, label, g)]
         if len(bases) > 1:
-            raise ConfigError(f"--baseline {baseline!r} matches {len(bases)} recipes of {epochs} "
+            raise ConfigError(f"`baseline` {baseline!r} matches {len(bases)} recipes of {epochs} "
                               f"epochs: {', '.join(map(repr, bases))}; give one of these labels "
-                              "as --baseline")
+                              "as `baseline`")
         accs = [(label, _is_baseline(baseline, label, g),
                  [r["test_acc"] for r in g if r["test_acc"] is not None]) for label, g in here]
         accs = [acc for acc in accs if acc[2]]
@@ -391,7 +178,7 @@ def _describe_data(data: dict[str, Any]) -> str:
         path, dataset, coarse = data["source"]
         parts.append((path or f"{dataset} download") + (" coarse" if coarse else ""))
     if data["fingerprint"]:
-        parts.append(_setting(data["fingerprint"]))
+        parts.append(setting_text(data["fingerprint"]))
     if data["num_classes"] is not None:
         parts.append(f"{data['num_classes']} classes")
     return ", ".join(parts) or "data unknown"
@@ -403,7 +190,7 @@ def check_same_data(rows: list[dict[str, Any]], allow_mixed_data: bool = False) 
     conflict = data_conflict(rows)
     if conflict and not allow_mixed_data:
         raise ConfigError(f"{conflict}: their accuracies are not comparable; compare runs on "
-                          "one dataset, or pass --allow-mixed-data to compare them anyway")
+                          "one dataset, or pass `allow_mixed_data` to compare them anyway")
 
 
 def tabulate(runs: list[RunInfo], allow_mixed_data: bool = False
@@ -443,18 +230,13 @@ def _num_pm(stat: tuple[float, float, int] | None, digits: int) -> str:
     return "–" if stat is None else f"{stat[0]:,.{digits}f} ± {stat[1]:,.{digits}f}"
 
 
-def model_label(model: str, kwargs: dict[str, Any]) -> str:
-    options = ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()))
-    return f"{model} ({options})" if options else model
-
-
 def _table(header: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines)
 
 
-VAL_IS_TEST_NOTE = ("† validation is the test set (no --val-split): the best epoch was chosen "
+VAL_IS_TEST_NOTE = ("† validation is the test set (no `data.val_split`): the best epoch was chosen "
                     "on the test set, so its accuracy is optimistic.")
 
 
@@ -501,7 +283,7 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
         parts += ["", VAL_IS_TEST_NOTE]
     conflict = data_conflict(rows)
     if conflict:
-        parts += ["", f"Mixed data (--allow-mixed-data): {conflict}. Accuracies on different "
+        parts += ["", f"Mixed data (`allow_mixed_data`): {conflict}. Accuracies on different "
                       "data are not comparable; such runs are never grouped."]
     parts += ["", "## Grouped (mean ± std over seeds)", ""]
     if groups:
@@ -520,7 +302,7 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
     parts += recipe_notes(rows, differing)
     if baseline is not None:
         parts += noise_tables(noise_test(rows, baseline))
-    return "\n".join(parts) + "\n"
+    return render_settings("\n".join(parts) + "\n")  # the settings it names, as the CLI says
 
 
 def recipe_notes(rows: list[dict[str, Any]], differing: list[str] | None) -> list[str]:
@@ -557,16 +339,14 @@ def write_comparison(run_dirs: list[str | Path], out_dir: str | Path = ".",
     with a ``baseline`` model, comparison.md also says which differences are inside the noise.
     Every refusal (``out_dir``, the runs, their data, the baseline) is a one-line UserError that
     comes before anything is written."""
-    from resnet_cifar.viz import save_figure, val_accuracy_figure
-
-    out_dir = check_folder(out_dir, COMPARISON, "--out-dir")  # a file in the way: refused first
+    out_dir = check_folder(out_dir, COMPARISON, "`out_dir`")  # a file in the way: refused first
     runs = [read_run(d) for d in run_dirs]
     rows, groups = tabulate(runs, allow_mixed_data)
     text = "# Comparison\n\n" + markdown_tables(rows, groups, baseline)
     markdown = out_dir / "comparison.md"
-    with explain_write_errors(out_dir, COMPARISON, "--out-dir"):
+    with explain_write_errors(out_dir, COMPARISON, "`out_dir`"):
         atomic_write_text(markdown, text)  # an unwritable folder fails here, nothing written
         csv_path = write_csv(rows, out_dir / "comparison.csv")
     figure = save_figure(val_accuracy_figure(runs), out_dir / "comparison.png", COMPARISON,
-                         "--out-dir")
+                         "`out_dir`")
     return {"markdown": markdown, "csv": csv_path, "figure": figure}

@@ -26,73 +26,155 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+# Choices that several settings and commands share: one home each.
+NORMALIZE_MODES = ("dataset", "half", "imagenet")
+AMP_MODES = ("none", "bf16", "fp16")
+SCHEDULES = ("step", "cosine", "onecycle")
+EVAL_BATCH_SIZE = 1000  # evaluation is inference only: large batches are faster
+
+
+def opt(
+    help: str,
+    *,
+    choices: tuple[str, ...] | None = None,
+    flag: bool = True,
+    metavar: str | None = None,
+    minimum: int | None = None,
+    negatable: bool = False,
+    group: str | None = None,
+    train_only: bool = False,
+    help_order: int = 0,
+) -> dict[str, Any]:
+    """A field's metadata: its meaning (``help``), the values it accepts (``choices``,
+    ``minimum``) and how the command line spells it. ``flag``: False when the setting has no flag of
+    its own; ``negatable`` gives a bool its negative form too (--no-nesterov);
+    ``group`` is the --help section; ``train_only`` data options are not offered by eval/show;
+    a section lists its flags by ``help_order``, then in field order.
+    The CLI builds its flags (and its table of setting -> flag) from this, so each setting's
+    help, choices and default are written once, here."""
+    return {"help": help, "choices": choices, "flag": flag, "metavar": metavar,
+            "minimum": minimum, "negatable": negatable, "group": group,
+            "train_only": train_only, "help_order": help_order}
+
+
 @dataclass
 class DataConfig:
     """Where the images come from and how they are fed. Shared by train, eval, show, data..."""
 
-    # any CIFAR layout (tarball, folder, binary, image folders); None: cache, then download
-    path: str | None = None
-    dataset: str = "cifar10"  # what to download when no path is given: cifar10 | cifar100
-    # decoded-array cache; None: $RESNET_CIFAR_CACHE or ~/.cache/resnet_cifar
-    cache_dir: str | None = None
-    coarse: bool = False  # CIFAR-100: the 20 coarse labels instead of the 100 fine ones
-    resize: bool = False  # resize images that are not 32x32 instead of refusing them
-    # hold out this many training images (stratified) for validation; 0: validate on test
-    val_split: int = 0
-    train_subset: int = 0  # train on a stratified subset of this many images; 0: all
-    # dataset (train-split mean/std) | half (0.5, the notebooks') | imagenet
-    normalize: str = "dataset"
-    augment: str = "standard"  # standard (4-px pad crop + flip) | none (the original notebooks)
+    path: str | None = field(default=None, metadata=opt(
+        "CIFAR in any layout: python/binary tarball or folder, image-folder tree "
+        "or its .tar/.tar.gz/.zip (default: $RESNET_CIFAR_DATA, the cache, then download)",
+        metavar="PATH"))
+    dataset: str = field(default="cifar10", metadata=opt(
+        "what to download when no `data.path` is given (default cifar10)",
+        choices=("cifar10", "cifar100")))
+    cache_dir: str | None = field(default=None, metadata=opt(
+        "decoded-array cache (default $RESNET_CIFAR_CACHE or ~/.cache/resnet_cifar)",
+        metavar="DIR"))
+    coarse: bool = field(default=False, metadata=opt("CIFAR-100: use the 20 coarse labels"))
+    resize: bool = field(default=False, metadata=opt(
+        "resize images that are not 32x32 (bicubic) instead of refusing them"))
+    val_split: int = field(default=0, metadata=opt(
+        "hold out N training images (stratified) for validation; "
+        "without it validation is the test set", metavar="N", minimum=0))
+    train_subset: int = field(default=0, metadata=opt(
+        "train on a stratified subset of N images (quick experiments)",
+        metavar="N", minimum=0, train_only=True, help_order=2))
+    normalize: str = field(default="dataset", metadata=opt(
+        "dataset: the training split's mean/std (default); half: 0.5 as in the "
+        "original notebooks; imagenet: ImageNet's statistics", choices=NORMALIZE_MODES,
+        help_order=1))
+    augment: str = field(default="standard", metadata=opt(
+        "standard: 4-px padded random crop + flip (default); none: the original notebooks",
+        choices=("standard", "none"), train_only=True, help_order=2))
     # content fingerprint (sha256 of the decoded images and labels) the data must have; a run
     # records its own, so a rerun or a later eval is refused other data. None: not checked
-    fingerprint: str | None = None
-    # use the data even though its fingerprint differs (every output then says so)
-    allow_other_data: bool = False
+    fingerprint: str | None = field(default=None, metadata=opt(
+        "sha256 content fingerprint the data must have (a run records its own)", flag=False))
+    allow_other_data: bool = field(default=False, metadata=opt(
+        "use data whose content differs from the fingerprint the run (or config) recorded; "
+        "every result then says so"))
 
 
 @dataclass
 class TrainConfig:
     """One training run. Defaults are the original experiment (configs/seed.toml)."""
 
-    model: str = "resnet20"  # any name from `resnet-cifar models`
-    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {shortcut = "A"}
-    data: DataConfig = field(default_factory=DataConfig)
-    epochs: int = 150  # passes over the training split
-    batch_size: int = 64  # per process (per rank under torchrun)
-    eval_batch_size: int = 1000  # evaluation is inference only: large batches are faster
-    lr: float = 0.1  # peak learning rate
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    nesterov: bool = False
-    schedule: str = "step"  # step | cosine | onecycle
-    milestones: list[int] = field(default_factory=lambda: [80])  # 0-based epochs where lr *= gamma
-    gamma: float = 0.1
-    warmup_epochs: int = 0  # linear warm-up from lr/10, before the schedule
-    label_smoothing: float = 0.0
-    lr_scaling: str = "none"  # none | linear (scale lr by global batch / batch_size under DDP)
-    sync_bn: bool = False  # DDP: convert BatchNorm to SyncBatchNorm
-    seed: int = 0
-    deterministic: bool = False  # deterministic kernels: bitwise-reproducible runs on CPU
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    # torch intra-op threads; 0: one per core other processes leave idle, chosen again each
-    # epoch (one per core for a deterministic run)
-    threads: int = 0
-    channels_last: bool = True  # NHWC activations: 1.23x faster training on CPU (benchmarks.md)
-    compile: bool = False  # torch.compile the model (compile time reported separately)
-    amp: str = "none"  # none | bf16 | fp16 (CUDA autocast; BatchNorm stays fp32)
-    out: str | None = None  # run directory; None: runs/<name>-<YYYYmmdd-HHMMSS>
-    name: str | None = None  # run name; None: the model name
-    tensorboard: bool = False  # also log to TensorBoard (needs the tb extra)
+    model: str = field(default="resnet20", metadata=opt(
+        "see `resnet-cifar models`", metavar="NAME", group="model"))
+    model_kwargs: dict[str, Any] = field(default_factory=dict, metadata=opt(
+        "model options, e.g. {shortcut = \"A\"}", flag=False))
+    data: DataConfig = field(default_factory=DataConfig, metadata=opt(
+        "the data options", flag=False))
+    epochs: int = field(default=150, metadata=opt(
+        "passes over the training split", minimum=1, group="optimization"))
+    batch_size: int = field(default=64, metadata=opt(
+        "per process", minimum=1, group="optimization"))
+    eval_batch_size: int = field(default=EVAL_BATCH_SIZE, metadata=opt(
+        "evaluation batch (inference only: large batches are faster)", minimum=1,
+        group="optimization"))
+    lr: float = field(default=0.1, metadata=opt("peak learning rate", group="optimization"))
+    momentum: float = field(default=0.9, metadata=opt("SGD momentum", group="optimization"))
+    weight_decay: float = field(default=1e-4, metadata=opt(
+        "L2 weight decay", group="optimization"))
+    nesterov: bool = field(default=False, metadata=opt(
+        "Nesterov momentum", negatable=True, group="optimization"))
+    schedule: str = field(default="step", metadata=opt(
+        "lr schedule", choices=SCHEDULES, group="optimization"))
+    milestones: list[int] = field(default_factory=lambda: [80], metadata=opt(
+        "0-based epochs where lr is multiplied by `gamma` (step schedule)",
+        metavar="80[,120]", group="optimization"))
+    gamma: float = field(default=0.1, metadata=opt(
+        "the lr factor at each milestone", group="optimization"))
+    warmup_epochs: int = field(default=0, metadata=opt(
+        "linear warm-up from lr/10, before the schedule", minimum=0, group="optimization"))
+    label_smoothing: float = field(default=0.0, metadata=opt(
+        "cross-entropy label smoothing", group="optimization"))
+    lr_scaling: str = field(default="none", metadata=opt(
+        "linear: scale lr by the number of DDP ranks (global batch / batch)",
+        choices=("none", "linear"), group="optimization"))
+    sync_bn: bool = field(default=False, metadata=opt(
+        "DDP: SyncBatchNorm", group="runtime", help_order=1))
+    seed: int = field(default=0, metadata=opt(
+        "seed of the weights, the data order and the validation split", group="runtime"))
+    deterministic: bool = field(default=False, metadata=opt(
+        "deterministic kernels (bitwise-reproducible on CPU)", group="runtime"))
+    device: str = field(default="auto", metadata=opt(
+        "auto | cpu | cuda | cuda:N | mps", group="runtime"))
+    threads: int = field(default=0, metadata=opt(
+        "intra-op threads; 0 (default): one per core that other processes leave idle, "
+        "chosen again each epoch (one per core for a deterministic run)",
+        minimum=0, group="runtime"))
+    channels_last: bool = field(default=True, metadata=opt(
+        "NHWC activations (default: on; faster on CPU and with cuDNN)",
+        negatable=True, group="runtime"))
+    compile: bool = field(default=False, metadata=opt(
+        "torch.compile the model (compile time reported separately)", group="runtime"))
+    amp: str = field(default="none", metadata=opt(
+        "CUDA autocast; BatchNorm stays fp32", choices=AMP_MODES, group="runtime"))
+    out: str | None = field(default=None, metadata=opt(
+        "run directory (default runs/<name>-<YYYYmmdd-HHMMSS>)", metavar="DIR",
+        group="output"))
+    name: str | None = field(default=None, metadata=opt(
+        "run name (default: the model name)", group="output"))
+    tensorboard: bool = field(default=False, metadata=opt(
+        "also log to TensorBoard (needs the tb extra)", group="runtime", help_order=1))
 
 
-SCHEDULES = ("step", "cosine", "onecycle")
+def setting_fields(config_class: type = TrainConfig, prefix: str = "") -> dict[str, Any]:
+    """Every setting of ``config_class`` and its nested tables, by key (``lr``,
+    ``data.val_split``): the dataclass field, whose metadata holds its help and choices."""
+    settings: dict[str, Any] = {}
+    for f in dataclasses.fields(config_class):
+        settings[prefix + f.name] = f
+        if f.name == "data" and config_class is TrainConfig:
+            settings.update(setting_fields(DataConfig, prefix=f"{prefix}data."))
+    return settings
+
+
+# key -> the values it accepts, from the fields' metadata (checked by merge_into)
 CHOICES: dict[str, tuple[str, ...]] = {
-    "schedule": SCHEDULES,
-    "lr_scaling": ("none", "linear"),
-    "amp": ("none", "bf16", "fp16"),
-    "data.dataset": ("cifar10", "cifar100"),
-    "data.normalize": ("dataset", "half", "imagenet"),
-    "data.augment": ("standard", "none"),
+    key: f.metadata["choices"] for key, f in setting_fields().items() if f.metadata["choices"]
 }
 
 
@@ -197,7 +279,8 @@ def build_config(
 def validate(config: TrainConfig) -> None:
     """Cross-field and range checks a type check alone cannot make, run before anything is read
     or created: a bad value is refused at once, never found an epoch (or a directory) later."""
-    for name in ("epochs", "batch_size", "eval_batch_size"):
+    at_least_one = [k for k, f in setting_fields().items() if f.metadata["minimum"] == 1]
+    for name in at_least_one:
         if getattr(config, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
     for name in ("lr", "momentum", "weight_decay", "gamma", "label_smoothing"):
@@ -239,7 +322,7 @@ def check_run_name(name: str | None) -> None:
     if not name or "/" in name or "\\" in name or name.startswith(".") or Path(name).is_absolute():
         raise ConfigError(
             f"run name {name!r} must be a plain folder name (no '/', no leading '.'); "
-            "to choose the whole path, use out (--out DIR) instead"
+            "to choose the whole path, use out (`out` DIR) instead"
         )
 
 

@@ -49,14 +49,14 @@ import torch
 from torch import nn
 
 from resnet_cifar.atomic import atomic_path, check_target, explain_write_errors
-from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
-from resnet_cifar.errors import DataError, UserError
+from resnet_cifar.engine.checkpoint import Checkpoint
+from resnet_cifar.engine.inference import InferenceContext
+from resnet_cifar.errors import DataError, UserError, render_settings
 from resnet_cifar.predict import (
     FOREIGN_NORMALIZATION_NOTE,
     IMAGE_SIZE,
     NormalizedModel,
     class_names,
-    resolve_normalization,
 )
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2"}
@@ -138,7 +138,7 @@ class ExportReport:
                            f"({noise}max |logit| {c.max_abs_logit:.3g})  "
                            f"top-1 agrees {c.top1_agree}/{c.batch}"
                            + ("" if c.passed(self.tolerance) else "  FAILED"))
-        out += [f"note: {note}" for note in self.notes]
+        out += [f"note: {render_settings(note)}" for note in self.notes]
         return out
 
 
@@ -179,7 +179,7 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: in
     if exporter == "legacy":
         opset = DEFAULT_OPSET if opset is None else opset
         if opset not in LEGACY_OPSETS:
-            raise UserError(f"--opset {opset}: the ONNX exporter supports opsets "
+            raise UserError(f"`opset` {opset}: the ONNX exporter supports opsets "
                             f"{LEGACY_OPSETS.start}-{LEGACY_OPSETS.stop - 1}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # upstream deprecation notice
@@ -192,7 +192,7 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: in
             )
         return f"torch.onnx.export (TorchScript-based), opset {opset}"
     if opset is not None and opset < DYNAMO_MIN_OPSET:
-        raise UserError(f"--opset {opset}: the dynamo ONNX exporter needs opset >= "
+        raise UserError(f"`opset` {opset}: the dynamo ONNX exporter needs opset >= "
                         f"{DYNAMO_MIN_OPSET}")
     batch = torch.export.Dim("batch", min=1)
     program = torch.onnx.export(
@@ -371,24 +371,24 @@ def load_parity_images(ckpt: Checkpoint, data=None, n: int = PARITY_IMAGES
     ``data`` (a DataConfig) given: that data set, downloaded if need be. Otherwise the data path
     recorded in the checkpoint's config, read from disk or the cache only; else none.
     """
-    from resnet_cifar.data import load_cifar
+    from resnet_cifar.config import DataConfig
+    from resnet_cifar.engine.splits import load_arrays
 
-    if data is None:
-        recorded = ((ckpt.config or {}).get("data") or {})
-        if not recorded.get("path"):
-            return None, ("no data set given and none recorded in the checkpoint: parity checked "
-                          "on random inputs only (pass --data for real images)")
-        try:
-            arrays = load_cifar(recorded["path"], cache_dir=recorded.get("cache_dir"),
-                                coarse=bool(recorded.get("coarse")),
-                                resize=bool(recorded.get("resize")), download=False,
-                                progress=False)
-        except DataError as err:
-            return None, (f"the checkpoint's data set could not be read ({err}): parity checked "
-                          "on random inputs only (pass --data for real images)")
-    else:
-        arrays = load_cifar(data.path, cache_dir=data.cache_dir, dataset=data.dataset,
-                            coarse=data.coarse, resize=data.resize, progress=False)
+    recorded = ((ckpt.config or {}).get("data") or {})
+    if data is None and not recorded.get("path"):
+        return None, ("no data set given and none recorded in the checkpoint: parity checked "
+                      "on random inputs only (pass `data.path` for real images)")
+    # The run's data is read where it was, never downloaded, and not checked against its
+    # fingerprint: any images of the right shape check parity.
+    run_data = DataConfig(path=recorded.get("path"), cache_dir=recorded.get("cache_dir"),
+                          coarse=bool(recorded.get("coarse")), resize=bool(recorded.get("resize")))
+    try:
+        arrays = load_arrays(data or run_data, progress=False, download=data is not None)
+    except DataError as err:
+        if data is not None:
+            raise
+        return None, (f"the checkpoint's data set could not be read ({err}): parity checked "
+                      "on random inputs only (pass `data.path` for real images)")
     split, images = "test", arrays.test_images
     if len(images) == 0:
         split, images = "training", arrays.train_images
@@ -407,7 +407,7 @@ def default_output(checkpoint_path: str | os.PathLike, format: str) -> Path:
 
 def export_metadata(ckpt: Checkpoint, mean, std, include_normalization: bool,
                     input_contract: str) -> dict[str, Any]:
-    from resnet_cifar import __version__
+    from resnet_cifar.version import __version__
 
     return {
         "format": "resnet_cifar.export",
@@ -454,13 +454,13 @@ def export_checkpoint(
                         f"{', '.join(ONNX_EXPORTERS)}")
     if format == "onnx":
         require_onnx(onnx_exporter)
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(
-        checkpoint, model, model_kwargs
-    )
+    context = InferenceContext.build(checkpoint, dataset=False, model=model,
+                                     model_kwargs=model_kwargs, normalize=normalize, device="cpu")
+    ckpt = context.checkpoint
     out = check_target(default_output(ckpt.path, format) if out is None else out, EXPORT_OUTPUT)
-    mean, std = resolve_normalization(ckpt, normalize)
-    net = ckpt.build_model().eval()
-    wrapper = NormalizedModel(net, mean, std).eval()
+    mean, std = context.normalization.mean, context.normalization.std
+    net = context.model  # built only now that out is known to be writable
+    wrapper = NormalizedModel(net, normalization=context.normalization).eval()
     module = wrapper if include_normalization else net
     example, contract = input_contract(include_normalization, mean, std)
     metadata = export_metadata(ckpt, mean, std, include_normalization, contract)

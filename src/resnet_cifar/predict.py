@@ -24,10 +24,11 @@ pipeline (ONNX Runtime fed a full decode, say) gives. ``exact=True`` (``predict 
 every file at full size before the resize: steps 1-3 applied to the whole image, exactly, whatever
 the format. Other formats, PIL images, arrays and tensors are always converted exactly.
 
-Normalization: ``normalize`` if given, else the statistics the checkpoint was trained with, else
-(a foreign checkpoint, which records none) "dataset". "dataset" means the training split's
-statistics: the checkpoint's own when it was trained with "dataset", else CIFAR-10's. Class names:
-the checkpoint's, else CIFAR-10's for 10 classes, else ``class_<i>``.
+Normalization (resolved by `InferenceContext`, with no data set): ``normalize`` if given, else
+the statistics the checkpoint was trained with, else (a foreign checkpoint, which records none)
+"dataset". "dataset" means the training split's statistics: the checkpoint's own when it was
+trained with "dataset", else CIFAR-10's. Class names: the checkpoint's, else CIFAR-10's for 10
+classes, else ``class_<i>``.
 """
 
 from __future__ import annotations
@@ -43,21 +44,20 @@ import torch
 from PIL import Image, ImageOps
 from torch import nn
 
-from resnet_cifar.data.constants import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from resnet_cifar.data.loader import normalization_stats
-from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
+from resnet_cifar.data.constants import CIFAR10_CLASSES
+from resnet_cifar.data.normalization import Normalization
+from resnet_cifar.data.sources import IMAGE_EXTENSIONS  # what a directory walk picks up
+from resnet_cifar.engine.checkpoint import Checkpoint
+from resnet_cifar.engine.inference import InferenceContext
 from resnet_cifar.errors import UserError
 
 IMAGE_SIZE = 32  # every image is resized to IMAGE_SIZE x IMAGE_SIZE
-# What a directory walk picks up (compared lower-case); a file named explicitly is always read.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # Channel counts an array or tensor image may have: L, LA, RGB, RGBA.
 CHANNEL_COUNTS = (1, 2, 3, 4)
 
-Triple = tuple[float, float, float]
 FOREIGN_NORMALIZATION_NOTE = (
     "the checkpoint records no normalization: using CIFAR-10's training statistics "
-    "(pass --normalize half|imagenet if it was trained with those)"
+    "(pass `data.normalize` half|imagenet if it was trained with those)"
 )
 
 
@@ -74,34 +74,24 @@ def class_names(ckpt: Checkpoint) -> list[str]:
     return [f"class_{i}" for i in range(ckpt.num_classes)]
 
 
-def resolve_normalization(ckpt: Checkpoint, normalize: str | None = None) -> tuple[Triple, Triple]:
-    """(mean, std) of pixels in [0, 1], by the rules in this module's docstring."""
-    if normalize is None:
-        if ckpt.mean is not None and ckpt.std is not None:
-            return tuple(ckpt.mean), tuple(ckpt.std)
-        normalize = "dataset"
-    if normalize == "dataset":
-        own = ckpt.normalize == "dataset" and ckpt.mean is not None and ckpt.std is not None
-        stats = (ckpt.mean, ckpt.std) if own else (CIFAR10_MEAN, CIFAR10_STD)
-        return normalization_stats("dataset", stats)
-    return normalization_stats(normalize)
-
-
 class NormalizedModel(nn.Module):
     """uint8 (B, 3, 32, 32) RGB pixels -> logits, with the normalization inside the module.
 
-    The arithmetic is the evaluation loader's (DeviceLoader): ``x * (1 / (255 std)) - mean / std``
-    with both constants computed in float64 and stored as float32, so the model sees bit-identical
-    inputs. Any other dtype is cast to float32 and read as 0-255 pixel values.
+    The arithmetic is the evaluation loader's (DeviceLoader): ``x * scale - shift`` with the
+    constants of `Normalization.scale_shift`, so the model sees bit-identical inputs. Any other
+    dtype is cast to float32 and read as 0-255 pixel values. The statistics are
+    ``normalization``, or ``mean`` and ``std``.
     """
 
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, model: nn.Module, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, *,
+                 normalization: Normalization | None = None):
         super().__init__()
         self.model = model
-        mean64 = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
-        std64 = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
-        self.register_buffer("scale", (1.0 / (255.0 * std64)).float())  # (1, 3, 1, 1)
-        self.register_buffer("shift", (mean64 / std64).float())
+        norm = normalization or Normalization.explicit(mean, std)
+        scale, shift = norm.scale_shift()
+        self.register_buffer("scale", scale)  # (1, 3, 1, 1) float32
+        self.register_buffer("shift", shift)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images.float() * self.scale - self.shift)
@@ -317,9 +307,9 @@ class Predictor:
     """A checkpoint ready to classify images: model in eval mode on ``device``, batched inference.
 
     ``checkpoint`` is a path (ours, a plain state_dict or a foreign file) or a loaded Checkpoint;
-    ``model``/``model_kwargs`` name the architecture of a foreign file (``--model``,
-    ``--shortcut``). ``exact`` decodes large JPEG files at full size (``--exact``; default:
-    at a reduced scale, faster). See the module docstring for all of this.
+    ``model``/``model_kwargs`` name the architecture of a foreign file. ``exact`` decodes large
+    JPEG files at full size (default: at a reduced scale, faster). See the module docstring for
+    all of this.
     """
 
     def __init__(
@@ -333,20 +323,19 @@ class Predictor:
         batch_size: int = 256,
         exact: bool = False,
     ):
-        from resnet_cifar.engine.runtime import resolve_device
-
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
-        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(
-            checkpoint, model, model_kwargs
-        )
-        self.checkpoint = ckpt
-        self.classes = class_names(ckpt)
-        self.mean, self.std = resolve_normalization(ckpt, normalize)
-        self.device = resolve_device(device)
+        context = InferenceContext.build(checkpoint, dataset=False, model=model,
+                                         model_kwargs=model_kwargs, normalize=normalize,
+                                         device=device)
+        self.checkpoint = context.checkpoint
+        self.classes = class_names(self.checkpoint)
+        norm = context.normalization
+        self.mean, self.std = norm.mean, norm.std
+        self.device = context.device
         self.batch_size = batch_size
         self.exact = exact
-        self.model = NormalizedModel(ckpt.build_model(), self.mean, self.std).to(self.device).eval()
+        self.model = NormalizedModel(context.model, normalization=norm).to(self.device).eval()
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, 32, 32) -> float32 logits (N, num_classes) on the CPU, in batches."""
@@ -367,7 +356,7 @@ class Predictor:
         A single image still gives a list (of one). ``topk`` is capped at the number of classes.
         """
         if topk < 1:
-            raise UserError(f"topk must be at least 1, got {topk}")
+            raise UserError(f"`topk` must be at least 1, got {topk}")
         batch, infos = to_uint8_batch(images, self.exact)
         probs = self.logits(batch).softmax(dim=1)
         top_probs, top_indices = probs.topk(min(topk, len(self.classes)), dim=1)

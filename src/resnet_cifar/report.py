@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from resnet_cifar.atomic import atomic_write_text, check_target, explain_write_errors
-from resnet_cifar.compare import RunInfo, model_label, read_run, run_labels, run_row
 from resnet_cifar.config import DataConfig
+from resnet_cifar.engine.recipes import model_label, run_labels, run_row
+from resnet_cifar.engine.rundir import RunInfo, pick_checkpoint, read_run
 from resnet_cifar.engine.splits import data_for_run, describe_data
-from resnet_cifar.errors import CheckpointError
+from resnet_cifar.errors import render_settings
 
 REPORT = "report"  # what a write error calls the file
 STYLE = """
@@ -56,40 +57,23 @@ class InlineImage:
     caption: str = ""
 
 
-def pick_checkpoint(run_dir: Path, which: str = "best") -> Path:
-    """``best``: best.pt (chosen on held-out validation), else the final weights (last.pt), since
-    best_on_test.pt was chosen on the very test set the report evaluates on; ``last``: last.pt;
-    anything else is a path, read (and refused with its reason) by load_checkpoint."""
-    names = {"best": ("best.pt", "last.pt", "best_on_test.pt"), "last": ("last.pt",)}
-    if which not in names:
-        return Path(which)  # load_checkpoint says what is wrong with it, if anything
-    for name in names[which]:
-        if (run_dir / name).is_file():
-            return run_dir / name
-    raise CheckpointError(f"{run_dir} holds no {' or '.join(names[which])}; "
-                          "has its first epoch finished?")
-
-
 def evaluation_figures(ckpt_path: Path, data: DataConfig, *, device: str, n: int,
                        seed: int) -> tuple[list[InlineImage], str]:
     """Confusion matrix, per-class bars and prediction grid of a checkpoint on the test split,
     and a sentence saying what was evaluated."""
-    from resnet_cifar.engine.checkpoint import load_checkpoint
-    from resnet_cifar.engine.evaluate import evaluate_checkpoint
-    from resnet_cifar.viz import (
-        eval_figures,
-        figure_png,
-        predict_sample,
-        prediction_grid,
-        sample_title,
-    )
+    from resnet_cifar.engine.evaluate import evaluate_split
+    from resnet_cifar.engine.inference import InferenceContext
+    from resnet_cifar.viz import eval_figures, figure_png, prediction_grid, sample_title
+    from resnet_cifar.viz.grid import sample_predictions
 
-    ckpt = load_checkpoint(ckpt_path)
-    result = evaluate_checkpoint(ckpt, data, split="test", device=device, progress=False)
+    # one context: the data is decoded and the model built once, for both uses
+    context = InferenceContext.build(ckpt_path, data, device=device)
+    result = evaluate_split(context, "test")
     figures = eval_figures(result)
-    sample = predict_sample(ckpt, data, n=n, seed=seed, split="test", device=device)
+    sample = sample_predictions(context, n=n, seed=seed, split="test")
     grid = prediction_grid(sample.images, sample.preds, sample.trues, sample.classes,
-                           title=sample_title(sample, ckpt.model_name, only_wrong=False))
+                           title=sample_title(sample, context.checkpoint.model_name,
+                                              only_wrong=False))
     what = (f"{ckpt_path.name} on the test split: accuracy {100 * result.accuracy:.2f}% "
             f"({result.correct}/{result.total}), mean loss {result.loss:.4f}; "
             f"{describe_data(result.data)}.")
@@ -129,7 +113,7 @@ def build_report(
     curves = InlineImage("Training curves", figure_png(curves_figure([run])),
                          "Solid: training, dashed: validation. Vertical dashed lines: "
                          "learning-rate steps.")
-    evaluation, evaluated = [], "Not evaluated (--no-eval)."
+    evaluation, evaluated = [], render_settings("Not evaluated (`evaluate`).")
     if evaluate:
         ckpt_path = pick_checkpoint(run.path, checkpoint)
         evaluation, evaluated = evaluation_figures(
@@ -224,7 +208,7 @@ def environment_table(run: RunInfo, device: str) -> str:
 
 
 def _package_version() -> str:
-    from resnet_cifar import __version__
+    from resnet_cifar.version import __version__
 
     return __version__
 
@@ -238,10 +222,11 @@ def render_html(run: RunInfo, curves: InlineImage, evaluation: list[InlineImage]
     status = "finished" if run.finished else "in progress (no summary.json yet)"
     note = ""
     if run.val_is_test:
-        note = ('<p class="note">Validation is the test set (trained without --val-split): the '
-                "best epoch was chosen on the test set, so the best accuracy is optimistic. "
-                "The test-set evaluation below says which checkpoint it used: by default the "
-                "final weights (last.pt), not best_on_test.pt.</p>")
+        note = render_settings(
+            '<p class="note">Validation is the test set (trained without `data.val_split`): the '
+            "best epoch was chosen on the test set, so the best accuracy is optimistic. "
+            "The test-set evaluation below says which checkpoint it used: by default the "
+            "final weights (last.pt), not best_on_test.pt.</p>")
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',

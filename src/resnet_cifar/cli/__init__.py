@@ -1,13 +1,17 @@
 """`resnet-cifar`: one subcommand per module in this package; each parses, then calls the library.
 
 Every user error (UserError) becomes one line on stderr and exit code 2; an interrupted training
-run exits 130 (SIGINT) or 143 (SIGTERM) after saving.
+run exits 130 (SIGINT) or 143 (SIGTERM) after saving. While a command runs, the settings the
+library names by config key (`lr`, `data.val_split`) read as their flags (cli/flags.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import warnings
+from collections.abc import Iterator
 
 from resnet_cifar.cli import (
     bench_cmd,
@@ -18,7 +22,8 @@ from resnet_cifar.cli import (
     train_cmd,
     viz_cmd,
 )
-from resnet_cifar.errors import UserError
+from resnet_cifar.cli.flags import flag_of
+from resnet_cifar.errors import UserError, render_settings, settings_named_by
 
 # Modules that each define add_parser(subparsers). Order is the order of `--help`.
 COMMANDS = [models_cmd, data_cmd, train_cmd, eval_cmd, viz_cmd, predict_cmd, bench_cmd]
@@ -39,7 +44,7 @@ class SubcommandParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from resnet_cifar import __version__
+    from resnet_cifar.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="resnet-cifar",
@@ -54,7 +59,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def warnings_name_flags() -> Iterator[None]:
+    """Show the library's warnings with their settings named as flags, as its errors are."""
+    show = warnings.showwarning
+
+    def show_rendered(message, category, filename, lineno, file=None, line=None):
+        text = render_settings(str(message))
+        if text != str(message):
+            message = category(text)
+        show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show_rendered
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
+    with settings_named_by(flag_of), warnings_name_flags():
+        return run_command(argv)
+
+
+def run_command(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

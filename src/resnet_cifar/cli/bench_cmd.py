@@ -13,6 +13,7 @@ from resnet_cifar.cli.common import (
     print_json,
     thread_count,
 )
+from resnet_cifar.config import AMP_MODES, EVAL_BATCH_SIZE
 
 
 def add_parser(sub) -> None:
@@ -24,7 +25,8 @@ def add_parser(sub) -> None:
                     "over rounds, warm-up excluded).")
     p.add_argument("--model", default="resnet20", help="see `resnet-cifar models`")
     p.add_argument("--batch-size", type=positive_int, default=64, help="training batch")
-    p.add_argument("--eval-batch-size", type=positive_int, default=1000, help="our eval batch")
+    p.add_argument("--eval-batch-size", type=positive_int, default=EVAL_BATCH_SIZE,
+                   help="our eval batch")
     add_device_arg(p)
     p.add_argument("--steps", type=positive_int, default=10, help="training steps per round")
     p.add_argument("--eval-images", type=positive_int, default=2000,
@@ -42,7 +44,7 @@ def add_parser(sub) -> None:
     ours.add_argument("--compile-mode", choices=("default", "reduce-overhead", "max-autotune",
                                                  "max-autotune-no-cudagraphs"),
                       help="default: the Trainer's pick (reduce-overhead = CUDA graphs on one GPU)")
-    ours.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
+    ours.add_argument("--amp", choices=AMP_MODES, default="none",
                       help="CUDA autocast (BatchNorm stays fp32)")
     ours.add_argument("--optimizer", choices=("default", "fused", "foreach", "loop"),
                       default="default", help="SGD kernels (default: the Trainer's choice)")

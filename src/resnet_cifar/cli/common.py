@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import types
+import typing
 from typing import Any
 
-from resnet_cifar.config import DataConfig
-from resnet_cifar.errors import ConfigError
+from resnet_cifar.cli.flags import FLAG_OF, field_flag, flag_of
+from resnet_cifar.config import DataConfig, TrainConfig, setting_fields
+from resnet_cifar.errors import ConfigError, render_settings
 
 
 def _whole_number(text: str) -> int:
@@ -69,88 +73,69 @@ def int_list(what: str = "epoch indices", example: str = "80,120"):
     return parse
 
 
+# settings whose flag checks more than the field's type says
+SPECIAL_TYPES = {"threads": thread_count}
+
+
+def setting_type(key: str, f: dataclasses.Field, annotation: Any) -> dict[str, Any]:
+    """The argparse type (or action) and choices of the config field ``f``, from its annotation
+    and metadata: a count with a minimum, a float, a list of epochs, a choice, a switch."""
+    meta = f.metadata
+    if annotation is bool:
+        return {"action": argparse.BooleanOptionalAction if meta["negatable"] else "store_true"}
+    if key in SPECIAL_TYPES:
+        return {"type": SPECIAL_TYPES[key]}
+    if annotation is int:
+        minimum = meta["minimum"]
+        return {"type": {1: positive_int, 0: nonnegative_int}.get(minimum, int)}
+    if annotation is float:
+        return {"type": float}
+    if typing.get_origin(annotation) is list:
+        return {"type": int_list()}
+    return {"choices": meta["choices"]} if meta["choices"] else {}
+
+
+def add_setting(group, key: str) -> None:
+    """The flag of config key ``key`` (``lr``, ``data.val_split``), its type, choices, metavar
+    and help all read from the field's metadata. The default is SUPPRESSed, so that only the
+    flags given override the recipe, the config file or the run's recorded config."""
+    f = setting_fields()[key]
+    owner = DataConfig if key.startswith("data.") else TrainConfig
+    annotation = typing.get_type_hints(owner)[f.name]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # str | None: a str
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    extra = {"metavar": f.metadata["metavar"]} if f.metadata["metavar"] else {}
+    help_text = render_settings(f.metadata["help"], flag_of).replace("%", "%%")
+    group.add_argument(FLAG_OF[key], default=argparse.SUPPRESS, help=help_text,
+                       **setting_type(key, f, annotation), **extra)
+
+
+def data_settings(training: bool = True) -> list[str]:
+    """The data options a command offers: all for train, less the train-only ones elsewhere."""
+    return in_help_order(
+        key for key, f in setting_fields().items()
+        if key.startswith("data.") and field_flag(key, f)
+        and (training or not f.metadata["train_only"])
+    )
+
+
+def in_help_order(keys) -> list[str]:
+    """``keys`` as --help lists them: by their field's help_order, then in field order."""
+    fields = setting_fields()
+    order = list(fields)
+    return sorted(keys, key=lambda k: (fields[k].metadata["help_order"], order.index(k)))
+
+
 def add_data_args(parser: argparse.ArgumentParser, *, training: bool = True) -> None:
     """--data, --cache-dir, ... Defaults are SUPPRESSed so that only given flags override."""
-    g = parser.add_argument_group("data")
-    s = argparse.SUPPRESS
-    g.add_argument(
-        "--data",
-        metavar="PATH",
-        default=s,
-        help="CIFAR in any layout: python/binary tarball or folder, image-folder tree "
-        "or its .tar/.tar.gz/.zip (default: $RESNET_CIFAR_DATA, the cache, "
-        "then download)",
-    )
-    g.add_argument(
-        "--dataset",
-        choices=("cifar10", "cifar100"),
-        default=s,
-        help="what to download when no --data is given (default cifar10)",
-    )
-    g.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        default=s,
-        help="decoded-array cache (default $RESNET_CIFAR_CACHE or ~/.cache/resnet_cifar)",
-    )
-    g.add_argument(
-        "--coarse", action="store_true", default=s, help="CIFAR-100: use the 20 coarse labels"
-    )
-    g.add_argument(
-        "--resize",
-        action="store_true",
-        default=s,
-        help="resize images that are not 32x32 (bicubic) instead of refusing them",
-    )
-    g.add_argument(
-        "--val-split",
-        type=nonnegative_int,
-        metavar="N",
-        default=s,
-        help="hold out N training images (stratified) for validation; "
-        "without it validation is the test set",
-    )
-    g.add_argument(
-        "--allow-other-data",
-        action="store_true",
-        default=s,
-        help="use data whose content differs from the fingerprint the run (or config) recorded; "
-        "every result then says so",
-    )
-    g.add_argument(
-        "--normalize",
-        choices=("dataset", "half", "imagenet"),
-        default=s,
-        help="dataset: the training split's mean/std (default); half: 0.5 as in the "
-        "original notebooks; imagenet: ImageNet's statistics",
-    )
-    if training:
-        g.add_argument(
-            "--train-subset",
-            type=nonnegative_int,
-            metavar="N",
-            default=s,
-            help="train on a stratified subset of N images (quick experiments)",
-        )
-        g.add_argument(
-            "--augment",
-            choices=("standard", "none"),
-            default=s,
-            help="standard: 4-px padded random crop + flip (default); none: the original notebooks",
-        )
+    group = parser.add_argument_group("data")
+    for key in data_settings(training):
+        add_setting(group, key)
 
 
+# flag dest -> DataConfig key (the dest of --data is "data"; of the others, the key itself)
 DATA_FLAGS = {
-    "data": "path",
-    "dataset": "dataset",
-    "cache_dir": "cache_dir",
-    "coarse": "coarse",
-    "resize": "resize",
-    "val_split": "val_split",
-    "train_subset": "train_subset",
-    "normalize": "normalize",
-    "augment": "augment",
-    "allow_other_data": "allow_other_data",
+    FLAG_OF[key][2:].replace("-", "_"): key.removeprefix("data.") for key in data_settings()
 }
 
 
@@ -178,11 +163,13 @@ def run_data_config(args: argparse.Namespace, run_config: dict[str, Any] | None)
 
 def add_foreign_model_args(parser: argparse.ArgumentParser) -> None:
     """For checkpoints that do not say what they are (plain state_dicts, other repositories)."""
+    from resnet_cifar.models.resnet import SHORTCUTS
+
     g = parser.add_argument_group("foreign checkpoints")
     g.add_argument("--model", metavar="NAME", help="architecture of a plain state_dict")
     g.add_argument(
         "--shortcut",
-        choices=("A", "B"),
+        choices=SHORTCUTS,
         help="ResNet shortcut of a foreign checkpoint (A: parameter-free, B: 1x1 conv)",
     )
 

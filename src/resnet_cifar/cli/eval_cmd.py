@@ -18,13 +18,14 @@ from resnet_cifar.cli.common import (
     run_data_config,
     use_threads,
 )
+from resnet_cifar.config import TrainConfig
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on the test (or val) split")
     p.add_argument("checkpoint", help="last.pt / best.pt / model.pth / a foreign checkpoint")
     p.add_argument("--split", choices=("test", "val"), default="test")
-    p.add_argument("--batch-size", type=positive_int, default=1000)
+    p.add_argument("--batch-size", type=positive_int, default=TrainConfig.eval_batch_size)
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the --val-split draw (default: the run's own seed)")
     p.add_argument("--json", action="store_true", help="print JSON")

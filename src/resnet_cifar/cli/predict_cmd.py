@@ -31,7 +31,7 @@ from resnet_cifar.cli.common import (
     print_json,
     use_threads,
 )
-from resnet_cifar.errors import UserError
+from resnet_cifar.errors import UserError, render_settings
 
 NORMALIZE_HELP = ("dataset: CIFAR-10's training statistics (or the checkpoint's own, if it was "
                   "trained with dataset); half: 0.5; imagenet: ImageNet's statistics. Default: "
@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
 
 
 def add_predict_parser(sub) -> None:
+    from resnet_cifar.config import NORMALIZE_MODES
+
     p = sub.add_parser(
         "predict", help="classify image files (any size or mode) with a checkpoint",
         description="Each image is converted to RGB and resized to 32x32 (PIL bicubic, whole "
@@ -64,7 +66,7 @@ def add_predict_parser(sub) -> None:
                    help="decode large JPEGs at full size before the resize (slower; the pixels "
                         "any full-decode pipeline gives). Default: PIL's draft mode, which has "
                         "the decoder shrink them by up to 8x first")
-    p.add_argument("--normalize", choices=("dataset", "half", "imagenet"), help=NORMALIZE_HELP)
+    p.add_argument("--normalize", choices=NORMALIZE_MODES, help=NORMALIZE_HELP)
     add_foreign_model_args(p)
     add_device_arg(p)
     add_threads_arg(p)
@@ -103,15 +105,13 @@ def add_export_parser(sub) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     use_threads(args)
+    from resnet_cifar.data.sources import IMAGE_EXTENSIONS
     from resnet_cifar.predict import (
         FOREIGN_NORMALIZATION_NOTE,
-        IMAGE_EXTENSIONS,
         Predictor,
         find_images,
     )
 
-    if args.topk < 1:
-        raise UserError("--topk must be at least 1")
     paths = find_images(args.inputs)
     if not paths:
         raise UserError(f"no images found in {', '.join(args.inputs)} "
@@ -120,7 +120,7 @@ def run_predict(args: argparse.Namespace) -> int:
                           model_kwargs=foreign_model_kwargs(args), normalize=args.normalize,
                           device=args.device, batch_size=args.batch_size, exact=args.exact)
     if predictor.checkpoint.foreign and args.normalize is None:
-        print(f"note: {FOREIGN_NORMALIZATION_NOTE}", file=sys.stderr)
+        print(f"note: {render_settings(FOREIGN_NORMALIZATION_NOTE)}", file=sys.stderr)
     results = predictor.predict_files(paths, topk=args.topk)
     failed = [r for r in results if r.error is not None]
     for r in failed:

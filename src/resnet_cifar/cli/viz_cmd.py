@@ -154,7 +154,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     use_threads(args)
-    from resnet_cifar.compare import read_run
+    from resnet_cifar.engine.rundir import read_run
     from resnet_cifar.report import build_report
 
     run = read_run(args.run_dir)

@@ -1,4 +1,4 @@
-"""A device-resident loader with batched augmentation, plus splits and normalization presets.
+"""A device-resident loader with batched augmentation, plus seeded, stratified splits.
 
 The whole data set is moved to the device once as a uint8 tensor (50,000 CIFAR images are 150 MB).
 Each batch is gathered, randomly cropped and flipped in one indexing op, converted to float and
@@ -12,45 +12,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from functools import partial
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from resnet_cifar.data.constants import (
-    AUGMENTATIONS,
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    CROP_PADDING,
-    NORMALIZATIONS,
-)
+from resnet_cifar.data.constants import AUGMENTATIONS, CIFAR10_MEAN, CIFAR10_STD, CROP_PADDING
+from resnet_cifar.data.normalization import Normalization, normalization_stats
 from resnet_cifar.errors import DataError
 
-Triple = tuple[float, float, float]
-
-
-# --------------------------------------------------------------------------- normalization
-
-
-def normalization_stats(mode: str, arrays_or_mean_std: Any = None) -> tuple[Triple, Triple]:
-    """(mean, std) for a normalization mode.
-
-    "dataset": the statistics of the data at hand, taken from `arrays_or_mean_std` (a CifarArrays,
-    or a (mean, std) pair); "half": 0.5 everywhere; "imagenet": the ImageNet statistics.
-    """
-    if mode == "dataset":
-        if hasattr(arrays_or_mean_std, "mean") and hasattr(arrays_or_mean_std, "std"):
-            mean, std = arrays_or_mean_std.mean, arrays_or_mean_std.std
-        elif arrays_or_mean_std is not None:
-            mean, std = arrays_or_mean_std
-        else:
-            raise ValueError('normalization "dataset" needs the data set or its (mean, std)')
-        return tuple(float(m) for m in mean), tuple(float(s) for s in std)
-    if mode in NORMALIZATIONS:
-        return NORMALIZATIONS[mode]
-    raise DataError(f"unknown normalization {mode!r}: choose one of "
-                    f"{', '.join(['dataset', *NORMALIZATIONS])}")
+__all__ = ["DeviceLoader", "crop_flip_batch", "epoch_seed", "normalization_stats",
+           "split_train_val", "stratified_subset"]
 
 
 # --------------------------------------------------------------------------- splits
@@ -88,7 +60,7 @@ def split_train_val(images, labels, val_size: int, seed: int):
         return images, labels, images[:0], labels[:0]
     if not 0 < val_size < n:
         raise DataError(f"validation split of {val_size} images is impossible with {n} training "
-                        f"images: choose --val-split between 0 and {n - 1}")
+                        f"images: choose `data.val_split` between 0 and {n - 1}")
     val = _stratified_indices(labels, val_size, seed)
     train = np.setdiff1d(np.arange(n), val, assume_unique=True)
     return _take(images, train), _take(labels, train), _take(images, val), _take(labels, val)
@@ -102,7 +74,8 @@ def stratified_subset(images, labels, n: int, seed: int):
     if n >= len(labels):
         return images, labels
     if n <= 0:
-        raise DataError(f"subset size must be positive, got {n}: pass a positive --train-subset")
+        raise DataError(f"subset size must be positive, got {n}: "
+                        "pass a positive `data.train_subset`")
     index = _stratified_indices(labels, n, seed)
     return _take(images, index), _take(labels, index)
 
@@ -150,7 +123,8 @@ class DeviceLoader:
     train=True: a fresh shuffle each epoch, the last incomplete batch dropped, and (augment=
     "standard") a random crop of the image zero-padded by 4 pixels plus a left-right flip with
     probability 0.5, drawn per image. train=False: fixed order, last batch kept, no augmentation.
-    x is float (B, 3, 32, 32) normalized as (x / 255 - mean) / std; y is int64 (B,).
+    x is float (B, 3, 32, 32) normalized as (x / 255 - mean) / std; y is int64 (B,). The
+    statistics are `normalization` when given, else `mean` and `std`.
 
     Call `set_epoch(epoch)` before each epoch, as with DistributedSampler: an epoch's order and
     augmentation depend only on (seed, epoch), so iterating twice without it repeats the epoch.
@@ -166,7 +140,7 @@ class DeviceLoader:
                  mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
                  seed: int = 0, device: str | torch.device = "cpu", channels_last: bool = False,
                  rank: int = 0, world_size: int = 1, dtype: torch.dtype = torch.float32,
-                 pin_memory: bool = False):
+                 pin_memory: bool = False, normalization: Normalization | None = None):
         if augment not in AUGMENTATIONS:
             raise DataError(f"unknown augmentation {augment!r}: choose one of "
                             f"{', '.join(AUGMENTATIONS)}")
@@ -183,11 +157,9 @@ class DeviceLoader:
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
         self.channels_last, self.dtype, self.pin_memory = channels_last, dtype, pin_memory
-        mean64 = torch.tensor(mean, dtype=torch.float64).view(1, -1, 1, 1)
-        std64 = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+        self.normalization = normalization or Normalization.explicit(mean, std)
         # (x / 255 - mean) / std == x * scale - shift, fused into two in-place ops per batch.
-        self._scale = (1.0 / (255.0 * std64)).to(self.device, dtype)
-        self._shift = (mean64 / std64).to(self.device, dtype)
+        self._scale, self._shift = self.normalization.scale_shift(self.device, dtype)
         if train and len(self) == 0:
             raise DataError(f"batch size {batch_size} exceeds the {self._per_rank()} training "
                             "images per process, so an epoch would have no step: lower it")

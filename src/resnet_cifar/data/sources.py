@@ -18,8 +18,9 @@ then by file name. A tree without test/ gives an empty test split, so hold out a
 instead. Images must be 32x32 unless `resize=True`, which resizes them with Pillow's bicubic filter
 (antialiased when shrinking; JPEGs are first reduced by a power of two in the decoder).
 
-Archives are read in memory in one pass and never extracted, and members with absolute names, `..`
-components or link types are refused. Pickles go through a restricted unpickler (safe_pickle.py).
+Reading the folder or archive into a `FileTree` (archives in memory, unsafe members refused) is
+filetree.py's job; this module decodes what the tree holds. Pickles go through a restricted
+unpickler (safe_pickle.py).
 """
 
 from __future__ import annotations
@@ -27,13 +28,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import lzma
 import os
-import tarfile
-import zipfile
-import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,23 +39,15 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from resnet_cifar.data.constants import CIFAR10_CLASSES, IMAGE_SHAPE, PIXELS_PER_IMAGE
+from resnet_cifar.data.filetree import ACCEPTED_LAYOUTS, FileTree, open_tree
 from resnet_cifar.data.safe_pickle import safe_loads
-from resnet_cifar.errors import DataError
+from resnet_cifar.errors import DataError, render_settings
 
 Stats = tuple[float, float, float]
 
-ACCEPTED_LAYOUTS = (
-    "cifar-10-batches-py/ (or cifar-10-python.tar.gz), cifar-100-python/ (or its .tar.gz), "
-    "cifar-10-batches-bin/ (or cifar-10-binary.tar.gz), cifar-100-binary/, or an image folder "
-    "train/<class>/*.png|jpg [+ test/<class>/...] (or a .tar, .tar.gz, .tgz or .zip of one)"
-)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff"}
-# A folder source is listed this deep (wrapper/train/<class>/<image>), so pointing at a large parent
-# folder does not walk it all.
-MAX_LIST_DEPTH = 4
-# What a damaged archive raises while it is read.
-ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError,
-                  OSError, NotImplementedError, RuntimeError)
+# The image files an image folder is read from, and the only home of this list: predict's walk
+# of a directory uses it too (compared lower-case; a tuple, so that str.endswith takes it).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 
 
 @dataclass
@@ -92,175 +81,6 @@ class CifarArrays:
             digest.update(array.data)
         return f"sha256:{digest.hexdigest()}"
 
-
-# --------------------------------------------------------------------------- file trees
-
-
-@dataclass
-class FileTree:
-    """The files of a source by relative POSIX path: a folder, or an archive read into memory."""
-
-    label: str  # the path, for messages
-    files: dict[str, int]  # relative path → size in bytes
-    dirs: set[str]  # relative folder paths, without trailing slash
-    root: Path | None = None  # set for a folder (files are read lazily)
-    mtimes: dict[str, int] = field(default_factory=dict)  # folder: relative path → st_mtime_ns
-    blobs: dict[str, bytes] = field(default_factory=dict)  # set for an archive
-
-    def read(self, name: str) -> bytes:
-        if self.root is None:
-            return self.blobs[name]
-        try:
-            return (self.root / name).read_bytes()
-        except OSError as err:
-            raise DataError(f"cannot read {self.describe(name)}: {err.strerror}; "
-                            "check the file's permissions") from None
-
-    def describe(self, name: str) -> str:
-        """How to name a member in a message: a path for a folder, 'member in archive' else."""
-        return str(self.root / name) if self.root is not None else f"{name} in {self.label}"
-
-
-def _list_folder(root: Path) -> FileTree:
-    tree = FileTree(label=str(root), files={}, dirs=set(), root=root)
-
-    def walk(folder: str, prefix: str, depth: int) -> None:
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                name = prefix + entry.name
-                if entry.is_dir():
-                    # Skip hidden folders (.git) and stop descending past the deepest layout.
-                    if depth < MAX_LIST_DEPTH - 1 and not entry.name.startswith("."):
-                        tree.dirs.add(name)
-                        walk(entry.path, name + "/", depth + 1)
-                elif entry.is_file():
-                    info = entry.stat()
-                    tree.files[name] = info.st_size
-                    tree.mtimes[name] = info.st_mtime_ns
-
-    walk(str(root), "", 0)
-    return tree
-
-
-def _checked_member_name(name: str, archive: Path) -> str:
-    """The member's normalized relative name; DataError if it could land outside the tree."""
-    normalized = name.replace("\\", "/")
-    parts = [p for p in normalized.split("/") if p not in ("", ".")]
-    is_drive = bool(parts) and len(parts[0]) == 2 and parts[0][1] == ":"  # C:/...
-    if normalized.startswith("/") or ".." in parts or is_drive:
-        raise DataError(
-            f"refusing unsafe archive member {name!r} in {archive}: absolute paths and '..' are "
-            "not allowed; re-create the archive with relative member names"
-        )
-    return "/".join(parts)
-
-
-def _add_parents(name: str, dirs: set[str]) -> None:
-    """Record a member's folders: archives need not list them as members of their own."""
-    while "/" in name:
-        name = name.rpartition("/")[0]
-        dirs.add(name)
-
-
-def _read_tar(path: Path, progress: bool) -> FileTree:
-    files: dict[str, int] = {}
-    blobs: dict[str, bytes] = {}
-    dirs: set[str] = set()
-    with open(path, "rb") as raw, _ReadProgress(raw, path, progress) as counted:
-        # "r|*": one streaming pass, transparent gzip/bz2/xz, nothing written to disk.
-        with tarfile.open(fileobj=counted, mode="r|*") as tar:
-            for member in tar:
-                name = _checked_member_name(member.name, path)
-                if member.issym() or member.islnk():
-                    raise DataError(
-                        f"refusing link member {member.name!r} in {path}: links could point "
-                        "outside the data; re-create the archive without links"
-                    )
-                if member.isdir():
-                    if name:
-                        dirs.add(name)
-                elif member.isfile() and name:
-                    blobs[name] = tar.extractfile(member).read()
-                    files[name] = member.size
-                    _add_parents(name, dirs)
-    return FileTree(label=str(path), files=files, dirs=dirs, blobs=blobs)
-
-
-def _read_zip(path: Path) -> FileTree:
-    files: dict[str, int] = {}
-    blobs: dict[str, bytes] = {}
-    dirs: set[str] = set()
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            name = _checked_member_name(info.filename, path)
-            if (info.external_attr >> 16) & 0o170000 == 0o120000:  # S_IFLNK in the Unix mode
-                raise DataError(
-                    f"refusing link member {info.filename!r} in {path}: links could point "
-                    "outside the data; re-create the archive without links"
-                )
-            if info.is_dir():
-                if name:
-                    dirs.add(name)
-            elif name:
-                blobs[name] = archive.read(info)
-                files[name] = info.file_size
-                _add_parents(name, dirs)
-    return FileTree(label=str(path), files=files, dirs=dirs, blobs=blobs)
-
-
-class _ReadProgress(io.RawIOBase):
-    """Wraps a binary file to show a byte progress bar while an archive is streamed."""
-
-    def __init__(self, raw, path: Path, enabled: bool):
-        self._raw = raw
-        self._bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
-                         desc=f"reading {path.name}", disable=not enabled, leave=False)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        n = self._raw.readinto(buffer)
-        self._bar.update(n or 0)
-        return n
-
-    def close(self) -> None:
-        self._bar.close()
-        super().close()
-
-
-def _archive_kind(path: Path) -> str | None:
-    """'zip', 'tar' or None, from the file's first bytes (not its name)."""
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return "zip"
-    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")) or head[257:262] == b"ustar":
-        return "tar"
-    return None
-
-
-def open_tree(path: Path, progress: bool = True) -> FileTree:
-    """List a folder, or read an archive into memory; DataError for anything else."""
-    if not path.exists():
-        raise DataError(f"data path {path} does not exist: pass the folder or archive that holds "
-                        "CIFAR, or omit it to use the cache / download")
-    if path.is_dir():
-        try:
-            return _list_folder(path)
-        except OSError as err:
-            raise DataError(f"cannot list {err.filename or path} ({err.strerror}): check the "
-                            "folder's permissions") from None
-    kind = _archive_kind(path)
-    if kind is None:
-        raise DataError(f"{path} is not a folder, tar or zip archive: expected {ACCEPTED_LAYOUTS}")
-    try:
-        return _read_zip(path) if kind == "zip" else _read_tar(path, progress)
-    except DataError:
-        raise
-    except ARCHIVE_ERRORS as err:
-        raise DataError(f"archive {path} is truncated or corrupt ({type(err).__name__}: {err}); "
-                        "download or re-create it") from None
 
 
 # --------------------------------------------------------------------------- layouts
@@ -316,7 +136,7 @@ def _image_members(tree: FileTree, prefix: str) -> dict[str, list[tuple[str, str
             continue
         parts = name[len(prefix):].split("/")  # [split, class, file]
         if (len(parts) == 3 and parts[0] in members and not parts[2].startswith(".")
-                and "." + parts[2].rpartition(".")[2].lower() in IMAGE_SUFFIXES):
+                and "." + parts[2].rpartition(".")[2].lower() in IMAGE_EXTENSIONS):
             members[parts[0]].append((name, parts[1]))
     for found in members.values():
         found.sort(key=lambda m: (m[1], m[0]))
@@ -465,7 +285,7 @@ def _decode_image(data: bytes, source: str, resize: bool) -> np.ndarray:
     if rgb.size != (32, 32):
         if not resize:
             width, height = rgb.size
-            raise DataError(f"image {source} is {width}x{height}, not 32x32: pass --resize "
+            raise DataError(f"image {source} is {width}x{height}, not 32x32: pass `data.resize` "
                             "(resize=True) to resize images to 32x32, or fix the file")
         rgb = rgb.resize((32, 32), Image.Resampling.BICUBIC)
     return np.asarray(rgb)
@@ -549,7 +369,7 @@ def decode_tree(tree: FileTree, layout: Layout, *, coarse: bool = False, resize:
     """Decode a listed tree whose layout is known (see `read_source`)."""
     if coarse and not layout.kind.startswith("cifar100"):
         raise DataError(f"{tree.label} is {layout.kind}: coarse labels exist only for CIFAR-100, "
-                        "drop --coarse")
+                        "drop `data.coarse`")
     if layout.kind == "cifar10-python":
         train, test, classes = _decode_cifar10_python(tree, layout)
     elif layout.kind == "cifar100-python":
@@ -605,6 +425,7 @@ def summarize(arrays: CifarArrays) -> dict[str, Any]:
         "fingerprint": arrays.fingerprint,
     }
     if len(arrays.test_labels) == 0:
-        summary["note"] = ("no test split in this source: hold out a validation split "
-                           "(--val-split) to measure accuracy")
+        # Not an exception, so rendered here: the CLI's naming makes the key read as its flag.
+        summary["note"] = render_settings("no test split in this source: hold out a validation "
+                                          "split (`data.val_split`) to measure accuracy")
     return summary

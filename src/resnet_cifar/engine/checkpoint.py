@@ -114,7 +114,7 @@ def load_state_dict_checked(
             raise CheckpointError(
                 f"{path}: class-count mismatch: the checkpoint has {found} classes, "
                 f"expected {want}: evaluate it on a {found}-class dataset "
-                "(--data, --dataset, --coarse)"
+                "(`data.path`, `data.dataset`, `data.coarse`)"
             )
     if missing or unexpected:
         parts = []
@@ -177,7 +177,7 @@ def load_checkpoint(
     name = model or infer_model_name(state_dict)
     if name is None:
         raise CheckpointError(
-            f"{path} is a plain state_dict of an unknown architecture; pass --model NAME"
+            f"{path} is a plain state_dict of an unknown architecture; pass `model` NAME"
         )
     kwargs = dict(model_kwargs or {})
     if "shortcut" not in kwargs and name.startswith("resnet") and "_" not in name:
@@ -203,7 +203,7 @@ def _from_ours(
     except UserError as err:
         raise CheckpointError(f"{path} holds a model this version does not know: {err}") from None
     if model and model != saved_name:
-        raise CheckpointError(f"{path} holds a {saved_name!r}, not the {model!r} given by --model")
+        raise CheckpointError(f"{path} holds a {saved_name!r}, not the {model!r} given by `model`")
     num_classes = obj["num_classes"]
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise _bad_entry(path, "num_classes", num_classes, "a positive int")
@@ -234,7 +234,7 @@ def _from_ours(
         stats[key] = tuple(float(v) for v in value)
     mode = norm.get("mode")
     if mode is not None and not isinstance(mode, str):
-        raise _bad_entry(path, "normalization.mode", mode, "a --normalize mode")
+        raise _bad_entry(path, "normalization.mode", mode, "a `data.normalize` mode")
     config = obj.get("config")
     if config is not None and not isinstance(config, dict):
         raise _bad_entry(path, "config", config, "a dict (the run's config.toml)")

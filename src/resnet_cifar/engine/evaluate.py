@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,13 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_cifar.config import DataConfig
-from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
+from resnet_cifar.config import EVAL_BATCH_SIZE, DataConfig
+from resnet_cifar.engine.checkpoint import Checkpoint
+from resnet_cifar.engine.inference import InferenceContext
 
 # On CPU the model sees at most this many images at a time: the activations of 64 images (4 MB
 # for ResNet-20's first stage) stay in cache, those of a 1000-image loader batch do not, which
 # measured about 2x slower per image (docs/benchmarks.md). The loader's batch is split, not changed.
 CPU_EVAL_CHUNK = 64
+# Images per evaluation batch, wherever a caller does not choose: the training config's default.
 
 
 @dataclass
@@ -57,11 +58,14 @@ def evaluate_model(
     *,
     autocast: contextlib.AbstractContextManager | None = None,
     all_reduce=None,
+    chunk: int | None = None,
 ) -> EvalResult:
     """Run ``model`` in eval mode over ``loader``, sums kept on the device (one sync, at the end).
 
     ``all_reduce(tensor)`` sums a tensor over DDP ranks in place, so sharded evaluation is exact.
+    ``chunk``: on CPU, images per forward (default CPU_EVAL_CHUNK; see cpu_chunk_pool).
     """
+    chunk = chunk or CPU_EVAL_CHUNK
     was_training = model.training
     model.eval()
     k = len(classes)
@@ -72,7 +76,7 @@ def evaluate_model(
         for x, y in loader:
             if pool is not None:
                 logits = torch.cat(list(pool.map(lambda c: inference(model, c),
-                                                 x.split(CPU_EVAL_CHUNK))))
+                                                 x.split(chunk))))
             else:
                 with autocast or contextlib.nullcontext():
                     logits = model(x)
@@ -103,7 +107,7 @@ def inference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @contextlib.contextmanager
 def cpu_chunk_pool(device: torch.device, autocast=None):
     """On CPU (and without an autocast context, which is thread-local): a pool of one thread per
-    intra-op thread, each running single-threaded forwards of CPU_EVAL_CHUNK images. Whole chunks
+    intra-op thread, each running single-threaded forwards of one chunk of images each. Whole chunks
     in parallel, rather than every op split across cores, leave no per-op barrier for a busy
     core to stall. Elsewhere: None (the caller runs the whole batch at once)."""
     if device.type != "cpu" or not isinstance(autocast, (type(None), contextlib.nullcontext)):
@@ -128,59 +132,29 @@ def evaluate_checkpoint(
     model_kwargs: dict[str, Any] | None = None,
     normalize: str | None = None,
     device: str = "auto",
-    batch_size: int = 1000,
+    batch_size: int = EVAL_BATCH_SIZE,
     seed: int | None = None,
     progress: bool = True,
 ) -> EvalResult:
     """Evaluate a checkpoint file on a split (of ``data``; default: the data its run recorded,
-    checked against its fingerprint). ``seed`` draws the --val-split hold-out; default: the run's
-    own seed, so that ``split="val"`` is the images the run held out, never ones it trained on.
-
-    Normalization: ``normalize`` if given, else the statistics the checkpoint was trained with,
-    else ``data.normalize`` (foreign checkpoints record none: pass the one they were trained with).
+    checked against its fingerprint). ``seed`` draws the `data.val_split` hold-out; default: the
+    run's own seed, so that ``split="val"`` is the images the run held out, never ones it trained
+    on. Normalization: as `InferenceContext` resolves it (an explicit ``normalize``, else the
+    statistics the checkpoint was trained with, else ``data.normalize``; foreign checkpoints
+    record none: pass the one they were trained with).
     """
-    from resnet_cifar.data import DeviceLoader
-    from resnet_cifar.engine.runtime import resolve_device
-    from resnet_cifar.engine.splits import data_for_run, load_arrays, make_splits, pick_split
+    context = InferenceContext.build(checkpoint, data, model=model, model_kwargs=model_kwargs,
+                                     normalize=normalize, device=device, seed=seed,
+                                     progress=progress)
+    return evaluate_split(context, split, batch_size)
 
-    ckpt = (
-        checkpoint
-        if isinstance(checkpoint, Checkpoint)
-        else load_checkpoint(checkpoint, model, model_kwargs)
-    )
-    data = data or data_for_run(ckpt.config, {})  # default: what the run was trained on
-    if normalize is not None:
-        data = dataclasses.replace(data, normalize=normalize)
-    dev = resolve_device(device)
-    net = ckpt.build_model().to(dev)
-    if seed is None:
-        seed = int((ckpt.config or {}).get("seed", 0))
-    splits = make_splits(load_arrays(data, progress), data, seed)
-    images, labels = pick_split(splits, split)
-    mean, std = input_normalization(ckpt, splits, normalize)
-    check_classes(ckpt, splits.classes)
-    loader = DeviceLoader(
-        images, labels, batch_size=batch_size, train=False, mean=mean, std=std, device=dev
-    )
-    result = evaluate_model(net, loader, ckpt.classes or splits.classes)
-    result.data = {**splits.data_info(), "split": split, "images": len(labels)}
+
+def evaluate_split(context: InferenceContext, split: str = "test",
+                   batch_size: int = EVAL_BATCH_SIZE) -> EvalResult:
+    """The context's model on one of its splits, with which data it was computed on."""
+    model = context.model  # first: a broken checkpoint is refused before the data is decoded
+    images, labels = context.split(split)
+    loader = context.loader(images, labels, batch_size)
+    result = evaluate_model(model, loader, context.classes)
+    result.data = {**context.splits.data_info(), "split": split, "images": len(labels)}
     return result
-
-
-def input_normalization(ckpt: Checkpoint, splits, normalize: str | None = None):
-    """(mean, std) a checkpoint's inputs are normalized with: an explicit ``normalize`` mode
-    wins, then the statistics recorded in the checkpoint, then the data's (``splits``, built with
-    the data config's ``normalize``)."""
-    if normalize is None and ckpt.mean is not None and ckpt.std is not None:
-        return tuple(ckpt.mean), tuple(ckpt.std)
-    return tuple(splits.mean), tuple(splits.std)
-
-
-def check_classes(ckpt: Checkpoint, classes: list[str]) -> None:
-    from resnet_cifar.errors import CheckpointError
-
-    if ckpt.num_classes != len(classes):
-        raise CheckpointError(
-            f"{ckpt.path}: class-count mismatch: the checkpoint has {ckpt.num_classes} classes, "
-            f"the data has {len(classes)}"
-        )

@@ -10,8 +10,11 @@ summary.json     the final figures: accuracies, params, MACs, speed
 .lock            held (flock) by the training process writing the directory
 
 A directory is created only once the run is known to start (config, data and model checked), it
-is locked against a second writer while a run trains, and ``--overwrite`` removes exactly the files
+is locked against a second writer while a run trains, and ``overwrite`` removes exactly the files
 a run directory can hold (RUN_FILES), leaving anything else the user put there.
+
+Reading a run back is here too: RunInfo (its metrics, summary and config, see read_run) and the
+choice of its checkpoint (pick_checkpoint). Which runs are seeds of one recipe is engine/recipes.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import os
 import shutil
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from resnet_cifar.atomic import atomic_write_text, os_error_cause
-from resnet_cifar.errors import ConfigError
+from resnet_cifar.config import read_toml
+from resnet_cifar.errors import CheckpointError, ConfigError, render_settings
 
 try:  # advisory locks: POSIX. Elsewhere runs are not locked (documented in the README).
     import fcntl
@@ -43,13 +48,17 @@ METRIC_FIELDS = (
     "epoch_time",
     "img_per_s",
 )
-RUN_MARKERS = ("config.toml", "last.pt", "metrics.csv")
+LAST = "last.pt"  # the full training state after the latest epoch: what resume reads
+BEST = "best.pt"  # the best validation accuracy so far, chosen on held-out validation
+BEST_ON_TEST = "best_on_test.pt"  # the same, when validation is the test set (no val split)
+WEIGHTS = "model.pth"  # the final weights as a plain state_dict
+RUN_MARKERS = ("config.toml", LAST, "metrics.csv")
 LOCK_FILE = ".lock"
 # Every file a run directory can hold: what train writes, and what eval --plot, show, report and
 # export write beside its checkpoints by default. --overwrite removes exactly these (and the
 # temporary files of an interrupted atomic write of any of them).
-TRAINING_CHECKPOINTS = ("last.pt", "best.pt", "best_on_test.pt")  # full training states
-CHECKPOINTS = (*TRAINING_CHECKPOINTS, "model.pth")
+TRAINING_CHECKPOINTS = (LAST, BEST, BEST_ON_TEST)  # full training states
+CHECKPOINTS = (*TRAINING_CHECKPOINTS, WEIGHTS)
 EXPORT_SUFFIXES = (".onnx", ".torchscript.pt", ".pt2")  # export.FORMATS' (a test checks)
 RUN_FILES = (
     "config.toml", "train.log", "metrics.csv", "metrics.jsonl", "summary.json", *CHECKPOINTS,
@@ -68,20 +77,20 @@ def holds_run(path: Path) -> bool:
 
 
 def check_new_run_dir(path: Path, *, overwrite: bool) -> None:
-    """Refuse, before anything is read or created, an --out that cannot take a new run."""
+    """Refuse, before anything is read or created, an ``out`` that cannot take a new run."""
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"--out {path} is a file; give a directory")
+        raise ConfigError(f"`out` {path} is a file; give a directory")
     if not holds_run(path) or overwrite:
         return
-    if not (path / "last.pt").exists():  # a run that stopped before its first epoch ended
+    if not (path / LAST).exists():  # a run that stopped before its first epoch ended
         raise ConfigError(
             f"{path} holds a run that saved no checkpoint (it stopped before its first epoch "
-            "ended), so there is nothing to resume; pass --overwrite to start it again, or "
-            "another --out"
+            "ended), so there is nothing to resume; pass `overwrite` to start it again, or "
+            "another `out`"
         )
     raise ConfigError(
-        f"{path} already holds a run; pass --resume {path} to continue it, "
-        "--overwrite to replace it, or another --out"
+        f"{path} already holds a run; pass `resume` {path} to continue it, "
+        "`overwrite` to replace it, or another `out`"
     )
 
 
@@ -93,7 +102,7 @@ def create_run_dir(path: Path, *, overwrite: bool) -> RunLock:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(
-            f"cannot create run directory {path}: {os_error_cause(err)}; choose a writable --out"
+            f"cannot create run directory {path}: {os_error_cause(err)}; choose a writable `out`"
         ) from None
     lock = RunLock(path)
     try:
@@ -130,7 +139,7 @@ class RunLock:
         except OSError as err:
             raise ConfigError(
                 f"cannot write in run directory {run_dir}: {os_error_cause(err)}; "
-                "choose a writable --out"
+                "choose a writable `out`"
             ) from None
         if fcntl is None:  # pragma: no cover
             return
@@ -143,7 +152,7 @@ class RunLock:
             self.file = None
             raise ConfigError(
                 f"{run_dir} is in use by another training run (pid {holder}); wait for it to "
-                "finish or stop it, or choose another --out"
+                "finish or stop it, or choose another `out`"
             ) from None
         self.file.seek(0)
         self.file.truncate()
@@ -174,7 +183,7 @@ class RunLog:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise ConfigError(
-                    "--tensorboard needs the tensorboard package: "
+                    "`tensorboard` needs the tensorboard package: "
                     "pip install 'resnet-cifar[tb]' (or pip install tensorboard)"
                 ) from None
             self.summary_writer = SummaryWriter
@@ -183,6 +192,7 @@ class RunLog:
         """Print ``message`` and append it to train.log."""
         if not self.enabled:
             return
+        message = render_settings(message)  # settings named as the CLI spells them
         print(message, flush=True)
         self.write(message)
 
@@ -190,7 +200,7 @@ class RunLog:
         """Append ``message`` to train.log only (for what the CLI prints itself)."""
         if self.enabled and self.run_dir is not None and self.run_dir.is_dir():
             with open(self.run_dir / "train.log", "a") as f:
-                f.write(message + "\n")
+                f.write(render_settings(message) + "\n")
 
     def metrics(self, row: dict[str, Any]) -> None:
         if not self.enabled or self.run_dir is None:
@@ -265,3 +275,99 @@ def format_row(row: dict[str, Any], epochs: int) -> str:
         f"val {row['val_loss']:.4f} {100 * row['val_acc']:6.2f}%  "
         f"{row['epoch_time']:7.1f}s {row['img_per_s']:7.0f} img/s"
     )
+
+
+# ------------------------------------------------------------------------- reading a run back
+
+
+def best_checkpoint_name(val_is_test: bool) -> str:
+    """What the best epoch is saved as: best_on_test.pt says, in its name, that the epoch was
+    chosen on the test set."""
+    return BEST_ON_TEST if val_is_test else BEST
+
+
+def resume_checkpoint(path: str | Path) -> Path:
+    """What resuming ``path`` reads: a run directory's last.pt, or the checkpoint file given."""
+    path = Path(path)
+    return path / LAST if path.is_dir() else path
+
+
+def pick_checkpoint(run_dir: Path, which: str = "best") -> Path:
+    """``best``: best.pt (chosen on held-out validation), else the final weights (last.pt), since
+    best_on_test.pt was chosen on the very test set a report evaluates on; ``last``: last.pt;
+    anything else is a path, read (and refused with its reason) by load_checkpoint."""
+    names = {"best": (BEST, LAST, BEST_ON_TEST), "last": (LAST,)}
+    if which not in names:
+        return Path(which)  # load_checkpoint says what is wrong with it, if anything
+    for name in names[which]:
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise CheckpointError(f"{run_dir} holds no {' or '.join(names[which])}; "
+                          "has its first epoch finished?")
+
+
+@dataclass
+class RunInfo:
+    """What a run directory says about itself."""
+
+    path: Path
+    rows: list[dict[str, Any]]  # metrics.jsonl, one row per epoch
+    summary: dict[str, Any] | None  # summary.json; None while the run is in progress
+    config: dict[str, Any] = field(default_factory=dict)  # config.toml
+
+    def _get(self, key: str, default: Any = None) -> Any:
+        if self.summary and self.summary.get(key) is not None:
+            return self.summary[key]
+        return self.config.get(key, default)
+
+    @property
+    def model(self) -> str:
+        return self._get("model", "?")
+
+    @property
+    def name(self) -> str:
+        return self._get("name") or self.model
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        return dict(self._get("model_kwargs") or {})
+
+    @property
+    def seed(self) -> int | None:
+        return self._get("seed")
+
+    @property
+    def val_is_test(self) -> bool:
+        if self.summary is not None and "val_is_test" in self.summary:
+            return bool(self.summary["val_is_test"])
+        return not self.config.get("data", {}).get("val_split", 0)
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def data_fingerprint(self) -> str | None:
+        """The content fingerprint of the decoded data, where the run recorded one."""
+        return self.config.get("data", {}).get("fingerprint") or \
+            (self.summary or {}).get("data_fingerprint")
+
+    @property
+    def num_classes(self) -> int | None:
+        return (self.summary or {}).get("num_classes")
+
+
+def read_run(run_dir: str | Path) -> RunInfo:
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise ConfigError(f"{path} is not a directory; give a run directory (one `resnet-cifar "
+                          "train` wrote, holding metrics.jsonl)")
+    rows = read_metrics(path)
+    summary = None
+    if (path / "summary.json").is_file():
+        try:
+            summary = json.loads((path / "summary.json").read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path / 'summary.json'} is not valid JSON ({err})") from None
+    config = read_toml(path / "config.toml") if (path / "config.toml").is_file() else {}
+    return RunInfo(path, rows, summary, config)

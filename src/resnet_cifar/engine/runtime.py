@@ -29,13 +29,13 @@ def resolve_device(spec: str = "auto") -> torch.device:
         raise ConfigError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {spec}: CUDA is not available here; use --device cpu")
+            raise ConfigError(f"`device` {spec}: CUDA is not available here; use `device` cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(
-                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) present"
+                f"`device` {spec}: only {torch.cuda.device_count()} CUDA device(s) present"
             )
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"--device {spec}: MPS is not available here; use --device cpu")
+        raise ConfigError(f"`device` {spec}: MPS is not available here; use `device` cpu")
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
     return device
@@ -106,6 +106,30 @@ def auto_threads(sample_seconds: float = 0.2) -> tuple[int, float | None]:
     time.sleep(sample_seconds)
     others = meter.others()
     return threads_for_load(physical_cores(), others), others
+
+
+class ThreadFollower:
+    """Threads that follow the load (`threads` 0 on a CPU): one per core that other processes
+    leave idle, chosen again before every epoch. A deterministic run does not use this: its
+    numbers must not depend on the load."""
+
+    def __init__(self):
+        _, others = auto_threads()  # a short sample now, then the meter runs between epochs
+        self.meter = CpuMeter()
+        self.others_busy: float | None = None  # cores other processes kept busy, last measured
+        self.follow(others)
+
+    def follow(self, others: float | None = None) -> tuple[int, int]:
+        """Set the threads for the cores left idle since the last call (``others``: measured
+        already). Returns (threads before, threads now)."""
+        if others is None:
+            others = self.meter.others()
+        self.meter.mark()
+        self.others_busy = others
+        before = torch.get_num_threads()
+        threads = threads_for_load(physical_cores(), others)
+        torch.set_num_threads(threads)
+        return before, threads
 
 
 def configure_threads(threads: int = 0) -> int:

@@ -9,14 +9,9 @@ from typing import Any
 import numpy as np
 
 from resnet_cifar.config import DataConfig, merge_into
-from resnet_cifar.data import (
-    CifarArrays,
-    load_cifar,
-    normalization_stats,
-    split_train_val,
-    stratified_subset,
-)
-from resnet_cifar.errors import DataError
+from resnet_cifar.data import CifarArrays, load_cifar, split_train_val, stratified_subset
+from resnet_cifar.data.normalization import Normalization
+from resnet_cifar.errors import DataError, render_settings
 
 
 @dataclass
@@ -30,10 +25,16 @@ class Splits:
     classes: list[str]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    val_is_test: bool  # no --val-split: validation (and best-checkpoint choice) uses the test set
+    val_is_test: bool  # no data.val_split: validation (and best-checkpoint choice) uses test
     source: str
     fingerprint: str = ""  # of the decoded data (CifarArrays.fingerprint)
     expected_fingerprint: str | None = None  # what the run recorded; None: nothing recorded
+    normalize: str | None = None  # the mode mean/std come from (data.normalize)
+
+    @property
+    def normalization(self) -> Normalization:
+        """How the inputs of this data are normalized (the data config's mode)."""
+        return Normalization.explicit(self.mean, self.std, mode=self.normalize)
 
     @property
     def num_classes(self) -> int:
@@ -58,12 +59,12 @@ class Splits:
 
 def describe_data(info: dict[str, Any]) -> str:
     """``Splits.data_info()`` in one line of text: where, which content, and whether it is the
-    data the run recorded."""
+    data the run recorded. Settings are named as the CLI's table says, when one is installed."""
     verdict = {True: "the data the run recorded",
                None: "the run recorded no fingerprint to check it against",
                False: f"NOT the data the run recorded ({short(info['recorded_fingerprint'])}); "
-                      "used because of --allow-other-data"}[info["matches_run"]]
-    return f"data {info['source']} ({short(info['fingerprint'])}): {verdict}"
+                      "used because of `data.allow_other_data`"}[info["matches_run"]]
+    return render_settings(f"data {info['source']} ({short(info['fingerprint'])}): {verdict}")
 
 
 def short(fingerprint: str | None) -> str:
@@ -71,7 +72,7 @@ def short(fingerprint: str | None) -> str:
     return (fingerprint or "none")[:19]
 
 
-def load_arrays(data: DataConfig, progress: bool = True) -> CifarArrays:
+def load_arrays(data: DataConfig, progress: bool = True, download: bool = True) -> CifarArrays:
     """The decoded data ``data`` names, refused when ``data.fingerprint`` names other data."""
     arrays = load_cifar(
         data.path,
@@ -79,6 +80,7 @@ def load_arrays(data: DataConfig, progress: bool = True) -> CifarArrays:
         dataset=data.dataset,
         coarse=data.coarse,
         resize=data.resize,
+        download=download,
         progress=progress,
     )
     check_fingerprint(arrays, data)
@@ -94,28 +96,30 @@ def check_fingerprint(arrays: CifarArrays, data: DataConfig) -> None:
         raise DataError(
             f"{arrays.source} is not the data the run recorded: its content fingerprint is "
             f"{short(arrays.fingerprint)}, the run's is {short(data.fingerprint)}; pass the run's "
-            "data with --data PATH, or add --allow-other-data to use this data anyway "
+            "data with `data.path` PATH, or add `data.allow_other_data` to use this data anyway "
             "(every result then says so)"
         )
 
 
 def make_splits(arrays: CifarArrays, data: DataConfig, seed: int) -> Splits:
-    """Apply --val-split and --train-subset (both stratified and seeded) and the normalization."""
+    """Apply data.val_split and data.train_subset (both stratified and seeded) and the
+    normalization."""
     train_x, train_y = arrays.train_images, arrays.train_labels
     if data.val_split:
         if data.val_split >= len(train_y):
             raise DataError(
-                f"--val-split {data.val_split} leaves no training images "
+                f"`data.val_split` {data.val_split} leaves no training images "
                 f"({len(train_y)} in {arrays.source}); choose a smaller value"
             )
         train_x, train_y, val_x, val_y = split_train_val(train_x, train_y, data.val_split, seed)
     else:
         if len(arrays.test_labels) == 0:
-            raise DataError(f"{arrays.source} has no test split to validate on; pass --val-split N")
+            raise DataError(f"{arrays.source} has no test split to validate on; "
+                            "pass `data.val_split` N")
         val_x, val_y = arrays.test_images, arrays.test_labels
     if data.train_subset and data.train_subset < len(train_y):
         train_x, train_y = stratified_subset(train_x, train_y, data.train_subset, seed)
-    mean, std = normalization_stats(data.normalize, arrays)
+    norm = Normalization.for_mode(data.normalize, (arrays.mean, arrays.std))
     return Splits(
         train_images=train_x,
         train_labels=train_y,
@@ -124,12 +128,13 @@ def make_splits(arrays: CifarArrays, data: DataConfig, seed: int) -> Splits:
         test_images=arrays.test_images,
         test_labels=arrays.test_labels,
         classes=list(arrays.classes),
-        mean=tuple(mean),
-        std=tuple(std),
+        mean=norm.mean,
+        std=norm.std,
         val_is_test=not data.val_split,
         source=arrays.source,
         fingerprint=arrays.fingerprint,
         expected_fingerprint=data.fingerprint,
+        normalize=data.normalize,
     )
 
 
@@ -137,12 +142,13 @@ def pick_split(splits: Splits, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The images and labels of ``test``, ``val`` or ``train``."""
     if split == "test":
         if len(splits.test_labels) == 0:
-            raise DataError(f"{splits.source} has no test split; use --split val with --val-split")
+            raise DataError(f"{splits.source} has no test split; use `split` val "
+                            "with `data.val_split`")
         return splits.test_images, splits.test_labels
     if split == "val":
         if splits.val_is_test:
             raise DataError(
-                "--split val needs --val-split N (without it, validation is the test set)"
+                "`split` val needs `data.val_split` N (without it, validation is the test set)"
             )
         return splits.val_images, splits.val_labels
     if split == "train":
@@ -166,8 +172,8 @@ def data_for_run(run_config: dict[str, Any] | None, flags: dict[str, Any]) -> Da
     if path and not flags.get("path") and not Path(path).exists():
         raise DataError(
             f"the data this run was trained on, {path}, is not there any more (moved, deleted, or "
-            "a run directory from another machine); pass --data PATH to where that data is now "
-            "(it is checked against the run's fingerprint)"
+            "a run directory from another machine); pass `data.path` PATH to where that data is "
+            "now (it is checked against the run's fingerprint)"
         )
     config = DataConfig()
     merge_into(config, {**values, **flags}, prefix="data.")

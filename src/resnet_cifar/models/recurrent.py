@@ -9,8 +9,9 @@ Each basic block puts a recurrent cell *in series* between its two convolutions:
 
 The hidden state has the block's width and is threaded from block to block within a stage. It
 starts at zeros at every stage's first block, and for every batch: ``forward_stage`` resets it
-explicitly (the original got this only implicitly, by re-zeroing ``h`` whenever its channel count
-differed from the cell's). Zeros are passed as ``None``, which lets the cell skip that work.
+explicitly and passes nothing on to the next stage (the original got this only implicitly, by
+re-zeroing ``h`` whenever its channel count differed from the cell's). Zeros are passed as
+``None``, which lets the cell skip that work.
 
 resnet20_convrnn has 563,114 parameters and resnet20_convgru 1,289,546 (shortcut "B").
 """
@@ -21,8 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from resnet_cifar.models.cells import ConvGRUCell, ConvRNNCell
-from resnet_cifar.models.registry import register_model
-from resnet_cifar.models.resnet import CifarResNet, make_shortcut
+from resnet_cifar.models.registry import check_choice, register_model
+from resnet_cifar.models.resnet import (
+    CifarResNet,
+    blocks_per_stage,
+    check_shortcut,
+    make_shortcut,
+)
 
 CELLS = {"convrnn": ConvRNNCell, "convgru": ConvGRUCell}
 
@@ -48,25 +54,30 @@ class RecurrentBasicBlock(nn.Module):
 class RecurrentResNet(CifarResNet):
     """A CIFAR ResNet whose blocks pass a hidden state along each stage."""
 
-    def forward_stage(self, stage: nn.Sequential, x: Tensor) -> Tensor:
+    def forward_stage(
+        self, index: int, stage: nn.Sequential, x: Tensor, state: object
+    ) -> tuple[Tensor, None]:
         h = None  # explicit reset: zeros at each stage's first block, for every batch
         for block in stage:
             x, h = block(x, h)
-        return x
+        return x, None  # the memory stays in its stage
 
 
 def recurrent_resnet(
     depth: int, cell: str, num_classes: int = 10, shortcut: str = "B", **cell_kwargs
 ) -> RecurrentResNet:
-    if (depth - 2) % 6 != 0:
-        raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
+    """A CIFAR ResNet of depth 6n+2 with a ``cell`` in series in every block; invalid options
+    raise ValueError."""
+    num_blocks = blocks_per_stage(depth)
+    check_choice("cell", cell, tuple(CELLS))
+    shortcut = check_shortcut(shortcut)
     cell_cls = CELLS[cell]
 
     def make_block(in_planes: int, planes: int, stride: int) -> nn.Module:
         rnn = cell_cls(planes, planes, **cell_kwargs)
-        return RecurrentBasicBlock(in_planes, planes, stride, rnn, shortcut.upper())
+        return RecurrentBasicBlock(in_planes, planes, stride, rnn, shortcut)
 
-    return RecurrentResNet((depth - 2) // 6, make_block, num_classes)
+    return RecurrentResNet(num_blocks, make_block, num_classes)
 
 
 def resnet20_convrnn(num_classes: int = 10, shortcut: str = "B") -> RecurrentResNet:
@@ -77,6 +88,7 @@ def resnet20_convgru(
     num_classes: int = 10, shortcut: str = "B", gru_variant: str = "seed"
 ) -> RecurrentResNet:
     """gru_variant="seed" keeps the original's candidate (sees h and r*h); "textbook" uses r*h."""
+    check_choice("gru_variant", gru_variant, ConvGRUCell.variants)
     return recurrent_resnet(20, "convgru", num_classes, shortcut, variant=gru_variant)
 
 

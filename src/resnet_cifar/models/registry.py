@@ -71,6 +71,13 @@ def check_options(name: str, kwargs: dict) -> None:
         )
 
 
+def check_choice(option: str, value: object, choices: tuple) -> None:
+    """A builder's check of one option's value: ValueError (a UserError from ``create_model``)
+    naming the option and its choices."""
+    if value not in choices:
+        raise ValueError(f"{option} must be one of {choices}, got {value!r}")
+
+
 def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
     """Build a registered model. Unknown names and options raise a UserError listing valid ones."""
     entry = get_model_entry(name)

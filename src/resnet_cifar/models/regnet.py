@@ -43,12 +43,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from resnet_cifar.models.cells import ConvGRUCell, ConvLSTMCell, ConvRNNCell
-from resnet_cifar.models.registry import register_model
+from resnet_cifar.models.registry import check_choice, register_model
 from resnet_cifar.models.resnet import (
-    SHORTCUTS,
     STAGE_STRIDES,
     STAGE_WIDTHS,
     CifarResNet,
+    blocks_per_stage,
+    check_shortcut,
     kaiming_init,
     make_shortcut,
 )
@@ -167,15 +168,14 @@ class RegNet(CifarResNet):
             return None  # zeros
         return getattr(self, f"transition{index}")(state)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """(B, 3, 32, 32) -> (B, 64, 8, 8); a fresh state for every batch."""
-        out = F.relu(self.bn1(self.conv1(x)))
-        state = None
-        for index, stage in enumerate(self.stages, start=1):
-            state = self.enter_stage(index, state)
-            for block in stage:
-                out, state = block(out, state)
-        return out
+    def forward_stage(
+        self, index: int, stage: nn.Sequential, x: Tensor, state: State | None
+    ) -> tuple[Tensor, State]:
+        """The stage's blocks, from the state ``enter_stage`` makes of the previous stage's."""
+        state = self.enter_stage(index, state)
+        for block in stage:
+            x, state = block(x, state)
+        return x, state
 
 
 def hidden_width(planes: int, hidden_ratio: float) -> int:
@@ -197,21 +197,15 @@ def regnet(
     efficient: bool = False,
 ) -> RegNet:
     """A regulated ResNet of depth 6n+2 (Xu et al.); invalid options raise ValueError."""
-    if (depth - 2) % 6 != 0:
-        raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
+    num_blocks = blocks_per_stage(depth)
     if cell not in CELL_NAMES:
         raise ValueError(f"unknown regulator cell {cell!r}; choose from {CELL_NAMES}")
-    shortcut = str(shortcut).upper()
-    if shortcut not in SHORTCUTS:
-        raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
+    shortcut = check_shortcut(shortcut)
     if isinstance(hidden_ratio, bool) or not isinstance(hidden_ratio, (int, float)):
         raise ValueError(f"hidden_ratio must be a number, got {hidden_ratio!r}")
     if not hidden_ratio > 0:
         raise ValueError(f"hidden_ratio must be positive, got {hidden_ratio}")
-    if state_transition not in STATE_TRANSITIONS:
-        raise ValueError(
-            f"state_transition must be one of {STATE_TRANSITIONS}, got {state_transition!r}"
-        )
+    check_choice("state_transition", state_transition, STATE_TRANSITIONS)
     if not isinstance(efficient, bool):
         raise ValueError(f"efficient must be true or false, got {efficient!r}")
     if efficient and any(width % EFFICIENT_GROUPS for width in hidden_widths(hidden_ratio)):
@@ -220,7 +214,7 @@ def regnet(
             f"hidden_ratio={hidden_ratio} gives {hidden_widths(hidden_ratio)}"
         )
     return RegNet(
-        (depth - 2) // 6, cell, num_classes, shortcut, hidden_ratio, state_transition, efficient
+        num_blocks, cell, num_classes, shortcut, hidden_ratio, state_transition, efficient
     )
 
 

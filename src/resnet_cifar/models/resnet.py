@@ -7,16 +7,38 @@ resnet20 has 272,474 parameters with shortcut "B" and 269,722 with "A".
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from resnet_cifar.models.registry import register_model
+from resnet_cifar.models.registry import check_choice, register_model
 
 STAGE_WIDTHS = (16, 32, 64)
 STAGE_STRIDES = (1, 2, 2)
 SHORTCUTS = ("A", "B")
+
+
+def blocks_per_stage(depth: int) -> int:
+    """n of a CIFAR ResNet of depth 6n+2 (He et al.: 3 stages x n blocks x 2 convs, plus the stem
+    and the classifier); ValueError for any other depth."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
+    return (depth - 2) // 6
+
+
+def check_shortcut(shortcut: str) -> str:
+    """The shortcut option, upper-cased ("a" means "A"); ValueError unless "A" or "B"."""
+    kind = str(shortcut).upper()
+    check_choice("shortcut", kind, SHORTCUTS)
+    return kind
+
+
+def check_num_classes(num_classes: int) -> None:
+    if (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
+            or num_classes < 1):
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
 
 
 class PadShortcut(nn.Module):
@@ -36,6 +58,7 @@ class PadShortcut(nn.Module):
 
 def make_shortcut(in_planes: int, planes: int, stride: int, kind: str) -> nn.Module:
     """Identity when shape is kept; else option "A" (pad) or "B" (1x1 conv + BN, named 0 and 1)."""
+    assert kind in SHORTCUTS, kind  # builders check the option (check_shortcut)
     if stride == 1 and in_planes == planes:
         return nn.Sequential()
     if kind == "A":
@@ -72,7 +95,7 @@ class CifarResNet(nn.Module):
 
     ``make_block(in_planes, planes, stride)`` builds one block; the stage loop is shared by the
     plain, the seed-recurrent and the regulated networks, which differ only in their blocks and in
-    how a stage threads state through them (``forward_stage``).
+    how a stage threads state through them and on to the next stage (``forward_stage``).
     """
 
     def __init__(
@@ -83,6 +106,7 @@ class CifarResNet(nn.Module):
         widths: tuple[int, int, int] = STAGE_WIDTHS,
     ):
         super().__init__()
+        check_num_classes(num_classes)
         self.conv1 = nn.Conv2d(3, widths[0], 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         in_planes = widths[0]
@@ -99,14 +123,22 @@ class CifarResNet(nn.Module):
     def stages(self) -> list[nn.Sequential]:
         return [self.layer1, self.layer2, self.layer3]
 
-    def forward_stage(self, stage: nn.Sequential, x: Tensor) -> Tensor:
-        return stage(x)
+    def forward_stage(
+        self, index: int, stage: nn.Sequential, x: Tensor, state: object
+    ) -> tuple[Tensor, object]:
+        """Stage ``index`` (from 1) on x -> (its output, the state it passes to the next stage).
+
+        ``state`` is what the previous stage passed on (None before the first): a recurrent model
+        carries its memory here; a plain ResNet has none.
+        """
+        return stage(x), None
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """(B, 3, 32, 32) -> (B, 64, 8, 8)."""
+        """(B, 3, 32, 32) -> (B, 64, 8, 8); a fresh state for every batch."""
         out = F.relu(self.bn1(self.conv1(x)))
-        for stage in self.stages:
-            out = self.forward_stage(stage, out)
+        state = None
+        for index, stage in enumerate(self.stages, start=1):
+            out, state = self.forward_stage(index, stage, out, state)
         return out
 
     def forward(self, x: Tensor) -> Tensor:
@@ -117,16 +149,13 @@ class CifarResNet(nn.Module):
 
 def resnet(depth: int, num_classes: int = 10, shortcut: str = "B") -> CifarResNet:
     """A CIFAR ResNet of depth 6n+2 with the original repository's basic blocks."""
-    if (depth - 2) % 6 != 0:
-        raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
-    shortcut = shortcut.upper()
-    if shortcut not in SHORTCUTS:
-        raise ValueError(f"shortcut must be one of {SHORTCUTS}, got {shortcut!r}")
+    num_blocks = blocks_per_stage(depth)
+    shortcut = check_shortcut(shortcut)
 
     def make_block(in_planes: int, planes: int, stride: int) -> nn.Module:
         return BasicBlock(in_planes, planes, stride, shortcut)
 
-    return CifarResNet((depth - 2) // 6, make_block, num_classes)
+    return CifarResNet(num_blocks, make_block, num_classes)
 
 
 def _register_depth(depth: int) -> None:
@@ -136,7 +165,7 @@ def _register_depth(depth: int) -> None:
     register_model(
         f"resnet{depth}",
         build,
-        f"ResNet-{depth} (He et al. 2016), {(depth - 2) // 6} basic blocks per stage",
+        f"ResNet-{depth} (He et al. 2016), {blocks_per_stage(depth)} basic blocks per stage",
     )
 
 

@@ -11,15 +11,14 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from resnet_cifar.compare import (
-    RunInfo,
+from resnet_cifar.engine.recipes import (
     differing_settings,
     group_key,
-    read_run,
     recipe_label,
     run_labels,
     run_row,
 )
+from resnet_cifar.engine.rundir import RunInfo, read_run
 from resnet_cifar.viz.output import check_figure_target, save_figure
 
 PLOT_OUTPUT = "plot output"  # what a write error calls the file

@@ -7,7 +7,6 @@ statistics it was normalized with, so the picture is the image the prediction wa
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
 
     from resnet_cifar.config import DataConfig
     from resnet_cifar.engine.checkpoint import Checkpoint
+    from resnet_cifar.engine.inference import InferenceContext
 
 RIGHT_COLOR = "#1a7f37"  # green title: the prediction is right
 WRONG_COLOR = "#cf222e"  # red title: it is wrong
@@ -99,8 +99,8 @@ def prediction_grid(
 
 
 def predict_sample(
-    ckpt: Checkpoint,
-    data: DataConfig,
+    ckpt: Checkpoint | str | Path,
+    data: DataConfig | None = None,
     *,
     n: int = 16,
     seed: int = 0,
@@ -113,33 +113,37 @@ def predict_sample(
     """Run the model on ``n`` images of ``split`` drawn at random (``seed``); with
     ``only_wrong``, on as many as it takes to find ``n`` mistakes (fewer if there are not).
 
-    ``split_seed`` draws --val-split as training did (default: the seed in the checkpoint).
+    ``data`` defaults to the data the run recorded; ``split_seed`` draws `data.val_split` as
+    training did (default: the seed in the checkpoint).
     """
-    from resnet_cifar.data import DeviceLoader
-    from resnet_cifar.engine.evaluate import check_classes, input_normalization
-    from resnet_cifar.engine.runtime import resolve_device
-    from resnet_cifar.engine.splits import load_arrays, make_splits, pick_split
+    from resnet_cifar.engine.inference import InferenceContext
+
+    check_count(n)
+    context = InferenceContext.build(ckpt, data, normalize=normalize, device=device,
+                                     seed=split_seed)
+    return sample_predictions(context, n=n, seed=seed, only_wrong=only_wrong, split=split)
+
+
+def check_count(n: int) -> None:
     from resnet_cifar.errors import ConfigError
 
     if n < 1:
-        raise ConfigError(f"--n must be at least 1, got {n}")
-    if normalize is not None:
-        data = dataclasses.replace(data, normalize=normalize)
-    if split_seed is None:
-        split_seed = int((ckpt.config or {}).get("seed", 0))
-    splits = make_splits(load_arrays(data, progress=False), data, split_seed)
-    images, labels = pick_split(splits, split)
-    check_classes(ckpt, splits.classes)
-    mean, std = input_normalization(ckpt, splits, normalize)
-    dev = resolve_device(device)
+        raise ConfigError(f"`n` must be at least 1, got {n}")
+
+
+def sample_predictions(context: InferenceContext, *, n: int = 16, seed: int = 0,
+                       only_wrong: bool = False, split: str = "test") -> PredictionSample:
+    """``predict_sample`` on a context built once (report shares it with the evaluation)."""
+    check_count(n)
+    images, labels = context.split(split)
+    norm = context.normalization
     order = np.random.default_rng(seed).permutation(len(labels))
     # Without only_wrong the first n images of the shuffled order are all we need.
-    loader = DeviceLoader(images[order], labels[order], batch_size=500 if only_wrong else n,
-                          train=False, mean=mean, std=std, device=dev)
-    net = ckpt.build_model().to(dev).eval()
-    shown, preds, trues, examined = first_predictions(net, loader, n, only_wrong, mean, std)
-    return PredictionSample(shown, preds, trues, list(ckpt.classes or splits.classes),
-                            examined, split, splits.data_info())
+    loader = context.loader(images[order], labels[order], batch_size=500 if only_wrong else n)
+    shown, preds, trues, examined = first_predictions(context.model, loader, n, only_wrong,
+                                                      norm.mean, norm.std)
+    return PredictionSample(shown, preds, trues, context.classes, examined, split,
+                            context.splits.data_info())
 
 
 def first_predictions(net, loader, n: int, only_wrong: bool, mean, std):
@@ -191,17 +195,17 @@ def show_predictions(
     describe: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the prediction grid of a checkpoint (default ``<checkpoint dir>/predictions.png``;
-    the extension of ``out`` chooses PNG, JPEG, PDF or SVG). ``describe`` is given one line
-    saying which data the images came from (the CLI prints it)."""
-    from resnet_cifar.config import DataConfig
-    from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
+    the extension of ``out`` chooses PNG, JPEG, PDF or SVG) on ``data`` (default: the data its
+    run recorded). ``describe`` is given one line saying which data the images came from (the
+    CLI prints it)."""
+    from resnet_cifar.engine.inference import InferenceContext
 
-    ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(
-        checkpoint, model, model_kwargs)
+    context = InferenceContext.build(checkpoint, data, model=model, model_kwargs=model_kwargs,
+                                     normalize=normalize, device=device)
+    ckpt = context.checkpoint
     out = Path(out) if out else Path(ckpt.path).resolve().parent / "predictions.png"
     check_figure_target(out, SHOW_OUTPUT)  # before the data is loaded
-    sample = predict_sample(ckpt, data or DataConfig(), n=n, seed=seed, only_wrong=only_wrong,
-                            split=split, device=device, normalize=normalize)
+    sample = sample_predictions(context, n=n, seed=seed, only_wrong=only_wrong, split=split)
     if describe is not None:
         from resnet_cifar.engine.splits import describe_data
 

@@ -1,7 +1,7 @@
 """Writing figures: always through the Agg canvas, never through pyplot's global state.
 
 Figures are built as ``matplotlib.figure.Figure`` objects, which render with Agg whatever backend
-the user has configured, so plotting works headless and inside a training loop. Only ``--show``
+the user has configured, so plotting works headless and inside a training loop. Only ``show``
 touches pyplot, to open a window on the image that was written.
 
 A figure file is written atomically (complete or absent) in the format its extension names:
@@ -25,7 +25,7 @@ FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf",
 WINDOW_FORMATS = {"png", "jpeg"}  # what plt.imread can read back for --show
 
 
-def figure_format(path: str | Path, what: str = "figure", flag: str = "--out") -> str:
+def figure_format(path: str | Path, what: str = "figure", flag: str = "`out`") -> str:
     """The matplotlib format ``path``'s extension names; a one-line UserError for any other."""
     suffix = Path(path).suffix.lower()
     if suffix not in FIGURE_FORMATS:
@@ -35,7 +35,7 @@ def figure_format(path: str | Path, what: str = "figure", flag: str = "--out") -
     return FIGURE_FORMATS[suffix]
 
 
-def check_figure_target(path: str | Path, what: str = "figure", flag: str = "--out") -> Path:
+def check_figure_target(path: str | Path, what: str = "figure", flag: str = "`out`") -> Path:
     """``path`` as a Path, once it is known that a figure can be written there (a supported
     extension, not a folder): cheap, so call it before the data is loaded."""
     path = check_target(path, what, flag)  # a folder first: "no file extension" would mislead
@@ -43,7 +43,7 @@ def check_figure_target(path: str | Path, what: str = "figure", flag: str = "--o
     return path
 
 
-def save_figure(fig: Figure, path: str | Path, what: str = "figure", flag: str = "--out") -> Path:
+def save_figure(fig: Figure, path: str | Path, what: str = "figure", flag: str = "`out`") -> Path:
     """Write ``fig`` atomically in the format of ``path``'s extension (parent folders created)
     and return the path. Any failure is a one-line UserError naming ``what`` and the path."""
     path = check_figure_target(path, what, flag)
@@ -64,19 +64,19 @@ def is_figure(path: Path) -> bool:
 
 
 def open_in_window(paths: list[Path]) -> None:
-    """Show PNG/JPEG figures already written in interactive windows (``--show``); blocks until
+    """Show PNG/JPEG figures already written in interactive windows (``show``); blocks until
     closed."""
     import matplotlib.pyplot as plt  # picks the user's default (interactive) backend
 
     written = ", ".join(str(p) for p in paths)
     vector = [p for p in paths if figure_format(p) not in WINDOW_FORMATS]
     if vector:
-        raise UserError(f"--show opens .png and .jpg figures only, not {vector[0].suffix}; "
+        raise UserError(f"`show` opens .png and .jpg figures only, not {vector[0].suffix}; "
                         f"the figure was written to {written}: open it with a viewer")
     backend = plt.get_backend().lower()
     if backend.replace("module://", "") in NON_INTERACTIVE:
         raise UserError(
-            f"--show: no display to open a window on (matplotlib backend {backend!r}); "
+            f"`show`: no display to open a window on (matplotlib backend {backend!r}); "
             f"the figure was written to {written}"
         )
     for path in paths:

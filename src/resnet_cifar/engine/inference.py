@@ -1,0 +1,158 @@
+"""Checkpoint + data options + device -> the model, its input normalization and the splits.
+
+    context = InferenceContext.build("runs/r20/best.pt", device="cpu")
+    images, labels = context.split("test")
+    loader = context.loader(images, labels, batch_size=1000)
+    logits = context.model(next(iter(loader))[0])
+
+The one home of what eval, show, report, predict and export each need before they run a model,
+built once and shared (report evaluates and draws its grid from the same context). The model
+and the data are made on first use: predict on user images never decodes a data set, and export
+refuses an impossible output before the model is built.
+
+Normalization, one rule for every consumer: an explicit ``normalize`` mode wins, then the
+statistics the checkpoint recorded, then the data's own (the data config's mode on the data at
+hand). Without a data set (predict, export), "dataset" means the checkpoint's own statistics when
+it was trained with "dataset", else CIFAR-10's published ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from resnet_cifar.data.normalization import Normalization
+from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
+from resnet_cifar.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from resnet_cifar.config import DataConfig
+    from resnet_cifar.data import CifarArrays, DeviceLoader
+    from resnet_cifar.engine.splits import Splits
+
+
+@dataclass
+class InferenceContext:
+    """A checkpoint ready to run on a device, with the data it is evaluated on (if any)."""
+
+    checkpoint: Checkpoint
+    device: torch.device
+    data: DataConfig | None  # resolved data options; None: no data set (user images)
+    normalize: str | None = None  # an explicit mode, which wins over everything
+    seed: int = 0  # draws data.val_split as the run did: the run's own seed by default
+    progress: bool = False  # progress bars while the data set is decoded
+
+    @classmethod
+    def build(
+        cls,
+        checkpoint: str | os.PathLike | Checkpoint,
+        data: DataConfig | None = None,
+        *,
+        dataset: bool = True,
+        model: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        normalize: str | None = None,
+        device: str = "auto",
+        seed: int | None = None,
+        progress: bool = False,
+    ) -> InferenceContext:
+        """A context for ``checkpoint`` (a path, ours or foreign, or a loaded Checkpoint).
+
+        ``data`` defaults to the data the run recorded; ``dataset=False``: no data set at all.
+        ``model``/``model_kwargs`` name the architecture of a foreign file. ``seed`` draws the
+        validation hold-out (default: the run's own, so ``val`` is what the run held out).
+        """
+        from resnet_cifar.engine.runtime import resolve_device
+        from resnet_cifar.engine.splits import data_for_run
+
+        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(
+            checkpoint, model, model_kwargs)
+        if dataset:
+            data = data or data_for_run(ckpt.config, {})  # default: what the run was trained on
+            if normalize is not None:
+                data = dataclasses.replace(data, normalize=normalize)
+        else:
+            data = None
+        if seed is None:
+            seed = run_seed(ckpt)
+        return cls(ckpt, resolve_device(device), data, normalize, seed, progress)
+
+    # ---- the model
+
+    @cached_property
+    def model(self) -> nn.Module:
+        """The checkpoint's model in eval mode on the device, built on first use."""
+        return self.checkpoint.build_model().to(self.device).eval()
+
+    @cached_property
+    def normalization(self) -> Normalization:
+        """How inputs are normalized, by the rule in this module's docstring."""
+        ckpt = self.checkpoint
+        if self.normalize is None and ckpt.mean is not None and ckpt.std is not None:
+            return Normalization.explicit(ckpt.mean, ckpt.std, mode=ckpt.normalize)
+        if self.data is not None:
+            return self.splits.normalization  # data.normalize (= normalize, when given)
+        mode = self.normalize or "dataset"
+        if mode == "dataset":
+            own = ckpt.normalize == "dataset" and ckpt.mean is not None and ckpt.std is not None
+            return Normalization.explicit(ckpt.mean, ckpt.std, mode) if own else \
+                Normalization.cifar10()
+        return Normalization.for_mode(mode, None)
+
+    # ---- the data
+
+    @cached_property
+    def arrays(self) -> CifarArrays:
+        """The decoded data set, checked against the fingerprint the run recorded."""
+        from resnet_cifar.engine.splits import load_arrays
+
+        assert self.data is not None, "this context has no data set"
+        return load_arrays(self.data, self.progress)
+
+    @cached_property
+    def splits(self) -> Splits:
+        """Train / validation / test as the run drew them (its seed, its data.val_split)."""
+        from resnet_cifar.engine.splits import make_splits
+
+        return make_splits(self.arrays, self.data, self.seed)
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(images, labels) of ``test``, ``val`` or ``train``, refused when the data's classes
+        do not fit the model's head."""
+        from resnet_cifar.engine.splits import pick_split
+
+        images, labels = pick_split(self.splits, name)
+        check_classes(self.checkpoint, self.splits.classes)
+        return images, labels
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names of results on the data: the checkpoint's, else the data's."""
+        return list(self.checkpoint.classes or self.splits.classes)
+
+    def loader(self, images, labels, batch_size: int) -> DeviceLoader:
+        """An evaluation loader (fixed order, no augmentation) normalized as the model needs."""
+        from resnet_cifar.data import DeviceLoader
+
+        return DeviceLoader(images, labels, batch_size=batch_size, train=False,
+                            normalization=self.normalization, device=self.device)
+
+
+def run_seed(ckpt: Checkpoint) -> int:
+    """The seed the checkpoint's run drew its splits with (0 when it records none)."""
+    return int((ckpt.config or {}).get("seed", 0))
+
+
+def check_classes(ckpt: Checkpoint, classes: list[str]) -> None:
+    if ckpt.num_classes != len(classes):
+        raise CheckpointError(
+            f"{ckpt.path}: class-count mismatch: the checkpoint has {ckpt.num_classes} classes, "
+            f"the data has {len(classes)}"
+        )

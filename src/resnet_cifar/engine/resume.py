@@ -1,0 +1,104 @@
+"""Which config a resumed run trains with: the saved one, with only the overrides that keep it the
+same run (more epochs, another device or thread count, the data moved to another path)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from resnet_cifar.config import TrainConfig, from_dict
+from resnet_cifar.engine.checkpoint import load_checkpoint
+from resnet_cifar.engine.rundir import resume_checkpoint
+from resnet_cifar.engine.train_report import cli_command
+from resnet_cifar.errors import ConfigError
+
+# Config keys a resumed run may change: they do not alter the computation (epochs extends it).
+RESUME_OVERRIDABLE = {"epochs", "device", "threads", "tensorboard"}
+
+
+def resume_config(
+    path: str | Path, overrides: dict[str, Any] | None
+) -> tuple[TrainConfig, Path, dict]:
+    """The saved config of a run to resume, with the few overrides that keep it the same run.
+    Returns (config, run directory, {"state": training state, "model": state_dict})."""
+    path = Path(path)
+    ckpt_path = resume_checkpoint(path)
+    if path.is_dir() and not ckpt_path.exists() and (path / "config.toml").exists():
+        raise ConfigError(
+            f"{path} has no last.pt to resume from: the run stopped before its first epoch "
+            f"ended. Start it again with: {cli_command()} train --config "
+            f"{shlex.quote(str((path / 'config.toml').resolve()))} --out "
+            f"{shlex.quote(str(path.resolve()))} --overwrite"
+        )
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt.config is None or "optimizer" not in ckpt.training_state:
+        raise ConfigError(f"{ckpt_path} holds weights only, not a training state to resume")
+    config = from_dict(ckpt.config)
+    overrides = dict(overrides or {})
+    data_overrides = overrides.pop("data", None) or {}
+    check_unchanged(config, overrides, data_overrides, ckpt_path)
+    done = int(ckpt.training_state.get("epoch", 0))
+    if overrides.get("epochs", done) < done:
+        raise ConfigError(
+            f"`epochs` {overrides['epochs']} is fewer than the {done} epochs {ckpt_path} has "
+            f"already done; give `epochs` {done} or more (or leave it out to keep "
+            f"{config.epochs})"
+        )
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    for key, value in data_overrides.items():
+        setattr(config.data, key, value)
+    recorded = config.data.path
+    if recorded and "path" not in data_overrides and not Path(recorded).exists():
+        raise ConfigError(
+            f"the data this run trains on, {recorded}, is not there any more; resume with "
+            f"`data.path` PATH where that data is now (it is checked against the run's "
+            f"fingerprint): {cli_command()} train --resume "
+            f"{shlex.quote(str(ckpt_path.parent.resolve()))} --data PATH"
+        )
+    return config, ckpt_path.parent, {"state": ckpt.training_state, "model": ckpt.state_dict}
+
+
+def check_unchanged(config: TrainConfig, overrides: dict[str, Any],
+                    data_overrides: dict[str, Any], ckpt_path: Path) -> None:
+    """Refuse overrides that would make the resumed run another run."""
+    changed = sorted(
+        k for k, v in overrides.items()
+        if k not in RESUME_OVERRIDABLE and merged(getattr(config, k, None), v) != getattr(
+            config, k, None)
+    )
+    changed += [f"data.{k}" for k in changed_data(config, data_overrides)]
+    if changed:
+        raise ConfigError(
+            f"cannot change {', '.join(changed)} when resuming {ckpt_path}; only "
+            f"{', '.join(sorted(RESUME_OVERRIDABLE))} and the data's path may change (start a "
+            "new run for the rest)"
+        )
+
+
+def merged(current: Any, value: Any) -> Any:
+    """``value`` over ``current``: a table (model_kwargs) is updated key by key, as merge_into
+    does, so naming the same options again is no change."""
+    return {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+
+
+def changed_data(config: TrainConfig, flags: dict[str, Any]) -> list[str]:
+    """The data options in ``flags`` that would make a resumed run another run. The same value
+    is no change. A new path is no change either when the run recorded its data's fingerprint:
+    the data there is checked against it when it is loaded (a moved or copied data set)."""
+    recorded = config.data
+    changed = []
+    for key, value in flags.items():
+        if key == "cache_dir":  # where decoded arrays are kept: the machine's, not the run's
+            continue
+        if key == "path":
+            same = recorded.path is not None and (
+                Path(value).expanduser().resolve() == Path(recorded.path).expanduser().resolve()
+            )
+            if not same and recorded.fingerprint is None:
+                changed.append("path (the run recorded no fingerprint to check new data by)")
+            continue
+        if value != getattr(recorded, key):
+            changed.append(key)
+    return changed

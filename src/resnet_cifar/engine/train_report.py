@@ -1,0 +1,161 @@
+"""What a training run tells its user: the header, the end-of-run lines, summary.json, the
+message on a diverged loss and the command that resumes a stopped run.
+
+Pure functions of the run's state: they compute text and dicts and print nothing (the Trainer's
+RunLog prints). Settings are named by config key in backticks, and rendered as the CLI installed
+(errors.render_settings), so train.log reads the same words the terminal showed.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet_cifar.config import TrainConfig
+from resnet_cifar.engine.rundir import best_checkpoint_name
+from resnet_cifar.engine.splits import Splits
+from resnet_cifar.errors import render_settings
+from resnet_cifar.version import __version__
+
+
+def cli_command() -> str:
+    """The command that reruns this installation from any folder, whatever PATH holds and
+    whichever environment is active: the absolute path of this environment's resnet-cifar script,
+    else this Python's ``-m resnet_cifar``."""
+    script = Path(sys.executable).parent / ("resnet-cifar.exe" if os.name == "nt" else
+                                            "resnet-cifar")
+    if script.is_file():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m resnet_cifar"
+
+
+def resume_command(run_dir: Path) -> str:
+    return f"{cli_command()} train --resume {shlex.quote(str(run_dir.resolve()))}"
+
+
+def best_name(splits: Splits) -> str:
+    """The best checkpoint's file name: it says when the test set chose it."""
+    return best_checkpoint_name(splits.val_is_test)
+
+
+def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, params: int,
+                 macs: int, lr0: float, world_size: int, device: torch.device,
+                 others_busy: float | None, epoch: int, step: int) -> list[str]:
+    """The lines a run starts with. ``others_busy``: the cores other processes kept busy when the
+    thread count follows the load (None otherwise); ``epoch``, ``step``: where a resume starts."""
+    cfg, s = config, splits
+    val = (
+        "TEST set (no `data.val_split`): validation and the best checkpoint "
+        f"({best_name(s)}) use the test set"
+        if s.val_is_test
+        else f"{len(s.val_labels)} held-out training images"
+    )
+    batch = (
+        f"{cfg.batch_size} per rank x {world_size} ranks = {cfg.batch_size * world_size} global"
+        if world_size > 1
+        else str(cfg.batch_size)
+    )
+    lines = [
+        f"run        {run_dir}",
+        f"model      {cfg.model} {cfg.model_kwargs or ''} ({params:,} params, "
+        f"{macs / 1e6:.1f} MMACs)",
+        f"data       {s.source}: {len(s.train_labels)} train images, {len(s.classes)} classes, "
+        f"fingerprint {s.fingerprint[:19]}",
+        f"validation {val}",
+        f"recipe     {cfg.epochs} epochs, batch {batch}, SGD lr {lr0:g} "
+        f"momentum {cfg.momentum} wd {cfg.weight_decay}, {cfg.schedule} "
+        f"{cfg.milestones if cfg.schedule == 'step' else ''}, augment {cfg.data.augment}, "
+        f"normalize {cfg.data.normalize}",
+        f"device     {device}, {torch.get_num_threads()} threads"
+        + (", deterministic" if cfg.deterministic else "")
+        + (f" (one per idle core: others keep {others_busy:.1f} busy; chosen again "
+           "each epoch, `threads` N fixes it)" if others_busy is not None else ""),
+    ]
+    if epoch or step:
+        lines.append(f"resuming   after epoch {epoch}, step {step}")
+    late = [m for m in cfg.milestones if m >= cfg.epochs] if cfg.schedule == "step" else []
+    if late:
+        lines.append(f"note       milestone(s) {late} are past the last epoch index "
+                     f"({cfg.epochs - 1}): the lr never drops there; pass `milestones`")
+    return [render_settings(line) for line in lines]
+
+
+def final_lines(splits: Splits, run_dir: Path, test_acc: float,
+                best: dict[str, Any]) -> list[str]:
+    """The lines a finished run ends with."""
+    where = "test (= validation)" if splits.val_is_test else "test"
+    lines = [f"warning: {splits.data_line()}"] if splits.data_matches is False else []
+    lines.append(
+        f"final {where} accuracy {100 * test_acc:.2f}%; best validation "
+        f"{100 * best['val_acc']:.2f}% at epoch {best['epoch']} -> {run_dir / best_name(splits)}"
+    )
+    lines.append(f"weights: {run_dir / 'model.pth'}")
+    return lines
+
+
+def run_summary(config: TrainConfig, splits: Splits, history: list[dict[str, Any]], *,
+                best: dict[str, Any], epochs: int, params: int, macs: int,
+                device: torch.device, world_size: int, test_acc: float | None) -> dict[str, Any]:
+    """summary.json: one run's result and how it was obtained."""
+    rows = history
+    seconds = [r["epoch_time"] for r in rows]
+    return {
+        "name": config.name or config.model,
+        "model": config.model,
+        "model_kwargs": config.model_kwargs,
+        "params": params,
+        "macs": macs,
+        "epochs": epochs,
+        "seed": config.seed,
+        "val_is_test": splits.val_is_test,
+        "best_val_acc": best["val_acc"] if rows else None,
+        "best_epoch": best["epoch"],
+        "final_val_acc": rows[-1]["val_acc"] if rows else None,
+        "test_acc": test_acc,
+        "sec_per_epoch": sum(seconds) / len(seconds) if seconds else None,
+        "img_per_s": sum(r["img_per_s"] for r in rows) / len(rows) if rows else None,
+        "train_images": len(splits.train_labels),
+        "num_classes": splits.num_classes,
+        "data_fingerprint": splits.fingerprint,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "world_size": world_size,
+        "torch": torch.__version__,
+        "package_version": __version__,
+    }
+
+
+def progress_bar(total: int, initial: int, epoch: int):
+    """A tqdm bar over one epoch's steps (it is left off the screen when the epoch ends)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, leave=False, desc=f"epoch {epoch + 1}",
+                dynamic_ncols=True)
+
+
+def resume_hint(run_dir: Path, epoch: int, step: int) -> str:
+    """What a stopped run prints: where it stopped and the command that resumes it."""
+    where = (f"during epoch {epoch + 1} after step {step}" if step else f"after epoch {epoch}")
+    return (f"stopped {where}; saved {run_dir.resolve() / 'last.pt'}.\n"
+            f"resume with: {resume_command(run_dir)}")
+
+
+def diverged_message(config: TrainConfig, run_dir: Path | None, value: float, epoch: int,
+                     step: int) -> str:
+    """Why a run stopped on a NaN/inf loss. Resuming would replay the same steps into the same
+    NaN (resume is exact and keeps the recipe), so the advice is a new run with a gentler start."""
+    config_file = run_dir / "config.toml" if run_dir is not None else None
+    warmup = min(2, config.epochs - 1)  # warmup_epochs must stay below epochs
+    rerun = (f"{cli_command()} train --config {shlex.quote(str(config_file.resolve()))} "
+             f"--lr {config.lr / 2:g}" + (f" --warmup-epochs {warmup}" if warmup else "")
+             + " --out NEW_DIR") if config_file is not None else "lower the lr"
+    kept = (f"last.pt holds epoch {epoch}" if epoch
+            else "no epoch had finished, so no checkpoint was kept")
+    return (f"loss became {value} at epoch {epoch + 1}, step {step}; "
+            f"stopped without saving it ({kept}). Start again with a lower lr or a "
+            f"warm-up: {rerun} (or `out` on this run with `overwrite`)")

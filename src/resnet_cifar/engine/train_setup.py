@@ -1,0 +1,193 @@
+"""What a training run is built from: loaders over the splits, the model, the SGD optimizer, the
+DDP / torch.compile wrappers, autocast and the learning rate.
+
+Each speed choice (optimizer kernels, compile mode, channels_last) is a parameter here, with the
+measured default, so that the benchmark (resnet_cifar.bench) switches it by calling these
+functions rather than by patching what the Trainer built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from resnet_cifar.config import TrainConfig
+from resnet_cifar.data import DeviceLoader
+from resnet_cifar.engine.distributed import DistContext
+from resnet_cifar.engine.schedule import learning_rate
+from resnet_cifar.engine.splits import Splits
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.models import count_macs, count_parameters, create_model
+
+# SGD kernels by name; "default" is optimizer_impl's pick for the device.
+OPTIMIZER_IMPLS = {"fused": {"fused": True}, "foreach": {"foreach": True},
+                   "loop": {"foreach": False}}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def lr_at(config: TrainConfig, progress: float, world_size: int = 1) -> float:
+    """The learning rate at ``progress`` epochs (a float: the lr changes per step)."""
+    base = config.lr
+    if config.lr_scaling == "linear":
+        base *= world_size  # global batch / per-rank batch
+    return learning_rate(
+        progress,
+        base_lr=base,
+        epochs=config.epochs,
+        schedule=config.schedule,
+        milestones=config.milestones,
+        gamma=config.gamma,
+        warmup_epochs=config.warmup_epochs,
+    )
+
+
+def eval_loader(config: TrainConfig, splits: Splits, images, labels, device: torch.device,
+                dist: DistContext) -> DeviceLoader:
+    """Fixed order, no augmentation, sharded across ranks (counts are all-reduced)."""
+    return DeviceLoader(images, labels, batch_size=config.eval_batch_size, train=False,
+                        mean=splits.mean, std=splits.std, device=device,
+                        channels_last=config.channels_last, rank=dist.rank,
+                        world_size=dist.world_size)
+
+
+def build_loaders(config: TrainConfig, splits: Splits, device: torch.device,
+                  dist: DistContext) -> tuple[DeviceLoader, DeviceLoader]:
+    """(training loader, validation loader) over ``splits``."""
+    train_loader = DeviceLoader(
+        splits.train_images, splits.train_labels, batch_size=config.batch_size, train=True,
+        augment=config.data.augment, seed=config.seed, mean=splits.mean, std=splits.std,
+        device=device, channels_last=config.channels_last, rank=dist.rank,
+        world_size=dist.world_size,
+    )
+    if len(train_loader) == 0:
+        raise ConfigError(
+            f"batch size {config.batch_size} x {dist.world_size} process(es) exceeds the "
+            f"{len(splits.train_labels)} training images; lower `batch_size`"
+        )
+    val = eval_loader(config, splits, splits.val_images, splits.val_labels, device, dist)
+    return train_loader, val
+
+
+def build_model(config: TrainConfig, num_classes: int, device: torch.device,
+                dist: DistContext) -> tuple[nn.Module, int, int]:
+    """(the unwrapped model on ``device``, its parameters, its MACs per image). SyncBatchNorm
+    under DDP when asked. Counted before the move: count_macs runs a CPU forward."""
+    model = create_model(config.model, num_classes=num_classes, **config.model_kwargs)
+    params, macs = count_parameters(model), count_macs(model)
+    if config.sync_bn and dist.enabled:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model, params, macs
+
+
+def optimizer_impl(device: torch.device, impl: str = "default") -> dict[str, Any]:
+    """SGD kernels. CUDA: fused, one kernel for every parameter (a small-batch step is bound by
+    launches). CPU: foreach; fused, foreach and the per-parameter loop measure the same there
+    (the update is ~0.5% of a ResNet-20 step; docs/benchmarks.md). ``impl`` names one instead."""
+    if impl != "default":
+        return dict(OPTIMIZER_IMPLS[impl])
+    if device.type == "cuda":
+        return {"fused": True}
+    return {"foreach": True}
+
+
+def build_optimizer(params, config: TrainConfig, lr: float, device: torch.device,
+                    impl: str = "default") -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay, nesterov=config.nesterov,
+                           **optimizer_impl(device, impl))
+
+
+def compile_mode_for(device: torch.device, dist: DistContext, mode: str | None = None) -> str:
+    """torch.compile's mode: ``mode`` if given, else on one CUDA device "reduce-overhead" (CUDA
+    graphs: a batch-64 ResNet-20 step is a few hundred small kernels, bound by their launches);
+    under DDP (its all-reduce hooks) and on CPU (no launch cost), the default."""
+    if mode:
+        return mode
+    if device.type == "cuda" and not dist.enabled:
+        return "reduce-overhead"
+    return "default"
+
+
+def wrap_model(model: nn.Module, device: torch.device, dist: DistContext,
+               compile_mode: str | None) -> nn.Module:
+    """DDP and torch.compile (``compile_mode``; None: not compiled) around ``model``, which stays
+    unwrapped so that checkpoints carry no ``module.``/``_orig_mod.`` prefixes."""
+    wrapped: nn.Module = model
+    if dist.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        wrapped = nn.parallel.DistributedDataParallel(wrapped, device_ids=ids)
+    if compile_mode is not None:
+        wrapped = torch.compile(wrapped, mode=compile_mode)  # lazy: compiles at step 1
+    return wrapped
+
+
+def autocast_for(amp: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of the forward's autocast context (amp: none | bf16 | fp16; CUDA only)."""
+    if amp == "none" or device.type != "cuda":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return lambda: torch.autocast("cuda", dtype=dtype)
+
+
+@dataclass
+class TrainParts:
+    """Everything a training step touches."""
+
+    model: nn.Module  # unwrapped: what checkpoints hold
+    forward_model: nn.Module  # model under DDP / torch.compile: what the step calls
+    optimizer: torch.optim.Optimizer
+    criterion: nn.Module
+    scaler: torch.amp.GradScaler
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    compile_mode: str | None  # None: eager
+    params: int
+    macs: int  # forward multiply-adds per image
+
+
+def build_parts(config: TrainConfig, num_classes: int, device: torch.device, dist: DistContext,
+                *, optimizer: str = "default", compile_mode: str | None = None) -> TrainParts:
+    """Model, optimizer, loss, scaler and wrappers, as ``config`` says; ``optimizer`` and
+    ``compile_mode`` override the measured defaults (the benchmark's levers)."""
+    model, params, macs = build_model(config, num_classes, device, dist)
+    opt = build_optimizer(model.parameters(), config, lr_at(config, 0.0, dist.world_size),
+                          device, optimizer)
+    mode = compile_mode_for(device, dist, compile_mode) if config.compile else None
+    return TrainParts(
+        model=model,
+        forward_model=wrap_model(model, device, dist, mode),
+        optimizer=opt,
+        criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+        scaler=torch.amp.GradScaler("cuda", enabled=config.amp == "fp16"),
+        autocast=autocast_for(config.amp, device),
+        compile_mode=mode,
+        params=params,
+        macs=macs,
+    )
+
+
+def check_device_options(config: TrainConfig, device: torch.device) -> None:
+    """Options that only act on CUDA are refused elsewhere rather than recorded but ignored."""
+    if config.amp != "none" and device.type != "cuda":
+        raise ConfigError(f"`amp` {config.amp} needs CUDA (the device is {device}); leave it out")
+    if config.sync_bn and device.type != "cuda":
+        raise ConfigError(f"`sync_bn` needs CUDA: PyTorch's SyncBatchNorm has no {device.type} "
+                          "kernel; leave it out")
+
+
+def record_data(config: TrainConfig, splits: Splits) -> None:
+    """Make config.toml name the data exactly: its absolute path as loaded (not as typed, which
+    means something else from another folder) and its content fingerprint, which every later
+    command on the run checks."""
+    if splits.source and Path(splits.source).exists():
+        config.data.path = splits.source
+    config.data.fingerprint = splits.fingerprint
+    config.data.allow_other_data = False

@@ -1,0 +1,113 @@
+"""How a training run's state goes to disk and comes back: the epoch's running sums, last.pt
+and best.pt written by rank 0 with every rank's RNG state, and the one-line error a failed
+mid-run write becomes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet_cifar.atomic import atomic_write_text, is_torch_write_failure, os_error_cause
+from resnet_cifar.config import TrainConfig, to_toml
+from resnet_cifar.engine import rundir
+from resnet_cifar.engine.checkpoint import atomic_save
+from resnet_cifar.engine.distributed import DistContext
+from resnet_cifar.engine.train_report import resume_command
+from resnet_cifar.errors import UserError
+
+
+@dataclass
+class EpochStats:
+    """Running sums of one training epoch, kept on the device (no sync per step)."""
+
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int = 0
+    seconds: float = 0.0
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> EpochStats:
+        return cls(
+            torch.zeros((), dtype=torch.float64, device=device),
+            torch.zeros((), dtype=torch.int64, device=device),
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "loss_sum": float(self.loss_sum),
+            "correct": int(self.correct),
+            "seen": self.seen,
+            "seconds": self.seconds,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss_sum.fill_(state["loss_sum"])
+        self.correct.fill_(state["correct"])
+        self.seen, self.seconds = state["seen"], state["seconds"]
+
+
+def save_state(payload: dict[str, Any], name: str, run_dir: Path | None,
+               dist: DistContext) -> None:
+    """Every rank calls this (to contribute its RNG state); rank 0 writes ``run_dir / name``."""
+    if dist.enabled:
+        ranks: list[Any] = [None] * dist.world_size
+        torch.distributed.all_gather_object(ranks, payload["rng"])
+        payload["rng"] = {**payload["rng"], "ranks": ranks}
+    if dist.is_main and run_dir is not None:
+        path = run_dir / name
+        kept = "; the previous last.pt is intact" if (run_dir / "last.pt").exists() else ""
+        write_checked(path, lambda: atomic_save(payload, path),
+                      f"{kept}; free some space, then resume with: {resume_command(run_dir)}")
+
+
+def write_outputs(run_dir: Path, model: torch.nn.Module, summary: dict[str, Any]) -> None:
+    """A finished run's model.pth (a plain state_dict) and summary.json."""
+    for name, write in (
+        ("model.pth", lambda p: atomic_save(model.state_dict(), p)),
+        ("summary.json", lambda p: atomic_write_text(p, json.dumps(summary, indent=2))),
+    ):
+        path = run_dir / name
+        write_checked(path, lambda write=write, path=path: write(path),
+                      "; last.pt holds the finished run: free some space and resume it")
+
+
+def open_run_dir(run_dir: Path, config: TrainConfig, *, epochs_done: int, resumed: bool,
+                 overwrite: bool) -> rundir.RunLock:
+    """Create (or, resuming, lock and trim to ``epochs_done``) the run directory; write
+    config.toml. Returns the lock the run holds while it trains."""
+    lock = (rundir.RunLock(run_dir) if resumed
+            else rundir.create_run_dir(run_dir, overwrite=overwrite))
+    if resumed:
+        rundir.truncate_metrics(run_dir, epochs_done)
+    write_checked(run_dir / "config.toml", lambda: atomic_write_text(
+        run_dir / "config.toml", to_toml(config)))
+    return lock
+
+
+def rank_rng_state(rng: dict[str, Any], dist: DistContext) -> dict[str, Any]:
+    """This rank's generators from a saved RNG state (each rank gets its own back)."""
+    ranks = rng.get("ranks")
+    if ranks and len(ranks) == dist.world_size:
+        return ranks[dist.rank]
+    return rng
+
+
+def write_checked(path: Path, write: Callable[[], None], hint: str = "") -> None:
+    """Run ``write()``; a failure of the file system (full disk, read-only, gone) becomes one
+    line naming ``path`` and ``hint``: the way back to the run, which a mid-run write error must
+    give instead of explain_write_errors' advice to choose another output directory."""
+    try:
+        write()
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {os_error_cause(err)}{hint}") from None
+    except RuntimeError as err:
+        if not is_torch_write_failure(err):
+            raise
+        raise UserError(
+            f"cannot write {path}: the write failed (is the disk full?){hint}"
+        ) from None

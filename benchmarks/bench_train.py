@@ -31,6 +31,9 @@ LEVERS = {
     "eval_batch_64": {"eval_batch_size": 64},
     "eval_batch_250": {"eval_batch_size": 250},
     "eval_unchunked": {"eval_chunk": 1_000_000},  # the whole loader batch in one forward
+    "eval_chunk_32": {"eval_chunk": 32},
+    "eval_chunk_128": {"eval_chunk": 128},
+    "eval_nchw_fold_bn": {"channels_last": False, "fold_bn": True},
     "one_thread": {"threads": 1},
     "plain_cat": {"plain_cat": True},
     "bf16": {"amp": "bf16"},

@@ -265,3 +265,53 @@ def test_normalized_model_is_the_eval_loaders_arithmetic():
                                 mean=mean, std=std))
     wrapper = NormalizedModel(torch.nn.Identity(), mean, std)
     assert torch.equal(wrapper(torch.from_numpy(pixels)), x)
+
+
+def batch_norm_ops(path) -> int:
+    """BatchNorm calls in a TorchScript file's graph, read with torch.jit.load."""
+    return str(torch.jit.load(str(path)).inlined_graph).count("aten::batch_norm")
+
+
+@pytest.mark.parametrize("include_normalization", [False, True])
+def test_fold_bn_writes_the_folded_graph_and_checks_it_against_the_unfolded_model(
+        models, tmp_path, monkeypatch, include_normalization):
+    from resnet_cifar import export
+
+    references = []
+    real_checks = export.parity_checks
+
+    def spy(reference, *args, **kwargs):
+        references.append(reference)
+        return real_checks(reference, *args, **kwargs)
+
+    monkeypatch.setattr(export, "parity_checks", spy)
+    model, path = models("resnet20")
+    plain = export_checkpoint(path, tmp_path / "plain.torchscript.pt", "torchscript",
+                              include_normalization, model="resnet20")
+    folded = export_checkpoint(path, tmp_path / "folded.torchscript.pt", "torchscript",
+                               include_normalization, model="resnet20", fold_bn=True)
+    assert batch_norm_ops(plain.path) == 21 and batch_norm_ops(folded.path) == 0
+    assert plain.folded is None and "batchnorm" not in plain.lines()[0]
+    assert folded.folded == 21
+    assert folded.lines()[0].endswith("(batchnorm folded into 21 convolutions)")
+    assert folded.passed and folded.max_abs_diff < 1e-4
+    assert read_export_metadata(folded.path)["batchnorm_folded_into_convolutions"] == 21
+    assert "batchnorm_folded_into_convolutions" not in read_export_metadata(plain.path)
+    # parity is judged against the eager model as trained, BatchNorm and all
+    assert all(any(isinstance(m, torch.nn.BatchNorm2d) for m in r.modules())
+               for r in references)
+    x = torch.randn(3, 3, 32, 32)
+    if include_normalization:
+        x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+        model = NormalizedModel(model, CIFAR10_MEAN, CIFAR10_STD).eval()
+    with torch.no_grad():
+        assert_close_to_eager(load_runtime(folded.path, "torchscript")(x), model, x, model(x))
+
+
+def test_cli_export_fold_bn_says_what_it_wrote(models, tmp_path, capsys):
+    _, path = models("resnet20")
+    out = tmp_path / "r.pt2"
+    assert main(["export", str(path), "--model", "resnet20", "--format", "pt2", "--out", str(out),
+                 "--fold-bn"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"wrote {out}") and "(batchnorm folded into 21 convolutions)" in first

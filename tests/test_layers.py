@@ -26,6 +26,7 @@ LAYERS = (
     ("engine",),
     ("viz",),
     ("compare",),
+    ("export_check",),  # the data export checks its parity on
     ("predict", "export", "bench", "training"),  # training: the engine's run + curves
     ("report",),
     ("",),  # resnet_cifar/__init__.py: the public API

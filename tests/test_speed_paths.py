@@ -190,7 +190,11 @@ def test_bench_command_emits_json_with_the_expected_keys(capsys):
     for key in ("config", "environment", "model", "train", "eval", "ratio", "ratio_paired",
                 "best_baseline", "compile_s"):
         assert key in result, key
-    assert set(result["train"]) == set(result["eval"]) == {"ours", "baseline_w0", "baseline_w1"}
+    assert set(result["train"]) == {"ours", "baseline_w0", "baseline_w1"}
+    # the folded evaluation is timed beside ours, and compared with the same baseline
+    assert set(result["eval"]) == {"ours", bench.FOLDED, "baseline_w0", "baseline_w1"}
+    check_figures(result["eval"][bench.FOLDED], 8)
+    assert set(result["ratio"]["eval"]) == {"ours", bench.FOLDED}
     for name in ("ours", "baseline_w0", "baseline_w1"):
         check_figures(result["train"][name], 4)
         assert len(result["train"][name]["round_s"]) == 1
@@ -207,7 +211,7 @@ def test_bench_command_emits_json_with_the_expected_keys(capsys):
 def test_bench_variants_get_only_the_pipelines_they_change():
     """CUDA-only options (bf16 autocast, fused SGD) must be harmless on CPU."""
     cfg = bench.BenchConfig(device="cpu", batch_size=4, steps=1, eval_images=4, repeats=1,
-                            warmup=0, threads=1, baseline=False, amp="bf16",
+                            warmup=0, threads=1, baseline=False, amp="bf16", folded=False,
                             variants={"nchw": {"channels_last": False},
                                       "fused_sgd": {"optimizer": "fused"},
                                       "eval_64": {"eval_batch_size": 64}})
@@ -217,3 +221,21 @@ def test_bench_variants_get_only_the_pipelines_they_change():
     assert result["ratio"] == {}
     with pytest.raises(Exception, match="cannot vary"):
         bench.run_benchmark(bench.BenchConfig(variants={"bad": {"model": "resnet56"}}))
+
+
+def test_bench_folded_evaluation_runs_a_folded_copy_of_the_current_weights(monkeypatch):
+    """ours_fold_bn evaluates the training model's weights with no BatchNorm left, and agrees."""
+    seen = []
+    real = bench.validate
+    monkeypatch.setattr(bench, "validate", lambda model, *a, **k: seen.append(model) or
+                        real(model, *a, **k))
+    cfg = bench.BenchConfig(device="cpu", batch_size=4, steps=1, eval_images=40, threads=1)
+    splits = bench.bench_splits(cfg)
+    cpu = torch.device("cpu")
+    plain = bench.build_pipeline(cfg, splits, cpu)
+    folded = bench.build_pipeline(bench.dataclasses.replace(cfg, fold_bn=True), splits, cpu)
+    expected, got = plain.validate(), folded.validate()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in seen[1].modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.parts.model.modules())
+    assert got.confusion == expected.confusion
+    assert got.loss == pytest.approx(expected.loss, rel=1e-5)

@@ -48,13 +48,15 @@ from resnet_cifar.engine.train_setup import (
 from resnet_cifar.engine.train_state import EpochStats
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.models import set_materialize_zero_state
+from resnet_cifar.models.fold import fold_batchnorm
 
 OPTIMIZERS = ("default", *OPTIMIZER_IMPLS)  # default: whatever optimizer_impl picks
 # Fields of BenchConfig a variant of our pipeline may override (benchmarks/bench_train.py --levers).
 VARIANT_FIELDS = ("channels_last", "compile", "compile_mode", "amp", "optimizer", "threads",
-                  "eval_batch_size", "eval_chunk", "plain_cat")
+                  "eval_batch_size", "eval_chunk", "plain_cat", "fold_bn")
 # A variant that changes only EVAL_ONLY fields gets no training pipeline; TRAIN_ONLY, no eval one.
-EVAL_ONLY = {"eval_batch_size", "eval_chunk"}
+EVAL_ONLY = {"eval_batch_size", "eval_chunk", "fold_bn"}
+FOLDED = "ours_fold_bn"  # the variant that evaluates with BatchNorm folded (BenchConfig.folded)
 TRAIN_ONLY = {"compile", "compile_mode", "optimizer"}
 
 
@@ -78,6 +80,8 @@ class BenchConfig:
     optimizer: str = "default"  # ours: default (optimizer_impl) | fused | foreach | loop
     plain_cat: bool = False  # ours: cells materialize their zero state (set_materialize_zero_state)
     eval_chunk: int = 0  # ours on CPU: images per forward in evaluation; 0: evaluate.py's own
+    fold_bn: bool = False  # ours: evaluate a copy with BatchNorm folded into the convs (fold.py)
+    folded: bool = True  # also time our evaluation with fold_bn on, as the variant FOLDED
     threads: int = 0  # torch intra-op threads; 0: one per core
     data: str | None = None  # real images (any CIFAR layout); None: synthetic random uint8
     seed: int = 0
@@ -133,6 +137,7 @@ class OurPipeline:
     classes: list[str]
     eval_chunk: int | None  # images per forward in CPU evaluation; None: evaluate's own
     device: torch.device
+    fold_bn: bool = False  # evaluate a BatchNorm-folded copy of the current weights
     epoch: int = 0
 
     def train_epoch(self) -> None:
@@ -142,7 +147,10 @@ class OurPipeline:
         self.epoch += 1  # a fresh shuffle and augmentation each round, as in training
 
     def validate(self) -> EvalResult:
-        return validate(self.parts.model, self.val_loader, self.classes,
+        model = self.parts.model
+        if self.fold_bn:  # folded from the weights as they are now: its cost is timed too
+            model = fold_batchnorm(model)
+        return validate(model, self.val_loader, self.classes,
                         autocast=self.parts.autocast(), chunk=self.eval_chunk)
 
 
@@ -161,7 +169,7 @@ def build_pipeline(cfg: BenchConfig, splits, device: torch.device) -> OurPipelin
                         compile_mode=cfg.compile_mode)
     set_materialize_zero_state(parts.model, cfg.plain_cat)
     return OurPipeline(config, parts, train_loader, val_loader, splits.classes,
-                       cfg.eval_chunk or None, device)
+                       cfg.eval_chunk or None, device, fold_bn=cfg.fold_bn)
 
 
 @contextlib.contextmanager
@@ -360,7 +368,7 @@ def run_benchmark(cfg: BenchConfig, report: Callable[[str], None] | None = None)
     threads = configure_threads(cfg.threads)
     configure_determinism(False, device)  # as train() does: cudnn.benchmark on CUDA
     splits = bench_splits(cfg)
-    variants = {"ours": {}, **cfg.variants}
+    variants = {"ours": {}, **bench_variants(cfg)}
     pipelines: list[Pipeline] = []
     for name, overrides in variants.items():
         pipelines += our_pipelines(name, dataclasses.replace(cfg, **overrides), splits, device,
@@ -401,6 +409,12 @@ def run_benchmark(cfg: BenchConfig, report: Callable[[str], None] | None = None)
     return result
 
 
+def bench_variants(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
+    """cfg.variants, with the folded evaluation first when cfg.folded asks for it."""
+    folded = {FOLDED: {"fold_bn": True}} if cfg.folded and cfg.evaluate and not cfg.fold_bn else {}
+    return {**folded, **cfg.variants}
+
+
 def compile_seconds(result: dict, variants: dict[str, dict]) -> dict[str, float]:
     """Per compiled variant: its first (warm-up) training round minus a steady round, i.e. what
     torch.compile cost on top of the steps themselves."""
@@ -432,7 +446,7 @@ def check(cfg: BenchConfig) -> None:
         raise ConfigError("`eval_images` and `eval_batch_size` must be >= 1")
     if any(w < 0 for w in cfg.workers):
         raise ConfigError(f"`workers` must be >= 0, got {list(cfg.workers)}")
-    for name, overrides in {"ours": {}, **cfg.variants}.items():
+    for name, overrides in {"ours": {}, **bench_variants(cfg)}.items():
         unknown = set(overrides) - set(VARIANT_FIELDS)
         if unknown:
             raise ConfigError(f"variant {name!r}: cannot vary {', '.join(sorted(unknown))}; "

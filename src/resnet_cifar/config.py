@@ -31,6 +31,9 @@ NORMALIZE_MODES = ("dataset", "half", "imagenet")
 AMP_MODES = ("none", "bf16", "fp16")
 SCHEDULES = ("step", "cosine", "onecycle")
 EVAL_BATCH_SIZE = 1000  # evaluation is inference only: large batches are faster
+# Test-time augmentation: the views whose softmax outputs are averaged (engine/tta.py).
+TTA_MODES = ("none", "flip", "flip-translate")
+FLIP_MODES = ("random", "alternating")  # how training images are flipped (data/loader.py)
 
 
 def opt(
@@ -87,6 +90,14 @@ class DataConfig:
     augment: str = field(default="standard", metadata=opt(
         "standard: 4-px padded random crop + flip (default); none: the original notebooks",
         choices=("standard", "none"), train_only=True, help_order=2))
+    flip: str = field(default="random", metadata=opt(
+        "random: each image flipped with probability 1/2 each epoch (default); alternating: "
+        "flipped on alternate epochs, the first choice drawn from the seed (airbench)",
+        choices=FLIP_MODES, train_only=True, help_order=2))
+    cutout: int = field(default=0, metadata=opt(
+        "cut a random N x N square out of each training image, whatever the augmentation "
+        "(0: off; DeVries & Taylor)",
+        metavar="N", minimum=0, train_only=True, help_order=2))
     # content fingerprint (sha256 of the decoded images and labels) the data must have; a run
     # records its own, so a rerun or a later eval is refused other data. None: not checked
     fingerprint: str | None = field(default=None, metadata=opt(
@@ -130,6 +141,16 @@ class TrainConfig:
         "linear warm-up from lr/10, before the schedule", minimum=0, group="optimization"))
     label_smoothing: float = field(default=0.0, metadata=opt(
         "cross-entropy label smoothing", group="optimization"))
+    no_decay_bn_bias: bool = field(default=False, metadata=opt(
+        "no weight decay on BatchNorm weights and biases (only conv and linear weights decay)",
+        group="optimization"))
+    ema_decay: float = field(default=0.0, metadata=opt(
+        "keep an exponential moving average of the weights with this decay per step, warmed "
+        "up as min(decay, (1 + step) / (10 + step)); validated beside the raw weights "
+        "(0: off)", group="optimization"))
+    tta: str = field(default="none", metadata=opt(
+        "test-time augmentation of validation, reported beside the plain accuracy",
+        choices=TTA_MODES, group="optimization"))
     lr_scaling: str = field(default="none", metadata=opt(
         "linear: scale lr by the number of DDP ranks (global batch / batch)",
         choices=("none", "linear"), group="optimization"))
@@ -301,6 +322,14 @@ def validate(config: TrainConfig) -> None:
         )
     if not 0 <= config.label_smoothing < 1:
         raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if not (math.isfinite(config.ema_decay) and 0 <= config.ema_decay < 1):
+        raise ConfigError(f"ema_decay must be in [0, 1) (0: no EMA), got {config.ema_decay}")
+    if config.data.flip != "random" and config.data.augment == "none":
+        raise ConfigError(f"flip {config.data.flip!r} needs augment 'standard' (augment 'none' "
+                          "flips nothing); leave flip out or use the standard augmentation")
+    if not 0 <= config.data.cutout < 32:
+        raise ConfigError(f"cutout must be a square side in [0, 32) pixels (0: off), got "
+                          f"{config.data.cutout}")
     if config.data.val_split < 0 or config.data.train_subset < 0:
         raise ConfigError("val_split and train_subset must be >= 0")
     if config.threads < 0:

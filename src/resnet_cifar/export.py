@@ -51,7 +51,9 @@ from torch import nn
 from resnet_cifar.atomic import atomic_path, check_target, explain_write_errors
 from resnet_cifar.engine.checkpoint import Checkpoint
 from resnet_cifar.engine.inference import InferenceContext
-from resnet_cifar.errors import DataError, UserError, render_settings
+from resnet_cifar.errors import UserError, render_settings
+from resnet_cifar.export_check import PARITY_IMAGES, load_parity_images  # noqa: F401 (API)
+from resnet_cifar.models.fold import fold_batchnorm
 from resnet_cifar.predict import (
     FOREIGN_NORMALIZATION_NOTE,
     IMAGE_SIZE,
@@ -73,7 +75,6 @@ CHECK_BATCHES = (1, 3)  # parity batches differ from the traced one, so the batc
 # 1e-4, yet the artifact is as exact as PyTorch itself.
 TOLERANCE = 1e-4
 NOISE_FACTOR = 4.0
-PARITY_IMAGES = 100
 METADATA_NAME = "resnet_cifar.json"
 ONNX_INSTALL = "pip install 'resnet-cifar[onnx]'"
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -114,6 +115,7 @@ class ExportReport:
     tolerance: float = TOLERANCE
     checks: list[ParityCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    folded: int | None = None  # convolutions BatchNorm was folded into; None: the graph as trained
 
     @property
     def max_abs_diff(self) -> float:
@@ -125,7 +127,9 @@ class ExportReport:
         return bool(self.checks) and all(c.passed(self.tolerance) for c in self.checks)
 
     def lines(self) -> list[str]:
-        out = [f"wrote {self.path} ({self.format}: {self.exporter})",
+        folded = "" if self.folded is None else \
+            f" (batchnorm folded into {self.folded} convolutions)"
+        out = [f"wrote {self.path} ({self.format}: {self.exporter}){folded}",
                f"input: {self.input_contract}"]
         if self.checks:
             out.append(f"parity with eager PyTorch: max |logit diff| < {self.tolerance:g} x "
@@ -363,39 +367,6 @@ def parity_checks(
     return checks
 
 
-def load_parity_images(ckpt: Checkpoint, data=None, n: int = PARITY_IMAGES
-                       ) -> tuple[np.ndarray | None, str]:
-    """Up to ``n`` test images (uint8 NCHW, evenly spaced so every class shows up) for the parity
-    check, and where they came from; or (None, why not).
-
-    ``data`` (a DataConfig) given: that data set, downloaded if need be. Otherwise the data path
-    recorded in the checkpoint's config, read from disk or the cache only; else none.
-    """
-    from resnet_cifar.config import DataConfig
-    from resnet_cifar.engine.splits import load_arrays
-
-    recorded = ((ckpt.config or {}).get("data") or {})
-    if data is None and not recorded.get("path"):
-        return None, ("no data set given and none recorded in the checkpoint: parity checked "
-                      "on random inputs only (pass `data.path` for real images)")
-    # The run's data is read where it was, never downloaded, and not checked against its
-    # fingerprint: any images of the right shape check parity.
-    run_data = DataConfig(path=recorded.get("path"), cache_dir=recorded.get("cache_dir"),
-                          coarse=bool(recorded.get("coarse")), resize=bool(recorded.get("resize")))
-    try:
-        arrays = load_arrays(data or run_data, progress=False, download=data is not None)
-    except DataError as err:
-        if data is not None:
-            raise
-        return None, (f"the checkpoint's data set could not be read ({err}): parity checked "
-                      "on random inputs only (pass `data.path` for real images)")
-    split, images = "test", arrays.test_images
-    if len(images) == 0:
-        split, images = "training", arrays.train_images
-    index = np.unique(np.linspace(0, len(images) - 1, min(n, len(images))).astype(np.int64))
-    return images[index], f"{split} images of {arrays.source}"
-
-
 # --------------------------------------------------------------------------- the whole export
 
 
@@ -439,12 +410,15 @@ def export_checkpoint(
     images_source: str = "real images",
     verify: bool = True,
     tolerance: float = TOLERANCE,
+    fold_bn: bool = False,
 ) -> ExportReport:
     """Export a checkpoint and (``verify``) check the written file against eager PyTorch.
 
     ``out`` defaults to the checkpoint's name with the format's suffix, beside it. ``images``
     (uint8 (N, 3, 32, 32), e.g. from `load_parity_images`) adds a real-image check to the random
-    ones. ``normalize`` chooses the statistics as `Predictor` does. Raises ParityError when a
+    ones. ``normalize`` chooses the statistics as `Predictor` does. ``fold_bn`` writes the graph
+    with BatchNorm folded into the convolutions (models/fold.py); parity is still checked against
+    the unfolded eager model. Raises ParityError when a
     check exceeds ``tolerance``, and UserError for a bad format or missing ONNX packages.
     """
     if format not in FORMATS:
@@ -461,20 +435,29 @@ def export_checkpoint(
     mean, std = context.normalization.mean, context.normalization.std
     net = context.model  # built only now that out is known to be writable
     wrapper = NormalizedModel(net, normalization=context.normalization).eval()
-    module = wrapper if include_normalization else net
+    reference = wrapper if include_normalization else net  # parity: always the unfolded model
+    module, folded = reference, None
+    if fold_bn:
+        graph = fold_batchnorm(net)
+        folded = len(graph.fold_report.folded)
+        module = NormalizedModel(graph, normalization=context.normalization).eval() \
+            if include_normalization else graph
     example, contract = input_contract(include_normalization, mean, std)
     metadata = export_metadata(ckpt, mean, std, include_normalization, contract)
+    if folded is not None:
+        metadata["batchnorm_folded_into_convolutions"] = folded
     # the temporary name keeps the suffix: torch.export.save warns about any other than .pt2
     with explain_write_errors(out, EXPORT_OUTPUT), atomic_path(out, f".tmp{out.suffix}") as tmp:
         how = export_module(module, tmp, format, metadata=metadata, example=example, opset=opset,
                             onnx_exporter=onnx_exporter)
-    report = ExportReport(out, format, how, include_normalization, contract, tolerance)
+    report = ExportReport(out, format, how, include_normalization, contract, tolerance,
+                          folded=folded)
     if ckpt.foreign and normalize is None:
         report.notes.append(FOREIGN_NORMALIZATION_NOTE)
     if not verify:
         report.notes.append("parity not checked")
         return report
-    report.checks = parity_checks(module, load_exported(out, format), wrapper=wrapper,
+    report.checks = parity_checks(reference, load_exported(out, format), wrapper=wrapper,
                                   raw_input=include_normalization, images=images,
                                   images_source=images_source, tolerance=tolerance)
     if not report.passed:

@@ -24,6 +24,10 @@ pipeline (ONNX Runtime fed a full decode, say) gives. ``exact=True`` (``predict 
 every file at full size before the resize: steps 1-3 applied to the whole image, exactly, whatever
 the format. Other formats, PIL images, arrays and tensors are always converted exactly.
 
+Test-time augmentation (``tta``, config.TTA_MODES; ``predict --tta``): the reported probabilities
+are the average of the views' softmax probabilities (engine/tta.py), taken on the normalized
+input, after step 4; ``Predictor.tta`` says which mode produced them.
+
 Normalization (resolved by `InferenceContext`, with no data set): ``normalize`` if given, else
 the statistics the checkpoint was trained with, else (a foreign checkpoint, which records none)
 "dataset". "dataset" means the training split's statistics: the checkpoint's own when it was
@@ -49,6 +53,7 @@ from resnet_cifar.data.normalization import Normalization
 from resnet_cifar.data.sources import IMAGE_EXTENSIONS  # what a directory walk picks up
 from resnet_cifar.engine.checkpoint import Checkpoint
 from resnet_cifar.engine.inference import InferenceContext
+from resnet_cifar.engine.tta import with_tta
 from resnet_cifar.errors import UserError
 
 IMAGE_SIZE = 32  # every image is resized to IMAGE_SIZE x IMAGE_SIZE
@@ -308,8 +313,9 @@ class Predictor:
 
     ``checkpoint`` is a path (ours, a plain state_dict or a foreign file) or a loaded Checkpoint;
     ``model``/``model_kwargs`` name the architecture of a foreign file. ``exact`` decodes large
-    JPEG files at full size (default: at a reduced scale, faster). See the module docstring for
-    all of this.
+    JPEG files at full size (default: at a reduced scale, faster). ``tta``: average the
+    probabilities over test-time-augmented views (config.TTA_MODES). See the module docstring
+    for all of this.
     """
 
     def __init__(
@@ -322,6 +328,7 @@ class Predictor:
         device: str = "auto",
         batch_size: int = 256,
         exact: bool = False,
+        tta: str = "none",
     ):
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
@@ -335,10 +342,14 @@ class Predictor:
         self.device = context.device
         self.batch_size = batch_size
         self.exact = exact
-        self.model = NormalizedModel(context.model, normalization=norm).to(self.device).eval()
+        self.tta = tta
+        # the views are taken of the normalized input, as evaluation takes them
+        self.model = NormalizedModel(with_tta(context.model, tta),
+                                     normalization=norm).to(self.device).eval()
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, 3, 32, 32) -> float32 logits (N, num_classes) on the CPU, in batches."""
+        """uint8 (N, 3, 32, 32) -> float32 logits (N, num_classes) on the CPU, in batches
+        (with ``tta``: the log of the views' averaged probabilities)."""
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(batch), self.batch_size):

@@ -48,6 +48,9 @@ def add_parser(sub) -> None:
                       help="CUDA autocast (BatchNorm stays fp32)")
     ours.add_argument("--optimizer", choices=("default", "fused", "foreach", "loop"),
                       default="default", help="SGD kernels (default: the Trainer's choice)")
+    ours.add_argument("--folded", action=argparse.BooleanOptionalAction, default=True,
+                      help="also time our evaluation of a copy with BatchNorm folded into the "
+                           "convolutions, as ours_fold_bn (default on)")
     p.add_argument("--threads", type=thread_count, default=0, help="0: one per core")
     p.add_argument("--data", metavar="PATH",
                    help="real CIFAR images (any layout); default: synthetic random uint8")
@@ -70,7 +73,7 @@ def config_from_args(args: argparse.Namespace):
         repeats=args.repeats, warmup=args.warmup, workers=tuple(args.workers),
         channels_last=args.channels_last, compile=args.compile, compile_mode=args.compile_mode,
         amp=args.amp, optimizer=args.optimizer, threads=args.threads, data=args.data,
-        seed=args.seed, baseline=args.baseline, evaluate=args.evaluate)
+        seed=args.seed, baseline=args.baseline, evaluate=args.evaluate, folded=args.folded)
 
 
 def run(args: argparse.Namespace) -> int:

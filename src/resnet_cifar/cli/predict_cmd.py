@@ -11,6 +11,8 @@ or with --csv one row per file: file, width, height, mode, then class_i, index_i
 i = 1..k, then error (empty unless the file failed). A file that cannot be read is reported on
 stderr (and in the JSON/CSV) and skipped; the exit code is 0 when every file was predicted and 1
 when any failed. Directories are walked recursively for .png .jpg .jpeg .bmp .gif .webp .tif .tiff.
+With --tta MODE the probabilities are the mean over the test-time-augmented views, and the output
+says so: a line above the table, a "tta" key in the JSON, a note on stderr beside the CSV.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def add_parser(sub) -> None:
 
 
 def add_predict_parser(sub) -> None:
-    from resnet_cifar.config import NORMALIZE_MODES
+    from resnet_cifar.config import NORMALIZE_MODES, TTA_MODES
 
     p = sub.add_parser(
         "predict", help="classify image files (any size or mode) with a checkpoint",
@@ -67,6 +69,8 @@ def add_predict_parser(sub) -> None:
                         "any full-decode pipeline gives). Default: PIL's draft mode, which has "
                         "the decoder shrink them by up to 8x first")
     p.add_argument("--normalize", choices=NORMALIZE_MODES, help=NORMALIZE_HELP)
+    p.add_argument("--tta", choices=TTA_MODES, default="none",
+                   help="report probabilities averaged over test-time-augmented views")
     add_foreign_model_args(p)
     add_device_arg(p)
     add_threads_arg(p)
@@ -91,6 +95,9 @@ def add_export_parser(sub) -> None:
                    help="the graph takes uint8 (N, 3, 32, 32) RGB pixels and normalizes them "
                         "itself (default: it takes normalized float32)")
     p.add_argument("--opset", type=positive_int, help="ONNX opset (default 17)")
+    p.add_argument("--fold-bn", action="store_true",
+                   help="write the graph with BatchNorm folded into the convolutions (faster "
+                        "inference; parity is still checked against the unfolded model)")
     p.add_argument("--onnx-exporter", choices=ONNX_EXPORTERS, default="legacy",
                    help="legacy: torch.onnx's TorchScript-based exporter (default; needs onnx); "
                         "dynamo: the torch.export-based one (also needs onnxscript)")
@@ -118,7 +125,8 @@ def run_predict(args: argparse.Namespace) -> int:
                         f"(looked for {' '.join(IMAGE_EXTENSIONS)})")
     predictor = Predictor(args.checkpoint, model=args.model,
                           model_kwargs=foreign_model_kwargs(args), normalize=args.normalize,
-                          device=args.device, batch_size=args.batch_size, exact=args.exact)
+                          device=args.device, batch_size=args.batch_size, exact=args.exact,
+                          tta=args.tta)
     if predictor.checkpoint.foreign and args.normalize is None:
         print(f"note: {render_settings(FOREIGN_NORMALIZATION_NOTE)}", file=sys.stderr)
     results = predictor.predict_files(paths, topk=args.topk)
@@ -129,17 +137,28 @@ def run_predict(args: argparse.Namespace) -> int:
         print_json({
             "checkpoint": str(args.checkpoint),
             "model": predictor.checkpoint.model_name,
+            **({"tta": args.tta} if args.tta != "none" else {}),
             "predictions": [r.to_dict() for r in results if r.error is None],
             "errors": [r.to_dict() for r in failed],
         })
     elif args.csv:
+        if args.tta != "none":
+            print(f"note: {tta_note(args.tta)}", file=sys.stderr)
         write_csv(results, args.topk)
     else:
+        if args.tta != "none":
+            print(tta_note(args.tta))
         print_table(results)
     if failed:
         print(f"{len(results) - len(failed)} of {len(results)} images predicted, "
               f"{len(failed)} failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def tta_note(mode: str) -> str:
+    from resnet_cifar.engine.tta import TTA_VIEWS
+
+    return f"probabilities: mean over {TTA_VIEWS[mode]} views per image (tta {mode})"
 
 
 def write_csv(results, topk: int) -> None:
@@ -199,6 +218,7 @@ def run_export(args: argparse.Namespace) -> int:
             ckpt, out, args.format, args.include_normalization,
             normalize=getattr(args, "normalize", None), opset=args.opset,
             onnx_exporter=args.onnx_exporter, images=images, images_source=source,
+            fold_bn=args.fold_bn,
         ), 0
     except ParityError as err:
         report, status, failure = err.report, 1, str(err)

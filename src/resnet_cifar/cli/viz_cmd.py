@@ -21,6 +21,7 @@ from resnet_cifar.cli.common import (
     run_data_config,
     use_threads,
 )
+from resnet_cifar.config import TTA_MODES
 
 
 def add_parser(sub) -> None:
@@ -42,6 +43,8 @@ def add_show_parser(sub) -> None:
     p.add_argument("--out", metavar="FILE.png",
                    help="default: predictions.png beside the checkpoint; .jpg, .jpeg, .pdf and "
                         ".svg write those formats")
+    p.add_argument("--tta", choices=TTA_MODES, default="none",
+                   help="title by the test-time-augmented prediction (the figure title says so)")
     add_show_arg(p)
     add_foreign_model_args(p)
     add_device_arg(p)
@@ -128,6 +131,7 @@ def run_show(args: argparse.Namespace) -> int:
         split=args.split, out=args.out, device=args.device,
         normalize=getattr(args, "normalize", None),
         describe=lambda line: print(line, file=sys.stderr),
+        tta=args.tta,
     )
     return wrote([path], args.show)
 

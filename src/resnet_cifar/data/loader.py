@@ -3,26 +3,28 @@
 The whole data set is moved to the device once as a uint8 tensor (50,000 CIFAR images are 150 MB).
 Each batch is gathered, randomly cropped and flipped in one indexing op, converted to float and
 normalized there, so the host does no per-sample work. All randomness of an epoch (order, crops,
-flips) comes from a CPU generator seeded from (seed, epoch) alone: the same seed and epoch give the
-same batches on any device, and resuming at an epoch needs no saved generator state.
+flips, cutout squares) comes from a CPU generator seeded from (seed, epoch) alone: the same seed
+and epoch give the same batches on any device, and resuming at an epoch needs no saved generator
+state. The batched augmentations themselves live in data/augment.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from resnet_cifar.config import FLIP_MODES
+from resnet_cifar.data.augment import alternating_flips, crop_flip_batch, cutout_batch
 from resnet_cifar.data.constants import AUGMENTATIONS, CIFAR10_MEAN, CIFAR10_STD, CROP_PADDING
 from resnet_cifar.data.normalization import Normalization, normalization_stats
 from resnet_cifar.errors import DataError
 
-__all__ = ["DeviceLoader", "crop_flip_batch", "epoch_seed", "normalization_stats",
-           "split_train_val", "stratified_subset"]
+__all__ = ["DeviceLoader", "EpochPlan", "crop_flip_batch", "epoch_seed", "normalization_stats",
+           "split_train_val", "stratified_subset", "stream_seed"]
 
 
 # --------------------------------------------------------------------------- splits
@@ -83,35 +85,30 @@ def stratified_subset(images, labels, n: int, seed: int):
 # --------------------------------------------------------------------------- augmentation
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit generator seed from (seed, epoch) alone; different pairs give unrelated streams."""
-    digest = hashlib.sha256(f"resnet_cifar:{seed}:{epoch}".encode()).digest()
+def stream_seed(seed: int, stream: str) -> int:
+    """A 63-bit generator seed for the named random stream of a run; different names (or seeds)
+    give unrelated streams."""
+    digest = hashlib.sha256(f"resnet_cifar:{seed}:{stream}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def crop_flip_batch(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
-                    padding: int = CROP_PADDING) -> torch.Tensor:
-    """Random-crop and flip a batch in one gather, with no per-image Python.
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit generator seed from (seed, epoch) alone; different pairs give unrelated streams."""
+    return stream_seed(seed, str(epoch))
 
-    images (B, C, H, W) any dtype; offsets (B, 2) integers (dy, dx) in [0, 2 * padding]: where
-    each crop starts in the zero-padded image; flips (B,) bool: mirror that crop left-right.
-    Returns (B, C, H, W): image i is padded[i, :, dy:dy + H, dx:dx + W], mirrored if flips[i].
-    """
-    b, c, h, w = images.shape
-    hp, wp = h + 2 * padding, w + 2 * padding
-    assert b * c * hp * wp < 2**31, "batch too large for int32 indices"
-    padded = F.pad(images, (padding, padding, padding, padding)).contiguous()  # (B, C, Hp, Wp)
-    # Flat int32 indices into `padded`: index_select with them is several times faster on CPU
-    # than 4-tensor advanced indexing, and the same on GPU.
-    arange = partial(torch.arange, dtype=torch.int32, device=images.device)
-    offsets = offsets.to(torch.int32)
-    rows = offsets[:, :1] + arange(h)  # (B, H): padded row of each output row
-    cols = arange(w).expand(b, w)
-    cols = torch.where(flips[:, None], w - 1 - cols, cols) + offsets[:, 1:]  # (B, W), mirrored
-    planes = (arange(b)[:, None] * c + arange(c)) * (hp * wp)  # (B, C): where each plane starts
-    index = (planes[:, :, None, None] + (rows * wp)[:, None, :, None]
-             + cols[:, None, None, :])  # (B, C, H, W)
-    return padded.view(-1).index_select(0, index.view(-1)).view(b, c, h, w)
+
+# The per-image epoch-0 choice of the alternating flip: a stream of its own, drawn once per run,
+# so it never shifts the per-epoch draws (an int epoch never formats as this name).
+ALTERNATING_FLIP_STREAM = "alternating-flip"
+
+
+class EpochPlan(NamedTuple):
+    """Everything random about one rank's epoch, one row per sample it will see, in order."""
+
+    indices: torch.Tensor  # (S,) int64: image index in the data set
+    offsets: torch.Tensor | None  # (S, 2) crop corners; None: no crop and no flip
+    flips: torch.Tensor | None  # (S,) bool
+    centres: torch.Tensor | None  # (S, 2) cutout centres (cy, cx); None: no cutout
 
 
 # --------------------------------------------------------------------------- loader
@@ -123,6 +120,10 @@ class DeviceLoader:
     train=True: a fresh shuffle each epoch, the last incomplete batch dropped, and (augment=
     "standard") a random crop of the image zero-padded by 4 pixels plus a left-right flip with
     probability 0.5, drawn per image. train=False: fixed order, last batch kept, no augmentation.
+    flip="alternating" replaces the coin flip: image i is flipped in epoch e iff its epoch-0
+    choice (drawn once from `seed`) XOR e is odd; augment="none" disables flipping either way.
+    cutout=N > 0 zeroes an N x N square (clipped at the border) of each training image after
+    normalization, whatever `augment` is: it is an independent option.
     x is float (B, 3, 32, 32) normalized as (x / 255 - mean) / std; y is int64 (B,). The
     statistics are `normalization` when given, else `mean` and `std`.
 
@@ -140,10 +141,15 @@ class DeviceLoader:
                  mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD,
                  seed: int = 0, device: str | torch.device = "cpu", channels_last: bool = False,
                  rank: int = 0, world_size: int = 1, dtype: torch.dtype = torch.float32,
-                 pin_memory: bool = False, normalization: Normalization | None = None):
+                 pin_memory: bool = False, normalization: Normalization | None = None,
+                 flip: str = "random", cutout: int = 0):
         if augment not in AUGMENTATIONS:
             raise DataError(f"unknown augmentation {augment!r}: choose one of "
                             f"{', '.join(AUGMENTATIONS)}")
+        if flip not in FLIP_MODES:
+            raise DataError(f"unknown `data.flip` {flip!r}: choose one of {', '.join(FLIP_MODES)}")
+        if cutout < 0:
+            raise DataError(f"`data.cutout` must be >= 0 (0: off), got {cutout}")
         if batch_size < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -154,6 +160,7 @@ class DeviceLoader:
         if len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
         self.batch_size, self.train, self.augment = batch_size, train, augment
+        self.flip, self.cutout = flip, int(cutout)
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
         self.channels_last, self.dtype, self.pin_memory = channels_last, dtype, pin_memory
@@ -196,37 +203,62 @@ class DeviceLoader:
 
     # ---- iteration
 
-    def _epoch_plan(self):
-        """(indices (S,), offsets (S, 2) or None, flips (S,) or None) of this rank's epoch."""
+    def _epoch_plan(self) -> EpochPlan:
+        """This rank's epoch: which images, in which order, augmented how."""
         n = len(self.images)
         if not self.train:
-            return torch.arange(self.rank, n, self.world_size), None, None
+            return EpochPlan(torch.arange(self.rank, n, self.world_size), None, None, None)
         generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
         order = torch.randperm(n, generator=generator)
-        # Drawn for every position before sharding, so augmentation ignores world_size.
+        # Drawn for every position before sharding, so augmentation ignores world_size. The
+        # draws keep their order whatever the options, and cutout's come last and only when on,
+        # so the default stream (and every earlier run) is unchanged.
         offsets = torch.randint(0, 2 * CROP_PADDING + 1, (n, 2), generator=generator)
         flips = torch.randint(0, 2, (n,), generator=generator).bool()
+        if self.flip == "alternating":  # by image index, so batch order and resume don't matter
+            flips = alternating_flips(self._first_flips(), self.epoch)[order]
+        centres = None
+        if self.cutout:
+            h, w = self.images.shape[-2:]
+            centres = torch.stack([torch.randint(0, h, (n,), generator=generator),
+                                   torch.randint(0, w, (n,), generator=generator)], dim=1)
         mine = slice(self.rank, n - n % self.world_size, self.world_size)
         keep = self.num_samples  # whole batches only
+
+        def shard(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[mine][:keep]
+
         if self.augment == "none":
-            return order[mine][:keep], None, None
-        return order[mine][:keep], offsets[mine][:keep], flips[mine][:keep]
+            offsets = flips = None
+        return EpochPlan(shard(order), shard(offsets), shard(flips), shard(centres))
+
+    def _first_flips(self) -> torch.Tensor:
+        """(N,) bool: the alternating flip's epoch-0 choice per image, a function of the seed."""
+        generator = torch.Generator().manual_seed(stream_seed(self.seed, ALTERNATING_FLIP_STREAM))
+        return torch.randint(0, 2, (len(self.images),), generator=generator).bool()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        indices, offsets, flips = (t if t is None else t.to(self.device)
-                                   for t in self._epoch_plan())
+        indices, offsets, flips, centres = (t if t is None else t.to(self.device)
+                                            for t in self._epoch_plan())
         for start in range(0, len(indices), self.batch_size):
             batch = slice(start, start + self.batch_size)
             x = self.images[indices[batch]]  # (B, 3, 32, 32) uint8
             if offsets is not None:
                 x = crop_flip_batch(x, offsets[batch], flips[batch])
-            yield self._finish(x, self.labels[indices[batch]])
+            x = self._finish(x, None if centres is None else centres[batch])
+            yield self._pinned(x, self.labels[indices[batch]])
 
-    def _finish(self, x: torch.Tensor, y: torch.Tensor):
-        """uint8 → normalized float in the requested memory format (and pinned if asked)."""
+    def _finish(self, x: torch.Tensor, centres: torch.Tensor | None) -> torch.Tensor:
+        """uint8 → normalized float in the requested memory format, with cutout when asked."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x = x.to(self.dtype).mul_(self._scale).sub_(self._shift)
+        if centres is not None:  # after normalization: the square becomes the mean colour
+            x = cutout_batch(x, centres, self.cutout)
+        return x
+
+    def _pinned(self, x: torch.Tensor, y: torch.Tensor):
+        """(x, y), pinned when the data stays on the CPU for a later copy to a GPU."""
         if self.pin_memory and self.device.type == "cpu" and torch.cuda.is_available():
             x, y = x.pin_memory(), y.pin_memory()
         return x, y

@@ -3,7 +3,9 @@
 Three shapes are read:
   * ours (``last.pt``/``best.pt``): a dict with ``format == FORMAT`` holding the model name and
     options, the state_dict, normalization, class names, and (for resume) optimizer, schedule,
-    epoch and every RNG state;
+    epoch and every RNG state; with `ema_decay`, also ``ema`` (the averaged weights) and
+    ``weights`` ("ema" | "raw"): which of the two the checkpoint gives to eval, show, predict and
+    export (``model`` always holds the raw trained weights, which resume continues from);
   * a plain ``state_dict`` (``model.pth``, as the original repository saved it), given ``--model``;
   * ``{'state_dict': ..., ...}`` as akamaster/pytorch_resnet_cifar10 and most training scripts
     save, whose keys may carry the ``module.`` prefix of DataParallel/DDP.
@@ -60,6 +62,8 @@ class Checkpoint:
     config: dict[str, Any] | None = None
     training_state: dict[str, Any] = field(default_factory=dict)  # optimizer, rng, epoch...
     foreign: bool = False
+    weights: str = "raw"  # "ema": state_dict is the weights' moving average (`ema_decay`)
+    raw_state_dict: dict[str, torch.Tensor] | None = None  # the trained weights, when "ema"
 
     def build_model(self) -> nn.Module:
         """A fresh model of the checkpoint's architecture with its weights loaded."""
@@ -238,12 +242,22 @@ def _from_ours(
     config = obj.get("config")
     if config is not None and not isinstance(config, dict):
         raise _bad_entry(path, "config", config, "a dict (the run's config.toml)")
+    weights = obj.get("weights", "raw")
+    if weights not in WEIGHTS:
+        raise _bad_entry(path, "weights", weights, f"one of {', '.join(WEIGHTS)}")
+    if "ema" in obj and not _is_state_dict(obj["ema"]):
+        raise _bad_entry(path, "ema", obj["ema"], "a state_dict (the averaged weights)")
+    if weights == "ema" and "ema" not in obj:
+        raise CheckpointError(f"{path} says its weights are the moving average but holds no "
+                              f"'ema' entry; the file is damaged ({RESAVE})")
     return Checkpoint(
         path=path,
         model_name=saved_name,
         model_kwargs={**saved_kwargs, **(model_kwargs or {})},
         num_classes=num_classes,
-        state_dict=obj["model"],
+        state_dict=obj["ema"] if weights == "ema" else obj["model"],
+        weights=weights,
+        raw_state_dict=obj["model"] if weights == "ema" else None,
         classes=list(classes) if classes else None,
         mean=stats.get("mean"),
         std=stats.get("std"),
@@ -270,7 +284,10 @@ def _nonempty(value: Any) -> bool:
         return True
 
 
+WEIGHTS = ("raw", "ema")  # which weights a checkpoint gives to inference (its "weights" entry)
 TRAINING_STATE_KEYS = (
+    "ema",  # the moving average's state_dict (`ema_decay` > 0)
+    "weights",
     "optimizer",
     "scheduler",
     "epoch",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from torch import nn
 from resnet_cifar.config import EVAL_BATCH_SIZE, DataConfig
 from resnet_cifar.engine.checkpoint import Checkpoint
 from resnet_cifar.engine.inference import InferenceContext
+from resnet_cifar.engine.tta import TTAReport, with_tta
 
 # On CPU the model sees at most this many images at a time: the activations of 64 images (4 MB
 # for ResNet-20's first stage) stay in cache, those of a 1000-image loader batch do not, which
@@ -33,6 +35,8 @@ class EvalResult:
     classes: list[str]
     # which data it was computed on (Splits.data_info() and the split); None inside training
     data: dict[str, Any] | None = None
+    # test-time augmentation computed beside this plain result (evaluate_split's ``tta``)
+    tta: TTAReport | None = None
 
     @property
     def per_class_accuracy(self) -> list[float]:
@@ -48,6 +52,7 @@ class EvalResult:
             "per_class_accuracy": dict(zip(self.classes, self.per_class_accuracy, strict=True)),
             "confusion": self.confusion,
             **({"data": self.data} if self.data is not None else {}),
+            **({"tta": self.tta.to_dict()} if self.tta is not None else {}),
         }
 
 
@@ -59,12 +64,16 @@ def evaluate_model(
     autocast: contextlib.AbstractContextManager | None = None,
     all_reduce=None,
     chunk: int | None = None,
+    tta: str = "none",
 ) -> EvalResult:
     """Run ``model`` in eval mode over ``loader``, sums kept on the device (one sync, at the end).
 
     ``all_reduce(tensor)`` sums a tensor over DDP ranks in place, so sharded evaluation is exact.
     ``chunk``: on CPU, images per forward (default CPU_EVAL_CHUNK; see cpu_chunk_pool).
+    ``tta``: a config.TTA_MODES mode; its logits are those of engine/tta.py (the loss is then the
+    negative log-likelihood of the averaged probabilities); "none" runs ``model`` itself.
     """
+    model = with_tta(model, tta)  # "none": the same object, so the result is bitwise unchanged
     chunk = chunk or CPU_EVAL_CHUNK
     was_training = model.training
     model.eval()
@@ -135,26 +144,42 @@ def evaluate_checkpoint(
     batch_size: int = EVAL_BATCH_SIZE,
     seed: int | None = None,
     progress: bool = True,
+    tta: str = "none",
 ) -> EvalResult:
     """Evaluate a checkpoint file on a split (of ``data``; default: the data its run recorded,
     checked against its fingerprint). ``seed`` draws the `data.val_split` hold-out; default: the
     run's own seed, so that ``split="val"`` is the images the run held out, never ones it trained
     on. Normalization: as `InferenceContext` resolves it (an explicit ``normalize``, else the
     statistics the checkpoint was trained with, else ``data.normalize``; foreign checkpoints
-    record none: pass the one they were trained with).
+    record none: pass the one they were trained with). ``tta``: see `evaluate_split`.
     """
     context = InferenceContext.build(checkpoint, data, model=model, model_kwargs=model_kwargs,
                                      normalize=normalize, device=device, seed=seed,
                                      progress=progress)
-    return evaluate_split(context, split, batch_size)
+    return evaluate_split(context, split, batch_size, tta=tta)
 
 
 def evaluate_split(context: InferenceContext, split: str = "test",
-                   batch_size: int = EVAL_BATCH_SIZE) -> EvalResult:
-    """The context's model on one of its splits, with which data it was computed on."""
+                   batch_size: int = EVAL_BATCH_SIZE, *, tta: str = "none") -> EvalResult:
+    """The context's model on one of its splits, with which data it was computed on.
+
+    ``tta`` other than "none" (config.TTA_MODES): the result is still the plain pass; a second,
+    test-time-augmented pass over the same images is reported beside it in ``result.tta``, with
+    the images per second of both passes (its cost)."""
     model = context.model  # first: a broken checkpoint is refused before the data is decoded
     images, labels = context.split(split)
     loader = context.loader(images, labels, batch_size)
+    start = time.perf_counter()
     result = evaluate_model(model, loader, context.classes)
+    plain_seconds = time.perf_counter() - start  # evaluate_model syncs: it ends on the host
     result.data = {**context.splits.data_info(), "split": split, "images": len(labels)}
+    if tta != "none":
+        start = time.perf_counter()
+        augmented = evaluate_model(model, loader, context.classes, tta=tta)
+        seconds = time.perf_counter() - start
+        result.tta = TTAReport(
+            mode=tta, accuracy=augmented.accuracy, correct=augmented.correct,
+            total=augmented.total, loss=augmented.loss,
+            images_per_second=augmented.total / max(seconds, 1e-9),
+            plain_images_per_second=result.total / max(plain_seconds, 1e-9))
     return result

@@ -57,7 +57,10 @@ def resume_config(
             f"fingerprint): {cli_command()} train --resume "
             f"{shlex.quote(str(ckpt_path.parent.resolve()))} --data PATH"
         )
-    return config, ckpt_path.parent, {"state": ckpt.training_state, "model": ckpt.state_dict}
+    # the raw trained weights: what training continues from (a checkpoint whose weights are the
+    # moving average gives those to inference, and keeps the raw ones beside them)
+    model = ckpt.raw_state_dict if ckpt.raw_state_dict is not None else ckpt.state_dict
+    return config, ckpt_path.parent, {"state": ckpt.training_state, "model": model}
 
 
 def check_unchanged(config: TrainConfig, overrides: dict[str, Any],

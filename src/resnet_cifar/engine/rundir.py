@@ -48,6 +48,15 @@ METRIC_FIELDS = (
     "epoch_time",
     "img_per_s",
 )
+# Columns a row has only with the option behind them (`ema_decay`, `tta`), after METRIC_FIELDS: a
+# run without the options writes exactly the columns it always did.
+OPTIONAL_METRIC_FIELDS = ("ema_val_loss", "ema_val_acc", "val_tta_acc", "ema_val_tta_acc")
+
+
+def metric_fields(row: dict[str, Any]) -> tuple[str, ...]:
+    """The CSV columns of a run whose rows look like ``row``."""
+    return METRIC_FIELDS + tuple(k for k in OPTIONAL_METRIC_FIELDS if k in row)
+
 LAST = "last.pt"  # the full training state after the latest epoch: what resume reads
 BEST = "best.pt"  # the best validation accuracy so far, chosen on held-out validation
 BEST_ON_TEST = "best_on_test.pt"  # the same, when validation is the test set (no val split)
@@ -210,7 +219,7 @@ class RunLog:
         csv_path = self.run_dir / "metrics.csv"
         new = not csv_path.exists()
         with open(csv_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS, extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=metric_fields(row), extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -230,9 +239,10 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
         return
     rows = [r for r in parse_metrics(jsonl) if r["epoch"] <= epochs_done]
     atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
-    lines = [",".join(METRIC_FIELDS)]
+    fields = metric_fields(rows[0]) if rows else METRIC_FIELDS
+    lines = [",".join(fields)]
     for r in rows:
-        lines.append(",".join(str(r.get(k, "")) for k in METRIC_FIELDS))
+        lines.append(",".join(str(r.get(k, "")) for k in fields))
     atomic_write_text(run_dir / "metrics.csv", "\n".join(lines) + "\n")
 
 

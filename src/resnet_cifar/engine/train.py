@@ -10,7 +10,8 @@ epoch, and saving it. What it is built from is in train_setup, which config a re
 in resume, and the text a run prints in train_report.
 
 Resume is exact: the loader's shuffle and augmentation derive from (seed, epoch) alone, the lr is a
-pure function of progress, and last.pt holds model, optimizer, epoch, step and every RNG state. A
+pure function of progress, and last.pt holds model, optimizer, the weights' moving average
+(`ema_decay`), epoch, step and every RNG state. A
 run interrupted mid-epoch and resumed ends with bitwise the same weights as an uninterrupted one
 (CPU, `deterministic`).
 """
@@ -28,18 +29,16 @@ from typing import Any
 
 import torch
 
-from resnet_cifar.config import TrainConfig, to_dict
+from resnet_cifar.config import TrainConfig
 from resnet_cifar.config import validate as validate_config
 from resnet_cifar.data import DeviceLoader
 from resnet_cifar.engine import rundir
-from resnet_cifar.engine.checkpoint import checkpoint_payload
 from resnet_cifar.engine.distributed import DistContext, cleanup_distributed, init_distributed
 from resnet_cifar.engine.evaluate import EvalResult, evaluate_model
 from resnet_cifar.engine.interrupt import GracefulStop, StopRequested
 from resnet_cifar.engine.resume import resume_config
 from resnet_cifar.engine.runtime import (
     ThreadFollower,
-    capture_rng_state,
     configure_determinism,
     configure_threads,
     resolve_device,
@@ -55,6 +54,7 @@ from resnet_cifar.engine.train_report import (
     progress_bar,
     resume_hint,
     run_summary,
+    validation_words,
 )
 from resnet_cifar.engine.train_setup import (
     TrainParts,
@@ -67,13 +67,15 @@ from resnet_cifar.engine.train_setup import (
 )
 from resnet_cifar.engine.train_state import (
     EpochStats,
+    Validation,
     open_run_dir,
     rank_rng_state,
     save_state,
+    training_payload,
+    validate_weights,
     write_outputs,
 )
 from resnet_cifar.errors import UserError, render_settings
-from resnet_cifar.version import __version__
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
 
@@ -86,8 +88,8 @@ class TrainingDiverged(UserError):
 class RunResult:
     run_dir: Path
     history: list[dict[str, Any]]
-    best: dict[str, Any]  # {"val_acc", "epoch", "file"}
-    test: EvalResult | None  # test-set result of the final weights
+    best: dict[str, Any]  # {"val_acc", "epoch", "file"} (+ "weights" with `ema_decay`)
+    test: EvalResult | None  # test-set result of the final weights (the average with EMA)
     summary: dict[str, Any]
 
 
@@ -153,6 +155,8 @@ def train_one_epoch(parts: TrainParts, loader: DeviceLoader, stats: EpochStats, 
         first = on_first_step is not None and end.step == start_step
         step_start = time.perf_counter()
         loss, logits = train_step(parts, x, y)
+        if parts.ema is not None:  # steps before this one, counted across epochs: resume replays
+            parts.ema.update(parts.model, epoch * steps + end.step)
         if first:
             if x.device.type == "cuda":
                 torch.cuda.synchronize(x.device)
@@ -175,12 +179,13 @@ def train_one_epoch(parts: TrainParts, loader: DeviceLoader, stats: EpochStats, 
 
 
 def validate(model: torch.nn.Module, loader: DeviceLoader, classes: list[str], *,
-             autocast=None, dist: DistContext | None = None, chunk: int | None = None
-             ) -> EvalResult:
+             autocast=None, dist: DistContext | None = None, chunk: int | None = None,
+             tta: str = "none") -> EvalResult:
     """Loss, accuracy and confusion of ``model`` over ``loader``, exact across DDP ranks.
-    ``chunk``: images per forward on CPU (None: evaluate_model's measured default)."""
+    ``chunk``: images per forward on CPU (None: evaluate_model's measured default); ``tta``: a
+    test-time augmentation mode (config.TTA_MODES)."""
     return evaluate_model(model, loader, classes, autocast=autocast,
-                          all_reduce=(dist or DistContext()).all_reduce, chunk=chunk)
+                          all_reduce=(dist or DistContext()).all_reduce, chunk=chunk, tta=tta)
 
 
 # ---- the state ---------------------------------------------------------------------------------
@@ -207,7 +212,7 @@ class Trainer:
         self.epoch_stats: dict[str, Any] | None = None  # partial epoch restored from last.pt
         self.on_epoch_end: list[Callback] = []
         self.on_finish: list[Callable[[Trainer], None]] = []  # after summary.json (rank 0)
-        self.last_val: EvalResult | None = None  # the latest validation result
+        self.last_val: Validation | None = None  # the latest validation result
         self.compile_seconds: float | None = None  # the first compiled step
 
     @property
@@ -262,9 +267,19 @@ class Trainer:
         self.log.info(f"torch.compile: first step {seconds:.1f} s "
                       "(compilation; it counts in this epoch's time)")
 
-    def validate(self) -> EvalResult:
-        return validate(self.model, self.val_loader, self.splits.classes,
-                        autocast=self.parts.autocast(), dist=self.dist)
+    @property
+    def final_model(self) -> torch.nn.Module:
+        """The weights the run ends with (test figure, model.pth): the moving average when kept,
+        fixed in advance by the recipe rather than chosen on any split."""
+        return self.parts.ema.module if self.parts.ema is not None else self.model
+
+    @property
+    def final_weights(self) -> str:
+        return "ema" if self.parts.ema is not None else "raw"
+
+    def validate(self) -> Validation:
+        return validate_weights(self.parts, self.val_loader, self.splits.classes,
+                                tta=self.config.tta, dist=self.dist)
 
     def diverged(self, value: float) -> None:
         message = diverged_message(self.config, self.run_dir, value, self.epoch,
@@ -272,7 +287,7 @@ class Trainer:
         self.log.write(f"error: {render_settings(message)}")
         raise TrainingDiverged(message)
 
-    def epoch_row(self, stats: EpochStats, val: EvalResult) -> dict[str, Any]:
+    def epoch_row(self, stats: EpochStats, val: Validation) -> dict[str, Any]:
         """The epoch's metrics row, summed over ranks."""
         seen = torch.tensor([stats.seen], dtype=torch.float64, device=self.device)
         sums = torch.stack([stats.loss_sum, stats.correct.double()])
@@ -284,10 +299,11 @@ class Trainer:
             "lr": self.lr_at(float(self.epoch)),
             "train_loss": float(sums[0]) / seen_all,
             "train_acc": float(sums[1]) / seen_all,
-            "val_loss": val.loss,
-            "val_acc": val.accuracy,
+            "val_loss": val.raw.loss,
+            "val_acc": val.raw.accuracy,
             "epoch_time": stats.seconds,
             "img_per_s": seen_all / max(stats.seconds, 1e-9),
+            **val.columns(),
         }
 
     # ---- the run -----------------------------------------------------------------------------
@@ -314,13 +330,18 @@ class Trainer:
         self.epoch += 1
         self.step_in_epoch = 0
         self.history.append(row)
-        improved = row["val_acc"] > self.best["val_acc"]
+        # best: the better of the raw and averaged weights on the plain validation accuracy
+        improved = val.best_accuracy > self.best["val_acc"]
         if improved:
-            self.best = {"val_acc": row["val_acc"], "epoch": self.epoch, "file": self.best_name}
+            self.best = {"val_acc": val.best_accuracy, "epoch": self.epoch,
+                         "file": self.best_name}
+            if self.parts.ema is not None:
+                self.best["weights"] = val.best_weights
         self.save("last.pt")
         if improved:
-            self.save(self.best_name)
-        self.log.info(rundir.format_row(row, self.config.epochs) + ("  *" if improved else ""))
+            self.save(self.best_name, weights=val.best_weights)
+        self.log.info(rundir.format_row(row, self.config.epochs) + validation_words(row)
+                      + ("  *" if improved else ""))
         self.log.metrics(row)
         for callback in self.on_epoch_end:
             callback(self, row)
@@ -339,59 +360,44 @@ class Trainer:
         self.log.write(message)
         return message
 
-    def test(self) -> EvalResult:
-        """The final weights on the test set."""
+    def test(self) -> Validation:
+        """The raw and (when kept) averaged weights on the test set (no TTA)."""
         if self.splits.val_is_test:
             # the last validation already was the test set (validated now if resumed at the end)
             return self.last_val or self.validate()
         s = self.splits
         loader = eval_loader(self.config, s, s.test_images, s.test_labels, self.device,
                              self.dist)
-        return validate(self.model, loader, s.classes, autocast=self.parts.autocast(),
-                        dist=self.dist)
+        return validate_weights(self.parts, loader, s.classes, dist=self.dist)
 
     def finish(self) -> RunResult:
         """The test-set figure of the final weights; rank 0 writes model.pth and summary.json."""
-        test = self.test()
+        tested = self.test()
+        test = tested.ema if self.final_weights == "ema" else tested.raw
         summary = run_summary(
             self.config, self.splits, self.history, best=self.best, epochs=self.epoch,
             params=self.parts.params, macs=self.parts.macs, device=self.device,
-            world_size=self.dist.world_size, test_acc=test.accuracy)
+            world_size=self.dist.world_size, test_acc=test.accuracy,
+            final_weights=self.final_weights, test_acc_raw=tested.raw.accuracy)
         if self.dist.is_main and self.run_dir is not None:
-            write_outputs(self.run_dir, self.model, summary)
-            for line in final_lines(self.splits, self.run_dir, test.accuracy, self.best):
+            write_outputs(self.run_dir, self.final_model, summary)
+            for line in final_lines(self.splits, self.run_dir, summary, self.best):
                 self.log.info(line)
             for callback in self.on_finish:
                 callback(self)
         return RunResult(self.run_dir, self.history, self.best, test, summary)
 
     # ---- saving and restoring ----------------------------------------------------------------
-    def payload(self, stats: EpochStats | None) -> dict[str, Any]:
-        cfg, s = self.config, self.splits
-        steps = max(len(self.train_loader), 1)
-        return checkpoint_payload(
-            self.model, model_name=cfg.model, model_kwargs=cfg.model_kwargs,
-            num_classes=s.num_classes, classes=s.classes, mean=s.mean, std=s.std,
-            normalize=cfg.data.normalize, config=to_dict(cfg),
-            package_version=__version__,
-            optimizer=self.parts.optimizer.state_dict(),
-            scheduler={
-                "kind": cfg.schedule,
-                "progress": self.epoch + self.step_in_epoch / steps,
-                "partial_epoch": stats.state_dict() if stats is not None else None,
-            },
-            epoch=self.epoch, step=self.step_in_epoch, rng=capture_rng_state(),
-            loader=self.train_loader.state_dict(), best=dict(self.best),
-            history=list(self.history),
-        )
-
-    def save(self, name: str, stats: EpochStats | None = None) -> None:
+    def save(self, name: str, stats: EpochStats | None = None,
+             weights: str | None = None) -> None:
         """Every rank calls this (to contribute its RNG state); rank 0 writes."""
-        save_state(self.payload(stats), name, self.run_dir, self.dist)
+        save_state(training_payload(self, stats, weights), name, self.run_dir, self.dist)
 
     def restore(self, state: dict[str, Any], model_state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(model_state)
         self.parts.optimizer.load_state_dict(state["optimizer"])
+        if self.parts.ema is not None:  # `ema_decay` cannot change on resume: it was saved
+            self.parts.ema.load_state_dict(state["ema"])
         self.epoch = int(state["epoch"])
         self.step_in_epoch = int(state.get("step", 0))
         self.best = dict(state.get("best", self.best))

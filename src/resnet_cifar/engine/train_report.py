@@ -76,6 +76,9 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
         + (f" (one per idle core: others keep {others_busy:.1f} busy; chosen again "
            "each epoch, `threads` N fixes it)" if others_busy is not None else ""),
     ]
+    options = recipe_options(cfg)
+    if options:
+        lines.append(f"options    {options}")
     if epoch or step:
         lines.append(f"resuming   after epoch {epoch}, step {step}")
     late = [m for m in cfg.milestones if m >= cfg.epochs] if cfg.schedule == "step" else []
@@ -85,14 +88,45 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
     return [render_settings(line) for line in lines]
 
 
-def final_lines(splits: Splits, run_dir: Path, test_acc: float,
+def recipe_options(config: TrainConfig) -> str:
+    """The augmentation, weight-averaging, decay and TTA options a run uses beyond the original
+    recipe, in words ("" when none is on)."""
+    words = []
+    if config.data.flip != "random":
+        words.append(f"{config.data.flip} flips (`data.flip`)")
+    if config.data.cutout:
+        words.append(f"cutout {config.data.cutout}x{config.data.cutout} (`data.cutout`)")
+    if config.ema_decay > 0:
+        words.append(f"weights averaged (`ema_decay` {config.ema_decay:g}; the average is the "
+                     "final weights)")
+    if config.no_decay_bn_bias:
+        words.append("no weight decay on BatchNorm and biases (`no_decay_bn_bias`)")
+    if config.tta != "none":
+        words.append(f"validation also with test-time augmentation (`tta` {config.tta})")
+    return "; ".join(words)
+
+
+def validation_words(row: dict[str, Any]) -> str:
+    """What an epoch line adds to ``rundir.format_row`` for the columns `ema_decay` and `tta`
+    add to a metrics row ("" without them): the averaged weights' and the TTA accuracies."""
+    words = [(label, row[column]) for label, column in (
+        ("tta", "val_tta_acc"), ("ema", "ema_val_acc"), ("ema tta", "ema_val_tta_acc"))
+        if column in row]
+    return "".join(f"  {label} {100 * value:6.2f}%" for label, value in words)
+
+
+def final_lines(splits: Splits, run_dir: Path, summary: dict[str, Any],
                 best: dict[str, Any]) -> list[str]:
-    """The lines a finished run ends with."""
+    """The lines a finished run ends with (``summary``: run_summary's)."""
     where = "test (= validation)" if splits.val_is_test else "test"
     lines = [f"warning: {splits.data_line()}"] if splits.data_matches is False else []
+    averaged = (f" (averaged weights; raw weights {100 * summary['test_acc_raw']:.2f}%)"
+                if summary.get("final_weights") == "ema" else "")
+    chosen = f", {best['weights']} weights" if "weights" in best else ""
     lines.append(
-        f"final {where} accuracy {100 * test_acc:.2f}%; best validation "
-        f"{100 * best['val_acc']:.2f}% at epoch {best['epoch']} -> {run_dir / best_name(splits)}"
+        f"final {where} accuracy {100 * summary['test_acc']:.2f}%{averaged}; best validation "
+        f"{100 * best['val_acc']:.2f}% at epoch {best['epoch']}{chosen} -> "
+        f"{run_dir / best_name(splits)}"
     )
     lines.append(f"weights: {run_dir / 'model.pth'}")
     return lines
@@ -100,10 +134,16 @@ def final_lines(splits: Splits, run_dir: Path, test_acc: float,
 
 def run_summary(config: TrainConfig, splits: Splits, history: list[dict[str, Any]], *,
                 best: dict[str, Any], epochs: int, params: int, macs: int,
-                device: torch.device, world_size: int, test_acc: float | None) -> dict[str, Any]:
-    """summary.json: one run's result and how it was obtained."""
+                device: torch.device, world_size: int, test_acc: float | None,
+                final_weights: str = "raw", test_acc_raw: float | None = None
+                ) -> dict[str, Any]:
+    """summary.json: one run's result and how it was obtained. With `ema_decay` the final
+    weights are the average (``final_weights`` "ema"): final_val_acc and test_acc are theirs,
+    test_acc_raw the raw weights', and best_weights says which weights best_val_acc is."""
     rows = history
     seconds = [r["epoch_time"] for r in rows]
+    averaged = final_weights == "ema"
+    final_val = "ema_val_acc" if averaged else "val_acc"
     return {
         "name": config.name or config.model,
         "model": config.model,
@@ -115,8 +155,10 @@ def run_summary(config: TrainConfig, splits: Splits, history: list[dict[str, Any
         "val_is_test": splits.val_is_test,
         "best_val_acc": best["val_acc"] if rows else None,
         "best_epoch": best["epoch"],
-        "final_val_acc": rows[-1]["val_acc"] if rows else None,
+        "final_val_acc": rows[-1][final_val] if rows else None,
         "test_acc": test_acc,
+        **({"final_weights": final_weights, "test_acc_raw": test_acc_raw,
+            "best_weights": best.get("weights")} if averaged else {}),
         "sec_per_epoch": sum(seconds) / len(seconds) if seconds else None,
         "img_per_s": sum(r["img_per_s"] for r in rows) / len(rows) if rows else None,
         "train_images": len(splits.train_labels),

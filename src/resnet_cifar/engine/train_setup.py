@@ -20,6 +20,7 @@ from torch import nn
 from resnet_cifar.config import TrainConfig
 from resnet_cifar.data import DeviceLoader
 from resnet_cifar.engine.distributed import DistContext
+from resnet_cifar.engine.ema import ModelEma
 from resnet_cifar.engine.schedule import learning_rate
 from resnet_cifar.engine.splits import Splits
 from resnet_cifar.errors import ConfigError
@@ -63,7 +64,7 @@ def build_loaders(config: TrainConfig, splits: Splits, device: torch.device,
         splits.train_images, splits.train_labels, batch_size=config.batch_size, train=True,
         augment=config.data.augment, seed=config.seed, mean=splits.mean, std=splits.std,
         device=device, channels_last=config.channels_last, rank=dist.rank,
-        world_size=dist.world_size,
+        world_size=dist.world_size, flip=config.data.flip, cutout=config.data.cutout,
     )
     if len(train_loader) == 0:
         raise ConfigError(
@@ -99,8 +100,21 @@ def optimizer_impl(device: torch.device, impl: str = "default") -> dict[str, Any
     return {"foreach": True}
 
 
+def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]] | Any:
+    """What SGD updates. With `no_decay_bn_bias`, two groups: conv and linear weights (ndim > 1)
+    decay, BatchNorm weights and every bias (ndim <= 1) do not: a scale or an offset is not
+    capacity that decay regularizes, decay only pulls it towards 0. Without it, one group,
+    exactly as before the option existed (so old checkpoints' optimizer states still load)."""
+    if not config.no_decay_bn_bias:
+        return model.parameters()
+    params = list(model.parameters())
+    return [{"params": [p for p in params if p.ndim > 1]},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+
+
 def build_optimizer(params, config: TrainConfig, lr: float, device: torch.device,
                     impl: str = "default") -> torch.optim.Optimizer:
+    """SGD over ``params`` (parameters or param groups; a group's own weight_decay wins)."""
     return torch.optim.SGD(params, lr=lr, momentum=config.momentum,
                            weight_decay=config.weight_decay, nesterov=config.nesterov,
                            **optimizer_impl(device, impl))
@@ -151,6 +165,7 @@ class TrainParts:
     compile_mode: str | None  # None: eager
     params: int
     macs: int  # forward multiply-adds per image
+    ema: ModelEma | None = None  # `ema_decay` > 0: the average, updated after every step
 
 
 def build_parts(config: TrainConfig, num_classes: int, device: torch.device, dist: DistContext,
@@ -158,7 +173,7 @@ def build_parts(config: TrainConfig, num_classes: int, device: torch.device, dis
     """Model, optimizer, loss, scaler and wrappers, as ``config`` says; ``optimizer`` and
     ``compile_mode`` override the measured defaults (the benchmark's levers)."""
     model, params, macs = build_model(config, num_classes, device, dist)
-    opt = build_optimizer(model.parameters(), config, lr_at(config, 0.0, dist.world_size),
+    opt = build_optimizer(param_groups(model, config), config, lr_at(config, 0.0, dist.world_size),
                           device, optimizer)
     mode = compile_mode_for(device, dist, compile_mode) if config.compile else None
     return TrainParts(
@@ -171,6 +186,7 @@ def build_parts(config: TrainConfig, num_classes: int, device: torch.device, dis
         compile_mode=mode,
         params=params,
         macs=macs,
+        ema=ModelEma(model, config.ema_decay) if config.ema_decay > 0 else None,
     )
 
 

@@ -1,6 +1,6 @@
-"""How a training run's state goes to disk and comes back: the epoch's running sums, last.pt
-and best.pt written by rank 0 with every rank's RNG state, and the one-line error a failed
-mid-run write becomes."""
+"""How a training run's state goes to disk and comes back: the epoch's running sums and its
+validation, last.pt and best.pt written by rank 0 with every rank's RNG state, and the one-line
+error a failed mid-run write becomes."""
 
 from __future__ import annotations
 
@@ -13,12 +13,16 @@ from typing import Any
 import torch
 
 from resnet_cifar.atomic import atomic_write_text, is_torch_write_failure, os_error_cause
-from resnet_cifar.config import TrainConfig, to_toml
+from resnet_cifar.config import TrainConfig, to_dict, to_toml
 from resnet_cifar.engine import rundir
-from resnet_cifar.engine.checkpoint import atomic_save
+from resnet_cifar.engine.checkpoint import atomic_save, checkpoint_payload
 from resnet_cifar.engine.distributed import DistContext
+from resnet_cifar.engine.evaluate import EvalResult, evaluate_model
+from resnet_cifar.engine.runtime import capture_rng_state
 from resnet_cifar.engine.train_report import resume_command
+from resnet_cifar.engine.train_setup import TrainParts
 from resnet_cifar.errors import UserError
+from resnet_cifar.version import __version__
 
 
 @dataclass
@@ -51,6 +55,86 @@ class EpochStats:
         self.seen, self.seconds = state["seen"], state["seconds"]
 
 
+@dataclass
+class Validation:
+    """One epoch's validation: the raw weights and, with `ema_decay`, their moving average;
+    with `tta`, each again under test-time augmentation, reported beside the plain accuracy."""
+
+    raw: EvalResult
+    ema: EvalResult | None = None
+    raw_tta: EvalResult | None = None
+    ema_tta: EvalResult | None = None
+
+    @property
+    def best_weights(self) -> str:
+        """The weights `best` keeps this epoch: the better PLAIN accuracy (a tie keeps raw). TTA
+        never chooses: it is a report on the chosen weights, and choosing on it would make the
+        best checkpoint depend on how it is later evaluated."""
+        if self.ema is not None and self.ema.accuracy > self.raw.accuracy:
+            return "ema"
+        return "raw"
+
+    @property
+    def best_accuracy(self) -> float:
+        return (self.ema if self.best_weights == "ema" else self.raw).accuracy
+
+    def columns(self) -> dict[str, float]:
+        """The metrics columns beyond val_loss and val_acc (the raw weights'): none at all
+        without `ema_decay` and `tta`, so such rows are what they were before the options."""
+        columns = {}
+        if self.ema is not None:
+            columns.update(ema_val_loss=self.ema.loss, ema_val_acc=self.ema.accuracy)
+        if self.raw_tta is not None:
+            columns["val_tta_acc"] = self.raw_tta.accuracy
+        if self.ema_tta is not None:
+            columns["ema_val_tta_acc"] = self.ema_tta.accuracy
+        return columns
+
+
+def validate_weights(parts: TrainParts, loader, classes: list[str], *, tta: str = "none",
+                     dist: DistContext | None = None) -> Validation:
+    """The raw weights and, when kept, their moving average over ``loader``; with ``tta``, each
+    again under test-time augmentation. Exact across DDP ranks."""
+    all_reduce = (dist or DistContext()).all_reduce
+
+    def run(model: torch.nn.Module, mode: str = "none") -> EvalResult:
+        return evaluate_model(model, loader, classes, autocast=parts.autocast(),
+                              all_reduce=all_reduce, tta=mode)
+
+    ema = parts.ema.module if parts.ema is not None else None
+    return Validation(
+        raw=run(parts.model),
+        ema=run(ema) if ema is not None else None,
+        raw_tta=run(parts.model, tta) if tta != "none" else None,
+        ema_tta=run(ema, tta) if ema is not None and tta != "none" else None,
+    )
+
+
+def training_payload(trainer: Any, stats: EpochStats | None,
+                     weights: str | None = None) -> dict[str, Any]:
+    """What ``trainer`` (engine.train.Trainer) saves: last.pt / best.pt. With `ema_decay` it
+    holds the moving average too, and says which weights it gives to inference (``weights``;
+    default: the run's final weights, the average)."""
+    cfg, s, ema = trainer.config, trainer.splits, trainer.parts.ema
+    steps = max(len(trainer.train_loader), 1)
+    averaged = {} if ema is None else {"ema": ema.state_dict(),
+                                       "weights": weights or trainer.final_weights}
+    return checkpoint_payload(
+        trainer.model, model_name=cfg.model, model_kwargs=cfg.model_kwargs,
+        num_classes=s.num_classes, classes=s.classes, mean=s.mean, std=s.std,
+        normalize=cfg.data.normalize, config=to_dict(cfg), package_version=__version__,
+        optimizer=trainer.parts.optimizer.state_dict(),
+        scheduler={
+            "kind": cfg.schedule,
+            "progress": trainer.epoch + trainer.step_in_epoch / steps,
+            "partial_epoch": stats.state_dict() if stats is not None else None,
+        },
+        epoch=trainer.epoch, step=trainer.step_in_epoch, rng=capture_rng_state(),
+        loader=trainer.train_loader.state_dict(), best=dict(trainer.best),
+        history=list(trainer.history), **averaged,
+    )
+
+
 def save_state(payload: dict[str, Any], name: str, run_dir: Path | None,
                dist: DistContext) -> None:
     """Every rank calls this (to contribute its RNG state); rank 0 writes ``run_dir / name``."""
@@ -66,7 +150,8 @@ def save_state(payload: dict[str, Any], name: str, run_dir: Path | None,
 
 
 def write_outputs(run_dir: Path, model: torch.nn.Module, summary: dict[str, Any]) -> None:
-    """A finished run's model.pth (a plain state_dict) and summary.json."""
+    """A finished run's model.pth (a plain state_dict of ``model``: the final weights, the moving
+    average with `ema_decay`) and summary.json."""
     for name, write in (
         ("model.pth", lambda p: atomic_save(model.state_dict(), p)),
         ("summary.json", lambda p: atomic_write_text(p, json.dumps(summary, indent=2))),

@@ -3,6 +3,8 @@
 The picture of the original notebooks, done right: the model runs in eval mode under
 ``torch.inference_mode``, and what is drawn is the model's own input de-normalized with the
 statistics it was normalized with, so the picture is the image the prediction was made on.
+With ``tta`` (config.TTA_MODES) each panel is titled by the test-time-augmented prediction
+(engine/tta.py), and the figure title says so.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class PredictionSample:
     examined: int  # images run through the model to find these (more than N with only_wrong)
     split: str
     data: dict[str, Any] | None = None  # which data they came from (Splits.data_info())
+    tta: str = "none"  # the test-time augmentation the predictions were made with
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -109,19 +112,22 @@ def predict_sample(
     device: str = "auto",
     normalize: str | None = None,
     split_seed: int | None = None,
+    tta: str = "none",
 ) -> PredictionSample:
     """Run the model on ``n`` images of ``split`` drawn at random (``seed``); with
     ``only_wrong``, on as many as it takes to find ``n`` mistakes (fewer if there are not).
 
     ``data`` defaults to the data the run recorded; ``split_seed`` draws `data.val_split` as
-    training did (default: the seed in the checkpoint).
+    training did (default: the seed in the checkpoint). ``tta``: predict with test-time
+    augmentation (config.TTA_MODES).
     """
     from resnet_cifar.engine.inference import InferenceContext
 
     check_count(n)
     context = InferenceContext.build(ckpt, data, normalize=normalize, device=device,
                                      seed=split_seed)
-    return sample_predictions(context, n=n, seed=seed, only_wrong=only_wrong, split=split)
+    return sample_predictions(context, n=n, seed=seed, only_wrong=only_wrong, split=split,
+                              tta=tta)
 
 
 def check_count(n: int) -> None:
@@ -132,18 +138,22 @@ def check_count(n: int) -> None:
 
 
 def sample_predictions(context: InferenceContext, *, n: int = 16, seed: int = 0,
-                       only_wrong: bool = False, split: str = "test") -> PredictionSample:
+                       only_wrong: bool = False, split: str = "test",
+                       tta: str = "none") -> PredictionSample:
     """``predict_sample`` on a context built once (report shares it with the evaluation)."""
+    from resnet_cifar.engine.tta import with_tta
+
     check_count(n)
+    net = with_tta(context.model, tta)  # before the data: a bad mode is refused first
     images, labels = context.split(split)
     norm = context.normalization
     order = np.random.default_rng(seed).permutation(len(labels))
     # Without only_wrong the first n images of the shuffled order are all we need.
     loader = context.loader(images[order], labels[order], batch_size=500 if only_wrong else n)
-    shown, preds, trues, examined = first_predictions(context.model, loader, n, only_wrong,
+    shown, preds, trues, examined = first_predictions(net, loader, n, only_wrong,
                                                       norm.mean, norm.std)
     return PredictionSample(shown, preds, trues, context.classes, examined, split,
-                            context.splits.data_info())
+                            context.splits.data_info(), tta)
 
 
 def first_predictions(net, loader, n: int, only_wrong: bool, mean, std):
@@ -172,6 +182,8 @@ def first_predictions(net, loader, n: int, only_wrong: bool, mean, std):
 
 def sample_title(sample: PredictionSample, model_name: str, only_wrong: bool) -> str:
     shown = len(sample.preds)
+    # the predictions are not the plain model's: say so where the reader looks first
+    model_name += f" with tta {sample.tta}" if sample.tta != "none" else ""
     if only_wrong:
         return (f"{model_name}: {shown} mistake{'s' * (shown != 1)} among "
                 f"{sample.examined} random {sample.split} images")
@@ -193,11 +205,12 @@ def show_predictions(
     model_kwargs: dict[str, Any] | None = None,
     normalize: str | None = None,
     describe: Callable[[str], None] | None = None,
+    tta: str = "none",
 ) -> Path:
     """Write the prediction grid of a checkpoint (default ``<checkpoint dir>/predictions.png``;
     the extension of ``out`` chooses PNG, JPEG, PDF or SVG) on ``data`` (default: the data its
     run recorded). ``describe`` is given one line saying which data the images came from (the
-    CLI prints it)."""
+    CLI prints it). ``tta``: title by the test-time-augmented predictions (config.TTA_MODES)."""
     from resnet_cifar.engine.inference import InferenceContext
 
     context = InferenceContext.build(checkpoint, data, model=model, model_kwargs=model_kwargs,
@@ -205,7 +218,8 @@ def show_predictions(
     ckpt = context.checkpoint
     out = Path(out) if out else Path(ckpt.path).resolve().parent / "predictions.png"
     check_figure_target(out, SHOW_OUTPUT)  # before the data is loaded
-    sample = sample_predictions(context, n=n, seed=seed, only_wrong=only_wrong, split=split)
+    sample = sample_predictions(context, n=n, seed=seed, only_wrong=only_wrong, split=split,
+                                tta=tta)
     if describe is not None:
         from resnet_cifar.engine.splits import describe_data
 

@@ -1,0 +1,120 @@
+"""BatchNorm folded into the convolution before it, for inference.
+
+In eval mode ``bn(conv(x))`` is one affine map per output channel after the conv, so it equals a
+single conv with scaled weights and a bias:
+
+    scale = gamma / sqrt(running_var + eps)            # (C_out,)
+    W'    = W * scale[:, None, None, None]
+    b'    = beta + (b - running_mean) * scale          # b = 0 for a bias-free conv
+
+``fold_batchnorm(model)`` returns a folded copy (the model itself and its state_dict keys are
+untouched). Which conv feeds which BatchNorm is read from one forward pass, not from layer names:
+a BatchNorm is folded only when, at every call, its input is the very tensor its conv module just
+returned. Anything else (a BatchNorm over a recurrent state, a conv run through a sliced weight,
+a BatchNorm in training mode or without running statistics) is left as it is.
+The folded logits equal the unfolded ones within float32 rounding (about 1e-6), not bitwise.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class FoldReport:
+    """What fold_batchnorm did: ``folded`` (conv name, BatchNorm name) pairs, and the BatchNorm
+    layers left as they are."""
+
+    folded: list[tuple[str, str]]
+    kept: list[str]
+
+
+def fold_batchnorm(model: nn.Module, example: Tensor | None = None) -> nn.Module:
+    """An eval-mode copy of ``model`` with every Conv2d -> BatchNorm2d pair folded into one conv
+    with a bias and the BatchNorm replaced by ``nn.Identity``. ``example``: an input to trace the
+    pairs with (default: one zero CIFAR image, channels from the first conv). The copy carries a
+    ``fold_report`` attribute (a FoldReport)."""
+    folded = copy.deepcopy(model).eval()
+    pairs, kept = conv_bn_pairs(folded, example)
+    modules = dict(folded.named_modules())
+    for conv_name, bn_name in pairs:
+        fuse_into_conv(modules[conv_name], modules[bn_name])
+        set_submodule(folded, bn_name, nn.Identity())
+    folded.fold_report = FoldReport(folded=pairs, kept=kept)
+    return folded
+
+
+def conv_bn_pairs(model: nn.Module, example: Tensor | None = None
+                  ) -> tuple[list[tuple[str, str]], list[str]]:
+    """(conv, BatchNorm) name pairs where the BatchNorm always reads its conv's output, and the
+    names of the other BatchNorm layers, from one eval-mode forward of ``example``."""
+    names = {module: name for name, module in model.named_modules()}
+    convs = [m for m in names if type(m) is nn.Conv2d]
+    norms = [m for m in names if type(m) is nn.BatchNorm2d]
+    if example is None:
+        first = convs[0] if convs else None
+        channels = first.in_channels if first is not None else 3
+        param = next(model.parameters(), None)
+        like = {"device": param.device, "dtype": param.dtype} if param is not None else {}
+        example = torch.zeros(1, channels, 32, 32, **like)
+    produced: dict[int, nn.Module] = {}  # id(output tensor) -> the conv that returned it
+    alive: list[Tensor] = []  # keeps outputs alive, so that no id is reused during the trace
+    conv_calls: dict[nn.Module, int] = dict.fromkeys(convs, 0)
+    sources: dict[nn.Module, list[nn.Module | None]] = {m: [] for m in norms}
+
+    def after_conv(module, _inputs, output):
+        conv_calls[module] += 1
+        produced[id(output)] = module
+        alive.append(output)
+
+    def before_norm(module, inputs):
+        sources[module].append(produced.get(id(inputs[0])))
+
+    hooks = [m.register_forward_hook(after_conv) for m in convs]
+    hooks += [m.register_forward_pre_hook(before_norm) for m in norms]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    pairs, kept, used = [], [], set()
+    for norm in norms:
+        conv = sources[norm][0] if sources[norm] else None
+        foldable = (conv is not None and conv not in used and norm.track_running_stats
+                    and not norm.training and all(s is conv for s in sources[norm])
+                    and conv_calls[conv] == len(sources[norm]))
+        if foldable:
+            used.add(conv)
+            pairs.append((names[conv], names[norm]))
+        else:
+            kept.append(names[norm])
+    return pairs, kept
+
+
+@torch.no_grad()
+def fuse_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Fold ``bn``'s eval-mode affine map into ``conv`` in place (float64 arithmetic, so the only
+    rounding is the final cast)."""
+    weight = conv.weight.double()
+    var, mean = bn.running_var.double(), bn.running_mean.double()
+    gamma = bn.weight.double() if bn.affine else torch.ones_like(var)
+    beta = bn.bias.double() if bn.affine else torch.zeros_like(var)
+    scale = gamma / torch.sqrt(var + bn.eps)
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+    new_bias = beta + (bias - mean) * scale
+    conv.weight.copy_((weight * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype))
+    if conv.bias is None:
+        conv.bias = nn.Parameter(new_bias.to(conv.weight.dtype), requires_grad=False)
+    else:
+        conv.bias.copy_(new_bias.to(conv.bias.dtype))
+
+
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)

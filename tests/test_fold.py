@@ -33,14 +33,6 @@ def batchnorms(model: nn.Module) -> int:
     return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name", list_models())
 def test_folded_model_computes_the_same_function_in_float64(name):
     """In float64 the fold is exact up to rounding far below float32's: the algebra is right."""

@@ -29,14 +29,6 @@ from resnet_cifar.models.recurrent import RecurrentBasicBlock
 SPEED_MODELS = ["resnet20", "resnet20_convgru", "regnet20_convlstm"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def images(n: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 

@@ -35,24 +35,32 @@ class ModelEma:
         self.decay = decay
         self.module = copy.deepcopy(model).eval()
         self.module.requires_grad_(False)
+        self._pairs: tuple[int, list, list, list, list] | None = None
+
+    def pairs(self, model: nn.Module) -> tuple[list, list, list, list]:
+        """(ema floats, model floats, ema integers, model integers): the two states' tensors,
+        matched by key. Built once per trained model, not per step: the tensors are the live
+        parameters and buffers, which loading and stepping update in place."""
+        if self._pairs is None or self._pairs[0] != id(model):
+            ema_state, model_state = self.module.state_dict(), model.state_dict()
+            lists: tuple[list, list, list, list] = ([], [], [], [])
+            for key, ema_value in ema_state.items():
+                at = 0 if ema_value.is_floating_point() else 2
+                lists[at].append(ema_value)
+                lists[at + 1].append(model_state[key])
+            self._pairs = (id(model), *lists)
+        return self._pairs[1:]
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
         """Move the average towards ``model``'s current state. Device-side foreach ops only: no
         host sync, one kernel per op and dtype on CUDA."""
         d = ema_decay_at(self.decay, step)
-        ema_state = self.module.state_dict()
-        model_state = model.state_dict()
-        floats_ema, floats_model = [], []
-        for key, ema_value in ema_state.items():
-            value = model_state[key]
-            if ema_value.is_floating_point():
-                floats_ema.append(ema_value)
-                floats_model.append(value)
-            else:
-                ema_value.copy_(value)
+        floats_ema, floats_model, ints_ema, ints_model = self.pairs(model)
         torch._foreach_mul_(floats_ema, d)
         torch._foreach_add_(floats_ema, floats_model, alpha=1 - d)
+        for ema_value, value in zip(ints_ema, ints_model, strict=True):
+            ema_value.copy_(value)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return strip_module_prefix(self.module.state_dict())

@@ -34,6 +34,7 @@ LEVERS = {
     "eval_chunk_32": {"eval_chunk": 32},
     "eval_chunk_128": {"eval_chunk": 128},
     "eval_nchw_fold_bn": {"channels_last": False, "fold_bn": True},
+    "eval_compiled_nchw": {"channels_last": False, "compile_eval": True},
     "one_thread": {"threads": 1},
     "plain_cat": {"plain_cat": True},
     "bf16": {"amp": "bf16"},

@@ -24,6 +24,8 @@ HEAVY: dict[str, tuple[str, ...] | None] = {
     ),
     "test_hub.py": ("test_hubconf_finds_the_package_in_src_without_an_install",),  # subprocess
     "test_report.py": ("test_report_renders_in_headless_chromium",),
+    "test_compiled.py": ("test_compiled_logits_equal_eager_for_any_batch_with_one_compilation",
+                         "test_eval_compile_counts_what_eager_eval_counts"),  # torch.compile
     "test_speed_paths.py": ("test_compiled_block_gives_the_same_output",),  # torch.compile
     "test_train.py": ("test_sigterm_saves_and_prints_the_resume_command",),  # subprocess
 }

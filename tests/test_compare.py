@@ -171,3 +171,63 @@ def test_out_dir_that_is_a_file_is_a_one_line_error_with_nothing_written(tmp_pat
     assert str(out) in err and "is a file, not a folder" in err and "--out-dir" in err, err
     assert (tmp_path / "file").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "runs"]
+
+
+def write_metrics(path: Path, rows: list[dict]) -> Path:
+    path.mkdir(parents=True)
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (path / "config.toml").write_text(to_toml(recipe()))
+    return path
+
+
+def epoch_rows(accs: list[float], seconds: list[float], **extra: list[float]) -> list[dict]:
+    return [{"epoch": e, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0,
+             "val_acc": acc, "epoch_time": sec, "img_per_s": 100.0,
+             **{k: v[e - 1] for k, v in extra.items()}}
+            for e, (acc, sec) in enumerate(zip(accs, seconds, strict=True), 1)]
+
+
+def test_time_to_accuracy_is_the_first_epoch_at_the_target_and_the_minutes_by_its_end(tmp_path):
+    """Epoch times of 60, 120 and 30 s: 85% first at epoch 3 (not at the later dip and rise),
+    after 3.5 training minutes; a target never reached is None, not the last epoch."""
+    run = write_metrics(tmp_path / "r", epoch_rows([0.5, 0.82, 0.86, 0.84, 0.9],
+                                                   [60, 120, 30, 60, 60]))
+    rows, _ = compare_runs([run], targets=(0.80, 0.85, 0.95))
+    row = rows[0]
+    assert (row["epoch_to_80"], row["minutes_to_80"]) == (2, 3.0)
+    assert (row["epoch_to_85"], row["minutes_to_85"]) == (3, 3.5)
+    assert row["epoch_to_95"] is None and row["minutes_to_95"] is None
+    assert row["train_minutes"] == 5.5
+
+
+def test_time_to_accuracy_follows_the_averaged_weights_when_the_run_kept_them(tmp_path):
+    """With `ema_decay` the averaged weights are the run's final weights: their accuracy counts."""
+    run = write_metrics(tmp_path / "r", epoch_rows([0.86, 0.86], [60, 60],
+                                                   ema_val_acc=[0.70, 0.85]))
+    rows, _ = compare_runs([run], targets=(0.85,))
+    assert rows[0]["epoch_to_85"] == 2
+
+
+def test_compare_tables_and_csv_give_the_time_to_each_target(tmp_path, capsys):
+    runs = [write_metrics(tmp_path / f"s{seed}", epoch_rows(accs, [60, 60, 60]))
+            for seed, accs in enumerate(([0.7, 0.81, 0.9], [0.7, 0.75, 0.82]))]
+    for seed, run in enumerate(runs):  # two seeds of one recipe
+        (run / "config.toml").write_text(to_toml(recipe(seed=seed)))
+    assert main(["compare", *map(str, runs), "--out-dir", str(tmp_path / "out"),
+                 "--targets", "80,85", "--x", "time"]) == 0
+    text = capsys.readouterr().out
+    assert "| s0 | resnet20 | 0 | 2 (2.0) | 3 (3.0) | 3 | 3.0 |" in text
+    assert "| s1 | resnet20 | 1 | 3 (3.0) | not reached | 3 | 3.0 |" in text
+    assert "| resnet20 | 2 | 2.5 ± 0.7, 2.5 ± 0.7 | 3.0 ± 0.0, 3.0 ± 0.0 (n=1) |" in text
+    header = (tmp_path / "out" / "comparison.csv").read_text().splitlines()[0]
+    assert header.endswith("train_minutes,epoch_to_80,minutes_to_80,epoch_to_85,minutes_to_85")
+
+
+@pytest.mark.parametrize("bad", ["0", "80,x", "120", ""])
+def test_compare_targets_must_be_percentages(tmp_path, capsys, bad):
+    run = write_metrics(tmp_path / "r", epoch_rows([0.5], [60]))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", str(run), "--targets", bad, "--out-dir", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "percentages" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -302,3 +303,55 @@ def test_evaluate_model_chunk_is_a_parameter():
     evaluate_model(model, loader, classes, chunk=16)
     hook.remove()
     assert sorted(seen) == [8, 16, 16]
+
+
+@pytest.fixture(scope="module")
+def half_run(tiny_data, tmp_path_factory):
+    """A 1-epoch run trained with --normalize half: its model.pth alone cannot say so."""
+    run = tmp_path_factory.mktemp("half") / "run"
+    assert main(["train", "--data", str(tiny_data), "--out", str(run), "--epochs", "1",
+                 "--batch-size", "16", "--threads", "1", "--normalize", "half"]) == 0
+    return run
+
+
+def eval_json(capsys, *argv) -> dict:
+    capsys.readouterr()
+    assert main(["eval", *argv, "--json", "--threads", "1"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_runs_model_pth_is_evaluated_as_its_run_normalized(half_run, tiny_data, tmp_path,
+                                                             capsys):
+    """model.pth is a plain state_dict (the original code loads it); beside its run's last.pt
+    it is read with the run's normalization, so eval gives the run's own figure. Copied away from
+    the run, the normalization is a guess, and eval says so on stderr."""
+    last = eval_json(capsys, str(half_run / "last.pt"))
+    pth = eval_json(capsys, str(half_run / "model.pth"))
+    assert (pth["correct"], pth["loss"]) == (last["correct"], last["loss"])
+    assert pth["data"]["normalization"] == {"mode": "half", "mean": [0.5] * 3, "std": [0.5] * 3,
+                                            "source": "checkpoint"}
+    assert pth["data"]["matches_run"] is True  # the run's data fingerprint is checked too
+    alone = tmp_path / "model.pth"
+    alone.write_bytes((half_run / "model.pth").read_bytes())
+    guessed = eval_json(capsys, str(alone), "--data", str(tiny_data))
+    assert guessed["data"]["normalization"]["source"] == "data"
+    assert "records no normalization" in guessed["data"]["normalization"]["note"]
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # shown again, though eval_json's call warned already
+        assert main(["eval", str(alone), "--data", str(tiny_data), "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "guessed" in captured.out
+    warned = [line for line in captured.err.splitlines() if "normalization" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: model.pth records no ")
+    assert "pass --normalize" in warned[0]  # one line, the flag named as the CLI spells it
+
+
+def test_a_model_pth_beside_another_models_run_stays_foreign(half_run, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes((half_run / "last.pt").read_bytes())
+    torch.save(create_model("resnet32").state_dict(), run / "model.pth")
+    ckpt = load_checkpoint(run / "model.pth")
+    assert ckpt.foreign and ckpt.model_name == "resnet32" and ckpt.normalize is None
+    assert not load_checkpoint(half_run / "model.pth").foreign

@@ -16,7 +16,7 @@ import torch
 from data_fixtures import make_cifar10_python_dir
 
 from resnet_cifar.cli import main
-from resnet_cifar.config import build_config
+from resnet_cifar.config import TrainConfig, build_config
 from resnet_cifar.engine.train import train
 from resnet_cifar.models import create_model
 
@@ -299,3 +299,19 @@ def test_tensorboard_logging_or_a_clear_install_hint(tiny_data, tmp_path, capsys
         return
     assert code == 0
     assert any((out / "tensorboard").iterdir())
+
+
+def test_header_names_the_peak_lr_and_the_optimizer_options():
+    """The recipe line states the lr the user asked for, not the schedule's first value."""
+    from resnet_cifar.engine.train_report import optimizer_words
+
+    onecycle = TrainConfig(schedule="onecycle", lr=0.2, nesterov=True, label_smoothing=0.1,
+                           weight_decay=5e-4)
+    words = optimizer_words(onecycle, lr0=0.008)
+    assert words.startswith("SGD nesterov lr 0.2, onecycle (starting at 0.008)")
+    assert "wd 0.0005" in words and "label smoothing 0.1" in words
+    seed = TrainConfig()
+    assert optimizer_words(seed, lr0=0.1) == \
+        "SGD lr 0.1, x0.1 at epoch(s) [80], momentum 0.9, wd 0.0001"
+    scaled = TrainConfig(lr_scaling="linear")
+    assert optimizer_words(scaled, lr0=0.2, world_size=2).startswith("SGD lr 0.2,")

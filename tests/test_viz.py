@@ -227,6 +227,26 @@ def test_curves_plot_the_recorded_metrics_and_mark_the_lr_step(runs, tmp_path):
     assert png_size(path) == (1100, 420)
 
 
+def test_time_axis_puts_each_epoch_at_its_training_minutes(runs, tmp_path, capsys):
+    """--x time: epoch e at the sum of the epoch times through e; the lr step where epoch 2
+    starts, the minutes by the end of epoch 1; the comparison figure on the same clock."""
+    rows = read_metrics(runs[0])
+    minutes = [rows[0]["epoch_time"] / 60, (rows[0]["epoch_time"] + rows[1]["epoch_time"]) / 60]
+    fig = viz.curves_figure([read_run(runs[0])], x="time")
+    loss_ax, acc_ax = fig.axes[:2]
+    acc = {tuple(np.round(line.get_ydata(), 9)) for line in acc_ax.lines
+           if np.allclose(line.get_xdata(), minutes)}
+    assert tuple(np.round([100 * r["val_acc"] for r in rows], 9)) in acc
+    verticals = [line for line in loss_ax.lines if line.get_linestyle() == "--"
+                 and len(line.get_xdata()) == 2 and np.allclose(line.get_xdata(), minutes[0])]
+    assert len(verticals) == 1
+    assert "minutes" in acc_ax.get_xlabel()
+    compared = viz.val_accuracy_figure([read_run(runs[0])], x="time")
+    assert any(np.allclose(line.get_xdata(), minutes) for line in compared.axes[0].lines)
+    assert main(["plot", str(runs[0]), "--x", "time", "--out", str(tmp_path / "t.png")]) == 0
+    assert png_size(tmp_path / "t.png") == (1100, 420)
+
+
 def test_write_run_curves_is_cheap(runs):
     import time
 

@@ -31,11 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from resnet_cifar.config import AMP_MODES, EVAL_BATCH_SIZE, TrainConfig
 from resnet_cifar.data import DeviceLoader
+from resnet_cifar.engine.compiled import compile_for_inference
 from resnet_cifar.engine.distributed import DistContext
-from resnet_cifar.engine.evaluate import EvalResult
+from resnet_cifar.engine.evaluate import CPU_EVAL_CHUNK, EvalResult
 from resnet_cifar.engine.train import train_one_epoch, validate
 from resnet_cifar.engine.train_setup import (
     COMPILE_MODES,
@@ -53,10 +55,11 @@ from resnet_cifar.models.fold import fold_batchnorm
 OPTIMIZERS = ("default", *OPTIMIZER_IMPLS)  # default: whatever optimizer_impl picks
 # Fields of BenchConfig a variant of our pipeline may override (benchmarks/bench_train.py --levers).
 VARIANT_FIELDS = ("channels_last", "compile", "compile_mode", "amp", "optimizer", "threads",
-                  "eval_batch_size", "eval_chunk", "plain_cat", "fold_bn")
+                  "eval_batch_size", "eval_chunk", "plain_cat", "fold_bn", "compile_eval")
 # A variant that changes only EVAL_ONLY fields gets no training pipeline; TRAIN_ONLY, no eval one.
-EVAL_ONLY = {"eval_batch_size", "eval_chunk", "fold_bn"}
+EVAL_ONLY = {"eval_batch_size", "eval_chunk", "fold_bn", "compile_eval"}
 FOLDED = "ours_fold_bn"  # the variant that evaluates with BatchNorm folded (BenchConfig.folded)
+COMPILED = "ours_compiled"  # folded, frozen, compiled (engine/compiled.py): compiled_eval
 TRAIN_ONLY = {"compile", "compile_mode", "optimizer"}
 
 
@@ -82,6 +85,8 @@ class BenchConfig:
     eval_chunk: int = 0  # ours on CPU: images per forward in evaluation; 0: evaluate.py's own
     fold_bn: bool = False  # ours: evaluate a copy with BatchNorm folded into the convs (fold.py)
     folded: bool = True  # also time our evaluation with fold_bn on, as the variant FOLDED
+    compile_eval: bool = False  # ours: evaluate as `eval --compile` does (engine/compiled.py)
+    compiled_eval: bool = False  # also time our evaluation with compile_eval on, as COMPILED
     threads: int = 0  # torch intra-op threads; 0: one per core
     data: str | None = None  # real images (any CIFAR layout); None: synthetic random uint8
     seed: int = 0
@@ -138,7 +143,9 @@ class OurPipeline:
     eval_chunk: int | None  # images per forward in CPU evaluation; None: evaluate's own
     device: torch.device
     fold_bn: bool = False  # evaluate a BatchNorm-folded copy of the current weights
+    compile_eval: bool = False  # evaluate a compiled copy (its first call compiles, untimed)
     epoch: int = 0
+    compiled: nn.Module | None = None
 
     def train_epoch(self) -> None:
         stats = EpochStats.zeros(self.device)
@@ -150,6 +157,13 @@ class OurPipeline:
         model = self.parts.model
         if self.fold_bn:  # folded from the weights as they are now: its cost is timed too
             model = fold_batchnorm(model)
+        if self.compile_eval:  # compiled once, in the warm-up round: an eval-only variant's
+            if self.compiled is None:  # weights never change (it trains in no round)
+                cpu = self.device.type == "cpu"
+                self.compiled = compile_for_inference(
+                    model, (self.eval_chunk or CPU_EVAL_CHUNK) if cpu else
+                    self.val_loader.batch_size)
+            model = self.compiled
         return validate(model, self.val_loader, self.classes,
                         autocast=self.parts.autocast(), chunk=self.eval_chunk)
 
@@ -169,7 +183,8 @@ def build_pipeline(cfg: BenchConfig, splits, device: torch.device) -> OurPipelin
                         compile_mode=cfg.compile_mode)
     set_materialize_zero_state(parts.model, cfg.plain_cat)
     return OurPipeline(config, parts, train_loader, val_loader, splits.classes,
-                       cfg.eval_chunk or None, device, fold_bn=cfg.fold_bn)
+                       cfg.eval_chunk or None, device, fold_bn=cfg.fold_bn,
+                       compile_eval=cfg.compile_eval)
 
 
 @contextlib.contextmanager
@@ -410,20 +425,26 @@ def run_benchmark(cfg: BenchConfig, report: Callable[[str], None] | None = None)
 
 
 def bench_variants(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
-    """cfg.variants, with the folded evaluation first when cfg.folded asks for it."""
+    """cfg.variants, after the folded and the compiled evaluation where cfg.folded and
+    cfg.compiled_eval ask for them."""
     folded = {FOLDED: {"fold_bn": True}} if cfg.folded and cfg.evaluate and not cfg.fold_bn else {}
-    return {**folded, **cfg.variants}
+    compiled = {COMPILED: {"compile_eval": True}} \
+        if cfg.compiled_eval and cfg.evaluate and not cfg.compile_eval else {}
+    return {**folded, **compiled, **cfg.variants}
 
 
 def compile_seconds(result: dict, variants: dict[str, dict]) -> dict[str, float]:
-    """Per compiled variant: its first (warm-up) training round minus a steady round, i.e. what
-    torch.compile cost on top of the steps themselves."""
+    """Per compiled variant: its first (warm-up) round minus a steady round, i.e. what
+    torch.compile cost on top of the steps themselves (training: `compile`; evaluation:
+    `compile_eval`)."""
     found = {}
-    for name, train in result["train"].items():
-        compiled = variants.get(name, {}).get("compile", result["config"]["compile"])
-        if name in variants and compiled and train["warmup_s"]:
-            steady = statistics.median(train["round_s"])
-            found[name] = round(train["warmup_s"][0] - steady, 2)
+    for kind, field_name in (("train", "compile"), ("eval", "compile_eval")):
+        for name, timed in result[kind].items():
+            compiled = variants.get(name, {}).get(field_name, result["config"][field_name])
+            if name in variants and compiled and timed["warmup_s"]:
+                steady = statistics.median(timed["round_s"])
+                key = name if kind == "train" else f"{name} (eval)"
+                found[key] = round(timed["warmup_s"][0] - steady, 2)
     return found
 
 

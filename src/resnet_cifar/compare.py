@@ -27,6 +27,7 @@ from resnet_cifar.atomic import (
 )
 from resnet_cifar.engine.recipes import (
     COLUMNS,
+    TIME_TO_ACCURACY_TARGETS,
     differing_settings,
     model_label,
     recipe_label,
@@ -36,11 +37,12 @@ from resnet_cifar.engine.recipes import (
 )
 from resnet_cifar.engine.rundir import RunInfo, read_run
 from resnet_cifar.errors import ConfigError, render_settings
-from resnet_cifar.viz import save_figure, val_accuracy_figure
+from resnet_cifar.viz import check_x_axis, save_figure, val_accuracy_figure
 
 COMPARISON = "the comparison into"  # a write error: "cannot write the comparison into DIR: ..."
 # What a group of seeds reports as mean ± std.
-GROUP_METRICS = ("best_val_acc", "final_val_acc", "test_acc", "sec_per_epoch", "img_per_s")
+GROUP_METRICS = ("best_val_acc", "final_val_acc", "test_acc", "sec_per_epoch", "img_per_s",
+                 "train_minutes")
 
 
 def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -56,11 +58,21 @@ def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                  "n": len(members), "runs": [m["run"] for m in members],
                  "seeds": [m["seed"] for m in members],
                  "val_is_test": any(m["val_is_test"] for m in members)}
-        for metric in GROUP_METRICS:
+        for metric in GROUP_METRICS + tuple(time_keys(first)):
             values = [m[metric] for m in members if m[metric] is not None]
             group[metric] = mean_std(values)
         groups.append(group)
     return groups
+
+
+def time_keys(row: dict[str, Any]) -> list[str]:
+    """The row's time-to-accuracy keys (see recipes.target_columns), in order."""
+    return [k for k in row if k.startswith(("epoch_to_", "minutes_to_"))]
+
+
+def targets_of(row: dict[str, Any]) -> list[str]:
+    """The targets a row gives the time to, as named in its keys ("80", "85")."""
+    return [k.removeprefix("minutes_to_") for k in row if k.startswith("minutes_to_")]
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int] | None:
@@ -193,18 +205,21 @@ def check_same_data(rows: list[dict[str, Any]], allow_mixed_data: bool = False) 
                           "one dataset, or pass `allow_mixed_data` to compare them anyway")
 
 
-def tabulate(runs: list[RunInfo], allow_mixed_data: bool = False
+def tabulate(runs: list[RunInfo], allow_mixed_data: bool = False,
+             targets: tuple[float, ...] = TIME_TO_ACCURACY_TARGETS
              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(one row per run, one group per recipe run with several seeds); see check_same_data."""
-    rows = [run_row(run) for run in runs]
+    """(one row per run, one group per recipe run with several seeds); see check_same_data.
+    ``targets``: the accuracies whose time to reach each row gives (see recipes.run_row)."""
+    rows = [run_row(run, targets) for run in runs]
     check_same_data(rows, allow_mixed_data)
     return rows, group_rows(rows)
 
 
-def compare_runs(run_dirs: list[str | Path], *, allow_mixed_data: bool = False
+def compare_runs(run_dirs: list[str | Path], *, allow_mixed_data: bool = False,
+                 targets: tuple[float, ...] = TIME_TO_ACCURACY_TARGETS
                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(one row per run, one group per recipe run with several seeds); see check_same_data."""
-    return tabulate([read_run(d) for d in run_dirs], allow_mixed_data)
+    """(one row per run, one group per recipe run with several seeds); see tabulate."""
+    return tabulate([read_run(d) for d in run_dirs], allow_mixed_data, targets)
 
 
 # ---------------------------------------------------------------------------------- rendering
@@ -238,6 +253,46 @@ def _table(header: list[str], body: list[list[str]]) -> str:
 
 VAL_IS_TEST_NOTE = ("† validation is the test set (no `data.val_split`): the best epoch was chosen "
                     "on the test set, so its accuracy is optimistic.")
+
+
+TIME_NOTE = ("Time to accuracy: the first epoch whose {val} accuracy of the final weights (their "
+             "moving average with `ema_decay`) reaches the target, and the training minutes by "
+             "its end: the sum of the epochs' times, training steps only (validation, "
+             "checkpoints and pauses not counted), on whatever machine and load each run had.")
+
+
+def time_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines: each run's (and each group's mean) epoch and minutes to each target."""
+    if not rows or not targets_of(rows[0]):
+        return []
+    differing = differing_settings(rows)
+    targets = targets_of(rows[0])
+    val = "test" if all(r["val_is_test"] for r in rows) else "validation"
+    header = ["run", "model", "seed", *(f"to {t}% {val}: epoch (min)" for t in targets),
+              "epochs", "training min"]
+    body = []
+    for r in rows:
+        cells = [("not reached" if r[f"epoch_to_{t}"] is None else
+                  f"{r[f'epoch_to_{t}']} ({r[f'minutes_to_{t}']:.1f})") for t in targets]
+        body.append([r["run"], recipe_label(r, differing), str(r["seed"]), *cells,
+                     str(r["epochs"]), _num(r["train_minutes"], 1)])
+    parts = ["", "## Time to accuracy", "", TIME_NOTE.format(val=val), "", _table(header, body)]
+    if groups:
+        header = ["model", "runs", *(f"to {t}%: epoch, min" for t in targets), "training min"]
+        body = [[g["label"], str(g["n"]),
+                 *(_group_time(g, t) for t in targets), _num_pm(g["train_minutes"], 1)]
+                for g in groups]
+        parts += ["", "Mean ± std over the seeds that reached the target (n: how many did):",
+                  "", _table(header, body)]
+    return parts
+
+
+def _group_time(group: dict[str, Any], target: str) -> str:
+    epoch, minutes = group[f"epoch_to_{target}"], group[f"minutes_to_{target}"]
+    if epoch is None:
+        return "not reached"
+    text = f"{epoch[0]:.1f} ± {epoch[1]:.1f}, {minutes[0]:.1f} ± {minutes[1]:.1f}"
+    return text if epoch[2] == group["n"] else f"{text} (n={epoch[2]})"
 
 
 def noise_tables(tests: list[NoiseTest]) -> list[str]:
@@ -299,6 +354,7 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
     else:
         parts.append("No two runs share a recipe: the model, its options, the number of epochs "
                      "and every other setting but the seed.")
+    parts += time_tables(rows, groups)
     parts += recipe_notes(rows, differing)
     if baseline is not None:
         parts += noise_tables(noise_test(rows, baseline))
@@ -319,34 +375,38 @@ def recipe_notes(rows: list[dict[str, Any]], differing: list[str] | None) -> lis
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
-    """comparison.csv: the COLUMNS of the rows with full precision; model_kwargs as JSON,
-    missing values empty."""
+    """comparison.csv: the COLUMNS of the rows, then their time-to-accuracy columns, with full
+    precision; model_kwargs as JSON, missing values empty."""
+    columns = COLUMNS + (tuple(time_keys(rows[0])) if rows else ())
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: json.dumps(row[k], sort_keys=True) if k == "model_kwargs" else
-                             ("" if row[k] is None else row[k]) for k in COLUMNS})
+                             ("" if row[k] is None else row[k]) for k in columns})
     return path
 
 
 def write_comparison(run_dirs: list[str | Path], out_dir: str | Path = ".",
-                     baseline: str | None = None, *,
-                     allow_mixed_data: bool = False) -> dict[str, Path]:
-    """comparison.md, comparison.csv and comparison.png (validation accuracy of every run);
+                     baseline: str | None = None, *, allow_mixed_data: bool = False,
+                     targets: tuple[float, ...] = TIME_TO_ACCURACY_TARGETS,
+                     x: str = "epoch") -> dict[str, Path]:
+    """comparison.md, comparison.csv and comparison.png (validation accuracy of every run
+    against the epoch, or with ``x="time"`` against the training minutes, the ``targets`` drawn);
     with a ``baseline`` model, comparison.md also says which differences are inside the noise.
     Every refusal (``out_dir``, the runs, their data, the baseline) is a one-line UserError that
     comes before anything is written."""
+    check_x_axis(x)
     out_dir = check_folder(out_dir, COMPARISON, "`out_dir`")  # a file in the way: refused first
     runs = [read_run(d) for d in run_dirs]
-    rows, groups = tabulate(runs, allow_mixed_data)
+    rows, groups = tabulate(runs, allow_mixed_data, targets)
     text = "# Comparison\n\n" + markdown_tables(rows, groups, baseline)
     markdown = out_dir / "comparison.md"
     with explain_write_errors(out_dir, COMPARISON, "`out_dir`"):
         atomic_write_text(markdown, text)  # an unwritable folder fails here, nothing written
         csv_path = write_csv(rows, out_dir / "comparison.csv")
-    figure = save_figure(val_accuracy_figure(runs), out_dir / "comparison.png", COMPARISON,
-                         "`out_dir`")
+    figure = save_figure(val_accuracy_figure(runs, x=x, targets=targets),
+                         out_dir / "comparison.png", COMPARISON, "`out_dir`")
     return {"markdown": markdown, "csv": csv_path, "figure": figure}

@@ -34,6 +34,8 @@ EVAL_BATCH_SIZE = 1000  # evaluation is inference only: large batches are faster
 # Test-time augmentation: the views whose softmax outputs are averaged (engine/tta.py).
 TTA_MODES = ("none", "flip", "flip-translate")
 FLIP_MODES = ("random", "alternating")  # how training images are flipped (data/loader.py)
+# What the horizontal axis of plot and compare counts: epochs, or training minutes (viz/curves.py).
+X_AXES = ("epoch", "time")
 
 
 def opt(

@@ -55,7 +55,6 @@ from resnet_cifar.errors import UserError, render_settings
 from resnet_cifar.export_check import PARITY_IMAGES, load_parity_images  # noqa: F401 (API)
 from resnet_cifar.models.fold import fold_batchnorm
 from resnet_cifar.predict import (
-    FOREIGN_NORMALIZATION_NOTE,
     IMAGE_SIZE,
     NormalizedModel,
     class_names,
@@ -452,8 +451,6 @@ def export_checkpoint(
                             onnx_exporter=onnx_exporter)
     report = ExportReport(out, format, how, include_normalization, contract, tolerance,
                           folded=folded)
-    if ckpt.foreign and normalize is None:
-        report.notes.append(FOREIGN_NORMALIZATION_NOTE)
     if not verify:
         report.notes.append("parity not checked")
         return report

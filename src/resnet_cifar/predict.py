@@ -60,12 +60,6 @@ IMAGE_SIZE = 32  # every image is resized to IMAGE_SIZE x IMAGE_SIZE
 # Channel counts an array or tensor image may have: L, LA, RGB, RGBA.
 CHANNEL_COUNTS = (1, 2, 3, 4)
 
-FOREIGN_NORMALIZATION_NOTE = (
-    "the checkpoint records no normalization: using CIFAR-10's training statistics "
-    "(pass `data.normalize` half|imagenet if it was trained with those)"
-)
-
-
 # --------------------------------------------------------------------------- checkpoint defaults
 
 

@@ -51,6 +51,10 @@ def add_parser(sub) -> None:
     ours.add_argument("--folded", action=argparse.BooleanOptionalAction, default=True,
                       help="also time our evaluation of a copy with BatchNorm folded into the "
                            "convolutions, as ours_fold_bn (default on)")
+    ours.add_argument("--compiled-eval", action="store_true",
+                      help="also time our evaluation as `eval --compile` runs it (BatchNorm "
+                           "folded, weights frozen, torch.compile), as ours_compiled; its "
+                           "compile time is reported apart")
     p.add_argument("--threads", type=thread_count, default=0, help="0: one per core")
     p.add_argument("--data", metavar="PATH",
                    help="real CIFAR images (any layout); default: synthetic random uint8")
@@ -73,7 +77,8 @@ def config_from_args(args: argparse.Namespace):
         repeats=args.repeats, warmup=args.warmup, workers=tuple(args.workers),
         channels_last=args.channels_last, compile=args.compile, compile_mode=args.compile_mode,
         amp=args.amp, optimizer=args.optimizer, threads=args.threads, data=args.data,
-        seed=args.seed, baseline=args.baseline, evaluate=args.evaluate, folded=args.folded)
+        seed=args.seed, baseline=args.baseline, evaluate=args.evaluate, folded=args.folded,
+        compiled_eval=args.compiled_eval)
 
 
 def run(args: argparse.Namespace) -> int:

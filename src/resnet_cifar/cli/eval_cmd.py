@@ -19,6 +19,7 @@ from resnet_cifar.cli.common import (
     use_threads,
 )
 from resnet_cifar.config import TTA_MODES, TrainConfig
+from resnet_cifar.errors import render_settings
 
 
 def add_parser(sub) -> None:
@@ -38,6 +39,10 @@ def add_parser(sub) -> None:
     p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="also evaluate with test-time augmentation; reported beside the plain "
                         "accuracy, with the images per second of both passes")
+    p.add_argument("--compile", action="store_true",
+                   help="evaluate a copy with BatchNorm folded, compiled by torch.compile with "
+                        "its weights frozen: faster once compiled (the compile time is printed); "
+                        "logits equal within float rounding, so a near tie may flip")
     add_foreign_model_args(p)
     add_device_arg(p)
     add_threads_arg(p)
@@ -63,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=sys.stderr.isatty() and not args.json,
         tta=args.tta,
+        compile=args.compile,
     )
     if args.plot:
         write_plots(result, args)
@@ -95,7 +101,13 @@ def print_result(result, split: str) -> None:
     )
     if result.tta is not None:
         print_tta(result.tta, split)
+    if result.compile_seconds is not None:
+        print(f"compiled (BatchNorm folded, weights frozen) in {result.compile_seconds:.1f} s "
+              "before evaluating")
     print(describe_data(result.data))
+    norm = result.data.get("normalization")
+    if norm is not None:
+        print(normalization_line(norm))  # a guess was warned of when it was made
     width = max(len(c) for c in result.classes)
     print("\nper-class accuracy")
     for name, acc in zip(result.classes, result.per_class_accuracy, strict=True):
@@ -107,6 +119,16 @@ def print_result(result, split: str) -> None:
     print(" " * (width + 2) + " ".join(f"{c:>5}" for c in short))
     for name, row in zip(result.classes, result.confusion, strict=True):
         print(f"  {name:<{width}}" + " ".join(f"{v:>5}" for v in row))
+
+
+def normalization_line(norm: dict) -> str:
+    """One line: the mean/std the inputs were normalized with, and where they came from."""
+    stats = (f"mean {', '.join(f'{v:.4f}' for v in norm['mean'])}; "
+             f"std {', '.join(f'{v:.4f}' for v in norm['std'])}")
+    where = {"checkpoint": "as the checkpoint records",
+             "`data.normalize`": "as `data.normalize` asks"}.get(norm["source"],
+                                                                 "guessed (see the warning)")
+    return render_settings(f"normalized {norm['mode'] or 'with'} ({stats}), {where}")
 
 
 def print_tta(tta, split: str) -> None:

@@ -33,7 +33,7 @@ from resnet_cifar.cli.common import (
     print_json,
     use_threads,
 )
-from resnet_cifar.errors import UserError, render_settings
+from resnet_cifar.errors import UserError
 
 NORMALIZE_HELP = ("dataset: CIFAR-10's training statistics (or the checkpoint's own, if it was "
                   "trained with dataset); half: 0.5; imagenet: ImageNet's statistics. Default: "
@@ -113,11 +113,7 @@ def add_export_parser(sub) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     use_threads(args)
     from resnet_cifar.data.sources import IMAGE_EXTENSIONS
-    from resnet_cifar.predict import (
-        FOREIGN_NORMALIZATION_NOTE,
-        Predictor,
-        find_images,
-    )
+    from resnet_cifar.predict import Predictor, find_images
 
     paths = find_images(args.inputs)
     if not paths:
@@ -127,8 +123,6 @@ def run_predict(args: argparse.Namespace) -> int:
                           model_kwargs=foreign_model_kwargs(args), normalize=args.normalize,
                           device=args.device, batch_size=args.batch_size, exact=args.exact,
                           tta=args.tta)
-    if predictor.checkpoint.foreign and args.normalize is None:
-        print(f"note: {render_settings(FOREIGN_NORMALIZATION_NOTE)}", file=sys.stderr)
     results = predictor.predict_files(paths, topk=args.topk)
     failed = [r for r in results if r.error is not None]
     for r in failed:

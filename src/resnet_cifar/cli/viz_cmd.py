@@ -21,7 +21,7 @@ from resnet_cifar.cli.common import (
     run_data_config,
     use_threads,
 )
-from resnet_cifar.config import TTA_MODES
+from resnet_cifar.config import TTA_MODES, X_AXES
 
 
 def add_parser(sub) -> None:
@@ -61,6 +61,7 @@ def add_plot_parser(sub) -> None:
     p.add_argument("--out", metavar="FILE.png",
                    help="default: curves.png in the run directory (one run) or here (several); "
                         ".jpg, .jpeg, .pdf and .svg write those formats")
+    add_x_arg(p)
     add_show_arg(p)
     p.set_defaults(func=run_plot)
 
@@ -81,8 +82,30 @@ def add_compare_parser(sub) -> None:
     p.add_argument("--allow-mixed-data", action="store_true",
                    help="compare runs on different data (another fingerprint, dataset or "
                         "number of classes), refused by default; the output says so")
+    p.add_argument("--targets", type=percentages, default="80,85", metavar="PCT[,PCT]",
+                   help="accuracies (%%) whose time to reach is tabled: the first epoch and the "
+                        "training minutes by its end (default 80,85)")
+    add_x_arg(p)
     add_show_arg(p)
     p.set_defaults(func=run_compare)
+
+
+def add_x_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--x", choices=X_AXES, default="epoch",
+                   help="horizontal axis: the epoch (default), or time: the training minutes "
+                        "(training steps only), for time to accuracy")
+
+
+def percentages(text: str) -> tuple[float, ...]:
+    """"80,85" -> (0.80, 0.85); anything but numbers in (0, 100] is a usage error."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or not all(0 < v <= 100 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of percentages in (0, 100], e.g. 80,85")
+    return tuple(v / 100 for v in values)
 
 
 def add_report_parser(sub) -> None:
@@ -144,14 +167,15 @@ def run_plot(args: argparse.Namespace) -> int:
     else:
         out = Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else \
             Path("curves.png")
-    return wrote([plot_curves(args.run_dirs, out)], args.show)
+    return wrote([plot_curves(args.run_dirs, out, x=args.x)], args.show)
 
 
 def run_compare(args: argparse.Namespace) -> int:
     from resnet_cifar.compare import write_comparison
 
     written = write_comparison(args.run_dirs, args.out_dir, args.baseline,
-                               allow_mixed_data=args.allow_mixed_data)
+                               allow_mixed_data=args.allow_mixed_data, targets=args.targets,
+                               x=args.x)
     print(written["markdown"].read_text(), end="")
     return wrote(list(written.values()), args.show)
 

@@ -188,7 +188,41 @@ def load_checkpoint(
         kwargs["shortcut"] = infer_shortcut(state_dict)
     weight = state_dict.get("linear.weight")
     num_classes = int(weight.shape[0]) if weight is not None and weight.dim() else 10
-    return Checkpoint(path, name, kwargs, num_classes, state_dict, foreign=True)
+    plain = Checkpoint(path, name, kwargs, num_classes, state_dict, foreign=True)
+    return described_by_its_run(plain, model, model_kwargs) or plain
+
+
+def described_by_its_run(plain: Checkpoint, model: str | None,
+                         model_kwargs: dict[str, Any] | None) -> Checkpoint | None:
+    """A run's own model.pth (rundir.WEIGHTS) read with what the run's last.pt beside it
+    records: the normalization it was trained with, the classes, the model options, the config
+    and the data. The file itself is a plain state_dict so that the original code loads it, and
+    without this, eval would normalize as the data's default and quietly report another accuracy
+    for a run trained with `data.normalize` imagenet or half. None (the file stays foreign) when
+    the file is not named so, no readable last.pt is beside it, ``model``/``model_kwargs`` name
+    another architecture, or its tensors are not that run's model's."""
+    from resnet_cifar.engine.rundir import LAST, WEIGHTS
+
+    last_path = plain.path.parent / LAST
+    if plain.path.name != WEIGHTS or not last_path.is_file():
+        return None
+    try:
+        obj = read_checkpoint_file(last_path)
+        if not (isinstance(obj, dict) and obj.get("format") == FORMAT):
+            return None
+        run = _from_ours(last_path, obj, None, None)
+    except UserError:
+        return None  # a damaged last.pt: the weights file is read as a plain state_dict
+    if (model and model != run.model_name) or any(
+            run.model_kwargs.get(k) != v for k, v in (model_kwargs or {}).items()):
+        return None
+    shapes = {k: tuple(v.shape) for k, v in plain.state_dict.items()}
+    if shapes != {k: tuple(v.shape) for k, v in run.state_dict.items()}:
+        return None
+    return Checkpoint(path=plain.path, model_name=run.model_name, model_kwargs=run.model_kwargs,
+                      num_classes=run.num_classes, state_dict=plain.state_dict,
+                      weights=run.weights, classes=run.classes, mean=run.mean, std=run.std,
+                      normalize=run.normalize, config=run.config)
 
 
 def _from_ours(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -93,7 +94,15 @@ class InferenceContext:
 
     @cached_property
     def normalization(self) -> Normalization:
-        """How inputs are normalized, by the rule in this module's docstring."""
+        """How inputs are normalized, by the rule in this module's docstring; a guess (the
+        checkpoint records none and no `data.normalize` was given) is warned of, once."""
+        norm = self._resolve_normalization()
+        note = self._guess_note(norm)
+        if note:
+            warnings.warn(note, UserWarning, stacklevel=3)  # at the caller, past functools
+        return norm
+
+    def _resolve_normalization(self) -> Normalization:
         ckpt = self.checkpoint
         if self.normalize is None and ckpt.mean is not None and ckpt.std is not None:
             return Normalization.explicit(ckpt.mean, ckpt.std, mode=ckpt.normalize)
@@ -105,6 +114,33 @@ class InferenceContext:
             return Normalization.explicit(ckpt.mean, ckpt.std, mode) if own else \
                 Normalization.cifar10()
         return Normalization.for_mode(mode, None)
+
+    def normalization_source(self) -> str:
+        """Where the normalization comes from: "`data.normalize`" (given), "checkpoint", or,
+        for a checkpoint that records none, "data" or "default" (CIFAR-10's): a guess."""
+        if self.normalize is not None:
+            return "`data.normalize`"
+        if self.checkpoint.mean is not None and self.checkpoint.std is not None:
+            return "checkpoint"
+        return "data" if self.data is not None else "default"
+
+    def _guess_note(self, norm: Normalization) -> str | None:
+        source = self.normalization_source()
+        if source not in ("data", "default"):
+            return None
+        return (f"{self.checkpoint.path.name} records no normalization: inputs are normalized "
+                f"with {'this data' if source == 'data' else 'CIFAR-10'}'s {norm.mode!r} "
+                "statistics; if it was trained otherwise, pass `data.normalize` (dataset, half "
+                "or imagenet), or its results here are not its own")
+
+    def normalization_info(self) -> dict[str, Any]:
+        """How inputs are normalized and why (eval prints it, its JSON records it), with the
+        warning's text as ``note`` when it is a guess (see normalization_source)."""
+        norm = self.normalization
+        info = {"mode": norm.mode, "mean": list(norm.mean), "std": list(norm.std),
+                "source": self.normalization_source()}
+        note = self._guess_note(norm)
+        return {**info, "note": note} if note else info
 
     # ---- the data
 

@@ -22,7 +22,12 @@ from resnet_cifar.engine.rundir import RunInfo
 COLUMNS = (
     "run", "name", "model", "model_kwargs", "params", "macs", "epochs", "seed", "val_is_test",
     "best_val_acc", "best_epoch", "final_val_acc", "test_acc", "sec_per_epoch", "img_per_s",
+    "train_minutes",
 )
+# Time to accuracy (DAWNBench, airbench): the first epoch, and the training minutes by its end, at
+# which a run's validation accuracy reaches each of these (fractions). comparison.csv has an
+# epoch_to_<pct> and a minutes_to_<pct> column for each target asked for, these by default.
+TIME_TO_ACCURACY_TARGETS = (0.80, 0.85)
 # Config keys that tell runs of one recipe apart without changing what they compute: the seed,
 # names and places, where and how fast it runs, logging, and the override of the data check
 # (the fingerprint says which data it was). Runs that differ only in these are seeds of one
@@ -93,9 +98,47 @@ def run_data(run: RunInfo, settings: dict[str, Any] | None) -> dict[str, Any]:
             "num_classes": run.num_classes}
 
 
-def run_row(run: RunInfo) -> dict[str, Any]:
-    """The comparison row of one run: COLUMNS, then its recipe (see run_recipe) and data (see
-    run_data), which group and check the runs but are no columns of comparison.csv."""
+def target_columns(targets: tuple[float, ...] = TIME_TO_ACCURACY_TARGETS) -> tuple[str, ...]:
+    """The time-to-accuracy columns of comparison.csv for ``targets`` (fractions)."""
+    return tuple(f"{kind}_to_{target_name(t)}" for t in targets for kind in ("epoch", "minutes"))
+
+
+def target_name(target: float) -> str:
+    """0.85 -> "85", 0.925 -> "92.5": a target as the columns and tables name it (percent)."""
+    return f"{100 * target:.10g}"
+
+
+def shipped_accuracy(row: dict[str, Any]) -> float:
+    """An epoch's validation accuracy of the weights the run ends with: their moving average
+    when `ema_decay` kept one (those are the final weights), else the raw weights'."""
+    return row.get("ema_val_acc", row["val_acc"])
+
+
+def minutes_by_epoch(rows: list[dict[str, Any]]) -> list[float]:
+    """The training minutes by the end of each epoch: the sum of the epochs' `epoch_time`, which
+    times the training steps only (validation and checkpoints are not counted; a resumed run
+    counts its epochs, not the pause)."""
+    minutes, total = [], 0.0
+    for row in rows:
+        total += row["epoch_time"] / 60
+        minutes.append(total)
+    return minutes
+
+
+def time_to_accuracy(rows: list[dict[str, Any]], target: float) -> tuple[int, float] | None:
+    """(epoch, training minutes by its end) of the first epoch whose validation accuracy of the
+    final weights (shipped_accuracy) reaches ``target``; None if no epoch does."""
+    for row, minutes in zip(rows, minutes_by_epoch(rows), strict=True):
+        if shipped_accuracy(row) >= target:
+            return row["epoch"], minutes
+    return None
+
+
+def run_row(run: RunInfo, targets: tuple[float, ...] = TIME_TO_ACCURACY_TARGETS
+            ) -> dict[str, Any]:
+    """The comparison row of one run: COLUMNS and the time to each of ``targets``
+    (target_columns), then its recipe (see run_recipe) and data (see run_data), which group and
+    check the runs but are no columns of comparison.csv."""
     row = {"run": run.path.name, "name": run.name, "model": run.model,
            "model_kwargs": run.model_kwargs, "seed": run.seed, "val_is_test": run.val_is_test}
     if run.summary is not None:
@@ -116,9 +159,14 @@ def run_row(run: RunInfo) -> dict[str, Any]:
             "sec_per_epoch": mean_or_none([r["epoch_time"] for r in run.rows]),
             "img_per_s": mean_or_none([r["img_per_s"] for r in run.rows]),
         })
+    row["train_minutes"] = minutes_by_epoch(run.rows)[-1] if run.rows else None
+    for target in targets:
+        reached = time_to_accuracy(run.rows, target)
+        row[f"epoch_to_{target_name(target)}"] = reached[0] if reached else None
+        row[f"minutes_to_{target_name(target)}"] = reached[1] if reached else None
     settings = resolved_settings(run)
-    return {**{k: row[k] for k in COLUMNS}, "recipe": run_recipe(run, settings),
-            "data": run_data(run, settings)}
+    return {**{k: row[k] for k in COLUMNS + target_columns(targets)},
+            "recipe": run_recipe(run, settings), "data": run_data(run, settings)}
 
 
 def mean_or_none(values: list[float]) -> float | None:

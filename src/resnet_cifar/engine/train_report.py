@@ -8,6 +8,7 @@ RunLog prints). Settings are named by config key in backticks, and rendered as t
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import sys
@@ -67,10 +68,8 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
         f"data       {s.source}: {len(s.train_labels)} train images, {len(s.classes)} classes, "
         f"fingerprint {s.fingerprint[:19]}",
         f"validation {val}",
-        f"recipe     {cfg.epochs} epochs, batch {batch}, SGD lr {lr0:g} "
-        f"momentum {cfg.momentum} wd {cfg.weight_decay}, {cfg.schedule} "
-        f"{cfg.milestones if cfg.schedule == 'step' else ''}, augment {cfg.data.augment}, "
-        f"normalize {cfg.data.normalize}",
+        f"recipe     {cfg.epochs} epochs, batch {batch}, {optimizer_words(cfg, lr0, world_size)}, "
+        f"augment {cfg.data.augment}, normalize {cfg.data.normalize}",
         f"device     {device}, {torch.get_num_threads()} threads"
         + (", deterministic" if cfg.deterministic else "")
         + (f" (one per idle core: others keep {others_busy:.1f} busy; chosen again "
@@ -86,6 +85,26 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
         lines.append(f"note       milestone(s) {late} are past the last epoch index "
                      f"({cfg.epochs - 1}): the lr never drops there; pass `milestones`")
     return [render_settings(line) for line in lines]
+
+
+def optimizer_words(config: TrainConfig, lr0: float, world_size: int = 1) -> str:
+    """The optimizer and its schedule in words: the peak lr (``config.lr``, scaled for DDP when
+    `lr_scaling` says so) and, where the schedule does not start there, the lr it starts from
+    (``lr0``)."""
+    peak = config.lr * (world_size if config.lr_scaling == "linear" else 1)
+    words = f"SGD{' nesterov' if config.nesterov else ''} lr {peak:g}"
+    if config.schedule == "step":
+        words += f", x{config.gamma:g} at epoch(s) {list(config.milestones)}"
+    else:
+        words += f", {config.schedule}"
+    if config.warmup_epochs:
+        words += f" after a {config.warmup_epochs:g}-epoch warm-up"
+    if not math.isclose(lr0, peak):
+        words += f" (starting at {lr0:g})"
+    words += f", momentum {config.momentum:g}, wd {config.weight_decay:g}"
+    if config.label_smoothing:
+        words += f", label smoothing {config.label_smoothing:g}"
+    return words
 
 
 def recipe_options(config: TrainConfig) -> str:

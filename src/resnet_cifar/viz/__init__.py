@@ -14,6 +14,7 @@ from resnet_cifar.viz.confusion import (
     save_eval_plots,
 )
 from resnet_cifar.viz.curves import (
+    check_x_axis,
     curves_figure,
     lr_changes,
     plot_curves,
@@ -47,6 +48,7 @@ __all__ = [
     "WRONG_COLOR",
     "PredictionSample",
     "check_figure_target",
+    "check_x_axis",
     "confusion_figure",
     "curves_figure",
     "denormalize",

@@ -2,6 +2,8 @@
 
 The point at epoch e is the state at the end of epoch e. A learning-rate step that takes effect
 in epoch e is drawn at x = e - 1, where that epoch starts: a step schedule's 0-based milestone.
+With ``x="time"`` the horizontal axis is the training minutes instead (recipes.minutes_by_epoch:
+training steps only), which puts runs of different speed on one clock: time to accuracy.
 """
 
 from __future__ import annotations
@@ -11,14 +13,18 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from resnet_cifar.config import X_AXES
 from resnet_cifar.engine.recipes import (
     differing_settings,
     group_key,
+    minutes_by_epoch,
     recipe_label,
     run_labels,
     run_row,
+    shipped_accuracy,
 )
 from resnet_cifar.engine.rundir import RunInfo, read_run
+from resnet_cifar.errors import ConfigError
 from resnet_cifar.viz.output import check_figure_target, save_figure
 
 PLOT_OUTPUT = "plot output"  # what a write error calls the file
@@ -30,6 +36,26 @@ LINESTYLES = ("-", "--", ":", "-.")  # runs within one colour (seeds of one reci
 MARKERS = ("o", "s", "^", "D", "v")
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
           "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+
+
+def check_x_axis(x: str) -> None:
+    if x not in X_AXES:
+        raise ConfigError(f"x axis {x!r} is not one of {X_AXES}")
+
+
+def x_values(rows: list[dict], x: str) -> list[float]:
+    """Where each epoch's point goes: its number, or the training minutes by its end."""
+    return [r["epoch"] for r in rows] if x == "epoch" else minutes_by_epoch(rows)
+
+
+def x_label(x: str) -> str:
+    return "epoch" if x == "epoch" else "training minutes (steps only)"
+
+
+def format_x_axis(ax, x: str) -> None:
+    ax.grid(alpha=0.3)
+    if x == "epoch":
+        ax.xaxis.get_major_locator().set_params(integer=True)
 
 
 def lr_changes(rows: list[dict]) -> list[tuple[int, float, float]]:
@@ -46,15 +72,17 @@ def val_name(runs: list[RunInfo]) -> str:
     return "test (= val)" if all(r.val_is_test for r in runs) else "val"
 
 
-def curves_figure(runs: list[RunInfo]) -> Figure:
-    """Loss (left) and accuracy (right): train solid, validation dashed; one colour per run."""
+def curves_figure(runs: list[RunInfo], x: str = "epoch") -> Figure:
+    """Loss (left) and accuracy (right): train solid, validation dashed; one colour per run.
+    ``x``: "epoch", or "time" for the training minutes."""
+    check_x_axis(x)
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     labels = run_labels(runs)
     single = len(runs) == 1
     for i, (run, label) in enumerate(zip(runs, labels, strict=True)):
         color = COLORS[i % len(COLORS)]
-        epochs = [r["epoch"] for r in run.rows]
+        epochs = x_values(run.rows, x)
         style = {"color": color, "marker": "o" if len(epochs) <= MARKER_EPOCHS else None,
                  "markersize": 3}
         for ax, key, scale in ((loss_ax, "loss", 1), (acc_ax, "acc", 100)):
@@ -62,15 +90,15 @@ def curves_figure(runs: list[RunInfo]) -> Figure:
                     label="train" if single else label, **style)
             ax.plot(epochs, [scale * r[f"val_{key}"] for r in run.rows], linestyle="--",
                     label=val_name(runs) if single else None, **style)
-        mark_lr(run.rows, (loss_ax, acc_ax), color="0.4" if single else color, annotate=single)
+        mark_lr(run.rows, (loss_ax, acc_ax), color="0.4" if single else color, annotate=single,
+                x=x)
     losses = [r[k] for run in runs for r in run.rows for k in ("train_loss", "val_loss")]
     if losses and min(losses) > 0 and max(losses) / min(losses) > LOG_LOSS_RATIO:
         loss_ax.set_yscale("log")
-    loss_ax.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    loss_ax.set(xlabel=x_label(x), ylabel="cross-entropy loss", title="loss")
+    acc_ax.set(xlabel=x_label(x), ylabel="accuracy (%)", title="accuracy")
     for ax in (loss_ax, acc_ax):
-        ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        format_x_axis(ax, x)
     if single:
         acc_ax.legend(loc="lower right", fontsize=9)
     else:
@@ -81,21 +109,25 @@ def curves_figure(runs: list[RunInfo]) -> Figure:
     return fig
 
 
-def mark_lr(rows: list[dict], axes, *, color: str, annotate: bool) -> None:
-    """Dashed verticals at each lr step; for schedules that change lr every epoch, the lr
-    itself on a right-hand axis of the loss panel instead."""
+def mark_lr(rows: list[dict], axes, *, color: str, annotate: bool, x: str = "epoch") -> None:
+    """Dashed verticals at each lr step (where its epoch starts, on the ``x`` axis); for
+    schedules that change lr every epoch, the lr itself on a right-hand axis of the loss panel
+    instead."""
     changes = lr_changes(rows)
+    xs = x_values(rows, x)
     if len(changes) > MAX_MARKED_LR_CHANGES:
         lr_ax = axes[0].twinx()
-        lr_ax.plot([r["epoch"] for r in rows], [r["lr"] for r in rows], color=color,
-                   linestyle=":", linewidth=1)
+        lr_ax.plot(xs, [r["lr"] for r in rows], color=color, linestyle=":", linewidth=1)
         lr_ax.set_ylabel("learning rate (dotted)", color="0.4")
         return
-    for x, old, new in changes:
+    end_of = dict(zip((r["epoch"] for r in rows), xs, strict=True))
+    for epoch_start, old, new in changes:
+        where = end_of.get(epoch_start, 0.0)  # an epoch starts where the one before it ended
         for ax in axes:
-            ax.axvline(x, color=color, linestyle="--", linewidth=0.8, alpha=0.7)
+            ax.axvline(where, color=color, linestyle="--", linewidth=0.8, alpha=0.7)
         if annotate:
-            axes[0].annotate(f"lr {old:g}→{new:g}", xy=(x, 1), xycoords=("data", "axes fraction"),
+            axes[0].annotate(f"lr {old:g}→{new:g}", xy=(where, 1),
+                             xycoords=("data", "axes fraction"),
                              xytext=(3, -12), textcoords="offset points", fontsize=8, color="0.3")
 
 
@@ -122,11 +154,12 @@ def curves_title(run: RunInfo) -> str:
                    " (in progress)" if in_progress else "")
 
 
-def plot_curves(run_dirs: list[str | Path], out: str | Path) -> Path:
+def plot_curves(run_dirs: list[str | Path], out: str | Path, x: str = "epoch") -> Path:
     """Overlay the training curves of one or more runs into ``out`` (its extension chooses PNG,
-    JPEG, PDF or SVG)."""
+    JPEG, PDF or SVG); ``x``: "epoch", or "time" for the training minutes."""
+    check_x_axis(x)
     check_figure_target(out, PLOT_OUTPUT)  # before the runs are read
-    return save_figure(curves_figure([read_run(d) for d in run_dirs]), out, PLOT_OUTPUT)
+    return save_figure(curves_figure([read_run(d) for d in run_dirs], x), out, PLOT_OUTPUT)
 
 
 def write_run_curves(run_dir: str | Path) -> Path:
@@ -134,10 +167,16 @@ def write_run_curves(run_dir: str | Path) -> Path:
     return plot_curves([run_dir], Path(run_dir) / "curves.png")
 
 
-def val_accuracy_figure(runs: list[RunInfo]) -> Figure:
-    """Validation accuracy of every run. Runs of one recipe (several seeds) share a colour, each
-    with its own line style, and their mean over the epochs they all reached is drawn thick.
-    A long legend (more than LEGEND_INSIDE entries) goes to the right of the axes, off the lines."""
+def val_accuracy_figure(runs: list[RunInfo], x: str = "epoch",
+                        targets: tuple[float, ...] = ()) -> Figure:
+    """Validation accuracy of every run, against the epoch or (``x="time"``) the training
+    minutes: the accuracy of the weights each run ends with (the moving average with
+    `ema_decay`; recipes.shipped_accuracy). Runs of one recipe (several seeds) share a colour,
+    each with its own line style, and their mean over the epochs they all reached is drawn thick
+    (at the seeds' mean minutes on a time axis). On a time axis, each of ``targets`` (fractions)
+    within the plotted range is a dotted horizontal line. A long legend (more than LEGEND_INSIDE
+    entries) goes to the right of the axes, off the lines."""
+    check_x_axis(x)
     groups: dict[tuple, list[RunInfo]] = {}
     rows = {id(run): run_row(run) for run in runs}
     differing = differing_settings(list(rows.values()))
@@ -151,24 +190,31 @@ def val_accuracy_figure(runs: list[RunInfo]) -> Figure:
     for g, members in enumerate(groups.values()):
         color = COLORS[g % len(COLORS)]
         for j, run in enumerate(members):
-            epochs = [r["epoch"] for r in run.rows]
-            ax.plot(epochs, [100 * r["val_acc"] for r in run.rows], color=color,
+            epochs = x_values(run.rows, x)
+            ax.plot(epochs, [100 * shipped_accuracy(r) for r in run.rows], color=color,
                     linestyle=LINESTYLES[j % len(LINESTYLES)], linewidth=1,
                     marker=MARKERS[j % len(MARKERS)] if len(epochs) <= MARKER_EPOCHS else None,
                     markersize=3, label=f"{labels[id(run)]}, seed {run.seed}")
         if len(members) > 1:
             common = min(len(run.rows) for run in members)
-            mean = [100 * sum(run.rows[i]["val_acc"] for run in members) / len(members)
+            mean = [100 * sum(shipped_accuracy(run.rows[i]) for run in members) / len(members)
                     for i in range(common)]
-            ax.plot([r["epoch"] for r in members[0].rows[:common]], mean, color=color,
+            where = [sum(x_values(run.rows, x)[i] for run in members) / len(members)
+                     for i in range(common)]
+            ax.plot(where, mean, color=color,
                     linewidth=3, alpha=0.45,
                     label=f"{recipe_label(rows[id(members[0])], differing)}: "
                           f"mean of {len(members)} seeds")
     name = val_name(runs)
-    ax.set(xlabel="epoch", ylabel=f"{name} accuracy (%)",
-           title=f"{name} accuracy of {len(runs)} run{'s' * (len(runs) != 1)}")
-    ax.grid(alpha=0.3)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    accuracies = [100 * shipped_accuracy(r) for run in runs for r in run.rows]
+    if x == "time" and accuracies:
+        for target in targets:
+            if min(accuracies) <= 100 * target <= max(accuracies) + 5:
+                ax.axhline(100 * target, color="0.5", linestyle=":", linewidth=1)
+    ax.set(xlabel=x_label(x), ylabel=f"{name} accuracy (%)",
+           title=f"{name} accuracy of {len(runs)} run{'s' * (len(runs) != 1)}"
+                 + (" against training time" if x == "time" else ""))
+    format_x_axis(ax, x)
     if outside:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     else:

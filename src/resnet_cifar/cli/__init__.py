@@ -61,15 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def warnings_name_flags() -> Iterator[None]:
-    """Show the library's warnings as one line each, ``warning: ...``, with their settings
-    named as flags, as its errors are; warnings from other packages keep Python's format."""
+    """Show warnings with their settings named as flags, as errors are; the library's own (those
+    that point into it) as one line each, ``warning: ...``, others in Python's format."""
     show = warnings.showwarning
 
     def show_rendered(message, category, filename, lineno, file=None, line=None):
-        if "resnet_cifar" not in str(filename):  # where the warning points: not ours
-            show(message, category, filename, lineno, file, line)
+        text = render_settings(str(message))
+        if "resnet_cifar" in str(filename):
+            print(f"warning: {text}", file=file or sys.stderr)
             return
-        print(f"warning: {render_settings(str(message))}", file=file or sys.stderr)
+        if text != str(message):
+            message = category(text)
+        show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = show_rendered
     try:

@@ -4,10 +4,11 @@
     model = torch.hub.load("path/to/checkout", "resnet20", source="local")     # from a checkout
     model = torch.hub.load(..., "regnet20_convlstm", num_classes=100, hidden_ratio=0.5)
 
-Each entry point takes ``pretrained=False`` and the model's options (``num_classes`` and those
-listed by ``resnet-cifar models``). No weights trained on the original CIFAR-10 are published yet,
-so ``pretrained=True`` raises instead of returning random weights; load your own checkpoint with
-``resnet_cifar.load_checkpoint(path).build_model()``.
+Each entry point takes ``pretrained`` and the model's options (``num_classes`` and those listed
+by ``resnet-cifar models``). ``pretrained=True`` loads the model's default published weights and
+``pretrained="TAG"`` those of a tag (``resnet-cifar weights`` lists them, with the data they were
+trained and evaluated on); a model with no published weights raises instead of returning random
+weights. Load your own checkpoint with ``resnet_cifar.load_checkpoint(path).build_model()``.
 """
 
 # Underscored names: torch.hub.list() offers every public callable here as an entry point.
@@ -35,28 +36,19 @@ def _import_registry():
 
 _registry = _import_registry()
 
-_NO_WEIGHTS = (
-    "resnet_cifar publishes no weights trained on the original CIFAR-10 yet, so {name}("
-    "pretrained=True) cannot be honoured. Build the model with pretrained=False and load your own "
-    "checkpoint: `ckpt = resnet_cifar.load_checkpoint('runs/<run>/best.pt'); model = "
-    "ckpt.build_model()`, or `model.load_state_dict(torch.load('model.pth'))`."
-)
-
-
 def _entry_point(name):
     entry = _registry.get_model_entry(name)
     options = ", ".join(f"{k}={v!r}" for k, v in _registry.model_options(name).items())
 
     def build(pretrained=False, **kwargs):
-        if pretrained:
-            raise RuntimeError(_NO_WEIGHTS.format(name=name))
-        return _registry.create_model(name, **kwargs)
+        return _registry.create_model(name, pretrained=pretrained, **kwargs)
 
     build.__name__ = build.__qualname__ = name
     build.__doc__ = (
         f"{entry.description}.\n\n"
         f"Options: num_classes=10{', ' + options if options else ''}. "
-        "pretrained=True raises: no trained weights are published yet."
+        "pretrained=True: the model's default published weights, pretrained='TAG': those "
+        "(`resnet-cifar weights` lists them); a model with none raises, naming what there is."
     )
     return build
 

@@ -28,6 +28,8 @@ HEAVY: dict[str, tuple[str, ...] | None] = {
                          "test_eval_compile_counts_what_eager_eval_counts"),  # torch.compile
     "test_speed_paths.py": ("test_compiled_block_gives_the_same_output",),  # torch.compile
     "test_train.py": ("test_sigterm_saves_and_prints_the_resume_command",),  # subprocess
+    "test_weights.py": (  # the whole JPEG test split, once per shipped tag
+        "test_every_shipped_tag_reproduces_its_published_accuracy_on_the_jpeg_copy",),
 }
 
 

@@ -40,7 +40,7 @@ def test_entry_points_are_exactly_the_registered_models():
     entry_points = {n for n in dir(hubconf) if callable(getattr(hubconf, n)) and n[0] != "_"}
     assert entry_points == set(list_models())
     assert hubconf.dependencies == ["torch"]
-    assert "pretrained=True raises" in hubconf.resnet20.__doc__
+    assert "pretrained=True: the model's default published weights" in hubconf.resnet20.__doc__
 
 
 def test_resnet20_from_the_local_checkout_matches_create_model():
@@ -62,11 +62,20 @@ def test_options_are_passed_through():
     assert count_parameters(model) < count_parameters(create_model("resnet20", num_classes=100))
 
 
-@pytest.mark.parametrize("name", ["resnet20", list_models()[-1]])
-def test_pretrained_raises_a_clear_error_instead_of_random_weights(name):
-    with pytest.raises(RuntimeError, match="no weights trained on the original CIFAR-10") as info:
-        hub_load(name, pretrained=True)
-    assert "load_checkpoint" in str(info.value) and name in str(info.value)
+def test_pretrained_loads_the_published_weights_and_a_model_without_raises():
+    """pretrained=True: the default tag's file, byte for byte the weights; a model with no
+    published weights raises, naming the tags there are, instead of returning random weights."""
+    from resnet_cifar.errors import UserError
+    from resnet_cifar.models.pretrained import get_weights, list_weights, load_weights
+
+    entry = get_weights(True, "resnet20")
+    model = hub_load("resnet20", pretrained=True)
+    expected = load_weights(entry)
+    assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
+    unpublished = next(n for n in list_models() if not list_weights(n))
+    with pytest.raises(UserError, match=f"no published weights for '{unpublished}'") as info:
+        hub_load(unpublished, pretrained=True)
+    assert entry.tag in str(info.value)
 
 
 def test_hubconf_finds_the_package_in_src_without_an_install(tmp_path):

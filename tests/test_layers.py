@@ -28,7 +28,7 @@ LAYERS = (
     ("compare",),
     ("export_check",),  # the data export checks its parity on
     ("predict", "export", "bench", "training"),  # training: the engine's run + curves
-    ("report",),
+    ("report", "publish"),  # publish: a run's weights evaluated into the registry
     ("",),  # resnet_cifar/__init__.py: the public API
     ("cli", "__main__"),
 )

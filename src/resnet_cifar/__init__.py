@@ -13,6 +13,7 @@ _LAZY = {
     "evaluate": ("resnet_cifar.engine.evaluate", "evaluate_checkpoint"),
     "load_checkpoint": ("resnet_cifar.engine.checkpoint", "load_checkpoint"),
     "Predictor": ("resnet_cifar.predict", "Predictor"),
+    "list_weights": ("resnet_cifar.models.pretrained", "list_weights"),
 }
 
 __all__ = [

@@ -21,12 +21,14 @@ from resnet_cifar.cli import (
     predict_cmd,
     train_cmd,
     viz_cmd,
+    weights_cmd,
 )
 from resnet_cifar.cli.flags import flag_of
 from resnet_cifar.errors import UserError, render_settings, settings_named_by
 
 # Modules that each define add_parser(subparsers). Order is the order of `--help`.
-COMMANDS = [models_cmd, data_cmd, train_cmd, eval_cmd, viz_cmd, predict_cmd, bench_cmd]
+COMMANDS = [models_cmd, weights_cmd, data_cmd, train_cmd, eval_cmd, viz_cmd, predict_cmd,
+            bench_cmd]
 
 
 class SubcommandParser(argparse.ArgumentParser):

@@ -7,11 +7,12 @@ import dataclasses
 import json
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from resnet_cifar.cli.flags import FLAG_OF, field_flag, flag_of
 from resnet_cifar.config import DataConfig, TrainConfig, setting_fields
-from resnet_cifar.errors import ConfigError, render_settings
+from resnet_cifar.errors import ConfigError, UserError, render_settings
 
 
 def _whole_number(text: str) -> int:
@@ -159,6 +160,41 @@ def run_data_config(args: argparse.Namespace, run_config: dict[str, Any] | None)
     from resnet_cifar.engine.splits import data_for_run
 
     return data_for_run(run_config, data_overrides(args))
+
+
+CHECKPOINT_HELP = "last.pt / best.pt / model.pth / a foreign checkpoint"
+
+
+def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
+    """The checkpoint to run: a file, or --pretrained TAG for published weights."""
+    parser.add_argument("checkpoint", nargs="?", help=CHECKPOINT_HELP + " (or --pretrained)")
+    parser.add_argument("--pretrained", metavar="TAG",
+                        help="published weights instead of a checkpoint file (see `resnet-cifar "
+                             "weights`)")
+    add_foreign_model_args(parser)
+
+
+def checkpoint_from_args(args: argparse.Namespace):
+    """The Checkpoint that the checkpoint argument or --pretrained names (exactly one)."""
+    from resnet_cifar.engine.checkpoint import load_checkpoint, pretrained_checkpoint
+
+    if (args.checkpoint is None) == (args.pretrained is None):
+        raise UserError("give a checkpoint file or --pretrained TAG" +
+                        (", not both" if args.checkpoint else ""))
+    if args.pretrained is not None:
+        if args.model or getattr(args, "shortcut", None):
+            raise UserError("--model and --shortcut describe a foreign checkpoint file; "
+                            "--pretrained weights say what they are")
+        return pretrained_checkpoint(args.pretrained)
+    return load_checkpoint(args.checkpoint, args.model, foreign_model_kwargs(args))
+
+
+def output_beside(args: argparse.Namespace, name: str) -> Path:
+    """Where a command writes by default: beside the checkpoint file, or for --pretrained
+    weights (which live inside the package) in the current directory, named after the tag."""
+    if getattr(args, "pretrained", None):
+        return Path(f"{args.pretrained}-{name}")
+    return Path(args.checkpoint).resolve().parent / name
 
 
 def add_foreign_model_args(parser: argparse.ArgumentParser) -> None:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from resnet_cifar.atomic import check_folder
 from resnet_cifar.cli.common import (
+    add_checkpoint_args,
     add_data_args,
     add_device_arg,
-    add_foreign_model_args,
     add_threads_arg,
-    foreign_model_kwargs,
+    checkpoint_from_args,
+    output_beside,
     positive_int,
     print_json,
     run_data_config,
@@ -24,7 +25,7 @@ from resnet_cifar.errors import render_settings
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on the test (or val) split")
-    p.add_argument("checkpoint", help="last.pt / best.pt / model.pth / a foreign checkpoint")
+    add_checkpoint_args(p)
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--batch-size", type=positive_int, default=TrainConfig.eval_batch_size)
     p.add_argument("--seed", type=int, default=None,
@@ -43,7 +44,6 @@ def add_parser(sub) -> None:
                    help="evaluate a copy with BatchNorm folded, compiled by torch.compile with "
                         "its weights frozen: faster once compiled (the compile time is printed); "
                         "logits equal within float rounding, so a near tie may flip")
-    add_foreign_model_args(p)
     add_device_arg(p)
     add_threads_arg(p)
     add_data_args(p, training=False)
@@ -52,10 +52,9 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     use_threads(args)
-    from resnet_cifar.engine.checkpoint import load_checkpoint
     from resnet_cifar.engine.evaluate import evaluate_checkpoint
 
-    ckpt = load_checkpoint(args.checkpoint, args.model, foreign_model_kwargs(args))
+    ckpt = checkpoint_from_args(args)
     if args.plot:  # refuse a folder that cannot take the plots before evaluating
         check_folder(plot_dir(args), "eval plots into", "--out-dir")
     result = evaluate_checkpoint(
@@ -89,7 +88,7 @@ def write_plots(result, args) -> None:
 
 
 def plot_dir(args: argparse.Namespace) -> Path:
-    return Path(args.out_dir) if args.out_dir else Path(args.checkpoint).resolve().parent
+    return Path(args.out_dir) if args.out_dir else output_beside(args, "").parent
 
 
 def print_result(result, split: str) -> None:

@@ -53,6 +53,7 @@ PARAMETER_FLAGS = {
     "workers": "--workers",
     "eval_images": "--eval-images",
     "evaluate": "--no-eval",
+    "replace": "--replace",
 }
 
 FLAG_OF: dict[str, str] = {

@@ -20,15 +20,16 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from pathlib import Path
 
 from resnet_cifar.cli.common import (
+    add_checkpoint_args,
     add_data_args,
     add_device_arg,
-    add_foreign_model_args,
     add_threads_arg,
+    checkpoint_from_args,
     data_config,
     data_overrides,
-    foreign_model_kwargs,
     positive_int,
     print_json,
     use_threads,
@@ -54,7 +55,7 @@ def add_predict_parser(sub) -> None:
                     "image, no crop, aspect ratio not kept); a large JPEG is decoded at a reduced "
                     "scale first unless --exact. Exit code 1 if any file failed.",
     )
-    p.add_argument("checkpoint", help="last.pt / best.pt / model.pth / a foreign checkpoint")
+    add_checkpoint_args(p)
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR",
                    help="image files, or directories to search recursively")
     p.add_argument("--topk", type=positive_int, default=3, help="classes shown per image")
@@ -71,7 +72,6 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--normalize", choices=NORMALIZE_MODES, help=NORMALIZE_HELP)
     p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="report probabilities averaged over test-time-augmented views")
-    add_foreign_model_args(p)
     add_device_arg(p)
     add_threads_arg(p)
     p.set_defaults(func=run_predict)
@@ -86,7 +86,7 @@ def add_export_parser(sub) -> None:
                     "PyTorch on random inputs and on 100 test images when a data set is known "
                     "(--data, or the one recorded in the checkpoint).",
     )
-    p.add_argument("checkpoint", help="last.pt / best.pt / model.pth / a foreign checkpoint")
+    add_checkpoint_args(p)
     p.add_argument("--format", choices=tuple(FORMATS), default="onnx")
     p.add_argument("--out", metavar="FILE",
                    help="default: beside the checkpoint, as NAME.onnx, NAME.torchscript.pt or "
@@ -101,7 +101,6 @@ def add_export_parser(sub) -> None:
     p.add_argument("--onnx-exporter", choices=ONNX_EXPORTERS, default="legacy",
                    help="legacy: torch.onnx's TorchScript-based exporter (default; needs onnx); "
                         "dynamo: the torch.export-based one (also needs onnxscript)")
-    add_foreign_model_args(p)
     add_data_args(p, training=False)
     p.set_defaults(func=run_export)
     add_threads_arg(p)
@@ -119,8 +118,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if not paths:
         raise UserError(f"no images found in {', '.join(args.inputs)} "
                         f"(looked for {' '.join(IMAGE_EXTENSIONS)})")
-    predictor = Predictor(args.checkpoint, model=args.model,
-                          model_kwargs=foreign_model_kwargs(args), normalize=args.normalize,
+    predictor = Predictor(checkpoint_from_args(args), normalize=args.normalize,
                           device=args.device, batch_size=args.batch_size, exact=args.exact,
                           tta=args.tta)
     results = predictor.predict_files(paths, topk=args.topk)
@@ -129,7 +127,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"error: {r.file}: {r.error}", file=sys.stderr)
     if args.json:
         print_json({
-            "checkpoint": str(args.checkpoint),
+            "checkpoint": str(args.checkpoint or args.pretrained),
             "model": predictor.checkpoint.model_name,
             **({"tta": args.tta} if args.tta != "none" else {}),
             "predictions": [r.to_dict() for r in results if r.error is None],
@@ -188,7 +186,6 @@ def print_table(results) -> None:
 def run_export(args: argparse.Namespace) -> int:
     use_threads(args)
     from resnet_cifar.atomic import check_target
-    from resnet_cifar.engine.checkpoint import load_checkpoint
     from resnet_cifar.export import (
         EXPORT_OUTPUT,
         ParityError,
@@ -200,9 +197,12 @@ def run_export(args: argparse.Namespace) -> int:
 
     if args.format == "onnx":
         require_onnx(args.onnx_exporter)  # before any data is decoded
-    ckpt = load_checkpoint(args.checkpoint, args.model, foreign_model_kwargs(args))
+    ckpt = checkpoint_from_args(args)
     # an --out that cannot be written is refused before the parity images are decoded
-    out = check_target(args.out or default_output(ckpt.path, args.format), EXPORT_OUTPUT)
+    # published weights live inside the package: their export goes here, named after the tag
+    named = Path(f"{args.pretrained}.pth") if args.pretrained else ckpt.path
+    default = default_output(named, args.format)
+    out = check_target(args.out or default, EXPORT_OUTPUT)
     # Data flags other than --normalize (or $RESNET_CIFAR_DATA) choose the real parity images;
     # without them, the data set the checkpoint was trained on, if it can be found.
     chosen = set(data_overrides(args)) - {"normalize"}

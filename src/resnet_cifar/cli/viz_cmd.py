@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 from resnet_cifar.cli.common import (
+    add_checkpoint_args,
     add_data_args,
     add_device_arg,
-    add_foreign_model_args,
     add_threads_arg,
-    foreign_model_kwargs,
+    checkpoint_from_args,
+    output_beside,
     positive_int,
     run_data_config,
     use_threads,
@@ -35,7 +36,7 @@ def add_show_parser(sub) -> None:
     p = sub.add_parser("show", help="grid of random test images titled with the predictions",
                        description="Random images of a split, each titled with the model's "
                                    "prediction and the truth (green: right, red: wrong).")
-    p.add_argument("checkpoint", help="last.pt / best.pt / model.pth / a foreign checkpoint")
+    add_checkpoint_args(p)
     p.add_argument("--n", type=positive_int, default=16, help="how many images (default 16)")
     p.add_argument("--seed", type=int, default=0, help="which images (default 0)")
     p.add_argument("--only-wrong", action="store_true", help="show mistakes only")
@@ -46,7 +47,6 @@ def add_show_parser(sub) -> None:
     p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="title by the test-time-augmented prediction (the figure title says so)")
     add_show_arg(p)
-    add_foreign_model_args(p)
     add_device_arg(p)
     add_threads_arg(p)
     add_data_args(p, training=False)
@@ -144,14 +144,14 @@ def wrote(paths: list[Path], show: bool) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     use_threads(args)
-    from resnet_cifar.engine.checkpoint import load_checkpoint
     from resnet_cifar.viz import show_predictions
 
-    ckpt = load_checkpoint(args.checkpoint, args.model, foreign_model_kwargs(args))
+    ckpt = checkpoint_from_args(args)
+    out = args.out or (output_beside(args, "predictions.png") if args.pretrained else None)
     path = show_predictions(
         ckpt, run_data_config(args, ckpt.config), n=args.n, seed=args.seed,
         only_wrong=args.only_wrong,
-        split=args.split, out=args.out, device=args.device,
+        split=args.split, out=out, device=args.device,
         normalize=getattr(args, "normalize", None),
         describe=lambda line: print(line, file=sys.stderr),
         tta=args.tta,

@@ -192,6 +192,23 @@ def load_checkpoint(
     return described_by_its_run(plain, model, model_kwargs) or plain
 
 
+def pretrained_checkpoint(tag: str) -> Checkpoint:
+    """Published weights (models/pretrained.py) as a Checkpoint: the state_dict, checked
+    against its sha256, with the normalization, classes, options and recipe its entry records,
+    so that eval, show, predict and export treat it as the run that made it."""
+    from resnet_cifar.models.pretrained import get_weights, load_weights
+
+    entry = get_weights(tag)
+    meta, norm = entry.meta, entry.meta.get("normalization") or {}
+    return Checkpoint(
+        path=entry.path, model_name=entry.model, model_kwargs=entry.model_kwargs,
+        num_classes=entry.num_classes, state_dict=load_weights(entry),
+        classes=meta.get("classes"),
+        mean=tuple(norm["mean"]) if norm.get("mean") else None,
+        std=tuple(norm["std"]) if norm.get("std") else None,
+        normalize=norm.get("mode"), config=meta.get("config"))
+
+
 def described_by_its_run(plain: Checkpoint, model: str | None,
                          model_kwargs: dict[str, Any] | None) -> Checkpoint | None:
     """A run's own model.pth (rundir.WEIGHTS) read with what the run's last.pt beside it

@@ -78,10 +78,36 @@ def check_choice(option: str, value: object, choices: tuple) -> None:
         raise ValueError(f"{option} must be one of {choices}, got {value!r}")
 
 
-def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
-    """Build a registered model. Unknown names and options raise a UserError listing valid ones."""
+def create_model(name: str, num_classes: int | None = None, pretrained: bool | str = False,
+                 **kwargs) -> nn.Module:
+    """Build a registered model. Unknown names and options raise a UserError listing valid ones.
+
+    ``pretrained``: True for the model's default published weights, or a tag (see
+    ``resnet-cifar weights``); the model is then built with the options and class count the
+    weights were trained with, and any option or ``num_classes`` given must agree with them."""
     entry = get_model_entry(name)
     check_options(name, kwargs)
+    if pretrained is False or pretrained is None:
+        return build(name, entry, 10 if num_classes is None else num_classes, kwargs)
+    from resnet_cifar.models.pretrained import get_weights, load_weights
+
+    weights = get_weights(pretrained, name)
+    options = weights.model_kwargs
+    trained = {**options, "num_classes": weights.num_classes}
+    given = {**kwargs, **({} if num_classes is None else {"num_classes": num_classes})}
+    clash = [k for k, v in given.items() if k in trained and trained[k] != v]
+    if clash:
+        raise UserError(
+            f"weights {weights.tag!r} were trained with "
+            f"{', '.join(f'{k}={trained[k]!r}' for k in clash)}, not "
+            f"{', '.join(f'{k}={given[k]!r}' for k in clash)}; leave those out, or build with "
+            "pretrained=False")
+    model = build(name, entry, weights.num_classes, {**options, **kwargs})
+    model.load_state_dict(load_weights(weights))  # strict: every key and shape
+    return model
+
+
+def build(name: str, entry: ModelEntry, num_classes: int, kwargs: dict) -> nn.Module:
     try:
         return entry.builder(num_classes=num_classes, **kwargs)
     except ValueError as err:  # a bad option value, e.g. shortcut="C"

@@ -1,0 +1,110 @@
+"""resnet-cifar weights: the published weights, and (--add) publishing a finished run's."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from resnet_cifar.cli.common import add_data_args, data_config, data_overrides, print_json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "weights", help="list the published weights (tag, accuracy, params, recipe)",
+        description="Every published weight with its test accuracy on the data it was evaluated "
+                    "on, parameters, MMACs, size and recipe. Use a tag with --pretrained (eval, "
+                    "show, predict, export) or create_model(name, pretrained=TAG).")
+    p.add_argument("--model", metavar="NAME", help="only this model's weights")
+    p.add_argument("--json", action="store_true", help="print every entry's full metadata")
+    add = p.add_argument_group("publishing a finished run (maintainers)")
+    add.add_argument("--add", metavar="RUN_DIR",
+                     help="publish this finished run's model.pth, evaluated on the test split")
+    add.add_argument("--tag", help="its tag: <model>.<recipe><epochs>_<data>, e.g. "
+                                   "resnet20.seed150_jpeg")
+    add.add_argument("--provenance", help="the data, stated plainly (required with --add)")
+    add.add_argument("--default", action="store_true",
+                     help="make it the model's pretrained=True weights")
+    add.add_argument("--replace", action="store_true", help="replace a published tag")
+    add_data_args(p, training=False)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.add:
+        return run_add(args)
+    from resnet_cifar.models.pretrained import list_weights
+
+    entries = list_weights(args.model)
+    if args.json:
+        print_json({e.tag: e.meta for e in entries})
+        return 0
+    if not entries:
+        print("no published weights" + (f" for {args.model}" if args.model else ""))
+        return 0
+    rows = [table_row(e) for e in entries]
+    header = ("tag", "test %", "params", "MMACs", "MB", "recipe")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(str(c).ljust(w) if i in (0, 5) else str(c).rjust(w)
+                        for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
+    print("\n" + "\n".join(sorted({f"{e.tag}: {e.meta['data']['provenance']}"
+                                   for e in entries})))
+    return 0
+
+
+def table_row(entry) -> tuple[Any, ...]:
+    meta = entry.meta
+    config = meta.get("config") or {}
+    recipe = (f"{config.get('epochs')} epochs, batch {config.get('batch_size')}, lr "
+              f"{config.get('lr')} {config.get('schedule')}")
+    return (entry.tag + (" (default)" if entry.default else ""),
+            f"{100 * entry.test_acc:.2f}", f"{meta['params']:,}", f"{meta['macs'] / 1e6:.1f}",
+            f"{meta['size_bytes'] / 1e6:.2f}", recipe)
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from resnet_cifar.errors import UserError
+    from resnet_cifar.publish import publish_run
+
+    if not args.tag or not args.provenance:
+        raise UserError("--add needs --tag and --provenance")
+    entry = publish_run(args.add, args.tag, provenance=args.provenance,
+                        command=train_command(args.add),
+                        data=data_config(args) if data_overrides(args) else None,
+                        default=args.default, replace=args.replace)
+    metrics = entry.meta["metrics"]
+    print(f"published {entry.tag}: {entry.path} (sha256 {entry.meta['sha256'][:12]}…), test "
+          f"accuracy {100 * metrics['test_acc']:.2f}% ({metrics['correct']}/{metrics['total']})")
+    return 0
+
+
+def train_command(run_dir: str) -> str:
+    """The run's recipe as a train command: every setting that differs from the defaults, as
+    the flag a user types (the seed included; paths, threads and devices left out)."""
+    from pathlib import Path
+
+    from resnet_cifar.cli.flags import FLAG_OF
+    from resnet_cifar.config import TrainConfig, read_toml, to_dict
+    from resnet_cifar.engine.recipes import flatten
+
+    config = flatten(read_toml(Path(run_dir) / "config.toml"))
+    defaults = flatten(to_dict(TrainConfig()))
+    skip = {"out", "name", "threads", "device", "tensorboard", "data.cache_dir",
+            "data.fingerprint", "data.allow_other_data"}
+    words = ["resnet-cifar", "train", "--model", str(config.get("model"))]
+    for key, value in config.items():
+        if key in skip or key == "model" or value == defaults.get(key):
+            continue
+        if key.startswith("model_kwargs."):
+            words += ["--model-opt", f"{key.split('.', 1)[1]}={value}"]
+            continue
+        flag = FLAG_OF.get(key)
+        if flag is None:
+            continue
+        if isinstance(value, bool):
+            words.append(flag if value else f"{flag[:2]}no-{flag[2:]}")  # --no-channels-last
+        elif isinstance(value, list):
+            words += [flag, ",".join(map(str, value))]
+        else:
+            words += [flag, str(value)]
+    return " ".join(words)

@@ -1,0 +1,127 @@
+"""Published weights: a registry of trained state_dicts, each with the metadata to trust it.
+
+    create_model("resnet20", pretrained=True)           # the model's default tag
+    create_model("resnet20", pretrained="resnet20.akamaster15_jpeg")
+    list_weights()                                      # every entry, as `resnet-cifar weights`
+
+The files ship inside the package (``resnet_cifar/weights/<tag>.pth``, plain state_dicts that
+the original code loads) with one ``registry.json`` that describes each: the model and its
+options, the file's sha256, params and MACs, the normalization and the classes, the full recipe
+(the run's config.toml) and the command, the test metrics on the data it was evaluated on, the
+device, wall time, torch version and date, and the data's provenance. A file whose sha256 does
+not match is refused. ``resnet-cifar weights --add RUN`` (resnet_cifar/publish.py) writes entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet_cifar.errors import CheckpointError, UserError
+
+REGISTRY = "registry.json"
+
+
+def weights_dir() -> Path:
+    """Where the shipped weights and their registry.json live (inside the package)."""
+    return Path(str(resources.files("resnet_cifar") / "weights"))
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One published weight: ``tag`` is "<model>.<recipe>_<data>", e.g. resnet20.seed150_jpeg."""
+
+    tag: str
+    meta: dict[str, Any]  # the registry's record, as written by publish.py
+
+    @property
+    def model(self) -> str:
+        return self.meta["model"]
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        return dict(self.meta.get("model_kwargs") or {})
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.meta["num_classes"])
+
+    @property
+    def path(self) -> Path:
+        return weights_dir() / self.meta["file"]
+
+    @property
+    def default(self) -> bool:
+        return bool(self.meta.get("default"))
+
+    @property
+    def test_acc(self) -> float:
+        return float(self.meta["metrics"]["test_acc"])
+
+
+def read_registry(folder: Path | None = None) -> dict[str, dict[str, Any]]:
+    """registry.json as {tag: record}; empty when none ships."""
+    path = (folder or weights_dir()) / REGISTRY
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON ({err}); reinstall resnet-cifar") \
+            from None
+
+
+def list_weights(model: str | None = None) -> list[WeightsEntry]:
+    """Every published weight (of ``model``, when given), in registry order."""
+    entries = [WeightsEntry(tag, meta) for tag, meta in read_registry().items()]
+    return [e for e in entries if model is None or e.model == model]
+
+
+def get_weights(pretrained: bool | str, model: str | None = None) -> WeightsEntry:
+    """The entry ``pretrained`` names: a tag, or True for ``model``'s default tag. An unknown
+    tag, a tag of another model, or a model with no weights is a one-line UserError that lists
+    what there is."""
+    tags = ", ".join(e.tag for e in list_weights()) or "none yet"
+    if pretrained is True:
+        mine = list_weights(model)
+        if not mine:
+            raise UserError(f"no published weights for {model!r}: build it with "
+                            f"pretrained=False and load your own checkpoint (published: {tags})")
+        return next((e for e in mine if e.default), mine[0])
+    if not isinstance(pretrained, str):
+        raise UserError(f"pretrained must be True, False or a tag, not {pretrained!r}")
+    meta = read_registry().get(pretrained)
+    if meta is None:
+        raise UserError(f"unknown weights tag {pretrained!r}; published: {tags} "
+                        "(`resnet-cifar weights` lists them)")
+    entry = WeightsEntry(pretrained, meta)
+    if model is not None and entry.model != model:
+        raise UserError(f"weights {pretrained!r} are for {entry.model!r}, not {model!r}")
+    return entry
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_weights(entry: WeightsEntry) -> dict[str, torch.Tensor]:
+    """The entry's state_dict, read with weights_only=True once its sha256 matches."""
+    path = entry.path
+    if not path.is_file():
+        raise CheckpointError(f"weights {entry.tag!r}: {path} is missing; reinstall resnet-cifar")
+    found = sha256_of(path)
+    if found != entry.meta["sha256"]:
+        raise CheckpointError(f"weights {entry.tag!r}: {path} has sha256 {found[:12]}…, not the "
+                              f"published {entry.meta['sha256'][:12]}…; the file is damaged or "
+                              "was replaced: reinstall resnet-cifar")
+    return torch.load(path, map_location="cpu", weights_only=True)

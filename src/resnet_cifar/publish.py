@@ -1,0 +1,127 @@
+"""A finished run -> published weights: the file, its sha256 and the metadata to trust it.
+
+    publish_run("runs/r20-seed150", "resnet20.seed150_jpeg",
+                provenance="trained and evaluated on the CIFAR-10 JPEG q75 copy, ...")
+
+The weights are the run's model.pth, copied byte for byte (a plain state_dict that the original
+code loads). Their test metrics are computed here, through the very path ``eval --pretrained``
+takes (engine/checkpoint.pretrained_checkpoint's Checkpoint, evaluate_split), so that it
+reproduces them exactly on the same data. The registry (models/pretrained.py) is rewritten
+atomically, one entry per tag; an existing tag is refused unless replaced on purpose.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet_cifar.atomic import atomic_write_text
+from resnet_cifar.config import DataConfig
+from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
+from resnet_cifar.engine.evaluate import evaluate_split
+from resnet_cifar.engine.inference import InferenceContext
+from resnet_cifar.engine.recipes import minutes_by_epoch
+from resnet_cifar.engine.rundir import LAST, WEIGHTS, read_run
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.models import count_macs, count_parameters, model_options
+from resnet_cifar.models.pretrained import (
+    REGISTRY,
+    WeightsEntry,
+    read_registry,
+    sha256_of,
+    weights_dir,
+)
+
+
+def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str | None = None,
+                data: DataConfig | None = None, default: bool = False, replace: bool = False,
+                folder: str | Path | None = None, device: str = "cpu") -> WeightsEntry:
+    """Add the finished run ``run_dir``'s final weights to the registry in ``folder`` (default:
+    the package's) as ``tag``, evaluated on the test split of ``data`` (default: the run's).
+    ``default``: the tag ``pretrained=True`` gives for its model (any other default of that model
+    is unset). ``command``: the training command as the user would type it."""
+    folder = Path(folder) if folder is not None else weights_dir()
+    run = read_run(run_dir)
+    if run.summary is None:
+        raise ConfigError(f"{run.path} has not finished (no summary.json): publish the weights "
+                          "of a finished run")
+    registry = read_registry(folder)
+    if tag in registry and not replace:
+        raise ConfigError(f"weights {tag!r} are published already; pass `replace` to replace "
+                          "them")
+    if not tag.startswith(f"{run.model}."):
+        raise ConfigError(f"tag {tag!r} must start with the model's name: {run.model}.<recipe>")
+    last = load_checkpoint(run.path / LAST)
+    file = folder / f"{tag}.pth"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run.path / WEIGHTS, file)
+    checkpoint = Checkpoint(
+        path=file, model_name=last.model_name, model_kwargs=last.model_kwargs,
+        num_classes=last.num_classes,
+        state_dict=torch.load(file, map_location="cpu", weights_only=True),
+        classes=last.classes, mean=last.mean, std=last.std, normalize=last.normalize,
+        config=last.config)
+    context = InferenceContext.build(checkpoint, data, device=device)
+    result = evaluate_split(context, "test")
+    model = context.model
+    record = {
+        "model": last.model_name,
+        "model_kwargs": {**model_options(last.model_name), **last.model_kwargs},
+        "num_classes": last.num_classes,
+        "file": file.name,
+        "sha256": sha256_of(file),
+        "size_bytes": file.stat().st_size,
+        "params": count_parameters(model),
+        "macs": count_macs(model),
+        "normalization": {"mode": last.normalize, "mean": list(last.mean or ()),
+                          "std": list(last.std or ())},
+        "classes": list(context.classes),
+        "weights": last.weights,  # "ema": the run's moving average, its final weights
+        "config": last.config,
+        "command": command,
+        "metrics": {"test_acc": result.accuracy, "test_loss": result.loss,
+                    "correct": result.correct, "total": result.total,
+                    "per_class_acc": dict(zip(result.classes, result.per_class_accuracy,
+                                              strict=True)),
+                    "epoch": run.summary.get("epochs"),
+                    "best_val_acc": run.summary.get("best_val_acc"),
+                    "val_is_test": run.summary.get("val_is_test")},
+        "data": {"provenance": provenance, "fingerprint": result.data["fingerprint"],
+                 "source": str(result.data["source"]),
+                 "train_images": run.summary.get("train_images")},
+        "training": {"device": run.summary.get("device"), "threads": run.summary.get("threads"),
+                     "world_size": run.summary.get("world_size"),
+                     "wall_minutes": minutes_by_epoch(run.rows)[-1] if run.rows else None,
+                     "sec_per_epoch": run.summary.get("sec_per_epoch"),
+                     "torch": run.summary.get("torch"),
+                     "package_version": run.summary.get("package_version"),
+                     "finished": finished_date(run.path)},
+        "evaluated": {"torch": torch.__version__, "device": str(context.device),
+                      "date": datetime.date.today().isoformat()},
+        "default": default,
+    }
+    if default:
+        for other in registry.values():
+            if other["model"] == record["model"]:
+                other["default"] = False
+    registry[tag] = record
+    write_registry(registry, folder)
+    return WeightsEntry(tag, record)
+
+
+def finished_date(run_dir: Path) -> str:
+    """The day the run wrote its summary.json (UTC)."""
+    stamp = (run_dir / "summary.json").stat().st_mtime
+    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).date().isoformat()
+
+
+def write_registry(registry: dict[str, Any], folder: Path) -> Path:
+    import json
+
+    path = folder / REGISTRY
+    atomic_write_text(path, json.dumps(registry, indent=2, sort_keys=False) + "\n")
+    return path

@@ -1,0 +1,167 @@
+"""Published weights: the registry, its checks, and every way to reach them (create_model,
+torch.hub, --pretrained, `resnet-cifar weights`), on a tiny run published into a temporary
+registry; and, where the JPEG copy is present, each shipped tag's accuracy reproduced exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import JPEG_TARBALL
+from data_fixtures import make_cifar10_python_dir
+
+from resnet_cifar.cli import main
+from resnet_cifar.errors import CheckpointError, ConfigError, UserError
+from resnet_cifar.models import create_model, pretrained
+from resnet_cifar.models.pretrained import get_weights, list_weights
+from resnet_cifar.publish import publish_run
+
+TAG = "resnet20.tiny2_synthetic"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(data, a finished 2-epoch run trained with --normalize half)."""
+    root = tmp_path_factory.mktemp("weights")
+    data = make_cifar10_python_dir(root / "data", n_train_per_class=8, n_test_per_class=5,
+                                   seed=0, learnable=True)
+    run = root / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "2",
+                 "--batch-size", "16", "--threads", "1", "--normalize", "half",
+                 "--milestones", "1", "--seed", "3"]) == 0
+    return data, run
+
+
+@pytest.fixture
+def registry(tiny, tmp_path, monkeypatch):
+    """The tiny run published as TAG (the default resnet20 weights) into a registry of its own."""
+    folder = tmp_path / "weights"
+    monkeypatch.setattr(pretrained, "weights_dir", lambda: folder)
+    entry = publish_run(tiny[1], TAG, provenance="synthetic test images", default=True,
+                        folder=folder, command="resnet-cifar train ...")
+    return folder, entry
+
+
+def test_the_entry_records_what_the_issue_asks_for(tiny, registry):
+    folder, entry = registry
+    meta = json.loads((folder / "registry.json").read_text())[TAG]
+    assert (folder / meta["file"]).read_bytes() == (tiny[1] / "model.pth").read_bytes()
+    assert meta["model"] == "resnet20" and meta["model_kwargs"] == {"shortcut": "B"}
+    assert meta["params"] == 272_474 and meta["macs"] > 0
+    assert meta["normalization"] == {"mode": "half", "mean": [0.5] * 3, "std": [0.5] * 3}
+    assert meta["config"]["seed"] == 3 and meta["config"]["data"]["normalize"] == "half"
+    assert meta["metrics"]["total"] == 50 and len(meta["metrics"]["per_class_acc"]) == 10
+    assert meta["metrics"]["epoch"] == 2
+    assert meta["data"]["provenance"] == "synthetic test images"
+    assert meta["data"]["fingerprint"].startswith("sha256:")
+    assert meta["training"]["wall_minutes"] > 0 and meta["training"]["torch"]
+    assert meta["default"] is True and entry.tag == TAG
+
+
+def test_eval_pretrained_reproduces_the_published_accuracy_exactly(tiny, registry, capsys):
+    _, entry = registry
+    capsys.readouterr()
+    assert main(["eval", "--pretrained", TAG, "--data", str(tiny[0]), "--json",
+                 "--threads", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    metrics = entry.meta["metrics"]
+    assert (result["correct"], result["accuracy"], result["loss"]) == \
+        (metrics["correct"], metrics["test_acc"], metrics["test_loss"])
+    assert result["data"]["normalization"]["source"] == "checkpoint"
+    assert result["data"]["matches_run"] is True
+
+
+def test_create_model_and_torch_hub_give_the_published_weights(tiny, registry):
+    expected = torch.load(tiny[1] / "model.pth", weights_only=True)
+    for model in (create_model("resnet20", pretrained=True),
+                  create_model("resnet20", pretrained=TAG, num_classes=10)):
+        assert all(torch.equal(v, expected[k]) for k, v in model.state_dict().items())
+    with pytest.raises(UserError, match=r"trained with shortcut='B', not shortcut='A'"):
+        create_model("resnet20", pretrained=TAG, shortcut="A")
+    with pytest.raises(UserError, match="trained with num_classes=10, not num_classes=100"):
+        create_model("resnet20", pretrained=True, num_classes=100)
+    with pytest.raises(UserError, match=f"unknown weights tag 'resnet20.nope'.*{TAG}"):
+        create_model("resnet20", pretrained="resnet20.nope")
+    with pytest.raises(UserError, match="no published weights for 'resnet32'"):
+        create_model("resnet32", pretrained=True)
+
+
+def test_a_file_whose_sha256_differs_is_refused_in_one_line(registry, capsys):
+    folder, entry = registry
+    path = folder / entry.meta["file"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte inside a tensor
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="has sha256 .*not the published") as info:
+        create_model("resnet20", pretrained=True)
+    assert "\n" not in str(info.value)
+    assert main(["eval", "--pretrained", TAG]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: weights 'resnet20.tiny2_synthetic'") and "\n" not in err
+
+
+def test_the_weights_command_lists_tags_with_their_figures(registry, capsys):
+    capsys.readouterr()
+    assert main(["weights"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith(TAG))
+    assert "(default)" in line and "272,474" in line and "2 epochs, batch 16" in line
+    assert f"{TAG}: synthetic test images" in out
+    assert main(["weights", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[TAG]["metrics"]["total"] == 50
+
+
+def test_checkpoint_and_pretrained_are_one_or_the_other(registry, tiny, capsys):
+    for argv in (["eval"], ["eval", str(tiny[1] / "last.pt"), "--pretrained", TAG],
+                 ["eval", "--pretrained", TAG, "--model", "resnet20"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+
+
+def test_show_and_export_of_published_weights_write_here_not_into_the_package(
+        registry, tiny, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["show", "--pretrained", TAG, "--data", str(tiny[0]), "--threads", "1"]) == 0
+    assert (tmp_path / f"{TAG}-predictions.png").is_file()
+    assert main(["export", "--pretrained", TAG, "--format", "torchscript", "--data",
+                 str(tiny[0])]) == 0
+    assert (tmp_path / f"{TAG}.torchscript.pt").is_file()
+    assert sorted(p.name for p in registry[0].iterdir()) == ["registry.json", f"{TAG}.pth"]
+
+
+def test_publishing_refuses_an_unfinished_run_a_taken_tag_and_a_wrong_model(tiny, registry):
+    folder, _ = registry
+    with pytest.raises(ConfigError, match="published already"):
+        publish_run(tiny[1], TAG, provenance="x", folder=folder)
+    with pytest.raises(ConfigError, match="must start with the model's name"):
+        publish_run(tiny[1], "resnet32.x", provenance="x", folder=folder)
+    unfinished = folder.parent / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "metrics.jsonl").write_text("")
+    with pytest.raises(ConfigError, match="has not finished"):
+        publish_run(unfinished, "resnet20.y", provenance="x", folder=folder)
+
+
+@pytest.mark.skipif(not JPEG_TARBALL.is_file(), reason="the JPEG copy of CIFAR-10 is absent")
+@pytest.mark.parametrize("tag", [e.tag for e in list_weights()])
+def test_every_shipped_tag_reproduces_its_published_accuracy_on_the_jpeg_copy(tag, capsys):
+    entry = get_weights(tag)
+    assert main(["eval", "--pretrained", tag, "--data", str(JPEG_TARBALL), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["correct"], result["total"]) == \
+        (entry.meta["metrics"]["correct"], entry.meta["metrics"]["total"])
+    assert result["data"]["fingerprint"] == entry.meta["data"]["fingerprint"]
+
+
+def test_shipped_files_match_their_registry():
+    """Every shipped file is in the registry with the right sha256, and every entry's file
+    ships: a file added or replaced without publishing is caught here."""
+    folder = pretrained.weights_dir()
+    files = {p.name for p in folder.glob("*.pth")}
+    entries = list_weights()
+    assert files == {e.meta["file"] for e in entries}
+    for entry in entries:
+        assert pretrained.sha256_of(Path(entry.path)) == entry.meta["sha256"], entry.tag

@@ -14,13 +14,18 @@ OUT=${OUT:-runs/fast-search}
 CLI=${CLI:-resnet-cifar}
 # The starting point: flags that existed before #13 (85.44% test in 15 epochs, issue #13).
 BASE="--schedule onecycle --lr 0.2 --nesterov --label-smoothing 0.1 --weight-decay 5e-4 --batch-size 128"
+# Round 1: the starting point against the three training options of #13 part 1 together.
+# Round 2, on round 1's winner (ema-alt-nodecay): cutout, and label smoothing off.
+EAN="$BASE --ema-decay 0.999 --flip alternating --no-decay-bn-bias"
 declare -A CANDIDATES=(
   [base]="$BASE"
-  [ema-alt-nodecay]="$BASE --ema-decay 0.999 --flip alternating --no-decay-bn-bias"
+  [ema-alt-nodecay]="$EAN"
+  [ean-cutout8]="$EAN --cutout 8"
+  [ean-ls0]="${EAN/--label-smoothing 0.1/--label-smoothing 0}"
 )
 declare -A LANES=(
-  [a]="base"
-  [b]="ema-alt-nodecay"
+  [a]="base ean-cutout8"
+  [b]="ema-alt-nodecay ean-ls0"
 )
 for name in ${LANES[${LANE:-a}]}; do
   run="$OUT/$name"

@@ -315,3 +315,19 @@ def test_header_names_the_peak_lr_and_the_optimizer_options():
         "SGD lr 0.1, x0.1 at epoch(s) [80], momentum 0.9, wd 0.0001"
     scaled = TrainConfig(lr_scaling="linear")
     assert optimizer_words(scaled, lr0=0.2, world_size=2).startswith("SGD lr 0.2,")
+
+
+def test_the_fast_recipe_is_the_searched_one_and_trains(tmp_path):
+    """configs/fast.toml holds the options experiments/fast_search.sh chose (its candidate
+    ema-alt-nodecay), and `train --recipe fast` runs with them, flags still overriding it."""
+    fast = build_config("fast", None, {})
+    assert (fast.model, fast.epochs, fast.batch_size, fast.lr, fast.schedule) == \
+        ("resnet20", 15, 128, 0.2, "onecycle")
+    assert (fast.nesterov, fast.label_smoothing, fast.weight_decay) == (True, 0.1, 5e-4)
+    assert (fast.ema_decay, fast.no_decay_bn_bias, fast.data.flip) == (0.999, True, "alternating")
+    data = make_cifar10_python_dir(tmp_path / "data", n_train_per_class=4, n_test_per_class=2)
+    out = tmp_path / "run"
+    assert main(["train", "--recipe", "fast", "--data", str(data), "--epochs", "1",
+                 "--batch-size", "16", "--threads", "1", "--out", str(out)]) == 0
+    recorded = build_config(recipe=None, config_file=out / "config.toml")
+    assert (recorded.epochs, recorded.ema_decay, recorded.data.flip) == (1, 0.999, "alternating")

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The time-to-accuracy comparison of #13 (docs/results.md): ResNet-20 for 15 epochs on the full
+# training split of the JPEG copy, validated on the test split after every epoch (no val split:
+# these runs choose nothing, they are measured), two seeds per recipe, one thread per lane:
+#   seedshort  the seed recipe shortened: batch 64, lr 0.1, x0.1 at epoch index 8
+#   akamaster  akamaster's schedule: batch 128, lr 0.1, x0.1 at 8 and 12, ImageNet normalization
+#   fast       configs/fast.toml (chosen on --val-split 5000 by experiments/fast_search.sh)
+#
+#   RUNS="seedshort-s0 akamaster-s1" bash experiments/time_to_accuracy.sh &
+#   RUNS="fast-s0 fast-s1" bash experiments/time_to_accuracy.sh &
+#   resnet-cifar compare runs/tta/* --x time --targets 80,85 --out-dir docs/tta
+#
+# Rerunning finishes or resumes what is missing.
+set -euo pipefail
+DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
+OUT=${OUT:-runs/tta}
+CLI=${CLI:-resnet-cifar}
+RUNS=${RUNS:-"seedshort-s0 akamaster-s0 fast-s0 seedshort-s1 akamaster-s1 fast-s1"}
+for name in $RUNS; do
+  run="$OUT/$name"
+  recipe=${name%-s*}
+  seed=${name##*-s}
+  [ -f "$run/summary.json" ] && continue
+  if [ -f "$run/last.pt" ]; then
+    $CLI train --resume "$run" --threads 1 --no-progress
+    continue
+  fi
+  case $recipe in
+    seedshort) flags=(--model resnet20 --epochs 15 --milestones 8);;
+    akamaster) flags=(--model resnet20 --epochs 15 --batch-size 128 --milestones 8,12
+                      --normalize imagenet);;
+    fast) flags=(--recipe fast);;
+    *) echo "unknown recipe $recipe" >&2; exit 2;;
+  esac
+  $CLI train "${flags[@]}" --data "$DATA" --seed "$seed" --threads 1 --no-progress --out "$run"
+done

@@ -1,3 +1,4 @@
+import signal
 import sys
 from pathlib import Path
 
@@ -72,3 +73,26 @@ def _isolated_cache(session_cache, monkeypatch):
     """Never read or write the user's real cache, and never reach the network, from a test."""
     monkeypatch.setenv("RESNET_CIFAR_CACHE", str(session_cache))
     monkeypatch.delenv("RESNET_CIFAR_DATA", raising=False)
+
+
+def stop_after(epoch: int, extra_steps: int = 0):
+    """A callback that interrupts the run as SIGINT would: after ``epoch`` epochs, plus
+    ``extra_steps`` training steps into the next one (a mid-epoch stop)."""
+
+    def callback(trainer, row):
+        if row["epoch"] != epoch:
+            return
+        if extra_steps == 0:
+            trainer.stop.request(signal.SIGINT)
+            return
+        seen = {"n": 0}
+
+        def hook(module, inputs):
+            if module.training:
+                seen["n"] += 1
+                if seen["n"] == extra_steps:
+                    trainer.stop.request(signal.SIGINT)
+
+        trainer.model.register_forward_pre_hook(hook)
+
+    return callback

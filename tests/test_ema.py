@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import stop_after
 from data_fixtures import make_cifar10_python_dir
 from torch import nn
 
@@ -99,24 +99,6 @@ def test_no_decay_groups_hold_exactly_the_batchnorm_and_bias_parameters(tiny_dat
     assert len(plain.optimizer.param_groups) == 1 and plain.ema is None
 
 
-def stop_mid_epoch(epoch: int, steps: int):
-    """Ask to stop ``steps`` training steps into the epoch after ``epoch``, as SIGINT would."""
-    def callback(trainer, row):
-        if row["epoch"] != epoch:
-            return
-        seen = {"n": 0}
-
-        def hook(module, inputs):
-            if module.training:
-                seen["n"] += 1
-                if seen["n"] == steps:
-                    trainer.stop.request(signal.SIGINT)
-
-        trainer.model.register_forward_pre_hook(hook)
-
-    return callback
-
-
 @pytest.fixture(scope="module")
 def runs(tiny_data, tmp_path_factory):
     """An uninterrupted run with every option on, and the same run stopped mid-epoch 2 and
@@ -125,7 +107,7 @@ def runs(tiny_data, tmp_path_factory):
     full = train(config(tiny_data, root / "full", **OPTIONS), progress=False)
     with pytest.raises(StopRequested):
         train(config(tiny_data, root / "cut", **OPTIONS), progress=False,
-              callbacks=[stop_mid_epoch(1, 2)])
+              callbacks=[stop_after(1, 2)])
     resumed = train(resume=root / "cut", progress=False)
     return root, full, resumed
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import stop_after
 from data_fixtures import make_cifar10_python_dir
 
 from resnet_cifar.cli import main
@@ -84,29 +85,6 @@ def test_loss_goes_down_on_a_learnable_set(tiny_data, tmp_path):
     result = train(config, progress=False)
     losses = [r["train_loss"] for r in result.history]
     assert losses[-1] < 0.7 * losses[0], losses
-
-
-def stop_after(epoch: int, extra_steps: int = 0):
-    """A callback that interrupts the run as SIGINT would: after ``epoch`` epochs, plus
-    ``extra_steps`` training steps into the next one (a mid-epoch stop)."""
-
-    def callback(trainer, row):
-        if row["epoch"] != epoch:
-            return
-        if extra_steps == 0:
-            trainer.stop.request(signal.SIGINT)
-            return
-        seen = {"n": 0}
-
-        def hook(module, inputs):
-            if module.training:
-                seen["n"] += 1
-                if seen["n"] == extra_steps:
-                    trainer.stop.request(signal.SIGINT)
-
-        trainer.model.register_forward_pre_hook(hook)
-
-    return callback
 
 
 @pytest.mark.parametrize("extra_steps", [0, 2], ids=["epoch-boundary", "mid-epoch"])

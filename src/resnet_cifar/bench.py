@@ -37,7 +37,7 @@ from resnet_cifar.config import AMP_MODES, EVAL_BATCH_SIZE, TrainConfig
 from resnet_cifar.data import DeviceLoader
 from resnet_cifar.engine.compiled import compile_for_inference
 from resnet_cifar.engine.distributed import DistContext
-from resnet_cifar.engine.evaluate import CPU_EVAL_CHUNK, EvalResult
+from resnet_cifar.engine.evaluate import EvalResult, piece_size
 from resnet_cifar.engine.train import train_one_epoch, validate
 from resnet_cifar.engine.train_setup import (
     COMPILE_MODES,
@@ -159,10 +159,8 @@ class OurPipeline:
             model = fold_batchnorm(model)
         if self.compile_eval:  # compiled once, in the warm-up round: an eval-only variant's
             if self.compiled is None:  # weights never change (it trains in no round)
-                cpu = self.device.type == "cpu"
-                self.compiled = compile_for_inference(
-                    model, (self.eval_chunk or CPU_EVAL_CHUNK) if cpu else
-                    self.val_loader.batch_size)
+                size = piece_size(self.device, self.val_loader.batch_size, self.eval_chunk)
+                self.compiled = compile_for_inference(model, size)
             model = self.compiled
         return validate(model, self.val_loader, self.classes,
                         autocast=self.parts.autocast(), chunk=self.eval_chunk)

@@ -112,6 +112,13 @@ def evaluate_model(
     )
 
 
+def piece_size(device: torch.device, batch_size: int, chunk: int | None = None) -> int:
+    """The images per call evaluate_model gives a model: on CPU its chunk (``chunk``, default
+    CPU_EVAL_CHUNK), elsewhere the loader's whole batch: the static shape a compiled copy
+    (engine/compiled.py) is built for."""
+    return (chunk or CPU_EVAL_CHUNK) if device.type == "cpu" else batch_size
+
+
 def inference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():  # thread-local: entered again in each pool thread
         return model(x)
@@ -183,8 +190,7 @@ def evaluate_split(context: InferenceContext, split: str = "test",
     if compile:
         from resnet_cifar.engine.compiled import compile_for_inference
 
-        cpu = context.device.type == "cpu"
-        model = compile_for_inference(model, CPU_EVAL_CHUNK if cpu else batch_size)
+        model = compile_for_inference(model, piece_size(context.device, batch_size))
         compile_seconds = model.compile_seconds
     start = time.perf_counter()
     result = evaluate_model(model, loader, context.classes)

@@ -223,6 +223,32 @@ def test_compare_tables_and_csv_give_the_time_to_each_target(tmp_path, capsys):
     assert header.endswith("train_minutes,epoch_to_80,minutes_to_80,epoch_to_85,minutes_to_85")
 
 
+def test_compare_reports_the_tta_accuracy_of_the_final_weights_beside_the_plain_one(tmp_path,
+                                                                                  capsys):
+    """The last epoch's TTA figure of the final weights (the average's with `ema_decay`, not
+    the raw weights') gets a column of its own; the plain figure stays what it was."""
+    averaged = write_metrics(tmp_path / "ema", epoch_rows(
+        [0.70, 0.80], [60, 60], ema_val_acc=[0.72, 0.83], val_tta_acc=[0.71, 0.81],
+        ema_val_tta_acc=[0.73, 0.845]))
+    raw = write_metrics(tmp_path / "raw", epoch_rows([0.70, 0.80], [60, 60],
+                                                     val_tta_acc=[0.71, 0.815]))
+    rows, _ = compare_runs([averaged, raw])
+    assert [r["final_val_tta_acc"] for r in rows] == [0.845, 0.815]
+    assert [r["final_val_acc"] for r in rows] == [0.83, 0.80]
+    assert main(["compare", str(averaged), str(raw), "--out-dir", str(tmp_path / "out")]) == 0
+    text = capsys.readouterr().out
+    assert "| final val % | final val % with TTA | test % |" in text
+    assert "| 83.00 | 84.50 |" in text and "| 80.00 | 81.50 |" in text
+    csv_rows = (tmp_path / "out" / "comparison.csv").read_text().splitlines()
+    assert "final_val_acc,final_val_tta_acc,test_acc" in csv_rows[0]
+
+
+def test_compare_has_no_tta_column_for_runs_validated_without_it(tmp_path, capsys):
+    run = write_metrics(tmp_path / "r", epoch_rows([0.7, 0.8], [60, 60]))
+    assert main(["compare", str(run), "--out-dir", str(tmp_path / "out")]) == 0
+    assert "with TTA" not in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("bad", ["0", "80,x", "120", ""])
 def test_compare_targets_must_be_percentages(tmp_path, capsys, bad):
     run = write_metrics(tmp_path / "r", epoch_rows([0.5], [60]))

@@ -41,8 +41,8 @@ from resnet_cifar.viz import check_x_axis, save_figure, val_accuracy_figure
 
 COMPARISON = "the comparison into"  # a write error: "cannot write the comparison into DIR: ..."
 # What a group of seeds reports as mean ± std.
-GROUP_METRICS = ("best_val_acc", "final_val_acc", "test_acc", "sec_per_epoch", "img_per_s",
-                 "train_minutes")
+GROUP_METRICS = ("best_val_acc", "final_val_acc", "final_val_tta_acc", "test_acc",
+                 "sec_per_epoch", "img_per_s", "train_minutes")
 
 
 def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -322,8 +322,11 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
     settings whose values differ between the runs (see recipe_label), and runs on different data
     (allowed by compare_runs(allow_mixed_data=True)) are said to be."""
     differing = differing_settings(rows)
+    # runs validated with `tta` get its accuracy in a column of its own, beside the plain one
+    tta = any(r["final_val_tta_acc"] is not None for r in rows)
     header = ["run", "model", "params", "MMACs", "epochs", "seed", "best val % (epoch)",
-              "final val %", "test %", "s/epoch", "img/s"]
+              "final val %", *(["final val % with TTA"] if tta else []), "test %", "s/epoch",
+              "img/s"]
     body = []
     for r in rows:
         dagger = " †" if r["val_is_test"] else ""
@@ -332,6 +335,7 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
         body.append([r["run"], recipe_label(r, differing),
                      _num(r["params"], 0), _num(None if r["macs"] is None else r["macs"] / 1e6, 1),
                      str(r["epochs"]), str(r["seed"]), best, _pct(r["final_val_acc"]),
+                     *([_pct(r["final_val_tta_acc"])] if tta else []),
                      _pct(r["test_acc"]), _num(r["sec_per_epoch"], 1), _num(r["img_per_s"], 0)])
     parts = ["## Runs", "", _table(header, body)]
     if any(r["val_is_test"] for r in rows):
@@ -343,12 +347,15 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
     parts += ["", "## Grouped (mean ± std over seeds)", ""]
     if groups:
         header = ["model", "params", "MMACs", "epochs", "runs", "seeds", "best val %",
-                  "final val %", "test %", "s/epoch", "img/s"]
+                  "final val %", *(["final val % with TTA"] if tta else []), "test %",
+                  "s/epoch", "img/s"]
         body = [[g["label"], _num(g["params"], 0),
                  _num(None if g["macs"] is None else g["macs"] / 1e6, 1), str(g["epochs"]),
                  str(g["n"]), ", ".join(str(s) for s in g["seeds"]),
                  _pct_pm(g["best_val_acc"], g["n"]) + (" †" if g["val_is_test"] else ""),
-                 _pct_pm(g["final_val_acc"], g["n"]), _pct_pm(g["test_acc"], g["n"]),
+                 _pct_pm(g["final_val_acc"], g["n"]),
+                 *([_pct_pm(g["final_val_tta_acc"], g["n"])] if tta else []),
+                 _pct_pm(g["test_acc"], g["n"]),
                  _num_pm(g["sec_per_epoch"], 1), _num_pm(g["img_per_s"], 0)] for g in groups]
         parts.append(_table(header, body))
     else:

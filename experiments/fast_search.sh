@@ -15,7 +15,8 @@ CLI=${CLI:-resnet-cifar}
 # The starting point: flags that existed before #13 (85.44% test in 15 epochs, issue #13).
 BASE="--schedule onecycle --lr 0.2 --nesterov --label-smoothing 0.1 --weight-decay 5e-4 --batch-size 128"
 # Round 1: the starting point against the three training options of #13 part 1 together.
-# Round 2, on round 1's winner (ema-alt-nodecay): cutout, and label smoothing off.
+# Round 2, on round 1's winner (ema-alt-nodecay): cutout, and label smoothing off. Both lost on
+# held-out accuracy (docs/results.md, section 6): configs/fast.toml is ema-alt-nodecay.
 EAN="$BASE --ema-decay 0.999 --flip alternating --no-decay-bn-bias"
 declare -A CANDIDATES=(
   [base]="$BASE"

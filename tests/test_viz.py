@@ -444,3 +444,23 @@ def test_comparison_figure_moves_a_long_legend_off_the_lines(tmp_path):
         renderer = fig.canvas.get_renderer()
         legend_box, axes_box = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
         assert (legend_box.x0 >= axes_box.x1) == outside
+
+
+def test_comparison_figure_names_seed_groups_by_their_directories_or_wraps_the_recipe(tmp_path):
+    def run(name: str, seed: int, lr: float) -> Path:
+        path = write_fake_run(tmp_path / name, model="resnet20", seed=seed, val_accs=[0.3, 0.5],
+                              test_acc=0.5)
+        long = ("batch_size = 128\nweight_decay = 0.0005\nnesterov = true\nmomentum = 0.8\n"
+                'schedule = "onecycle"\nlabel_smoothing = 0.1\nema_decay = 0.999\n')  # long label
+        (path / "config.toml").write_text(f'model = "resnet20"\nepochs = 3\nseed = {seed}\n'
+                                          f"lr = {lr}\n{long if lr > 0.1 else ''}")
+        return path
+
+    dirs = [run("fast-s0", 0, 0.2), run("fast-s1", 1, 0.2),  # a shared name, seed suffix off
+            run("x", 0, 0.1), run("y", 1, 0.1)]  # names that share nothing: the recipe label
+    fig = viz.val_accuracy_figure([read_run(d) for d in dirs])
+    texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "fast (resnet20): mean of 2 seeds" in texts
+    (other,) = [t for t in texts if t.endswith("mean of 2 seeds") and not t.startswith("fast")]
+    assert other.startswith("resnet20 [batch_size=64, lr=0.1,") and "\n" in other
+    assert max(len(line) for line in other.split("\n")[:-1]) <= 48

@@ -12,6 +12,8 @@ validation accuracy; no test accuracy yet).
 from __future__ import annotations
 
 import json
+import re
+import textwrap
 from typing import Any
 
 from resnet_cifar.config import TrainConfig, to_dict
@@ -49,6 +51,20 @@ def run_labels(runs: list[RunInfo]) -> list[str]:
             label = f"{run.path.name}: {label}"
         labels.append(label)
     return labels
+
+
+SEED_SUFFIX = re.compile(r"[-_.]?s(?:eed)?\d+$")  # "fast-s0", "lr02_seed1": the seed in a name
+
+
+def seeds_label(members: list[RunInfo], recipe: str, width: int = 48) -> str:
+    """A legend label for the seeds of one recipe: the directory name their runs share once the
+    seed is taken off ("fast-s0", "fast-s1" -> "fast (resnet20)"), else the ``recipe`` label
+    (see recipe_label) wrapped at ``width`` so that a long one stays inside the figure."""
+    stems = {SEED_SUFFIX.sub("", run.path.name) for run in members}
+    if len(stems) == 1 and (stem := stems.pop()) and stem not in {r.path.name for r in members}:
+        model = members[0].model
+        return stem if model in stem else f"{stem} ({model})"
+    return textwrap.fill(recipe, width)
 
 
 def model_label(model: str, kwargs: dict[str, Any]) -> str:

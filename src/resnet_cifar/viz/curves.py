@@ -21,6 +21,7 @@ from resnet_cifar.engine.recipes import (
     recipe_label,
     run_labels,
     run_row,
+    seeds_label,
     shipped_accuracy,
 )
 from resnet_cifar.engine.rundir import RunInfo, read_run
@@ -201,10 +202,9 @@ def val_accuracy_figure(runs: list[RunInfo], x: str = "epoch",
                     for i in range(common)]
             where = [sum(x_values(run.rows, x)[i] for run in members) / len(members)
                      for i in range(common)]
-            ax.plot(where, mean, color=color,
-                    linewidth=3, alpha=0.45,
-                    label=f"{recipe_label(rows[id(members[0])], differing)}: "
-                          f"mean of {len(members)} seeds")
+            group = seeds_label(members, recipe_label(rows[id(members[0])], differing))
+            ax.plot(where, mean, color=color, linewidth=3, alpha=0.45,
+                    label=f"{group}: mean of {len(members)} seeds")
     name = val_name(runs)
     accuracies = [100 * shipped_accuracy(r) for run in runs for r in run.rows]
     if x == "time" and accuracies:

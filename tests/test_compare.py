@@ -156,8 +156,8 @@ def test_baseline_with_several_recipes_is_refused_and_a_label_picks_one(tmp_path
     assert main(["compare", *map(str, dirs), "--out-dir", str(out), "--baseline",
                  "resnet20 [lr=0.1]"]) == 0
     against = capsys.readouterr().out.split("## Test accuracy against resnet20 [lr=0.1]")[1]
-    assert "| resnet20 [lr=0.2] | +11.00 |" in against
-    assert "| resnet20_convrnn [lr=0.1] | +3.00 |" in against
+    assert "| resnet20 [lr=0.2] | 2 | +11.00 |" in against
+    assert "| resnet20_convrnn [lr=0.1] | 2 | +3.00 |" in against
 
 
 @pytest.mark.parametrize("where", ["file", "file/sub"])

@@ -22,6 +22,7 @@ from resnet_cifar.compare import compare_runs, markdown_tables, noise_test
 from resnet_cifar.data import DeviceLoader, normalization_stats
 from resnet_cifar.engine.evaluate import EvalResult
 from resnet_cifar.engine.rundir import read_metrics, read_run
+from resnet_cifar.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -413,8 +414,9 @@ def test_compare_baseline_says_which_differences_are_inside_the_seed_noise(tmp_p
     out = tmp_path / "out"
     assert main(["compare", *map(str, dirs), "--out-dir", str(out), "--baseline", "resnet20"]) == 0
     table = (out / "comparison.md").read_text().split("## Test accuracy against resnet20")[1]
-    assert "| regnet20_convlstm | +10.00 | +5.50 .. +14.50 | beyond the noise: better |" in table
-    assert "| resnet20_convrnn | +3.00 | -1.50 .. +7.50 | inside the noise |" in table
+    assert ("| regnet20_convlstm | 2 | +10.00 | +5.50 .. +14.50 | beyond the noise: better |"
+            in table)
+    assert "| resnet20_convrnn | 2 | +3.00 | -1.50 .. +7.50 | inside the noise |" in table
     grouped = (out / "comparison.md").read_text().split("## Grouped")[1]
     assert "| resnet20 | 1,000 | 2.0 | 2 | 2 | 0, 1 |" in grouped  # params and MMACs
     capsys.readouterr()
@@ -425,6 +427,30 @@ def test_compare_baseline_says_which_differences_are_inside_the_seed_noise(tmp_p
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "resnet56" in err and "resnet20_convrnn" in err
     assert not (tmp_path / "bad" / "comparison.md").exists()
+
+
+def test_a_model_with_one_seed_gets_its_difference_and_is_never_told_from_noise(tmp_path):
+    # resnet20 and regnet20_convlstm have two seeds (pooled std 1.41 points, 2 dof); the ConvRNN
+    # model has one run, 20 points below: far outside the others' interval, yet one seed's own
+    # spread is unmeasured, so it is reported and not judged. Its run adds no degree of freedom.
+    tests = {"resnet20": (0.60, 0.62), "regnet20_convlstm": (0.70, 0.72),
+             "resnet20_convrnn": (0.41,)}
+    dirs = [write_fake_run(tmp_path / f"{model}-s{seed}", model=model, seed=seed,
+                           val_accs=[0.5, acc], test_acc=acc)
+            for model, accs in tests.items() for seed, acc in enumerate(accs)]
+    rows, _ = compare_runs(dirs)
+    (test,) = noise_test(rows, "resnet20")
+    assert test.dof == 2
+    by_model = {d.model: d for d in test.differences}
+    single = by_model["resnet20_convrnn"]
+    assert single.seeds == 1 and single.delta == pytest.approx(-0.20)
+    assert single.half_width is None and single.inside_noise
+    double = by_model["regnet20_convlstm"]
+    assert double.seeds == 2 and not double.inside_noise
+    table = markdown_tables(rows, [], "resnet20").split("## Test accuracy against resnet20")[1]
+    assert "| resnet20_convrnn | 1 | -20.00 | – | one seed: cannot be told from noise |" in table
+    with pytest.raises(ConfigError, match="no model with two runs"):  # a one-seed baseline
+        noise_test(rows, "resnet20_convrnn")
 
 
 def test_comparison_figure_moves_a_long_legend_off_the_lines(tmp_path):

@@ -96,11 +96,14 @@ class Difference:
 
     model: str  # model_label of the group
     delta: float  # mean test accuracy minus the baseline's (fraction)
-    half_width: float  # of the 95% interval around delta (fraction)
+    half_width: float | None  # of the 95% interval around delta (fraction); None: one seed
+    seeds: int  # runs behind the group's mean
 
     @property
     def inside_noise(self) -> bool:
-        return abs(self.delta) <= self.half_width
+        """One seed is never told from noise: its own seed-to-seed spread is unmeasured, and
+        a recurrent model's may be larger than the others' (pooling assumes it is alike)."""
+        return self.half_width is None or abs(self.delta) <= self.half_width
 
 
 @dataclass
@@ -120,7 +123,8 @@ def noise_test(rows: list[dict[str, Any]], baseline: str) -> list[NoiseTest]:
     accuracy minus the baseline's, with a 95% interval from the seed-to-seed std pooled over all
     groups of that length (the seeds of one model are few, two or three, so its own std says
     little; pooling assumes the seed noise is alike across models and recipes). A difference
-    whose interval holds 0 is inside the noise. No correction for comparing several groups at
+    whose interval holds 0 is inside the noise. A model with one run gets its difference and no
+    interval: one seed cannot be told from noise. No correction for comparing several groups at
     once: with five comparisons, one marginal "beyond" may be chance.
 
     ``baseline`` is a group's label (see recipe_label: "resnet20 [lr=0.1]") or its model label
@@ -128,21 +132,22 @@ def noise_test(rows: list[dict[str, Any]], baseline: str) -> list[NoiseTest]:
     at lr 0.2) is refused, naming their labels: which recipe is the baseline is the user's choice,
     never a guess."""
     differing = differing_settings(rows)
-    groups = [(recipe_label(g[0], differing), g) for g in recipes(rows)]
-    labels = sorted({label for label, _ in groups})
-    if not any(_is_baseline(baseline, label, g) for label, g in groups):
+    groups = [(recipe_label(g[0], differing), g) for g in recipes(rows, min_runs=1)]
+    labels = sorted({label for label, g in groups if len(g) > 1})
+    if not any(_is_baseline(baseline, label, g) and len(g) > 1 for label, g in groups):
         raise ConfigError(f"`baseline` {baseline!r} matches no model with two runs or more of "
                           f"one recipe among these runs; choose from "
                           f"{', '.join(labels) or '(none: give each model two seeds)'}")
     tests = []
     for epochs in sorted({g[0]["epochs"] for _, g in groups}):
         here = [(label, g) for label, g in groups if g[0]["epochs"] == epochs]
-        bases = [label for label, g in here if _is_baseline(baseline, label, g)]
+        bases = [(label, g) for label, g in here
+                 if _is_baseline(baseline, label, g) and len(g) > 1]
         if len(bases) > 1:
             raise ConfigError(f"`baseline` {baseline!r} matches {len(bases)} recipes of {epochs} "
-                              f"epochs: {', '.join(map(repr, bases))}; give one of these labels "
-                              "as `baseline`")
-        accs = [(label, _is_baseline(baseline, label, g),
+                              f"epochs: {', '.join(repr(label) for label, _ in bases)}; give one "
+                              "of these labels as `baseline`")
+        accs = [(label, any(g is base_group for _, base_group in bases),
                  [r["test_acc"] for r in g if r["test_acc"] is not None]) for label, g in here]
         accs = [acc for acc in accs if acc[2]]
         base = next((values for _, is_base, values in accs if is_base), None)
@@ -154,10 +159,11 @@ def noise_test(rows: list[dict[str, Any]], baseline: str) -> list[NoiseTest]:
         t = T95[min(dof, len(T95)) - 1]
         differences = [
             Difference(label, statistics.fmean(values) - statistics.fmean(base),
-                       t * pooled * (1 / len(values) + 1 / len(base)) ** 0.5)
+                       t * pooled * (1 / len(values) + 1 / len(base)) ** 0.5
+                       if len(values) > 1 else None, len(values))
             for label, is_base, values in accs if not is_base
         ]
-        tests.append(NoiseTest(bases[0], epochs, pooled, dof, t, differences))
+        tests.append(NoiseTest(bases[0][0], epochs, pooled, dof, t, differences))
     return tests
 
 
@@ -306,12 +312,16 @@ def noise_tables(tests: list[NoiseTest]) -> list[str]:
                   "holds 0. No correction for comparing several models at once.", ""]
         body = []
         for d in test.differences:
-            verdict = "inside the noise" if d.inside_noise else \
-                ("beyond the noise: better" if d.delta > 0 else "beyond the noise: worse")
-            body.append([d.model, f"{100 * d.delta:+.2f}",
-                         f"{100 * (d.delta - d.half_width):+.2f} .. "
-                         f"{100 * (d.delta + d.half_width):+.2f}", verdict])
-        parts.append(_table(["model", "Δ test (points)", "95% interval", "verdict"], body))
+            if d.half_width is None:
+                interval, verdict = "–", "one seed: cannot be told from noise"
+            else:
+                interval = (f"{100 * (d.delta - d.half_width):+.2f} .. "
+                            f"{100 * (d.delta + d.half_width):+.2f}")
+                verdict = "inside the noise" if d.inside_noise else \
+                    ("beyond the noise: better" if d.delta > 0 else "beyond the noise: worse")
+            body.append([d.model, str(d.seeds), f"{100 * d.delta:+.2f}", interval, verdict])
+        parts.append(_table(["model", "seeds", "Δ test (points)", "95% interval", "verdict"],
+                            body))
     return parts
 
 

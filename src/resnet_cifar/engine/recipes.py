@@ -207,12 +207,13 @@ def group_key(row: dict[str, Any]) -> tuple:
             data["num_classes"])
 
 
-def recipes(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The rows of each recipe (see group_key) that has two runs or more, in first-seen order."""
+def recipes(rows: list[dict[str, Any]], min_runs: int = 2) -> list[list[dict[str, Any]]]:
+    """The rows of each recipe (see group_key) that has ``min_runs`` runs or more, in first-seen
+    order."""
     by_key: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         by_key.setdefault(group_key(row), []).append(row)
-    return [members for members in by_key.values() if len(members) > 1]
+    return [members for members in by_key.values() if len(members) >= min_runs]
 
 
 def differing_settings(rows: list[dict[str, Any]]) -> list[str] | None:

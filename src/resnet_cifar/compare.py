@@ -133,22 +133,24 @@ def noise_test(rows: list[dict[str, Any]], baseline: str) -> list[NoiseTest]:
     never a guess."""
     differing = differing_settings(rows)
     groups = [(recipe_label(g[0], differing), g) for g in recipes(rows, min_runs=1)]
-    labels = sorted({label for label, g in groups if len(g) > 1})
-    if not any(_is_baseline(baseline, label, g) and len(g) > 1 for label, g in groups):
+    # a baseline needs its own seeds: one run says nothing about its noise
+    candidates = [(label, g) for label, g in groups
+                  if len(g) > 1 and _is_baseline(baseline, label, g)]
+    if not candidates:
+        labels = sorted({label for label, g in groups if len(g) > 1})
         raise ConfigError(f"`baseline` {baseline!r} matches no model with two runs or more of "
                           f"one recipe among these runs; choose from "
                           f"{', '.join(labels) or '(none: give each model two seeds)'}")
     tests = []
     for epochs in sorted({g[0]["epochs"] for _, g in groups}):
-        here = [(label, g) for label, g in groups if g[0]["epochs"] == epochs]
-        bases = [(label, g) for label, g in here
-                 if _is_baseline(baseline, label, g) and len(g) > 1]
+        bases = [(label, g) for label, g in candidates if g[0]["epochs"] == epochs]
         if len(bases) > 1:
             raise ConfigError(f"`baseline` {baseline!r} matches {len(bases)} recipes of {epochs} "
                               f"epochs: {', '.join(repr(label) for label, _ in bases)}; give one "
                               "of these labels as `baseline`")
-        accs = [(label, any(g is base_group for _, base_group in bases),
-                 [r["test_acc"] for r in g if r["test_acc"] is not None]) for label, g in here]
+        base_group = bases[0][1] if bases else None
+        accs = [(label, g is base_group, [r["test_acc"] for r in g if r["test_acc"] is not None])
+                for label, g in groups if g[0]["epochs"] == epochs]
         accs = [acc for acc in accs if acc[2]]
         base = next((values for _, is_base, values in accs if is_base), None)
         dof = sum(len(values) - 1 for _, _, values in accs)

@@ -5,6 +5,7 @@
 #   seedshort  the seed recipe shortened: batch 64, lr 0.1, x0.1 at epoch index 8
 #   akamaster  akamaster's schedule: batch 128, lr 0.1, x0.1 at 8 and 12, ImageNet normalization
 #   fast       configs/fast.toml (chosen on --val-split 5000 by experiments/fast_search.sh)
+#   fastbf16   the same with --amp bf16 (a CPU with AVX512-BF16 or AMX; held-out check: fast_search.sh)
 #
 #   RUNS="seedshort-s0 akamaster-s1" bash experiments/time_to_accuracy.sh &
 #   RUNS="fast-s0 fast-s1" bash experiments/time_to_accuracy.sh &
@@ -30,6 +31,7 @@ for name in $RUNS; do
     akamaster) flags=(--model resnet20 --epochs 15 --batch-size 128 --milestones 8,12
                       --normalize imagenet);;
     fast) flags=(--recipe fast);;
+    fastbf16) flags=(--recipe fast --amp bf16);;
     *) echo "unknown recipe $recipe" >&2; exit 2;;
   esac
   $CLI train "${flags[@]}" --data "$DATA" --seed "$seed" --threads 1 --no-progress --out "$run"

@@ -170,7 +170,7 @@ def test_overwrite_clears_everything_a_run_left_and_nothing_else(data, tmp_path)
     (["--val-split", "40"], "leaves no training images"),
     (["--model", "resnet20_convgru", "--model-opt", "gru_variant=bogus"], "bogus"),
     (["--weight-decay", "-1"], "weight_decay"),
-    (["--amp", "bf16"], "needs CUDA"),
+    (["--amp", "fp16"], "needs CUDA"),
     (["--sync-bn"], "needs CUDA"),
 ])
 def test_a_refused_run_leaves_no_directory_behind(data, tmp_path, capsys, flags, needle):

@@ -87,8 +87,10 @@ def test_loss_goes_down_on_a_learnable_set(tiny_data, tmp_path):
     assert losses[-1] < 0.7 * losses[0], losses
 
 
-@pytest.mark.parametrize("extra_steps", [0, 2], ids=["epoch-boundary", "mid-epoch"])
-def test_interrupted_run_resumes_to_bitwise_identical_weights(tiny_data, tmp_path, extra_steps):
+@pytest.mark.parametrize("extra_steps, amp", [(0, "none"), (2, "none"), (2, "bf16")],
+                         ids=["epoch-boundary", "mid-epoch", "mid-epoch-cpu-bf16"])
+def test_interrupted_run_resumes_to_bitwise_identical_weights(tiny_data, tmp_path, extra_steps,
+                                                              amp):
     from resnet_cifar.engine.interrupt import StopRequested
 
     def config(out):
@@ -100,6 +102,7 @@ def test_interrupted_run_resumes_to_bitwise_identical_weights(tiny_data, tmp_pat
                 "deterministic": True,
                 "threads": 1,
                 "seed": 3,
+                "amp": amp,
                 "out": str(out),
                 "data": {"path": str(tiny_data)},
             }

@@ -79,7 +79,7 @@ class BenchConfig:
     channels_last: bool = True  # ours: NHWC activations (TrainConfig.channels_last)
     compile: bool = False  # ours: torch.compile the training model
     compile_mode: str | None = None  # None: train()'s pick (reduce-overhead on one GPU)
-    amp: str = "none"  # ours: none | bf16 | fp16 (CUDA autocast)
+    amp: str = "none"  # ours: none | bf16 | fp16 (autocast in training; see train_setup)
     optimizer: str = "default"  # ours: default (optimizer_impl) | fused | foreach | loop
     plain_cat: bool = False  # ours: cells materialize their zero state (set_materialize_zero_state)
     eval_chunk: int = 0  # ours on CPU: images per forward in evaluation; 0: evaluate.py's own
@@ -163,7 +163,7 @@ class OurPipeline:
                 self.compiled = compile_for_inference(model, size)
             model = self.compiled
         return validate(model, self.val_loader, self.classes,
-                        autocast=self.parts.autocast(), chunk=self.eval_chunk)
+                        autocast=self.parts.eval_autocast(), chunk=self.eval_chunk)
 
 
 def build_pipeline(cfg: BenchConfig, splits, device: torch.device) -> OurPipeline:

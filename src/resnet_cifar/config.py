@@ -174,7 +174,8 @@ class TrainConfig:
     compile: bool = field(default=False, metadata=opt(
         "torch.compile the model (compile time reported separately)", group="runtime"))
     amp: str = field(default="none", metadata=opt(
-        "CUDA autocast; BatchNorm stays fp32", choices=AMP_MODES, group="runtime"))
+        "mixed precision: bf16 (CUDA, or a CPU with AVX512-BF16 or AMX) or fp16 (CUDA); "
+        "the weights and BatchNorm statistics stay fp32", choices=AMP_MODES, group="runtime"))
     out: str | None = field(default=None, metadata=opt(
         "run directory (default runs/<name>-<YYYYmmdd-HHMMSS>)", metavar="DIR",
         group="output"))

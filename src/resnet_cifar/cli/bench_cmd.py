@@ -45,7 +45,8 @@ def add_parser(sub) -> None:
                                                  "max-autotune-no-cudagraphs"),
                       help="default: the Trainer's pick (reduce-overhead = CUDA graphs on one GPU)")
     ours.add_argument("--amp", choices=AMP_MODES, default="none",
-                      help="CUDA autocast (BatchNorm stays fp32)")
+                      help="mixed precision in training: bf16 (CUDA, or a CPU with AVX512-BF16 "
+                           "or AMX) or fp16 (CUDA); evaluation stays fp32 on the CPU")
     ours.add_argument("--optimizer", choices=("default", "fused", "foreach", "loop"),
                       default="default", help="SGD kernels (default: the Trainer's choice)")
     ours.add_argument("--folded", action=argparse.BooleanOptionalAction, default=True,

@@ -72,6 +72,7 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
         f"augment {cfg.data.augment}, normalize {cfg.data.normalize}",
         f"device     {device}, {torch.get_num_threads()} threads"
         + (", deterministic" if cfg.deterministic else "")
+        + (f", {cfg.amp} autocast in training" if cfg.amp != "none" else "")
         + (f" (one per idle core: others keep {others_busy:.1f} busy; chosen again "
            "each epoch, `threads` N fixes it)" if others_busy is not None else ""),
     ]

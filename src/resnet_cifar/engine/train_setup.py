@@ -9,6 +9,7 @@ functions rather than by patching what the Trainer built.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,11 +146,19 @@ def wrap_model(model: nn.Module, device: torch.device, dist: DistContext,
 
 
 def autocast_for(amp: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    """A factory of the forward's autocast context (amp: none | bf16 | fp16; CUDA only)."""
-    if amp == "none" or device.type != "cuda":
+    """A factory of the forward's autocast context (amp: none | bf16 | fp16). bf16 runs on CUDA
+    and on the CPU; fp16 on CUDA only (``check_device_options`` refuses the rest)."""
+    if amp == "none" or device.type not in ("cuda", "cpu"):
         return contextlib.nullcontext
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return lambda: torch.autocast("cuda", dtype=dtype)
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), where oneDNN's bf16
+    convolutions are faster than float32 ones; elsewhere they are emulated, and slower."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 @dataclass
@@ -161,7 +170,10 @@ class TrainParts:
     optimizer: torch.optim.Optimizer
     criterion: nn.Module
     scaler: torch.amp.GradScaler
-    autocast: Callable[[], contextlib.AbstractContextManager]
+    autocast: Callable[[], contextlib.AbstractContextManager]  # the training step's
+    # Validation's: the training one on CUDA; float32 on the CPU, so that a run's logged accuracy
+    # is the one `resnet-cifar eval` (float32 there) reproduces from its weights.
+    eval_autocast: Callable[[], contextlib.AbstractContextManager]
     compile_mode: str | None  # None: eager
     params: int
     macs: int  # forward multiply-adds per image
@@ -183,6 +195,7 @@ def build_parts(config: TrainConfig, num_classes: int, device: torch.device, dis
         criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
         scaler=torch.amp.GradScaler("cuda", enabled=config.amp == "fp16"),
         autocast=autocast_for(config.amp, device),
+        eval_autocast=autocast_for(config.amp if device.type == "cuda" else "none", device),
         compile_mode=mode,
         params=params,
         macs=macs,
@@ -192,8 +205,16 @@ def build_parts(config: TrainConfig, num_classes: int, device: torch.device, dis
 
 def check_device_options(config: TrainConfig, device: torch.device) -> None:
     """Options that only act on CUDA are refused elsewhere rather than recorded but ignored."""
-    if config.amp != "none" and device.type != "cuda":
-        raise ConfigError(f"`amp` {config.amp} needs CUDA (the device is {device}); leave it out")
+    if config.amp == "fp16" and device.type != "cuda":
+        raise ConfigError(f"`amp` fp16 needs CUDA (the device is {device}); on a CPU use bf16, "
+                          "or leave it out")
+    if config.amp == "bf16" and device.type not in ("cuda", "cpu"):
+        raise ConfigError(f"`amp` bf16 needs CUDA or the CPU (the device is {device}); "
+                          "leave it out")
+    if config.amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn("`amp` bf16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), "
+                      "so bf16 is emulated and slower than float32 here; leave `amp` out",
+                      RuntimeWarning, stacklevel=2)
     if config.sync_bn and device.type != "cuda":
         raise ConfigError(f"`sync_bn` needs CUDA: PyTorch's SyncBatchNorm has no {device.type} "
                           "kernel; leave it out")

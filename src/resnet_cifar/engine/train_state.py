@@ -98,7 +98,7 @@ def validate_weights(parts: TrainParts, loader, classes: list[str], *, tta: str 
     all_reduce = (dist or DistContext()).all_reduce
 
     def run(model: torch.nn.Module, mode: str = "none") -> EvalResult:
-        return evaluate_model(model, loader, classes, autocast=parts.autocast(),
+        return evaluate_model(model, loader, classes, autocast=parts.eval_autocast(),
                               all_reduce=all_reduce, tta=mode)
 
     ema = parts.ema.module if parts.ema is not None else None

@@ -204,7 +204,9 @@ def build_parts(config: TrainConfig, num_classes: int, device: torch.device, dis
 
 
 def check_device_options(config: TrainConfig, device: torch.device) -> None:
-    """Options that only act on CUDA are refused elsewhere rather than recorded but ignored."""
+    """Options a device cannot act on are refused there rather than recorded but ignored (amp
+    fp16 and sync_bn need CUDA; amp bf16 runs on CUDA and the CPU, with a warning on a CPU
+    that would only emulate it)."""
     if config.amp == "fp16" and device.type != "cuda":
         raise ConfigError(f"`amp` fp16 needs CUDA (the device is {device}); on a CPU use bf16, "
                           "or leave it out")

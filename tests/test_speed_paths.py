@@ -99,7 +99,7 @@ def test_chunked_cpu_evaluation_equals_one_forward(threads):
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (150, 3, 32, 32), dtype=np.uint8)
     labels = rng.integers(0, 10, 150)
-    loader = DeviceLoader(data, labels, batch_size=100, train=False)  # 100 + 50: chunks 64, 36
+    loader = DeviceLoader(data, labels, batch_size=100, train=False)  # chunks of 32, the last short
     classes = [str(i) for i in range(10)]
     torch.set_num_threads(threads)
     chunked = evaluate.evaluate_model(model, loader, classes)

@@ -18,10 +18,12 @@ from resnet_cifar.engine.checkpoint import Checkpoint
 from resnet_cifar.engine.inference import InferenceContext
 from resnet_cifar.engine.tta import TTAReport, with_tta
 
-# On CPU the model sees at most this many images at a time: the activations of 64 images (4 MB
-# for ResNet-20's first stage) stay in cache, those of a 1000-image loader batch do not, which
-# measured about 2x slower per image (docs/benchmarks.md). The loader's batch is split, not changed.
-CPU_EVAL_CHUNK = 64
+# On CPU the model sees at most this many images at a time: the activations of 32 images (2 MB
+# for ResNet-20's first stage) stay near the core, those of a 1000-image loader batch do not, which
+# measured about 2x slower per image; 32 measured 1.2x faster than 64 for ResNet-20 on a Zen 4
+# (1 MB of L2 per core) and 1.03-1.06x for the recurrent models (docs/benchmarks.md). The loader's
+# batch is split, not changed.
+CPU_EVAL_CHUNK = 32
 # Images per evaluation batch, wherever a caller does not choose: the training config's default.
 
 

@@ -24,7 +24,6 @@ from resnet_cifar.engine.tta import TTAReport, with_tta
 # (1 MB of L2 per core) and 1.03-1.06x for the recurrent models (docs/benchmarks.md). The loader's
 # batch is split, not changed.
 CPU_EVAL_CHUNK = 32
-# Images per evaluation batch, wherever a caller does not choose: the training config's default.
 
 
 @dataclass

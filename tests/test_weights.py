@@ -108,9 +108,27 @@ def test_the_weights_command_lists_tags_with_their_figures(registry, capsys):
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith(TAG))
     assert "(default)" in line and "272,474" in line and "2 epochs, batch 16" in line
+    assert out.splitlines()[0].split()[:7] == ["tag", "test", "%", "params", "MMACs", "MB",
+                                               "train"]
+    minutes = registry[1].meta["training"]["wall_minutes"]
+    assert line.split()[6] == f"{minutes:.0f}"  # the training minutes, before the recipe
     assert f"{TAG}: synthetic test images" in out
     assert main(["weights", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[TAG]["metrics"]["total"] == 50
+
+
+def test_the_data_statement_is_printed_once_per_distinct_text():
+    from types import SimpleNamespace
+
+    from resnet_cifar.cli.weights_cmd import provenance_lines
+
+    def entry(tag, text):
+        return SimpleNamespace(tag=tag, meta={"data": {"provenance": text}})
+
+    same = [entry("a.x", "JPEG copy"), entry("b.x", "JPEG copy")]
+    assert provenance_lines(same) == ["data, every entry: JPEG copy"]
+    mixed = [*same, entry("c.x", "original")]
+    assert provenance_lines(mixed) == ["a.x, b.x: JPEG copy", "c.x: original"]
 
 
 def test_checkpoint_and_pretrained_are_one_or_the_other(registry, tiny, capsys):

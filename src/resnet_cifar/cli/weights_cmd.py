@@ -42,14 +42,25 @@ def run(args: argparse.Namespace) -> int:
         print("no published weights" + (f" for {args.model}" if args.model else ""))
         return 0
     rows = [table_row(e) for e in entries]
-    header = ("tag", "test %", "params", "MMACs", "MB", "recipe")
+    header = ("tag", "test %", "params", "MMACs", "MB", "train min", "recipe")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        print("  ".join(str(c).ljust(w) if i in (0, 5) else str(c).rjust(w)
+        print("  ".join(str(c).ljust(w) if i in (0, 6) else str(c).rjust(w)
                         for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip())
-    print("\n" + "\n".join(sorted({f"{e.tag}: {e.meta['data']['provenance']}"
-                                   for e in entries})))
+    print("\ntrain min: training minutes (steps only) on the device and threads the entry records "
+          "(--json: training)")
+    print("\n".join(provenance_lines(entries)))
     return 0
+
+
+def provenance_lines(entries) -> list[str]:
+    """The data each entry was trained on, once per distinct statement, not once per tag."""
+    tags_of: dict[str, list[str]] = {}
+    for e in entries:
+        tags_of.setdefault(e.meta["data"]["provenance"], []).append(e.tag)
+    if len(tags_of) == 1 and len(entries) > 1:
+        return [f"data, every entry: {next(iter(tags_of))}"]
+    return [f"{', '.join(tags)}: {text}" for text, tags in sorted(tags_of.items())]
 
 
 def table_row(entry) -> tuple[Any, ...]:
@@ -59,7 +70,12 @@ def table_row(entry) -> tuple[Any, ...]:
               f"{config.get('lr')} {config.get('schedule')}")
     return (entry.tag + (" (default)" if entry.default else ""),
             f"{100 * entry.test_acc:.2f}", f"{meta['params']:,}", f"{meta['macs'] / 1e6:.1f}",
-            f"{meta['size_bytes'] / 1e6:.2f}", recipe)
+            f"{meta['size_bytes'] / 1e6:.2f}", training_minutes(meta), recipe)
+
+
+def training_minutes(meta: dict) -> str:
+    minutes = (meta.get("training") or {}).get("wall_minutes")
+    return "–" if minutes is None else f"{minutes:.0f}"
 
 
 def run_add(args: argparse.Namespace) -> int:

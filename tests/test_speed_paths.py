@@ -176,7 +176,7 @@ def check_figures(figures: dict, batch: int) -> None:
 def test_bench_command_emits_json_with_the_expected_keys(capsys):
     argv = ["bench", "--model", "resnet20", "--device", "cpu", "--threads", "1", "--steps", "2",
             "--batch-size", "4", "--eval-images", "8", "--eval-batch-size", "8", "--repeats", "1",
-            "--warmup", "1", "--workers", "0,1", "--json"]
+            "--warmup", "1", "--workers", "0,1", "--no-bf16-eval", "--json"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("config", "environment", "model", "train", "eval", "ratio", "ratio_paired",
@@ -204,6 +204,7 @@ def test_bench_variants_get_only_the_pipelines_they_change():
     """CUDA-only options (fused SGD) and bf16 autocast must be harmless on CPU."""
     cfg = bench.BenchConfig(device="cpu", batch_size=4, steps=1, eval_images=4, repeats=1,
                             warmup=0, threads=1, baseline=False, amp="bf16", folded=False,
+                            bf16_eval=False,
                             variants={"nchw": {"channels_last": False},
                                       "fused_sgd": {"optimizer": "fused"},
                                       "eval_64": {"eval_batch_size": 64}})
@@ -287,3 +288,95 @@ def test_amp_on_the_cpu_fp16_is_refused_and_bf16_without_hardware_support_warns(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         train_setup.check_device_options(TrainConfig(amp="bf16"), cpu)
+
+
+# --------------------------------------------------------------------------- eval --amp
+
+
+def test_eval_under_bf16_autocast_enters_it_in_every_chunk_thread(monkeypatch):
+    """Autocast is thread-local: each of cpu_chunk_pool's threads must compute its chunk in
+    bfloat16, and the logits that come back are float32 and close to, not equal to, float32's."""
+    from resnet_cifar.engine import train_setup
+    from resnet_cifar.engine.evaluate import evaluate_model, with_amp
+
+    monkeypatch.setattr(train_setup, "cpu_has_native_bf16", lambda: True)
+
+    class Probe(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(3 * 32 * 32, 10)
+            self.dtypes = []
+
+        def forward(self, x):
+            out = self.linear(x.flatten(1))
+            self.dtypes.append(out.dtype)
+            return out
+
+    torch.manual_seed(0)
+    probe = Probe()
+    assert with_amp(probe, "none") is probe
+    loader = [(torch.randn(70, 3, 32, 32), torch.randint(0, 10, (70,)))]
+    classes = [str(i) for i in range(10)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # a pool of two threads, each running chunks of 32
+    try:
+        plain = evaluate_model(probe, loader, classes)
+        assert probe.dtypes == [torch.float32] * 3
+        probe.dtypes.clear()
+        low = evaluate_model(with_amp(probe, "bf16"), loader, classes)
+    finally:
+        torch.set_num_threads(threads)
+    assert probe.dtypes == [torch.bfloat16] * 3  # 32 + 32 + 6 images, every chunk in bf16
+    assert low.total == plain.total == 70
+    assert low.loss != plain.loss and low.loss == pytest.approx(plain.loss, rel=2e-2)
+
+
+def test_eval_amp_says_so_and_refuses_what_the_device_cannot_run(tmp_path, capsys,
+                                                                 monkeypatch):
+    from data_fixtures import make_cifar10_python_dir
+
+    from resnet_cifar.engine import train_setup
+
+    monkeypatch.setattr(train_setup, "cpu_has_native_bf16", lambda: True)
+    data = make_cifar10_python_dir(tmp_path / "data", n_train_per_class=4, n_test_per_class=3,
+                                   seed=0, learnable=True)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "1",
+                 "--batch-size", "16", "--threads", "1", "--device", "cpu"]) == 0
+    checkpoint = str(run / "last.pt")
+    capsys.readouterr()
+    assert main(["eval", checkpoint, "--threads", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["amp"] == "none"
+    assert main(["eval", checkpoint, "--threads", "1", "--amp", "bf16", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["amp"] == "bf16" and result["total"] == 30
+    assert main(["eval", checkpoint, "--threads", "1", "--amp", "bf16", "--tta", "flip"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("under bf16 autocast (leave --amp out for the float32 figure)")
+    assert out[1].startswith("test accuracy with tta flip") and out[1].endswith("autocast")
+    for extra, message in ((["--amp", "fp16"], "--amp fp16 needs CUDA"),
+                           (["--amp", "bf16", "--compile"], "--compile and --amp: choose one")):
+        assert main(["eval", checkpoint, "--threads", "1", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bench_times_bf16_evaluation_only_where_bf16_runs_in_hardware(monkeypatch, native):
+    seen = []
+    real = bench.validate
+    monkeypatch.setattr(bench, "validate", lambda model, *a, **k: seen.append(model) or
+                        real(model, *a, **k))
+    monkeypatch.setattr(bench, "cpu_has_native_bf16", lambda: native)
+    from resnet_cifar.engine import train_setup
+
+    monkeypatch.setattr(train_setup, "cpu_has_native_bf16", lambda: native)
+    cfg = bench.BenchConfig(device="cpu", batch_size=4, steps=1, eval_images=8, repeats=1,
+                            warmup=0, threads=1, baseline=False, folded=False)
+    result = bench.run_benchmark(cfg)
+    assert set(result["eval"]) == ({"ours", bench.EVAL_BF16} if native else {"ours"})
+    assert set(result["train"]) == {"ours"}  # an evaluation lever builds no training pipeline
+    from resnet_cifar.engine.evaluate import AutocastForward
+
+    assert [isinstance(m, AutocastForward) for m in seen] == \
+        ([False, True] if native else [False])

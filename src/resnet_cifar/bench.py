@@ -37,7 +37,7 @@ from resnet_cifar.config import AMP_MODES, EVAL_BATCH_SIZE, TrainConfig
 from resnet_cifar.data import DeviceLoader
 from resnet_cifar.engine.compiled import compile_for_inference
 from resnet_cifar.engine.distributed import DistContext
-from resnet_cifar.engine.evaluate import EvalResult, piece_size
+from resnet_cifar.engine.evaluate import EvalResult, piece_size, with_amp
 from resnet_cifar.engine.train import train_one_epoch, validate
 from resnet_cifar.engine.train_setup import (
     COMPILE_MODES,
@@ -45,6 +45,7 @@ from resnet_cifar.engine.train_setup import (
     TrainParts,
     build_loaders,
     build_parts,
+    cpu_has_native_bf16,
     lr_at,
 )
 from resnet_cifar.engine.train_state import EpochStats
@@ -55,11 +56,13 @@ from resnet_cifar.models.fold import fold_batchnorm
 OPTIMIZERS = ("default", *OPTIMIZER_IMPLS)  # default: whatever optimizer_impl picks
 # Fields of BenchConfig a variant of our pipeline may override (benchmarks/bench_train.py --levers).
 VARIANT_FIELDS = ("channels_last", "compile", "compile_mode", "amp", "optimizer", "threads",
-                  "eval_batch_size", "eval_chunk", "plain_cat", "fold_bn", "compile_eval")
+                  "eval_batch_size", "eval_chunk", "plain_cat", "fold_bn", "compile_eval",
+                  "eval_amp")
 # A variant that changes only EVAL_ONLY fields gets no training pipeline; TRAIN_ONLY, no eval one.
-EVAL_ONLY = {"eval_batch_size", "eval_chunk", "fold_bn", "compile_eval"}
+EVAL_ONLY = {"eval_batch_size", "eval_chunk", "fold_bn", "compile_eval", "eval_amp"}
 FOLDED = "ours_fold_bn"  # the variant that evaluates with BatchNorm folded (BenchConfig.folded)
 COMPILED = "ours_compiled"  # folded, frozen, compiled (engine/compiled.py): compiled_eval
+EVAL_BF16 = "ours_eval_bf16"  # under bf16 autocast, as `eval --amp bf16`: BenchConfig.bf16_eval
 TRAIN_ONLY = {"compile", "compile_mode", "optimizer"}
 
 
@@ -87,6 +90,10 @@ class BenchConfig:
     folded: bool = True  # also time our evaluation with fold_bn on, as the variant FOLDED
     compile_eval: bool = False  # ours: evaluate as `eval --compile` does (engine/compiled.py)
     compiled_eval: bool = False  # also time our evaluation with compile_eval on, as COMPILED
+    eval_amp: str = "none"  # ours: evaluate under this autocast (`eval --amp`; not float32)
+    # also time our evaluation under bf16 autocast, as EVAL_BF16, where bf16 runs in hardware
+    # (a GPU, or a CPU with AVX512-BF16 or AMX): not the float32 figure, so never the default
+    bf16_eval: bool = True
     threads: int = 0  # torch intra-op threads; 0: one per core
     data: str | None = None  # real images (any CIFAR layout); None: synthetic random uint8
     seed: int = 0
@@ -144,6 +151,7 @@ class OurPipeline:
     device: torch.device
     fold_bn: bool = False  # evaluate a BatchNorm-folded copy of the current weights
     compile_eval: bool = False  # evaluate a compiled copy (its first call compiles, untimed)
+    eval_amp: str = "none"  # evaluate under this autocast (evaluate.with_amp)
     epoch: int = 0
     compiled: nn.Module | None = None
 
@@ -162,6 +170,7 @@ class OurPipeline:
                 size = piece_size(self.device, self.val_loader.batch_size, self.eval_chunk)
                 self.compiled = compile_for_inference(model, size)
             model = self.compiled
+        model = with_amp(model, self.eval_amp)
         return validate(model, self.val_loader, self.classes,
                         autocast=self.parts.eval_autocast(), chunk=self.eval_chunk)
 
@@ -182,7 +191,7 @@ def build_pipeline(cfg: BenchConfig, splits, device: torch.device) -> OurPipelin
     set_materialize_zero_state(parts.model, cfg.plain_cat)
     return OurPipeline(config, parts, train_loader, val_loader, splits.classes,
                        cfg.eval_chunk or None, device, fold_bn=cfg.fold_bn,
-                       compile_eval=cfg.compile_eval)
+                       compile_eval=cfg.compile_eval, eval_amp=cfg.eval_amp)
 
 
 @contextlib.contextmanager
@@ -423,12 +432,22 @@ def run_benchmark(cfg: BenchConfig, report: Callable[[str], None] | None = None)
 
 
 def bench_variants(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
-    """cfg.variants, after the folded and the compiled evaluation where cfg.folded and
-    cfg.compiled_eval ask for them."""
+    """cfg.variants, after the folded, the compiled and the bf16 evaluation where cfg.folded,
+    cfg.compiled_eval and cfg.bf16_eval ask for them (bf16 only where it runs in hardware)."""
     folded = {FOLDED: {"fold_bn": True}} if cfg.folded and cfg.evaluate and not cfg.fold_bn else {}
     compiled = {COMPILED: {"compile_eval": True}} \
         if cfg.compiled_eval and cfg.evaluate and not cfg.compile_eval else {}
-    return {**folded, **compiled, **cfg.variants}
+    bf16 = {EVAL_BF16: {"eval_amp": "bf16"}} \
+        if cfg.bf16_eval and cfg.evaluate and cfg.eval_amp == "none" and native_bf16(cfg) else {}
+    return {**folded, **compiled, **bf16, **cfg.variants}
+
+
+def native_bf16(cfg: BenchConfig) -> bool:
+    """Whether the benchmark's device computes bfloat16 in hardware."""
+    from resnet_cifar.engine.runtime import resolve_device
+
+    device = resolve_device(cfg.device)
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
 
 
 def compile_seconds(result: dict, variants: dict[str, dict]) -> dict[str, float]:
@@ -475,8 +494,9 @@ def check(cfg: BenchConfig) -> None:
             raise ConfigError(f"optimizer {merged.optimizer!r}: choose from {OPTIMIZERS}")
         if merged.compile_mode not in (None, *COMPILE_MODES):
             raise ConfigError(f"compile mode {merged.compile_mode!r}: choose from {COMPILE_MODES}")
-        if merged.amp not in AMP_MODES:
-            raise ConfigError(f"amp {merged.amp!r}: choose none, bf16 or fp16")
+        for name_, amp in (("amp", merged.amp), ("eval_amp", merged.eval_amp)):
+            if amp not in AMP_MODES:
+                raise ConfigError(f"{name_} {amp!r}: choose none, bf16 or fp16")
     from resnet_cifar.models import create_model  # an unknown model fails here, listing names
 
     create_model(cfg.model)

@@ -56,6 +56,10 @@ def add_parser(sub) -> None:
                       help="also time our evaluation as `eval --compile` runs it (BatchNorm "
                            "folded, weights frozen, torch.compile), as ours_compiled; its "
                            "compile time is reported apart")
+    ours.add_argument("--bf16-eval", action=argparse.BooleanOptionalAction, default=True,
+                      help="also time our evaluation under bf16 autocast (`eval --amp bf16`), as "
+                           "ours_eval_bf16, where bf16 runs in hardware: a GPU, or a CPU with "
+                           "AVX512-BF16 or AMX (default on; not the float32 figure)")
     p.add_argument("--threads", type=thread_count, default=0, help="0: one per core")
     p.add_argument("--data", metavar="PATH",
                    help="real CIFAR images (any layout); default: synthetic random uint8")
@@ -79,7 +83,7 @@ def config_from_args(args: argparse.Namespace):
         channels_last=args.channels_last, compile=args.compile, compile_mode=args.compile_mode,
         amp=args.amp, optimizer=args.optimizer, threads=args.threads, data=args.data,
         seed=args.seed, baseline=args.baseline, evaluate=args.evaluate, folded=args.folded,
-        compiled_eval=args.compiled_eval)
+        compiled_eval=args.compiled_eval, bf16_eval=args.bf16_eval)
 
 
 def run(args: argparse.Namespace) -> int:

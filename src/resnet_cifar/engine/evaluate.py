@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from resnet_cifar.config import EVAL_BATCH_SIZE, DataConfig
 from resnet_cifar.engine.checkpoint import Checkpoint
 from resnet_cifar.engine.inference import InferenceContext
 from resnet_cifar.engine.tta import TTAReport, with_tta
+from resnet_cifar.errors import ConfigError
 
 # On CPU the model sees at most this many images at a time: the activations of 32 images (2 MB
 # for ResNet-20's first stage) stay near the core, those of a 1000-image loader batch do not, which
@@ -40,6 +42,8 @@ class EvalResult:
     tta: TTAReport | None = None
     # seconds torch.compile took before evaluating (evaluate_split's ``compile``); None: eager
     compile_seconds: float | None = None
+    # the autocast the forwards ran under (evaluate_split's ``amp``): "none" is float32
+    amp: str = "none"
 
     @property
     def per_class_accuracy(self) -> list[float]:
@@ -58,6 +62,7 @@ class EvalResult:
             **({"tta": self.tta.to_dict()} if self.tta is not None else {}),
             **({"compile_seconds": self.compile_seconds}
                if self.compile_seconds is not None else {}),
+            "amp": self.amp,
         }
 
 
@@ -125,6 +130,32 @@ def inference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
 
+class AutocastForward(nn.Module):
+    """``model`` with each forward under autocast, entered inside the call: autocast is
+    thread-local, so cpu_chunk_pool's threads each enter it themselves. Float32 logits out."""
+
+    def __init__(self, model: nn.Module, autocast: Callable[[], contextlib.AbstractContextManager]):
+        super().__init__()
+        self.model = model
+        self.autocast = autocast
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            return self.model(x).float()
+
+
+def with_amp(model: nn.Module, amp: str) -> nn.Module:
+    """``model`` evaluated under ``amp`` (config.AMP_MODES) on its own device; "none": the same
+    object, so a float32 evaluation is bitwise unchanged."""
+    if amp == "none":
+        return model
+    from resnet_cifar.engine.train_setup import autocast_for, check_amp
+
+    device = next(model.parameters()).device
+    check_amp(amp, device, "--amp")
+    return AutocastForward(model, autocast_for(amp, device))
+
+
 @contextlib.contextmanager
 def cpu_chunk_pool(device: torch.device, autocast=None):
     """On CPU (and without an autocast context, which is thread-local): a pool of one thread per
@@ -158,24 +189,25 @@ def evaluate_checkpoint(
     progress: bool = True,
     tta: str = "none",
     compile: bool = False,
+    amp: str = "none",
 ) -> EvalResult:
     """Evaluate a checkpoint file on a split (of ``data``; default: the data its run recorded,
     checked against its fingerprint). ``seed`` draws the `data.val_split` hold-out; default: the
     run's own seed, so that ``split="val"`` is the images the run held out, never ones it trained
     on. Normalization: as `InferenceContext` resolves it (an explicit ``normalize``, else the
     statistics the checkpoint was trained with, else ``data.normalize``; foreign checkpoints
-    record none: pass the one they were trained with). ``tta``, ``compile``: see
+    record none: pass the one they were trained with). ``tta``, ``compile``, ``amp``: see
     `evaluate_split`.
     """
     context = InferenceContext.build(checkpoint, data, model=model, model_kwargs=model_kwargs,
                                      normalize=normalize, device=device, seed=seed,
                                      progress=progress)
-    return evaluate_split(context, split, batch_size, tta=tta, compile=compile)
+    return evaluate_split(context, split, batch_size, tta=tta, compile=compile, amp=amp)
 
 
 def evaluate_split(context: InferenceContext, split: str = "test",
                    batch_size: int = EVAL_BATCH_SIZE, *, tta: str = "none",
-                   compile: bool = False) -> EvalResult:
+                   compile: bool = False, amp: str = "none") -> EvalResult:
     """The context's model on one of its splits, with which data it was computed on.
 
     ``tta`` other than "none" (config.TTA_MODES): the result is still the plain pass; a second,
@@ -183,7 +215,12 @@ def evaluate_split(context: InferenceContext, split: str = "test",
     the images per second of both passes (its cost). ``compile``: run a BatchNorm-folded copy
     compiled with frozen weights (engine/compiled.py), faster once compiled, equal to the eager
     logits within float rounding (a near tie may flip); its compile time is
-    ``result.compile_seconds``, outside the images per second."""
+    ``result.compile_seconds``, outside the images per second. ``amp`` (bf16 on a CPU with
+    bfloat16 instructions or a GPU, fp16 on a GPU): every forward under autocast, faster there
+    but not the float32 result (a near tie may flip), so ``result.amp`` says so; not with
+    ``compile``."""
+    if compile and amp != "none":
+        raise ConfigError("--compile and --amp: choose one (the compiled copy is float32)")
     model = context.model  # first: a broken checkpoint is refused before the data is decoded
     images, labels = context.split(split)
     loader = context.loader(images, labels, batch_size)
@@ -193,12 +230,14 @@ def evaluate_split(context: InferenceContext, split: str = "test",
 
         model = compile_for_inference(model, piece_size(context.device, batch_size))
         compile_seconds = model.compile_seconds
+    model = with_amp(model, amp)
     start = time.perf_counter()
     result = evaluate_model(model, loader, context.classes)
     plain_seconds = time.perf_counter() - start  # evaluate_model syncs: it ends on the host
     result.data = {**context.splits.data_info(), "split": split, "images": len(labels),
                    "normalization": context.normalization_info()}
     result.compile_seconds = compile_seconds
+    result.amp = amp
     if tta != "none":
         start = time.perf_counter()
         augmented = evaluate_model(model, loader, context.classes, tta=tta)

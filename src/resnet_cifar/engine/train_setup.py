@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_cifar.config import TrainConfig
+from resnet_cifar.config import AMP_MODES, TrainConfig
 from resnet_cifar.data import DeviceLoader
 from resnet_cifar.engine.distributed import DistContext
 from resnet_cifar.engine.ema import ModelEma
@@ -207,19 +207,28 @@ def check_device_options(config: TrainConfig, device: torch.device) -> None:
     """Options a device cannot act on are refused there rather than recorded but ignored (amp
     fp16 and sync_bn need CUDA; amp bf16 runs on CUDA and the CPU, with a warning on a CPU
     that would only emulate it)."""
-    if config.amp == "fp16" and device.type != "cuda":
-        raise ConfigError(f"`amp` fp16 needs CUDA (the device is {device}); on a CPU use bf16, "
-                          "or leave it out")
-    if config.amp == "bf16" and device.type not in ("cuda", "cpu"):
-        raise ConfigError(f"`amp` bf16 needs CUDA or the CPU (the device is {device}); "
-                          "leave it out")
-    if config.amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("`amp` bf16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), "
-                      "so bf16 is emulated and slower than float32 here; leave `amp` out",
-                      RuntimeWarning, stacklevel=2)
+    check_amp(config.amp, device)
     if config.sync_bn and device.type != "cuda":
         raise ConfigError(f"`sync_bn` needs CUDA: PyTorch's SyncBatchNorm has no {device.type} "
                           "kernel; leave it out")
+
+
+def check_amp(amp: str, device: torch.device, name: str = "`amp`") -> None:
+    """Refuse an autocast mode the device cannot run (fp16 needs CUDA; bf16 runs on CUDA and
+    the CPU), and warn where the CPU would only emulate bf16. ``name``: the option, as the
+    user typed it."""
+    if amp not in AMP_MODES:
+        raise ConfigError(f"{name} {amp!r}: choose one of {', '.join(AMP_MODES)}")
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError(f"{name} fp16 needs CUDA (the device is {device}); on a CPU use bf16, "
+                          "or leave it out")
+    if amp == "bf16" and device.type not in ("cuda", "cpu"):
+        raise ConfigError(f"{name} bf16 needs CUDA or the CPU (the device is {device}); "
+                          "leave it out")
+    if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
+        warnings.warn(f"{name} bf16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), "
+                      f"so bf16 is emulated and slower than float32 here; leave {name} out",
+                      RuntimeWarning, stacklevel=3)
 
 
 def record_data(config: TrainConfig, splits: Splits) -> None:

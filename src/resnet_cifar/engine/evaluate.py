@@ -152,7 +152,7 @@ def with_amp(model: nn.Module, amp: str) -> nn.Module:
     from resnet_cifar.engine.train_setup import autocast_for, check_amp
 
     device = next(model.parameters()).device
-    check_amp(amp, device, "--amp")
+    check_amp(amp, device)
     return AutocastForward(model, autocast_for(amp, device))
 
 
@@ -220,7 +220,7 @@ def evaluate_split(context: InferenceContext, split: str = "test",
     but not the float32 result (a near tie may flip), so ``result.amp`` says so; not with
     ``compile``."""
     if compile and amp != "none":
-        raise ConfigError("--compile and --amp: choose one (the compiled copy is float32)")
+        raise ConfigError("`compile` and `amp`: choose one (the compiled copy is float32)")
     model = context.model  # first: a broken checkpoint is refused before the data is decoded
     images, labels = context.split(split)
     loader = context.loader(images, labels, batch_size)

@@ -213,21 +213,20 @@ def check_device_options(config: TrainConfig, device: torch.device) -> None:
                           "kernel; leave it out")
 
 
-def check_amp(amp: str, device: torch.device, name: str = "`amp`") -> None:
+def check_amp(amp: str, device: torch.device) -> None:
     """Refuse an autocast mode the device cannot run (fp16 needs CUDA; bf16 runs on CUDA and
-    the CPU), and warn where the CPU would only emulate bf16. ``name``: the option, as the
-    user typed it."""
+    the CPU), and warn where the CPU would only emulate bf16."""
     if amp not in AMP_MODES:
-        raise ConfigError(f"{name} {amp!r}: choose one of {', '.join(AMP_MODES)}")
+        raise ConfigError(f"`amp` {amp!r}: choose one of {', '.join(AMP_MODES)}")
     if amp == "fp16" and device.type != "cuda":
-        raise ConfigError(f"{name} fp16 needs CUDA (the device is {device}); on a CPU use bf16, "
+        raise ConfigError(f"`amp` fp16 needs CUDA (the device is {device}); on a CPU use bf16, "
                           "or leave it out")
     if amp == "bf16" and device.type not in ("cuda", "cpu"):
-        raise ConfigError(f"{name} bf16 needs CUDA or the CPU (the device is {device}); "
+        raise ConfigError(f"`amp` bf16 needs CUDA or the CPU (the device is {device}); "
                           "leave it out")
     if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn(f"{name} bf16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), "
-                      f"so bf16 is emulated and slower than float32 here; leave {name} out",
+        warnings.warn("`amp` bf16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), "
+                      "so bf16 is emulated and slower than float32 here; leave `amp` out",
                       RuntimeWarning, stacklevel=3)
 
 

@@ -494,9 +494,9 @@ def check(cfg: BenchConfig) -> None:
             raise ConfigError(f"optimizer {merged.optimizer!r}: choose from {OPTIMIZERS}")
         if merged.compile_mode not in (None, *COMPILE_MODES):
             raise ConfigError(f"compile mode {merged.compile_mode!r}: choose from {COMPILE_MODES}")
-        for name_, amp in (("amp", merged.amp), ("eval_amp", merged.eval_amp)):
+        for key, amp in (("amp", merged.amp), ("eval_amp", merged.eval_amp)):
             if amp not in AMP_MODES:
-                raise ConfigError(f"{name_} {amp!r}: choose none, bf16 or fp16")
+                raise ConfigError(f"{key} {amp!r}: choose none, bf16 or fp16")
     from resnet_cifar.models import create_model  # an unknown model fails here, listing names
 
     create_model(cfg.model)

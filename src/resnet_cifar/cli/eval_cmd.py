@@ -46,9 +46,9 @@ def add_parser(sub) -> None:
                         "logits equal within float rounding, so a near tie may flip")
     p.add_argument("--amp", choices=AMP_MODES, default="none",
                    help="evaluate under autocast: bf16 (a CPU with AVX512-BF16 or AMX, or a GPU; "
-                        "1.6-1.8x faster on a Zen 4) or fp16 (GPU). Not the float32 figure a run "
-                        "or a published weight records: a near tie may flip, and the output says "
-                        "which precision it used")
+                        "about 1.5x the float32 speed on a Zen 4) or fp16 (GPU). Not the float32 "
+                        "figure a run or a published weight records: a near tie may flip, and the "
+                        "output says which precision it used")
     add_device_arg(p)
     add_threads_arg(p)
     add_data_args(p, training=False)

@@ -128,6 +128,35 @@ def test_interrupted_run_resumes_to_bitwise_identical_weights(tiny_data, tmp_pat
         assert x["val_acc"] == y["val_acc"]
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to change the thread count")
+def test_each_epochs_thread_count_reaches_the_summary_when_a_resume_changes_it(tiny_data,
+                                                                              tmp_path):
+    from resnet_cifar.engine.interrupt import StopRequested
+
+    out = tmp_path / "run"
+    config = build_config(overrides={"epochs": 3, "batch_size": 16, "threads": 1,
+                                     "out": str(out), "data": {"path": str(tiny_data)}})
+    with pytest.raises(StopRequested):
+        train(config, progress=False, callbacks=[stop_after(1, 0)])
+    train(resume=out, overrides={"threads": 2}, progress=False)
+    summary = json.loads((out / "summary.json").read_text())
+    # not just the last count: epoch 1 ran on one thread, epochs 2-3 on two
+    assert summary["thread_spans"] == [[1, 1, 1], [2, 3, 2]]
+    assert summary["threads"] == 2
+    # metrics.csv keeps its columns, so runs started before this column still resume cleanly
+    assert "threads" not in open(out / "metrics.csv").readline()
+
+
+def test_thread_spans_guess_nothing_for_rows_without_a_thread_count():
+    from resnet_cifar.engine.train_report import thread_spans
+
+    rows = [{"epoch": 1, "threads": 1}, {"epoch": 2, "threads": 1}, {"epoch": 3, "threads": 2},
+            {"epoch": 4, "threads": 1}]
+    assert thread_spans(rows) == [[1, 2, 1], [3, 3, 2], [4, 4, 1]]
+    assert thread_spans([{"epoch": 1}, {"epoch": 2, "threads": 2}]) is None
+    assert thread_spans([]) is None
+
+
 def test_sigterm_saves_and_prints_the_resume_command(tiny_data, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

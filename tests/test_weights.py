@@ -57,6 +57,7 @@ def test_the_entry_records_what_the_issue_asks_for(tiny, registry):
     assert meta["data"]["provenance"] == "synthetic test images"
     assert meta["data"]["fingerprint"].startswith("sha256:")
     assert meta["training"]["wall_minutes"] > 0 and meta["training"]["torch"]
+    assert meta["training"]["thread_spans"] == [[1, 2, 1]]  # epochs 1-2 on one thread
     assert meta["default"] is True and entry.tag == TAG
 
 

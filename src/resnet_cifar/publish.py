@@ -94,6 +94,7 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
                  "source": str(result.data["source"]),
                  "train_images": run.summary.get("train_images")},
         "training": {"device": run.summary.get("device"), "threads": run.summary.get("threads"),
+                     "thread_spans": run.summary.get("thread_spans"),
                      "world_size": run.summary.get("world_size"),
                      "wall_minutes": minutes_by_epoch(run.rows)[-1] if run.rows else None,
                      "sec_per_epoch": run.summary.get("sec_per_epoch"),

@@ -2,11 +2,12 @@
 
 config.toml      the resolved config: `resnet-cifar train --config config.toml` reruns it
 train.log        everything printed, as printed
-metrics.csv      one row per epoch (also metrics.jsonl, one JSON object per line)
+metrics.csv      one row per epoch (also metrics.jsonl, one JSON object per line, with the
+                 epoch's thread count besides)
 last.pt          full training state after the latest epoch (atomic): what --resume reads
 best.pt          best validation accuracy so far; best_on_test.pt when validation is the test set
 model.pth        a plain state_dict, as the original repository saved, loadable by its code
-summary.json     the final figures: accuracies, params, MACs, speed
+summary.json     the final figures: accuracies, params, MACs, speed, threads per stretch of epochs
 .lock            held (flock) by the training process writing the directory
 
 A directory is created only once the run is known to start (config, data and model checked), it

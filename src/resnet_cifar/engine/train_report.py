@@ -152,6 +152,20 @@ def final_lines(splits: Splits, run_dir: Path, summary: dict[str, Any],
     return lines
 
 
+def thread_spans(rows: list[dict[str, Any]]) -> list[list[int]] | None:
+    """[first epoch, last epoch, threads] for each stretch of epochs trained with one thread
+    count, from the rows' `threads`; None when a row predates that column (nothing is guessed)."""
+    if not rows or any("threads" not in r for r in rows):
+        return None
+    spans: list[list[int]] = []
+    for r in rows:
+        if spans and spans[-1][2] == r["threads"] and spans[-1][1] == r["epoch"] - 1:
+            spans[-1][1] = r["epoch"]
+        else:
+            spans.append([r["epoch"], r["epoch"], r["threads"]])
+    return spans
+
+
 def run_summary(config: TrainConfig, splits: Splits, history: list[dict[str, Any]], *,
                 best: dict[str, Any], epochs: int, params: int, macs: int,
                 device: torch.device, world_size: int, test_acc: float | None,
@@ -186,6 +200,7 @@ def run_summary(config: TrainConfig, splits: Splits, history: list[dict[str, Any
         "data_fingerprint": splits.fingerprint,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "thread_spans": thread_spans(rows),
         "world_size": world_size,
         "torch": torch.__version__,
         "package_version": __version__,

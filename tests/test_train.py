@@ -157,6 +157,17 @@ def test_thread_spans_guess_nothing_for_rows_without_a_thread_count():
     assert thread_spans([]) is None
 
 
+def test_describe_threads_names_the_epochs_of_each_count():
+    from resnet_cifar.engine.train_report import describe_threads
+
+    assert describe_threads({"threads": 2, "thread_spans": [[1, 5, 1], [6, 15, 2]]}) == \
+        "1 (epochs 1-5), 2 (epochs 6-15)"
+    assert describe_threads({"threads": 1, "thread_spans": [[1, 1, 2], [2, 3, 1]]}) == \
+        "2 (epoch 1), 1 (epochs 2-3)"
+    assert describe_threads({"threads": 2, "thread_spans": [[1, 15, 2]]}) == "2"
+    assert describe_threads({"threads": 1, "thread_spans": None}) == "1"  # an older run
+
+
 def test_sigterm_saves_and_prints_the_resume_command(tiny_data, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -23,6 +23,7 @@ from resnet_cifar.config import DataConfig
 from resnet_cifar.engine.recipes import model_label, run_labels, run_row
 from resnet_cifar.engine.rundir import RunInfo, pick_checkpoint, read_run
 from resnet_cifar.engine.splits import data_for_run, describe_data
+from resnet_cifar.engine.train_report import describe_threads
 from resnet_cifar.errors import render_settings
 
 REPORT = "report"  # what a write error calls the file
@@ -198,7 +199,7 @@ def environment_table(run: RunInfo, device: str) -> str:
         ["torch", s.get("torch", "–"), torch.__version__],
         ["resnet-cifar", s.get("package_version", "–"), _package_version()],
         ["device", s.get("device", "–"), device],
-        ["threads", s.get("threads", "–"), torch.get_num_threads()],
+        ["threads", describe_threads(s), torch.get_num_threads()],
         ["processes (DDP world size)", s.get("world_size", "–"), 1],
         ["CUDA", "–", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"],
         ["python", "–", platform.python_version()],

@@ -166,6 +166,15 @@ def thread_spans(rows: list[dict[str, Any]]) -> list[list[int]] | None:
     return spans
 
 
+def describe_threads(summary: dict[str, Any]) -> str:
+    """The thread count a summary records, as "1 (epochs 1-5), 2 (epochs 6-15)" when it changed."""
+    spans = summary.get("thread_spans") or []
+    if len(spans) < 2:
+        return str(summary.get("threads", "–"))
+    return ", ".join(f"{threads} (epoch {first})" if first == last
+                     else f"{threads} (epochs {first}-{last})" for first, last, threads in spans)
+
+
 def run_summary(config: TrainConfig, splits: Splits, history: list[dict[str, Any]], *,
                 best: dict[str, Any], epochs: int, params: int, macs: int,
                 device: torch.device, world_size: int, test_acc: float | None,

@@ -20,7 +20,7 @@ from resnet_cifar.engine.ema import ModelEma
 from resnet_cifar.engine.inference import InferenceContext
 from resnet_cifar.engine.interrupt import StopRequested
 from resnet_cifar.engine.resume import resume_config
-from resnet_cifar.engine.rundir import METRIC_FIELDS
+from resnet_cifar.engine.rundir import JSONL_ONLY_FIELDS, METRIC_FIELDS
 from resnet_cifar.engine.train import train
 from resnet_cifar.engine.train_setup import build_parts
 
@@ -144,7 +144,7 @@ def test_metrics_columns_appear_only_with_the_options(runs, tiny_data, tmp_path)
 
     plain = train(config(tiny_data, tmp_path / "plain", epochs=1), progress=False)
     assert next(csv.reader(open(tmp_path / "plain" / "metrics.csv"))) == list(METRIC_FIELDS)
-    assert list(plain.history[0]) == list(METRIC_FIELDS)
+    assert list(plain.history[0]) == [*METRIC_FIELDS, *JSONL_ONLY_FIELDS]
     assert "final_weights" not in plain.summary and "weights" not in plain.best
     assert "ema" not in torch.load(tmp_path / "plain" / "last.pt", weights_only=True)
 

@@ -52,6 +52,9 @@ METRIC_FIELDS = (
 # Columns a row has only with the option behind them (`ema_decay`, `tta`), after METRIC_FIELDS: a
 # run without the options writes exactly the columns it always did.
 OPTIONAL_METRIC_FIELDS = ("ema_val_loss", "ema_val_acc", "val_tta_acc", "ema_val_tta_acc")
+# Keys of metrics.jsonl only, never CSV columns: a run started before they existed keeps a CSV
+# whose header still matches every row it appends on resume.
+JSONL_ONLY_FIELDS = ("threads",)
 
 
 def metric_fields(row: dict[str, Any]) -> tuple[str, ...]:

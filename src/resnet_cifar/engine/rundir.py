@@ -2,8 +2,8 @@
 
 config.toml      the resolved config: `resnet-cifar train --config config.toml` reruns it
 train.log        everything printed, as printed
-metrics.csv      one row per epoch (also metrics.jsonl, one JSON object per line, with the
-                 epoch's thread count besides)
+metrics.csv      one row per epoch (also metrics.jsonl, one JSON object per line, which
+                 also holds each epoch's thread count)
 last.pt          full training state after the latest epoch (atomic): what --resume reads
 best.pt          best validation accuracy so far; best_on_test.pt when validation is the test set
 model.pth        a plain state_dict, as the original repository saved, loadable by its code

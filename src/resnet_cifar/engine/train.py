@@ -303,8 +303,7 @@ class Trainer:
             "val_acc": val.raw.accuracy,
             "epoch_time": stats.seconds,
             "img_per_s": seen_all / max(stats.seconds, 1e-9),
-            # metrics.jsonl only (not a CSV column): a resumed run may change its thread count,
-            # and `threads` 0 changes it between epochs, so the summary tells each epoch's.
+            # one of rundir.JSONL_ONLY_FIELDS: a resume or `threads` 0 may change the count
             "threads": torch.get_num_threads(),
             **val.columns(),
         }

@@ -5,6 +5,7 @@ registry; and, where the JPEG copy is present, each shipped tag's accuracy repro
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,26 @@ def test_publishing_refuses_an_unfinished_run_a_taken_tag_and_a_wrong_model(tiny
     (unfinished / "metrics.jsonl").write_text("")
     with pytest.raises(ConfigError, match="has not finished"):
         publish_run(unfinished, "resnet20.y", provenance="x", folder=folder)
+
+
+def test_a_failed_republication_leaves_the_published_tag_as_it_was(tiny, registry, tmp_path):
+    """Replacing a tag evaluates the new copy before it takes the tag's file name: here the
+    evaluation is refused (other data than the run's), and the old file, its registry entry and
+    the folder's listing are untouched, so the tag still loads."""
+    folder, _ = registry
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    changed = tmp_path / "changed-run"  # the same run with other final weights
+    shutil.copytree(tiny[1], changed)
+    state = torch.load(changed / "model.pth", weights_only=True)
+    state["linear.bias"] += 1.0
+    torch.save(state, changed / "model.pth")
+    other = make_cifar10_python_dir(folder.parent / "other", n_train_per_class=8,
+                                    n_test_per_class=5, seed=1, learnable=True)
+    with pytest.raises(UserError, match="fingerprint"):
+        publish_run(changed, TAG, provenance="x", folder=folder, replace=True,
+                    data_flags={"path": str(other)})
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert get_weights(TAG).meta["data"]["provenance"] == "synthetic test images"
 
 
 @pytest.mark.skipif(not JPEG_TARBALL.is_file(), reason="the JPEG copy of CIFAR-10 is absent")

@@ -19,13 +19,13 @@ from typing import Any
 
 import torch
 
-from resnet_cifar.atomic import atomic_write_text
-from resnet_cifar.config import DataConfig
+from resnet_cifar.atomic import atomic_path, atomic_write_text
 from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
 from resnet_cifar.engine.evaluate import evaluate_split
 from resnet_cifar.engine.inference import InferenceContext
 from resnet_cifar.engine.recipes import minutes_by_epoch
 from resnet_cifar.engine.rundir import LAST, WEIGHTS, read_run
+from resnet_cifar.engine.splits import data_for_run
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.models import count_macs, count_parameters, model_options
 from resnet_cifar.models.pretrained import (
@@ -38,12 +38,16 @@ from resnet_cifar.models.pretrained import (
 
 
 def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str | None = None,
-                data: DataConfig | None = None, default: bool = False, replace: bool = False,
-                folder: str | Path | None = None, device: str = "cpu") -> WeightsEntry:
+                data_flags: dict[str, Any] | None = None, default: bool = False,
+                replace: bool = False, folder: str | Path | None = None,
+                device: str = "cpu") -> WeightsEntry:
     """Add the finished run ``run_dir``'s final weights to the registry in ``folder`` (default:
-    the package's) as ``tag``, evaluated on the test split of ``data`` (default: the run's).
-    ``default``: the tag ``pretrained=True`` gives for its model (any other default of that model
-    is unset). ``command``: the training command as the user would type it."""
+    the package's) as ``tag``, evaluated on the test split of the data the run recorded.
+    ``data_flags`` ({"path": ...}, as the data flags give them) overrides the recorded options,
+    for data that has moved; whatever path is used must hold the run's data (its fingerprint),
+    as for every command that reads a run. ``default``: the tag ``pretrained=True`` gives for its
+    model (any other default of that model is unset). ``command``: the training command as the
+    user would type it."""
     folder = Path(folder) if folder is not None else weights_dir()
     run = read_run(run_dir)
     if run.summary is None:
@@ -56,25 +60,30 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
     if not tag.startswith(f"{run.model}."):
         raise ConfigError(f"tag {tag!r} must start with the model's name: {run.model}.<recipe>")
     last = load_checkpoint(run.path / LAST)
+    data = data_for_run(last.config, data_flags or {})
     file = folder / f"{tag}.pth"
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run.path / WEIGHTS, file)
-    checkpoint = Checkpoint(
-        path=file, model_name=last.model_name, model_kwargs=last.model_kwargs,
-        num_classes=last.num_classes,
-        state_dict=torch.load(file, map_location="cpu", weights_only=True),
-        classes=last.classes, mean=last.mean, std=last.std, normalize=last.normalize,
-        config=last.config)
-    context = InferenceContext.build(checkpoint, data, device=device)
-    result = evaluate_split(context, "test")
+    # Evaluate the copy before it takes the tag's name: if anything fails on the way (the data,
+    # an interrupt), the folder is as it was, and a replaced tag keeps its old, matching file.
+    with atomic_path(file, suffix=".pth") as staged:
+        shutil.copyfile(run.path / WEIGHTS, staged)
+        checkpoint = Checkpoint(
+            path=file, model_name=last.model_name, model_kwargs=last.model_kwargs,
+            num_classes=last.num_classes,
+            state_dict=torch.load(staged, map_location="cpu", weights_only=True),
+            classes=last.classes, mean=last.mean, std=last.std, normalize=last.normalize,
+            config=last.config)
+        context = InferenceContext.build(checkpoint, data, device=device)
+        result = evaluate_split(context, "test")
+        sha256, size = sha256_of(staged), staged.stat().st_size
     model = context.model
     record = {
         "model": last.model_name,
         "model_kwargs": {**model_options(last.model_name), **last.model_kwargs},
         "num_classes": last.num_classes,
         "file": file.name,
-        "sha256": sha256_of(file),
-        "size_bytes": file.stat().st_size,
+        "sha256": sha256,
+        "size_bytes": size,
         "params": count_parameters(model),
         "macs": count_macs(model),
         "normalization": {"mode": last.normalize, "mean": list(last.mean or ()),

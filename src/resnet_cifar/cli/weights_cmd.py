@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from resnet_cifar.cli.common import add_data_args, data_config, data_overrides, print_json
+from resnet_cifar.cli.common import add_data_args, data_overrides, print_json
 
 
 def add_parser(sub) -> None:
@@ -86,7 +86,7 @@ def run_add(args: argparse.Namespace) -> int:
         raise UserError("--add needs --tag and --provenance")
     entry = publish_run(args.add, args.tag, provenance=args.provenance,
                         command=train_command(args.add),
-                        data=data_config(args) if data_overrides(args) else None,
+                        data_flags=data_overrides(args),
                         default=args.default, replace=args.replace)
     metrics = entry.meta["metrics"]
     print(f"published {entry.tag}: {entry.path} (sha256 {entry.meta['sha256'][:12]}…), test "

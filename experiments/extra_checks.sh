@@ -3,7 +3,8 @@
 #  1. data-parallel: 1 process (batch 64) vs 2 processes under torchrun (32 per rank = 64 global),
 #     one epoch on a stratified 8,000-image subset, test accuracy of the final weights;
 #  2. speed options: the 3-epoch Part-2 ResNet-20 recipe (experiments/part2_comparison.sh) with
-#     --channels-last --compile, seeds 0 and 1, to compare with runs/part2/resnet20-s{0,1}.
+#     --channels-last --compile, seeds 0 and 1, to compare with runs/part2/resnet20-s{0,1}
+#     (written to runs/speed-options/, away from the Part-2 runs that `compare` globs).
 set -euo pipefail
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 PY=${PY:-python}
@@ -14,5 +15,5 @@ $PY -m torch.distributed.run --standalone --nproc_per_node=2 -m resnet_cifar tra
 for seed in 0 1; do
   $PY -m resnet_cifar train --model resnet20 --data "$DATA" --seed "$seed" --epochs 3 \
     --milestones 2 --train-subset 4000 --val-split 1000 --threads 1 --channels-last --compile \
-    --out "runs/part2-fast/resnet20-s$seed" --overwrite
+    --out "runs/speed-options/resnet20-s$seed" --overwrite
 done

@@ -9,7 +9,7 @@
 # one 2-thread job does here); rerunning the script finishes or resumes what is missing:
 #
 #   SEEDS=0 bash experiments/part2_comparison.sh & SEEDS=1 bash experiments/part2_comparison.sh
-#   resnet-cifar compare runs/part2-e10/* --out-dir docs/part2
+#   resnet-cifar compare runs/part2-e10/* --baseline resnet20 --out-dir docs/part2
 #
 # The first, smaller comparison (3 epochs on 4,000 images, NCHW) is EPOCHS=3 MILESTONES=2
 # SUBSET=4000 EXTRA=--no-channels-last OUT=runs/part2.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The original experiment in full (#14): `configs/seed.toml` unchanged, ResNet-20 for 150 epochs,
 # batch 64, lr 0.1 then 0.01 from epoch index 80, validated on the test split after every epoch.
-# It takes hours on a CPU (about 50 s per epoch on an idle 2-core Zen 5, 100-110 s on a Zen 4,
-# 160-200 s on a Zen 3), so it runs in the background and is resumed until it is done:
+# It takes hours on a CPU (idle, both threads: 183-190 s per epoch on a 2-core Zen 3, about
+# 8 hours in all; about 100-113 s on a Zen 4), so it runs in the background and is resumed until
+# it is done:
 #
 #   OUT=~/runs/seed150 bash experiments/seed150.sh > ~/runs/seed150.log 2>&1 &
 #

@@ -21,3 +21,15 @@ def test_an_unknown_flag_of_a_subcommand_shows_that_subcommands_usage(argv, caps
     assert err.startswith(f"usage: resnet-cifar {command} [-h]"), err
     assert f"resnet-cifar {command}: error: unrecognized arguments: {unknown}" in err
     assert "COMMAND ..." not in err  # not the top-level usage
+
+
+def test_the_models_table_rounds_the_exact_mac_count_once(capsys):
+    """resnet56 has 125,747,840 MACs: 125.7 MMACs, not 125.8 (125.75 rounded again)."""
+    from resnet_cifar.models import model_complexity
+
+    assert main(["models"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    for name in ("resnet20", "resnet56", "resnet110"):
+        params, macs = model_complexity(name)
+        assert rows[name][1] == f"{params:,}" and rows[name][2] == f"{macs / 1e6:.1f}", rows[name]
+    assert rows["resnet56"][2] == "125.7"

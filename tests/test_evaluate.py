@@ -188,7 +188,7 @@ def test_foreign_checkpoint_gives_its_stated_accuracy(capsys):
         == 0
     )
     result = json.loads(capsys.readouterr().out)
-    assert result["correct"] == 8103 and result["total"] == 10000  # its README: 81.03%
+    assert result["correct"] == 8103 and result["total"] == 10000  # 81.03%: the data README's 81.0%
     assert not math.isnan(result["loss"])
     assert np.isclose(result["accuracy"], 0.8103)
 

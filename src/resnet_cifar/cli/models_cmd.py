@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
             {
                 "name": name,
                 "params": params,
+                "macs": macs,
                 "mmacs": round(macs / 1e6, 2),
                 "description": get_model_entry(name).description,
             }
@@ -33,5 +34,7 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(r["name"]) for r in rows)
     print(f"{'model':<{width}}  {'params':>10}  {'MMACs':>8}  description")
     for r in rows:
-        print(f"{r['name']:<{width}}  {r['params']:>10,}  {r['mmacs']:>8.1f}  {r['description']}")
+        # from the exact count: rounding the 2-decimal figure again turns 125.748 into 125.8
+        print(f"{r['name']:<{width}}  {r['params']:>10,}  {r['macs'] / 1e6:>8.1f}  "
+              f"{r['description']}")
     return 0

@@ -123,6 +123,14 @@ def test_checkpoint_for_a_different_model(tiny_data, tmp_path, capsys):
     assert "looks like a resnet20_convrnn" in err
 
 
+def test_the_architecture_guess_reads_the_file_not_the_model_asked_for(tiny_data, tmp_path,
+                                                                       capsys):
+    path = tmp_path / "r20.pth"
+    torch.save(create_model("resnet20").state_dict(), path)
+    err = eval_error(capsys, path, "--model", "resnet56", "--data", tiny_data)
+    assert "does not fit model 'resnet56'" in err and "looks like a resnet20 (shortcut B)" in err
+
+
 def test_missing_key_is_named(tiny_data, tmp_path, capsys):
     state = create_model("resnet20").state_dict()
     del state["layer3.2.bn2.running_var"]
@@ -211,7 +219,8 @@ def test_val_split_is_drawn_with_the_runs_own_seed(tiny_data, tmp_path):
     from resnet_cifar.engine.splits import load_arrays, make_splits
 
     data = DataConfig(path=str(tiny_data), val_split=6)
-    ckpt = checkpoint_of(constant_model(3), tmp_path, config={"seed": 3})
+    ckpt = checkpoint_of(constant_model(3), tmp_path, config={"seed": 3,
+                                                               "data": {"val_split": 6}})
     context = InferenceContext.build(ckpt, data, device="cpu")
     held_out = make_splits(load_arrays(data, progress=False), data, 3).val_images
     other = make_splits(load_arrays(data, progress=False), data, 0).val_images
@@ -219,6 +228,26 @@ def test_val_split_is_drawn_with_the_runs_own_seed(tiny_data, tmp_path):
     np.testing.assert_array_equal(context.split("val")[0], held_out)
     result = evaluate_checkpoint(ckpt, data, split="val", device="cpu", progress=False)
     assert (result.correct, result.total) == (1, 6)  # stratified: one image of class 3
+
+
+@pytest.mark.parametrize("recorded, asked, seed", [
+    ({"seed": 3, "data": {"val_split": 6}}, 8, None),  # another size
+    ({"seed": 3, "data": {"val_split": 6}}, 6, 0),  # another seed
+    ({"seed": 3, "data": {"val_split": 0}}, 6, None),  # the run held out nothing
+], ids=["size", "seed", "none-held-out"])
+def test_a_val_split_other_than_the_runs_hold_out_is_refused(tiny_data, tmp_path, recorded,
+                                                             asked, seed):
+    """Images the run trained on must never be scored as held-out ones."""
+    from resnet_cifar.config import DataConfig
+    from resnet_cifar.engine.inference import InferenceContext
+    from resnet_cifar.errors import DataError
+
+    ckpt = checkpoint_of(constant_model(3), tmp_path, config=recorded)
+    context = InferenceContext.build(ckpt, DataConfig(path=str(tiny_data), val_split=asked),
+                                     device="cpu", seed=seed)
+    with pytest.raises(DataError, match="holds images it trained on"):
+        context.split("val")
+    assert len(context.split("test")[1]) > 0  # the test split stays usable
 
 
 def test_normalization_rule_explicit_then_checkpoint_then_data(tiny_data, tmp_path):

@@ -102,6 +102,7 @@ def load_state_dict_checked(
 ) -> None:
     """load_state_dict(strict=True) whose failures say what was expected and what was found."""
     expected = model.state_dict()
+    given = state_dict  # what the file holds, for the guess below (not the padded copy)
     # Checkpoints from PyTorch < 0.4.1 predate BatchNorm's num_batches_tracked counter; it only
     # matters for momentum=None, so the model's own (zero) counter stands in.
     state_dict = {
@@ -132,8 +133,8 @@ def load_state_dict_checked(
                 f"unexpected key {unexpected[0]!r}"
                 + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else "")
             )
-        guess = infer_model_name(state_dict)
-        hint = f"; it looks like a {guess} (shortcut {infer_shortcut(state_dict)})" if guess else ""
+        guess = infer_model_name(given)
+        hint = f"; it looks like a {guess} (shortcut {infer_shortcut(given)})" if guess else ""
         raise CheckpointError(f"{path} does not fit model {name!r}: {', '.join(parts)}{hint}")
     for key, tensor in state_dict.items():
         if tensor.shape != expected[key].shape:

@@ -31,7 +31,7 @@ from torch import nn
 
 from resnet_cifar.data.normalization import Normalization
 from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
-from resnet_cifar.errors import CheckpointError
+from resnet_cifar.errors import CheckpointError, DataError
 
 if TYPE_CHECKING:
     from resnet_cifar.config import DataConfig
@@ -164,9 +164,30 @@ class InferenceContext:
         do not fit the model's head."""
         from resnet_cifar.engine.splits import pick_split
 
+        if name == "val":
+            self._check_held_out()
         images, labels = pick_split(self.splits, name)
         check_classes(self.checkpoint, self.splits.classes)
         return images, labels
+
+    def _check_held_out(self) -> None:
+        """`split` val must be the very images the run held out: another size or seed draws
+        images the run trained on, and their accuracy would pass for a held-out one."""
+        config = self.checkpoint.config
+        if not config:  # a foreign checkpoint records no run: nothing to check against
+            return
+        held, seed = int((config.get("data") or {}).get("val_split") or 0), run_seed(
+            self.checkpoint)
+        asked = self.data.val_split if self.data is not None else 0
+        if not asked or (held, seed) == (asked, self.seed):
+            return  # no val split asked for: pick_split says what is missing
+        ran = (f"held out {held} images with seed {seed}" if held
+               else "held out no images (it trained on the whole training split)")
+        raise DataError(
+            f"{self.checkpoint.path}: its run {ran}, so a val split of {asked} images drawn with "
+            f"seed {self.seed} holds images it trained on; leave `data.val_split` and the seed "
+            "as the run recorded them, or evaluate on the test split"
+        )
 
     @property
     def classes(self) -> list[str]:

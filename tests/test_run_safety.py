@@ -476,3 +476,9 @@ def test_inference_commands_take_threads(data, tmp_path, capsys, monkeypatch):
         with pytest.raises(SystemExit):
             cli(*command, "--threads", "1000")
         assert "would oversubscribe" in capsys.readouterr().err
+
+
+def test_bench_refuses_fp16_without_cuda_as_train_and_eval_do(capsys):
+    """On a CPU, fp16 autocast would silently time float32 under an fp16 label."""
+    assert cli("bench", "--device", "cpu", "--amp", "fp16", "--steps", "1", "--repeats", "1") == 2
+    assert "fp16 needs CUDA" in one_line_error(capsys)

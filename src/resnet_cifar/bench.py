@@ -478,6 +478,9 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
 
 def check(cfg: BenchConfig) -> None:
     """Refuse what cannot be measured, with the flag to change."""
+    from resnet_cifar.engine.runtime import resolve_device
+    from resnet_cifar.engine.train_setup import check_amp
+
     if cfg.steps < 1 or cfg.repeats < 1 or cfg.warmup < 0 or cfg.batch_size < 1:
         raise ConfigError("`steps`, `repeats` and `batch_size` must be >= 1 and `warmup` >= 0")
     if cfg.eval_images < 1 or cfg.eval_batch_size < 1:
@@ -497,6 +500,8 @@ def check(cfg: BenchConfig) -> None:
         for key, amp in (("amp", merged.amp), ("eval_amp", merged.eval_amp)):
             if amp not in AMP_MODES:
                 raise ConfigError(f"{key} {amp!r}: choose none, bf16 or fp16")
+            if amp == "fp16":  # as train and eval refuse it: a CPU would time float32 instead
+                check_amp(amp, resolve_device(cfg.device))
     from resnet_cifar.models import create_model  # an unknown model fails here, listing names
 
     create_model(cfg.model)

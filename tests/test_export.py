@@ -230,6 +230,29 @@ def test_onnx_without_the_extra_is_a_user_error_naming_the_install(models, tmp_p
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.parametrize("out, given, written", [
+    (None, None, "onnx"), ("m.onnx", None, "onnx"), ("m.ts", None, "torchscript"),
+    ("m.torchscript.pt", None, "torchscript"), ("m.pt2", None, "pt2"),
+    ("m.pt", "torchscript", "torchscript"), ("m.bin", "pt2", "pt2"), (None, "pt2", "pt2"),
+])
+def test_the_format_follows_the_output_name_when_not_given(out, given, written):
+    from resnet_cifar.export import resolve_format
+
+    assert resolve_format(out, given) == written
+
+
+def test_an_output_name_that_says_another_format_is_refused_before_writing(models, tmp_path,
+                                                                          capsys):
+    _, path = models("resnet20")
+    for out, flags in ((tmp_path / "m.onnx", ["--format", "torchscript"]),
+                       (tmp_path / "m.txt", [])):
+        assert main(["export", str(path), "--model", "resnet20", "--out", str(out), *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert ("named as onnx" if flags else "cannot tell the format") in err
+        assert not out.exists()
+
+
 @pytest.mark.parametrize("kwargs, needle", [
     ({"format": "tflite"}, "unknown export format"),
     ({"format": "onnx", "opset": 5}, "opset"),

@@ -369,6 +369,30 @@ def parity_checks(
 # --------------------------------------------------------------------------- the whole export
 
 
+# What an output's name says it holds: a TorchScript file is often named .pt or .ts.
+FORMAT_OF_SUFFIX = {".onnx": "onnx", ".pt2": "pt2", ".pt": "torchscript", ".ts": "torchscript"}
+
+
+def resolve_format(out: str | os.PathLike | None, format: str | None) -> str:
+    """The format to write: ``format`` as given, else the one ``out``'s suffix names, else ONNX.
+    A name that says another format than ``format`` is refused, so that a file never holds
+    something other than its suffix claims."""
+    named = FORMAT_OF_SUFFIX.get(Path(out).suffix.lower()) if out is not None else None
+    if format is None:
+        if out is not None and named is None:
+            raise UserError(
+                f"cannot tell the format from the name {out}: pass `format` (onnx, torchscript "
+                "or pt2) or end it in .onnx, .pt (TorchScript) or .pt2"
+            )
+        return named or "onnx"
+    if named is not None and named != format:
+        raise UserError(
+            f"{out} is named as {named} but `format` {format} writes {format}: name it "
+            f"{Path(out).stem}{FORMATS[format]}, or leave `format` out to write {named}"
+        )
+    return format
+
+
 def default_output(checkpoint_path: str | os.PathLike, format: str) -> Path:
     """best.pt -> best.onnx / best.torchscript.pt / best.pt2, beside the checkpoint."""
     path = Path(checkpoint_path)

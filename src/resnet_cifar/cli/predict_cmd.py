@@ -87,7 +87,10 @@ def add_export_parser(sub) -> None:
                     "(--data, or the one recorded in the checkpoint).",
     )
     add_checkpoint_args(p)
-    p.add_argument("--format", choices=tuple(FORMATS), default="onnx")
+    p.add_argument("--format", choices=tuple(FORMATS), default=None,
+                   help="default: the one --out's suffix names (.onnx, .pt or .ts for "
+                        "TorchScript, .pt2), else onnx; a suffix naming another format is "
+                        "refused")
     p.add_argument("--out", metavar="FILE",
                    help="default: beside the checkpoint, as NAME.onnx, NAME.torchscript.pt or "
                         "NAME.pt2")
@@ -193,15 +196,17 @@ def run_export(args: argparse.Namespace) -> int:
         export_checkpoint,
         load_parity_images,
         require_onnx,
+        resolve_format,
     )
 
-    if args.format == "onnx":
+    fmt = resolve_format(args.out, args.format)
+    if fmt == "onnx":
         require_onnx(args.onnx_exporter)  # before any data is decoded
     ckpt = checkpoint_from_args(args)
     # an --out that cannot be written is refused before the parity images are decoded
     # published weights live inside the package: their export goes here, named after the tag
     named = Path(f"{args.pretrained}.pth") if args.pretrained else ckpt.path
-    default = default_output(named, args.format)
+    default = default_output(named, fmt)
     out = check_target(args.out or default, EXPORT_OUTPUT)
     # Data flags other than --normalize (or $RESNET_CIFAR_DATA) choose the real parity images;
     # without them, the data set the checkpoint was trained on, if it can be found.
@@ -209,7 +214,7 @@ def run_export(args: argparse.Namespace) -> int:
     images, source = load_parity_images(ckpt, data_config(args) if chosen else None)
     try:
         report, status = export_checkpoint(
-            ckpt, out, args.format, args.include_normalization,
+            ckpt, out, fmt, args.include_normalization,
             normalize=getattr(args, "normalize", None), opset=args.opset,
             onnx_exporter=args.onnx_exporter, images=images, images_source=source,
             fold_bn=args.fold_bn,

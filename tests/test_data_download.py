@@ -191,6 +191,27 @@ def test_failed_download_in_load_cifar_leaves_cache_clean(server, tarball, tmp_p
     assert leftovers(tmp_path) == []
 
 
+def test_a_damaged_tarball_in_the_cache_is_named_with_its_checksum(server, tarball, tmp_path):
+    """A tarball placed by hand whose md5 is wrong is not silently passed over for a download
+    whose failure would then be all the message says."""
+    damaged = tmp_path / "cifar-10-python.tar.gz"
+    damaged.write_bytes(b"not the archive")
+    good = md5_of(tarball.read_bytes())
+    with pytest.raises(DataError, match=f"has md5 {md5_of(b'not the archive')}, not the "
+                                        f"official {good}") as err:
+        load_cifar(cache_dir=tmp_path, md5=good, download=False, progress=False)
+    assert "is missing" not in str(err.value)
+    body = tarball.read_bytes()
+    url = server.serve("/cut.tar.gz", body[:100], declared=len(body))
+    with pytest.raises(DataError, match="has md5 .* and downloading a good copy failed: "):
+        load_cifar(cache_dir=tmp_path, url=url, md5=good, progress=False)
+
+
+def test_cifar100_asked_for_but_other_data_given_is_refused(tarball, tmp_path):
+    with pytest.raises(DataError, match="holds 10 classes, not CIFAR-100's"):
+        load_cifar(tarball, cache_dir=tmp_path, dataset="cifar100", progress=False)
+
+
 def test_environment_variables_choose_data_and_cache(tmp_path, monkeypatch):
     folder = make_image_folder(tmp_path / "data", 1, 1)
     monkeypatch.setenv("RESNET_CIFAR_DATA", str(folder))

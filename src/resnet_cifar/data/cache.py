@@ -184,12 +184,23 @@ def _load_official(dataset: str, cache_dir: Path, *, coarse: bool, resize: bool,
     key = cache_key(f"md5:{md5}", coarse=coarse, resize=resize)
 
     def decode() -> CifarArrays:
-        if tarball.exists() and file_md5(tarball) == md5:
-            return read_source(tarball, coarse=coarse, resize=resize, progress=progress)
+        damaged = None  # a tarball placed by hand must say why it was passed over
+        if tarball.exists():
+            got = file_md5(tarball)
+            if got == md5:
+                return read_source(tarball, coarse=coarse, resize=resize, progress=progress)
+            damaged = (f"{tarball} has md5 {got}, not the official {md5} (damaged, or another "
+                       "file)")
         if not download:
             raise DataError(f"no {dataset} data: no path given, {DATA_ENV} is unset and "
-                            f"{tarball} is missing or damaged; pass a path, or allow downloading")
-        download_file(url, tarball, md5, progress)
+                            f"{damaged or f'{tarball} is missing'}; pass a path, or allow "
+                            "downloading")
+        try:
+            download_file(url, tarball, md5, progress)
+        except DataError as err:
+            if damaged is None:
+                raise
+            raise DataError(f"{damaged}, and downloading a good copy failed: {err}") from err
         return read_source(tarball, coarse=coarse, resize=resize, progress=progress)
 
     return _cached(cache_dir, key, url, decode)
@@ -208,12 +219,20 @@ def load_cifar(path: str | os.PathLike | None = None, *, cache_dir: str | os.Pat
          tarball in the cache folder, else a download of it (unless `download=False`). `url` and
          `md5` override the official address and checksum (a mirror, or a test server).
     The cache folder is `cache_dir`, else $RESNET_CIFAR_CACHE, else ~/.cache/resnet_cifar.
-    `dataset` only matters in case 3: a given path is decoded as whatever layout it holds.
+    A given path is decoded as whatever layout it holds; `dataset` "cifar100" is then checked
+    against it (100 classes, or 20 coarse ones), since the run records what was asked for.
     """
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if path is None and os.environ.get(DATA_ENV):
         path = os.environ[DATA_ENV]
     if path is not None:
-        return _load_path(resolve_path(path), folder, coarse, resize, progress)
+        arrays = _load_path(resolve_path(path), folder, coarse, resize, progress)
+        if dataset == "cifar100" and len(arrays.classes) not in (100, 20):
+            raise DataError(
+                f"{arrays.source} holds {len(arrays.classes)} classes, not CIFAR-100's 100 (or 20 "
+                "coarse) that `data.dataset` cifar100 asks for: leave `data.dataset` out for this "
+                "data, or point `data.path` at CIFAR-100"
+            )
+        return arrays
     return _load_official(dataset, folder, coarse=coarse, resize=resize, download=download,
                           progress=progress, url=url, md5=md5)

@@ -482,3 +482,19 @@ def test_bench_refuses_fp16_without_cuda_as_train_and_eval_do(capsys):
     """On a CPU, fp16 autocast would silently time float32 under an fp16 label."""
     assert cli("bench", "--device", "cpu", "--amp", "fp16", "--steps", "1", "--repeats", "1") == 2
     assert "fp16 needs CUDA" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("argv, config, needles", [
+    (["--warmup-epochs", "5", "--epochs", "1"], None,
+     ["--warmup-epochs must be in [0, --epochs), got 5 for 1 epochs"]),
+    ([], "[data]\nval_split = -3\n", ["--val-split must be >= 0", "got -3"]),
+    ([], "lr = -1.0\n", ["--lr must be positive, got -1.0"]),
+], ids=["warmup", "val-split-in-a-config", "lr-in-a-config"])
+def test_range_errors_name_the_flag_and_the_value(tmp_path, capsys, argv, config, needles):
+    if config is not None:
+        (tmp_path / "c.toml").write_text(config)
+        argv = [*argv, "--config", tmp_path / "c.toml"]
+    assert cli("train", *argv, "--out", tmp_path / "run") == 2
+    line = one_line_error(capsys)
+    assert all(needle in line for needle in needles), line
+    assert not (tmp_path / "run").exists()

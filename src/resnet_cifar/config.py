@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from resnet_cifar.errors import ConfigError
+from resnet_cifar.errors import ConfigError, key
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -267,20 +267,20 @@ def merge_into(config: Any, values: dict[str, Any], prefix: str = "") -> None:
     """Set ``values`` onto the dataclass ``config`` in place, validating names and types."""
     hints = typing.get_type_hints(type(config))
     names = [f.name for f in dataclasses.fields(config)]
-    for key, value in values.items():
-        where = f"{prefix}{key}"
-        if key not in hints:
+    for name, value in values.items():
+        where = f"{prefix}{name}"
+        if name not in hints:
             raise ConfigError(f"unknown config key {where!r}; valid keys: {', '.join(names)}")
-        current = getattr(config, key)
+        current = getattr(config, name)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: expected a table of {type(current).__name__} keys")
             merge_into(current, value, prefix=f"{where}.")
             continue
-        value = _check_type(value, hints[key], where)
+        value = _check_type(value, hints[name], where)
         if where in CHOICES and value not in CHOICES[where]:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(CHOICES[where])}")
-        setattr(config, key, value)
+        setattr(config, name, value)
 
 
 def build_config(
@@ -302,48 +302,58 @@ def build_config(
 
 def validate(config: TrainConfig) -> None:
     """Cross-field and range checks a type check alone cannot make, run before anything is read
-    or created: a bad value is refused at once, never found an epoch (or a directory) later."""
+    or created: a bad value is refused at once, never found an epoch (or a directory) later.
+    Settings are named with ``key`` (the CLI shows them as the flags the user typed)."""
     at_least_one = [k for k, f in setting_fields().items() if f.metadata["minimum"] == 1]
     for name in at_least_one:
         if getattr(config, name) < 1:
-            raise ConfigError(f"{name} must be at least 1, got {getattr(config, name)}")
+            raise ConfigError(f"{key(name)} must be at least 1, got {getattr(config, name)}")
     for name in ("lr", "momentum", "weight_decay", "gamma", "label_smoothing"):
         if not math.isfinite(getattr(config, name)):
-            raise ConfigError(f"{name} must be a finite number, got {getattr(config, name)}")
+            raise ConfigError(f"{key(name)} must be a finite number, got {getattr(config, name)}")
     if config.lr <= 0:
-        raise ConfigError(f"lr must be positive, got {config.lr}")
+        raise ConfigError(f"{key('lr')} must be positive, got {config.lr}")
     if not 0 <= config.momentum < 1:
-        raise ConfigError(f"momentum must be in [0, 1), got {config.momentum}")
+        raise ConfigError(f"{key('momentum')} must be in [0, 1), got {config.momentum}")
     if config.weight_decay < 0:
-        raise ConfigError(f"weight_decay must be >= 0, got {config.weight_decay}")
+        raise ConfigError(f"{key('weight_decay')} must be >= 0, got {config.weight_decay}")
     if config.gamma <= 0:
-        raise ConfigError(f"gamma (the lr factor at milestones) must be > 0, got {config.gamma}")
+        raise ConfigError(f"{key('gamma')} (the lr factor at milestones) must be > 0, got "
+                          f"{config.gamma}")
     if config.warmup_epochs < 0 or config.warmup_epochs >= config.epochs:
         raise ConfigError(
-            f"warmup_epochs must be in [0, epochs), got {config.warmup_epochs} "
-            f"for {config.epochs} epochs"
+            f"{key('warmup_epochs')} must be in [0, {key('epochs')}), got "
+            f"{config.warmup_epochs} for {config.epochs} epochs: use fewer warm-up epochs or "
+            "more epochs"
         )
     if not 0 <= config.label_smoothing < 1:
-        raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+        raise ConfigError(f"{key('label_smoothing')} must be in [0, 1), got "
+                          f"{config.label_smoothing}")
     if not (math.isfinite(config.ema_decay) and 0 <= config.ema_decay < 1):
-        raise ConfigError(f"ema_decay must be in [0, 1) (0: no EMA), got {config.ema_decay}")
+        raise ConfigError(f"{key('ema_decay')} must be in [0, 1) (0: no EMA), got "
+                          f"{config.ema_decay}")
     if config.data.flip != "random" and config.data.augment == "none":
-        raise ConfigError(f"flip {config.data.flip!r} needs augment 'standard' (augment 'none' "
-                          "flips nothing); leave flip out or use the standard augmentation")
+        raise ConfigError(f"{key('data.flip')} {config.data.flip!r} needs {key('data.augment')} "
+                          "'standard' (augment 'none' flips nothing); leave the flip out or use "
+                          "the standard augmentation")
     if not 0 <= config.data.cutout < 32:
-        raise ConfigError(f"cutout must be a square side in [0, 32) pixels (0: off), got "
-                          f"{config.data.cutout}")
-    if config.data.val_split < 0 or config.data.train_subset < 0:
-        raise ConfigError("val_split and train_subset must be >= 0")
+        raise ConfigError(f"{key('data.cutout')} must be a square side in [0, 32) pixels "
+                          f"(0: off), got {config.data.cutout}")
+    for name in ("val_split", "train_subset"):
+        if getattr(config.data, name) < 0:
+            raise ConfigError(f"{key('data.' + name)} must be >= 0 (0: off), got "
+                              f"{getattr(config.data, name)}")
     if config.threads < 0:
-        raise ConfigError(f"threads must be >= 0 (0: one per core), got {config.threads}")
+        raise ConfigError(f"{key('threads')} must be >= 0 (0: one per idle core), got "
+                          f"{config.threads}")
     check_run_name(config.name)
     check_model(config.model, config.model_kwargs)
     milestones = config.milestones
     steps_up = all(a < b for a, b in zip(milestones, milestones[1:], strict=False))
     if not steps_up or any(m < 0 for m in milestones):
         raise ConfigError(
-            f"milestones must be strictly increasing epoch indices >= 0, got {milestones}"
+            f"{key('milestones')} must be strictly increasing epoch indices >= 0, got "
+            f"{milestones}"
         )
 
 

@@ -275,6 +275,11 @@ def test_plot_of_a_folder_that_is_no_run_is_a_one_line_error(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "metrics.jsonl" in err and len(err.splitlines()) == 1
+    a_file = tmp_path / "notes.txt"  # a file given as the run: said to be no run, not unwritable
+    a_file.write_text("x")
+    assert main(["plot", str(a_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot write" not in err and str(a_file) in err and len(err.splitlines()) == 1, err
 
 
 # ---------------------------------------------------------------------------- eval plots

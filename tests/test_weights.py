@@ -119,6 +119,12 @@ def test_the_weights_command_lists_tags_with_their_figures(registry, capsys):
     assert json.loads(capsys.readouterr().out)[TAG]["metrics"]["total"] == 50
 
 
+def test_weights_of_an_unknown_model_is_an_error_not_an_empty_list(capsys):
+    assert main(["weights", "--model", "resnet21"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "resnet21" in err and "resnet20" in err and len(err.splitlines()) == 1, err
+
+
 def test_the_data_statement_is_printed_once_per_distinct_text():
     from types import SimpleNamespace
 

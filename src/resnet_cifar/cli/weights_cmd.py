@@ -32,8 +32,11 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.add:
         return run_add(args)
+    from resnet_cifar.models import get_model_entry
     from resnet_cifar.models.pretrained import list_weights
 
+    if args.model:
+        get_model_entry(args.model)  # an unknown name is an error listing the models, not "none"
     entries = list_weights(args.model)
     if args.json:
         print_json({e.tag: e.meta for e in entries})

@@ -159,8 +159,9 @@ def plot_curves(run_dirs: list[str | Path], out: str | Path, x: str = "epoch") -
     """Overlay the training curves of one or more runs into ``out`` (its extension chooses PNG,
     JPEG, PDF or SVG); ``x``: "epoch", or "time" for the training minutes."""
     check_x_axis(x)
-    check_figure_target(out, PLOT_OUTPUT)  # before the runs are read
-    return save_figure(curves_figure([read_run(d) for d in run_dirs], x), out, PLOT_OUTPUT)
+    runs = [read_run(d) for d in run_dirs]  # first: "not a run" is the error a wrong path needs
+    check_figure_target(out, PLOT_OUTPUT)  # before any drawing
+    return save_figure(curves_figure(runs, x), out, PLOT_OUTPUT)
 
 
 def write_run_curves(run_dir: str | Path) -> Path:

@@ -169,7 +169,8 @@ def test_overwrite_clears_everything_a_run_left_and_nothing_else(data, tmp_path)
     (["--batch-size", "64"], "exceeds"),  # 40 training images
     (["--val-split", "40"], "leaves no training images"),
     (["--model", "resnet20_convgru", "--model-opt", "gru_variant=bogus"], "bogus"),
-    (["--weight-decay", "-1"], "weight_decay"),
+    (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
+    (["--train-subset", "41"], "--train-subset 41 is more than the 40 training images"),
     (["--amp", "fp16"], "needs CUDA"),
     (["--sync-bn"], "needs CUDA"),
 ])
@@ -250,6 +251,16 @@ def test_resume_with_fewer_epochs_than_done_is_refused(data, tmp_path, capsys):
     assert cli("train", "--resume", run, "--epochs", "1") == 2
     assert "fewer than the 2 epochs" in one_line_error(capsys)
     assert (run / "config.toml").read_text() == config_before
+
+
+def test_resuming_a_finished_run_says_so_and_rewrites_nothing(data, tmp_path, capsys):
+    run = trained(data, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert cli("train", "--resume", run) == 2
+    line = one_line_error(capsys)
+    assert "has finished its 1 epochs already" in line and "--epochs N with N > 1" in line, line
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_a_run_without_last_pt_offers_the_way_out(data, tmp_path, capsys):

@@ -47,6 +47,12 @@ def resume_config(
         )
     for key, value in overrides.items():
         setattr(config, key, value)
+    if done >= config.epochs and (ckpt_path.parent / "summary.json").exists():
+        # finished and summarized: going on would only evaluate and rewrite its outputs again
+        raise ConfigError(
+            f"{ckpt_path.parent} has finished its {done} epochs already (summary.json is "
+            f"there): nothing to resume; to train it longer, add `epochs` N with N > {done}"
+        )
     for key, value in data_overrides.items():
         setattr(config.data, key, value)
     recorded = config.data.path

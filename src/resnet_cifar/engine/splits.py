@@ -117,6 +117,12 @@ def make_splits(arrays: CifarArrays, data: DataConfig, seed: int) -> Splits:
             raise DataError(f"{arrays.source} has no test split to validate on; "
                             "pass `data.val_split` N")
         val_x, val_y = arrays.test_images, arrays.test_labels
+    if data.train_subset > len(train_y):  # a typo, or other data than meant: never a silent "all"
+        raise DataError(
+            f"`data.train_subset` {data.train_subset} is more than the {len(train_y)} training "
+            f"images of {arrays.source}" + (" left by `data.val_split`" if data.val_split else "")
+            + f"; choose at most {len(train_y)}, or leave it out to train on all of them"
+        )
     if data.train_subset and data.train_subset < len(train_y):
         train_x, train_y = stratified_subset(train_x, train_y, data.train_subset, seed)
     norm = Normalization.for_mode(data.normalize, (arrays.mean, arrays.std))

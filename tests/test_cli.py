@@ -11,16 +11,27 @@ from resnet_cifar.cli import main
     ["eval", "x.pt", "--bogus"],
     ["train", "--epochs", "1", "--bogus", "3"],
 ], ids=["eval", "train"])
-def test_an_unknown_flag_of_a_subcommand_shows_that_subcommands_usage(argv, capsys):
+def test_an_unknown_flag_of_a_subcommand_is_one_line_naming_that_subcommand(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     command = argv[0]
     unknown = " ".join(argv[argv.index("--bogus"):])
-    assert err.startswith(f"usage: resnet-cifar {command} [-h]"), err
-    assert f"resnet-cifar {command}: error: unrecognized arguments: {unknown}" in err
+    assert err == (f"resnet-cifar {command}: error: unrecognized arguments: {unknown} "
+                   f"(see resnet-cifar {command} --help)\n"), err
     assert "COMMAND ..." not in err  # not the top-level usage
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["train", "--epochs", "-1"], "argument --epochs: expected a number >= 1, got -1"),
+    (["export", "x.pt", "--format", "foo"], "argument --format: invalid choice: 'foo'"),
+])
+def test_a_bad_flag_value_is_one_line_without_the_usage(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and says in err, err
 
 
 def test_the_models_table_rounds_the_exact_mac_count_once(capsys):

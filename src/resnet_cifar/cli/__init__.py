@@ -32,17 +32,22 @@ COMMANDS = [models_cmd, weights_cmd, data_cmd, train_cmd, eval_cmd, viz_cmd, pre
 
 
 class SubcommandParser(argparse.ArgumentParser):
-    """A subcommand's parser, which reports arguments it does not know with its own usage.
+    """A subcommand's parser, whose errors are one line naming the subcommand.
 
-    argparse hands a subparser's leftovers back to the top-level parser, whose error then shows
-    the top-level usage (``usage: resnet-cifar [-h] [--version] COMMAND ...``), which says
-    nothing about the flags of the subcommand that was typed."""
+    argparse hands a subparser's leftovers back to the top-level parser, whose error then speaks
+    of the top-level usage (``resnet-cifar [-h] [--version] COMMAND ...``), which says nothing
+    about the flags of the subcommand that was typed. And its own errors print the whole usage
+    first (27 lines for `train`) above the one line that says what is wrong: as for every other
+    user error, that line alone, with where to read the flags."""
 
     def parse_known_args(self, args=None, namespace=None):
         namespace, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")  # exits 2
         return namespace, extras
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

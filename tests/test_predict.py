@@ -229,6 +229,17 @@ def test_foreign_checkpoint_defaults_and_normalize_presets(tmp_path):
     assert len(wide.predict(np.zeros((32, 32, 3), np.uint8), topk=200)[0].topk) == 100
 
 
+def test_a_file_that_does_not_fit_the_model_is_the_only_line_said(tmp_path, capsys):
+    """Not a normalization warning about a model that will not be built, then the error."""
+    path = tmp_path / "model.pth"
+    torch.save(create_model("resnet20").state_dict(), path)
+    image = tmp_path / "x.png"
+    Image.new("RGB", (32, 32)).save(image)
+    assert main(["predict", str(path), str(image), "--model", "regnet20_convgru"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not fit model 'regnet20_convgru'" in err, err
+
+
 def test_our_checkpoint_brings_its_classes_and_statistics(tiny, predictor):
     assert predictor.classes == tiny["arrays"].classes
     assert predictor.mean == pytest.approx(tiny["arrays"].mean)

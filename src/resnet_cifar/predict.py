@@ -331,6 +331,7 @@ class Predictor:
                                          device=device)
         self.checkpoint = context.checkpoint
         self.classes = class_names(self.checkpoint)
+        model = context.model  # first: weights that do not fit are the error, before any warning
         norm = context.normalization
         self.mean, self.std = norm.mean, norm.std
         self.device = context.device
@@ -338,7 +339,7 @@ class Predictor:
         self.exact = exact
         self.tta = tta
         # the views are taken of the normalized input, as evaluation takes them
-        self.model = NormalizedModel(with_tta(context.model, tta),
+        self.model = NormalizedModel(with_tta(model, tta),
                                      normalization=norm).to(self.device).eval()
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--batch-size", type=positive_int, default=TrainConfig.eval_batch_size)
     p.add_argument("--seed", type=int, default=None,
-                   help="seed of the --val-split draw (default: the run's own seed)")
+                   help="seed of the --val-split draw (default: the run's own seed; for a "
+                        "run of ours, another is refused: it would draw images it trained on)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument(
         "--plot",

@@ -176,8 +176,8 @@ class InferenceContext:
         config = self.checkpoint.config
         if not config:  # a foreign checkpoint records no run: nothing to check against
             return
-        held, seed = int((config.get("data") or {}).get("val_split") or 0), run_seed(
-            self.checkpoint)
+        held = int((config.get("data") or {}).get("val_split") or 0)
+        seed = run_seed(self.checkpoint)
         asked = self.data.val_split if self.data is not None else 0
         if not asked or (held, seed) == (asked, self.seed):
             return  # no val split asked for: pick_split says what is missing

@@ -123,7 +123,7 @@ def make_splits(arrays: CifarArrays, data: DataConfig, seed: int) -> Splits:
             f"images of {arrays.source}" + (" left by `data.val_split`" if data.val_split else "")
             + f"; choose at most {len(train_y)}, or leave it out to train on all of them"
         )
-    if data.train_subset and data.train_subset < len(train_y):
+    if 0 < data.train_subset < len(train_y):
         train_x, train_y = stratified_subset(train_x, train_y, data.train_subset, seed)
     norm = Normalization.for_mode(data.normalize, (arrays.mean, arrays.std))
     return Splits(

@@ -36,6 +36,7 @@ TTA_MODES = ("none", "flip", "flip-translate")
 FLIP_MODES = ("random", "alternating")  # how training images are flipped (data/loader.py)
 # What the horizontal axis of plot and compare counts: epochs, or training minutes (viz/curves.py).
 X_AXES = ("epoch", "time")
+STEM_INITS = ("kaiming", "whitening")  # how the first convolution starts (models/init.py)
 
 
 def opt(
@@ -117,6 +118,14 @@ class TrainConfig:
         "see `resnet-cifar models`", metavar="NAME", group="model"))
     model_kwargs: dict[str, Any] = field(default_factory=dict, metadata=opt(
         "model options, e.g. {shortcut = \"A\"}", flag=False))
+    zero_init_residual: bool = field(default=False, metadata=opt(
+        "start the last BatchNorm weight of every residual branch at 0, so that each block "
+        "starts as its shortcut (Goyal et al.; an initialization, the architecture is unchanged)",
+        group="model"))
+    stem_init: str = field(default="kaiming", metadata=opt(
+        "kaiming: the first convolution starts He-normal, as in the original; whitening: as "
+        "+/- the top whitening filters of the training images' 3x3 patches (airbench)",
+        choices=STEM_INITS, group="model"))
     data: DataConfig = field(default_factory=DataConfig, metadata=opt(
         "the data options", flag=False))
     epochs: int = field(default=150, metadata=opt(

@@ -64,6 +64,7 @@ from resnet_cifar.engine.train_setup import (
     eval_loader,
     lr_at,
     record_data,
+    whitening_images,
 )
 from resnet_cifar.engine.train_state import (
     EpochStats,
@@ -427,7 +428,8 @@ def build_trainer(config: TrainConfig, dist: DistContext, device: torch.device,
                          config.seed)
     record_data(config, splits)
     loaders = build_loaders(config, splits, device, dist)
-    parts = build_parts(config, splits.num_classes, device, dist)
+    stem_images = whitening_images(splits, config.seed) if config.stem_init == "whitening" else None
+    parts = build_parts(config, splits.num_classes, device, dist, stem_images=stem_images)
     return Trainer(config, splits=splits, parts=parts, loaders=loaders, device=device, dist=dist,
                    run_dir=run_dir, log=log, progress=progress, threads=threads)
 

@@ -109,8 +109,8 @@ def optimizer_words(config: TrainConfig, lr0: float, world_size: int = 1) -> str
 
 
 def recipe_options(config: TrainConfig) -> str:
-    """The augmentation, weight-averaging, decay and TTA options a run uses beyond the original
-    recipe, in words ("" when none is on)."""
+    """The augmentation, weight-averaging, decay, initialization and TTA options a run uses
+    beyond the original recipe, in words ("" when none is on)."""
     words = []
     if config.data.flip != "random":
         words.append(f"{config.data.flip} flips (`data.flip`)")
@@ -121,6 +121,10 @@ def recipe_options(config: TrainConfig) -> str:
                      "final weights)")
     if config.no_decay_bn_bias:
         words.append("no weight decay on BatchNorm and biases (`no_decay_bn_bias`)")
+    if config.zero_init_residual:
+        words.append("residual branches start at 0 (`zero_init_residual`)")
+    if config.stem_init != "kaiming":
+        words.append(f"first convolution starts as a {config.stem_init} (`stem_init`)")
     if config.tta != "none":
         words.append(f"validation also with test-time augmentation (`tta` {config.tta})")
     return "; ".join(words)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,10 +27,14 @@ from resnet_cifar.engine.schedule import learning_rate
 from resnet_cifar.engine.splits import Splits
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.models import count_macs, count_parameters, create_model
+from resnet_cifar.models.init import whiten_stem, zero_init_residual
 
 # SGD kernels by name; "default" is optimizer_impl's pick for the device.
 OPTIMIZER_IMPLS = {"fused": {"fused": True}, "foreach": {"foreach": True},
                    "loop": {"foreach": False}}
+# Training images a whitening stem is measured on, as airbench does: 5,000 give about 4.5 million
+# 3x3 patches for a 27 x 27 covariance.
+WHITENING_IMAGES = 5000
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -76,11 +81,35 @@ def build_loaders(config: TrainConfig, splits: Splits, device: torch.device,
     return train_loader, val
 
 
+def whitening_images(splits: Splits, seed: int, count: int = WHITENING_IMAGES) -> torch.Tensor:
+    """``count`` training images drawn at random, as the model sees them (normalized, float32):
+    what `stem_init = "whitening"` measures. Drawn, not the first ones: an image-folder copy lists
+    its images class by class. A generator of its own (from ``seed``) leaves the global RNG
+    streams alone, so a resumed run replays them."""
+    images = splits.train_images
+    rows = np.random.default_rng(seed).permutation(len(images))[:count]
+    scale, shift = splits.normalization.scale_shift()
+    return torch.from_numpy(images[np.sort(rows)]).float() * scale - shift
+
+
+def initialize(model: nn.Module, config: TrainConfig, stem_images: torch.Tensor | None) -> None:
+    """The recipe's initialization choices on top of the model's own (He-normal)."""
+    if config.zero_init_residual:
+        zero_init_residual(model)
+    if config.stem_init == "whitening":
+        if stem_images is None:
+            raise ValueError('stem_init "whitening" needs the training images (stem_images)')
+        whiten_stem(model, stem_images)
+
+
 def build_model(config: TrainConfig, num_classes: int, device: torch.device,
-                dist: DistContext) -> tuple[nn.Module, int, int]:
+                dist: DistContext, stem_images: torch.Tensor | None = None
+                ) -> tuple[nn.Module, int, int]:
     """(the unwrapped model on ``device``, its parameters, its MACs per image). SyncBatchNorm
-    under DDP when asked. Counted before the move: count_macs runs a CPU forward."""
+    under DDP when asked. Counted before the move: count_macs runs a CPU forward.
+    ``stem_images``: normalized training images, for `stem_init = "whitening"`."""
     model = create_model(config.model, num_classes=num_classes, **config.model_kwargs)
+    initialize(model, config, stem_images)
     params, macs = count_parameters(model), count_macs(model)
     if config.sync_bn and dist.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -181,10 +210,11 @@ class TrainParts:
 
 
 def build_parts(config: TrainConfig, num_classes: int, device: torch.device, dist: DistContext,
-                *, optimizer: str = "default", compile_mode: str | None = None) -> TrainParts:
+                *, optimizer: str = "default", compile_mode: str | None = None,
+                stem_images: torch.Tensor | None = None) -> TrainParts:
     """Model, optimizer, loss, scaler and wrappers, as ``config`` says; ``optimizer`` and
     ``compile_mode`` override the measured defaults (the benchmark's levers)."""
-    model, params, macs = build_model(config, num_classes, device, dist)
+    model, params, macs = build_model(config, num_classes, device, dist, stem_images)
     opt = build_optimizer(param_groups(model, config), config, lr_at(config, 0.0, dist.world_size),
                           device, optimizer)
     mode = compile_mode_for(device, dist, compile_mode) if config.compile else None

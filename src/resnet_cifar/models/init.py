@@ -1,0 +1,64 @@
+"""Initializations a training recipe may choose beyond the original He-normal one. Both change
+starting values only: the architecture, its state_dict keys and its parameter count stay.
+
+- ``zero_init_residual``: the last BatchNorm of every residual branch starts with weight 0, so
+  each block starts as its shortcut and the network as a shallow one (Goyal et al. 2017,
+  torchvision's ``zero_init_residual``). Large learning rates early in a short schedule then meet
+  a network whose depth grows into use rather than one that starts with 9 noisy branches summed.
+- ``whiten_stem``: the first 3x3 convolution starts as a whitening of the training images' 3x3
+  patches (airbench, Keller Jordan 2024), the top eigenvectors of their covariance scaled to unit
+  variance, each with its negative so the ReLU after it keeps both signs. The first layer then
+  starts where training would take it, instead of at random filters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+WHITENING_EPS = 5e-4  # added to each eigenvalue: bounds the gain of near-flat directions
+
+
+def residual_blocks(model: nn.Module) -> list[nn.Module]:
+    """The blocks whose output is ``relu(bn2(...) + shortcut(x))``: every plain, recurrent and
+    regulated basic block (each has a ``bn2`` and a ``shortcut``)."""
+    return [m for m in model.modules()
+            if isinstance(getattr(m, "bn2", None), nn.BatchNorm2d) and hasattr(m, "shortcut")]
+
+
+@torch.no_grad()
+def zero_init_residual(model: nn.Module) -> int:
+    """Set each residual branch's last BatchNorm weight to 0; returns how many were set."""
+    blocks = residual_blocks(model)
+    if not blocks:
+        raise ValueError(f"{type(model).__name__} has no residual blocks to zero-initialize")
+    for block in blocks:
+        block.bn2.weight.zero_()
+    return len(blocks)
+
+
+def patch_covariance(images: Tensor, size: int) -> Tensor:
+    """The (uncentred) covariance of every ``size`` x ``size`` patch of ``images`` (N, C, H, W),
+    flattened channel-major as a convolution's weight is: (C*size*size, C*size*size), float64."""
+    patches = images.double().unfold(2, size, 1).unfold(3, size, 1)  # N, C, H', W', size, size
+    flat = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, images.shape[1] * size * size)
+    return flat.T @ flat / flat.shape[0]
+
+
+@torch.no_grad()
+def whiten_stem(model: nn.Module, images: Tensor, eps: float = WHITENING_EPS) -> None:
+    """Set ``model.conv1`` (C_in -> C_out, k x k, C_out even) to +/- the top C_out/2 whitening
+    filters of ``images``' k x k patches (normalized model inputs, N x C_in x H x W)."""
+    conv = model.conv1
+    out_channels, in_channels, k, _ = conv.weight.shape
+    if out_channels % 2 or out_channels // 2 > in_channels * k * k:
+        raise ValueError(f"whiten_stem needs an even number of stem filters, at most "
+                         f"{2 * in_channels * k * k}; conv1 has {out_channels}")
+    if images.ndim != 4 or images.shape[1] != in_channels:
+        raise ValueError(f"whiten_stem needs images of shape (N, {in_channels}, H, W), "
+                         f"not {tuple(images.shape)}")
+    eigenvalues, eigenvectors = torch.linalg.eigh(patch_covariance(images, k))  # ascending
+    top = torch.arange(len(eigenvalues) - 1, len(eigenvalues) - 1 - out_channels // 2, -1)
+    filters = eigenvectors[:, top].T / torch.sqrt(eigenvalues[top] + eps).unsqueeze(1)
+    filters = filters.reshape(-1, in_channels, k, k)
+    conv.weight.copy_(torch.cat([filters, -filters]).to(conv.weight.dtype))

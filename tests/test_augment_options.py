@@ -1,4 +1,4 @@
-"""The training loader's augmentation options: alternating flip and cutout (data/augment.py).
+"""The training loader's augmentation options: alternating flip, cutout and crop padding
 
 Images come from test_data_loader.coded_images: channel 0 encodes the column, so a batch says
 whether each image was mirrored, and no pixel is 0 (cutout's fill) unless padding or cutout made it.
@@ -156,6 +156,30 @@ def test_cutout_after_crop_and_flip_keeps_the_default_stream():
     assert changed.any() and x_cut.is_contiguous(memory_format=torch.channels_last)
 
 
+# --------------------------------------------------------------------------- crop padding
+
+
+def crop_shifts(dl: DeviceLoader, epoch: int) -> torch.Tensor:
+    """(N,) how many rows each image's crop moved it by, read from the row code of the middle
+    pixel (a crop of at most 4 pixels never puts padding there; a mirror leaves rows alone)."""
+    x, _ = epoch_batches(dl, epoch)
+    return torch.from_numpy((as_uint8(x)[:, 1, 16, 16].astype(int) - 10) // 7 - 16)
+
+
+@pytest.mark.parametrize("padding", [0, 2, 4])
+def test_crop_padding_bounds_the_shift(padding):
+    shifts = torch.cat([crop_shifts(loader(crop_padding=padding), epoch) for epoch in range(3)])
+    assert (shifts.min(), shifts.max()) == (-padding, padding)  # both reached, never passed
+
+
+def test_crop_padding_4_is_the_default_stream():
+    x_default, y_default = epoch_batches(loader(), 2)
+    x_four, y_four = epoch_batches(loader(crop_padding=4), 2)
+    assert torch.equal(y_default, y_four) and torch.equal(x_default, x_four)
+    with pytest.raises(DataError, match="`data.crop_padding` must be >= 0"):
+        loader(crop_padding=-1)
+
+
 # --------------------------------------------------------------------------- defaults, resume
 
 
@@ -199,7 +223,7 @@ def test_rejects_unknown_flip_and_negative_cutout():
         loader(cutout=-1)
 
 
-def test_training_with_both_options_resumes_mid_epoch_to_identical_weights(tmp_path):
+def test_training_with_the_options_resumes_mid_epoch_to_identical_weights(tmp_path):
     """The options reach the training loader from the config, and a run stopped mid-epoch
     resumes to the weights of the uninterrupted run."""
     from data_fixtures import make_cifar10_python_dir
@@ -216,15 +240,18 @@ def test_training_with_both_options_resumes_mid_epoch_to_identical_weights(tmp_p
         return build_config(overrides={
             "epochs": 2, "batch_size": 8, "milestones": [], "deterministic": True,
             "threads": 1, "seed": 3, "out": str(out),
-            "data": {"path": str(data), "flip": "alternating", "cutout": 8}})
+            "data": {"path": str(data), "flip": "alternating", "cutout": 8,
+                                      "crop_padding": 2}})
 
     seen = []
 
     def record(trainer, row):
-        seen.append((trainer.train_loader.flip, trainer.train_loader.cutout))
+        loader = trainer.train_loader
+        seen.append((loader.flip, loader.cutout, loader.crop_padding))
 
     train(config(tmp_path / "full"), progress=False, callbacks=[record])
-    assert seen[0] == ("alternating", 8)
+    assert seen[0] == ("alternating", 8, 2)
+    assert "crops from 2-pixel padding" in (tmp_path / "full" / "train.log").read_text()
     with pytest.raises(StopRequested):
         train(config(tmp_path / "cut"), progress=False, callbacks=[stop_after(1, 2)])
     train(resume=tmp_path / "cut", progress=False)

@@ -36,6 +36,7 @@ TTA_MODES = ("none", "flip", "flip-translate")
 FLIP_MODES = ("random", "alternating")  # how training images are flipped (data/loader.py)
 # What the horizontal axis of plot and compare counts: epochs, or training minutes (viz/curves.py).
 X_AXES = ("epoch", "time")
+CROP_PADDING = 4  # "standard" augmentation: a random 32x32 crop of the image zero-padded by 4
 STEM_INITS = ("kaiming", "whitening")  # how the first convolution starts (models/init.py)
 
 
@@ -97,6 +98,10 @@ class DataConfig:
         "random: each image flipped with probability 1/2 each epoch (default); alternating: "
         "flipped on alternate epochs, the first choice drawn from the seed (airbench)",
         choices=FLIP_MODES, train_only=True, help_order=2))
+    crop_padding: int = field(default=CROP_PADDING, metadata=opt(
+        "standard augmentation: the random crop is taken from the image zero-padded by N pixels "
+        "(default 4, as the original; 2 is airbench's; 0 leaves flips only)",
+        metavar="N", minimum=0, train_only=True, help_order=2))
     cutout: int = field(default=0, metadata=opt(
         "cut a random N x N square out of each training image, whatever the augmentation "
         "(0: off; DeVries & Taylor)",

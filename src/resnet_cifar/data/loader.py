@@ -118,7 +118,8 @@ class DeviceLoader:
     """Batches (x, y) of a data set held on `device` as one uint8 tensor.
 
     train=True: a fresh shuffle each epoch, the last incomplete batch dropped, and (augment=
-    "standard") a random crop of the image zero-padded by 4 pixels plus a left-right flip with
+    "standard") a random crop of the image zero-padded by `crop_padding` pixels (4, as the
+    original) plus a left-right flip with
     probability 0.5, drawn per image. train=False: fixed order, last batch kept, no augmentation.
     flip="alternating" replaces the coin flip: image i is flipped in epoch e iff its epoch-0
     choice (drawn once from `seed`) XOR e is odd; augment="none" disables flipping either way.
@@ -142,7 +143,7 @@ class DeviceLoader:
                  seed: int = 0, device: str | torch.device = "cpu", channels_last: bool = False,
                  rank: int = 0, world_size: int = 1, dtype: torch.dtype = torch.float32,
                  pin_memory: bool = False, normalization: Normalization | None = None,
-                 flip: str = "random", cutout: int = 0):
+                 flip: str = "random", cutout: int = 0, crop_padding: int = CROP_PADDING):
         if augment not in AUGMENTATIONS:
             raise DataError(f"unknown augmentation {augment!r}: choose one of "
                             f"{', '.join(AUGMENTATIONS)}")
@@ -150,6 +151,8 @@ class DeviceLoader:
             raise DataError(f"unknown `data.flip` {flip!r}: choose one of {', '.join(FLIP_MODES)}")
         if cutout < 0:
             raise DataError(f"`data.cutout` must be >= 0 (0: off), got {cutout}")
+        if crop_padding < 0:
+            raise DataError(f"`data.crop_padding` must be >= 0 (0: flips only), got {crop_padding}")
         if batch_size < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -160,7 +163,7 @@ class DeviceLoader:
         if len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
         self.batch_size, self.train, self.augment = batch_size, train, augment
-        self.flip, self.cutout = flip, int(cutout)
+        self.flip, self.cutout, self.crop_padding = flip, int(cutout), int(crop_padding)
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
         self.channels_last, self.dtype, self.pin_memory = channels_last, dtype, pin_memory
@@ -213,7 +216,7 @@ class DeviceLoader:
         # Drawn for every position before sharding, so augmentation ignores world_size. The
         # draws keep their order whatever the options, and cutout's come last and only when on,
         # so the default stream (and every earlier run) is unchanged.
-        offsets = torch.randint(0, 2 * CROP_PADDING + 1, (n, 2), generator=generator)
+        offsets = torch.randint(0, 2 * self.crop_padding + 1, (n, 2), generator=generator)
         flips = torch.randint(0, 2, (n,), generator=generator).bool()
         if self.flip == "alternating":  # by image index, so batch order and resume don't matter
             flips = alternating_flips(self._first_flips(), self.epoch)[order]
@@ -244,7 +247,7 @@ class DeviceLoader:
             batch = slice(start, start + self.batch_size)
             x = self.images[indices[batch]]  # (B, 3, 32, 32) uint8
             if offsets is not None:
-                x = crop_flip_batch(x, offsets[batch], flips[batch])
+                x = crop_flip_batch(x, offsets[batch], flips[batch], self.crop_padding)
             x = self._finish(x, None if centres is None else centres[batch])
             yield self._pinned(x, self.labels[indices[batch]])
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from resnet_cifar.config import TrainConfig
+from resnet_cifar.config import CROP_PADDING, TrainConfig
 from resnet_cifar.engine.rundir import best_checkpoint_name
 from resnet_cifar.engine.splits import Splits
 from resnet_cifar.errors import render_settings
@@ -114,6 +114,8 @@ def recipe_options(config: TrainConfig) -> str:
     words = []
     if config.data.flip != "random":
         words.append(f"{config.data.flip} flips (`data.flip`)")
+    if config.data.crop_padding != CROP_PADDING and config.data.augment == "standard":
+        words.append(f"crops from {config.data.crop_padding}-pixel padding (`data.crop_padding`)")
     if config.data.cutout:
         words.append(f"cutout {config.data.cutout}x{config.data.cutout} (`data.cutout`)")
     if config.ema_decay > 0:

@@ -71,6 +71,7 @@ def build_loaders(config: TrainConfig, splits: Splits, device: torch.device,
         augment=config.data.augment, seed=config.seed, mean=splits.mean, std=splits.std,
         device=device, channels_last=config.channels_last, rank=dist.rank,
         world_size=dist.world_size, flip=config.data.flip, cutout=config.data.cutout,
+        crop_padding=config.data.crop_padding,
     )
     if len(train_loader) == 0:
         raise ConfigError(

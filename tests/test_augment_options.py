@@ -1,4 +1,4 @@
-"""The training loader's augmentation options: alternating flip, cutout and crop padding
+"""The training loader's augmentation options: alternating flip, cutout and crop padding.
 
 Images come from test_data_loader.coded_images: channel 0 encodes the column, so a batch says
 whether each image was mirrored, and no pixel is 0 (cutout's fill) unless padding or cutout made it.

@@ -3,14 +3,12 @@ architecture and state_dict stay, how the whitening images are drawn, and an exa
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import stop_after
-from data_fixtures import make_cifar10_python_dir
+from test_ema import config, tiny_data  # noqa: F401  (the tiny data is a fixture)
 
 from resnet_cifar.config import build_config
 from resnet_cifar.engine.distributed import DistContext
@@ -111,23 +109,10 @@ def test_build_model_needs_the_images_for_a_whitened_stem():
     assert params == count_parameters(create_model("resnet20")) == 272_474
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    return make_cifar10_python_dir(root, n_train_per_class=8, n_test_per_class=4, seed=0,
-                                   learnable=True)
-
-
-def config(data: Path, out: Path, **overrides):
-    return build_config(overrides={
-        "epochs": 2, "batch_size": 16, "deterministic": True, "threads": 1, "seed": 3,
-        "eval_batch_size": 64, "out": str(out), "data": {"path": str(data)}, **overrides})
-
-
-def test_a_run_with_both_starts_there_says_so_and_resumes_bitwise(tiny_data, tmp_path):
-    full = train(config(tiny_data, tmp_path / "full", **OPTIONS), progress=False)
+def test_a_run_with_both_starts_there_says_so_and_resumes_bitwise(tiny_data, tmp_path):  # noqa: F811
+    full = train(config(tiny_data, tmp_path / "full", epochs=2, **OPTIONS), progress=False)
     with pytest.raises(StopRequested):
-        train(config(tiny_data, tmp_path / "cut", **OPTIONS), progress=False,
+        train(config(tiny_data, tmp_path / "cut", epochs=2, **OPTIONS), progress=False,
               callbacks=[stop_after(1, 2)])
     resumed = train(resume=tmp_path / "cut", progress=False)
     a = torch.load(tmp_path / "full" / "model.pth", weights_only=True)
@@ -140,5 +125,5 @@ def test_a_run_with_both_starts_there_says_so_and_resumes_bitwise(tiny_data, tmp
     assert "residual branches start at 0" in log and "starts as a whitening" in log
     # each option changed the start: the same seed without it trains to another loss
     for name, options in {"plain": {}, "zero-only": {"zero_init_residual": True}}.items():
-        other = train(config(tiny_data, tmp_path / name, **options), progress=False)
+        other = train(config(tiny_data, tmp_path / name, epochs=2, **options), progress=False)
         assert other.history[0]["train_loss"] != full.history[0]["train_loss"], name

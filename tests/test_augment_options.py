@@ -14,9 +14,9 @@ import pytest
 import torch
 from test_data_loader import IDENTITY, all_batches, as_uint8, coded_images
 
+from resnet_cifar.config import CROP_PADDING
 from resnet_cifar.data import DeviceLoader, crop_flip_batch
 from resnet_cifar.data.augment import alternating_flips, cutout_batch
-from resnet_cifar.data.constants import CROP_PADDING
 from resnet_cifar.data.loader import epoch_seed
 from resnet_cifar.errors import DataError
 

@@ -16,7 +16,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from resnet_cifar.data.constants import CROP_PADDING
+from resnet_cifar.config import CROP_PADDING
 
 __all__ = ["alternating_flips", "crop_flip_batch", "cutout_batch"]
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from resnet_cifar.config import CROP_PADDING  # noqa: F401  (the default's home is config)
-
 IMAGE_SHAPE = (3, 32, 32)  # (C, H, W): every decoded image, stored as uint8
 PIXELS_PER_IMAGE = 3 * 32 * 32  # 3072 bytes in the pickled and binary records
 

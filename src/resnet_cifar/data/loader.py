@@ -17,9 +17,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from resnet_cifar.config import FLIP_MODES
+from resnet_cifar.config import CROP_PADDING, FLIP_MODES
 from resnet_cifar.data.augment import alternating_flips, crop_flip_batch, cutout_batch
-from resnet_cifar.data.constants import AUGMENTATIONS, CIFAR10_MEAN, CIFAR10_STD, CROP_PADDING
+from resnet_cifar.data.constants import AUGMENTATIONS, CIFAR10_MEAN, CIFAR10_STD
 from resnet_cifar.data.normalization import Normalization, normalization_stats
 from resnet_cifar.errors import DataError
 
@@ -119,8 +119,8 @@ class DeviceLoader:
 
     train=True: a fresh shuffle each epoch, the last incomplete batch dropped, and (augment=
     "standard") a random crop of the image zero-padded by `crop_padding` pixels (4, as the
-    original) plus a left-right flip with
-    probability 0.5, drawn per image. train=False: fixed order, last batch kept, no augmentation.
+    original) plus a left-right flip with probability 0.5, drawn per image. train=False: fixed
+    order, last batch kept, no augmentation.
     flip="alternating" replaces the coin flip: image i is flipped in epoch e iff its epoch-0
     choice (drawn once from `seed`) XOR e is odd; augment="none" disables flipping either way.
     cutout=N > 0 zeroes an N x N square (clipped at the border) of each training image after

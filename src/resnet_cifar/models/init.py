@@ -58,7 +58,8 @@ def whiten_stem(model: nn.Module, images: Tensor, eps: float = WHITENING_EPS) ->
         raise ValueError(f"whiten_stem needs images of shape (N, {in_channels}, H, W), "
                          f"not {tuple(images.shape)}")
     eigenvalues, eigenvectors = torch.linalg.eigh(patch_covariance(images, k))  # ascending
-    top = torch.arange(len(eigenvalues) - 1, len(eigenvalues) - 1 - out_channels // 2, -1)
-    filters = eigenvectors[:, top].T / torch.sqrt(eigenvalues[top] + eps).unsqueeze(1)
+    half = out_channels // 2
+    top_values, top_vectors = eigenvalues.flip(0)[:half], eigenvectors.flip(1)[:, :half].T
+    filters = top_vectors / torch.sqrt(top_values + eps).unsqueeze(1)
     filters = filters.reshape(-1, in_channels, k, k)
     conv.weight.copy_(torch.cat([filters, -filters]).to(conv.weight.dtype))

@@ -3,7 +3,8 @@
 It registers a BatchNorm-free model, because per-rank batch statistics (SyncBatchNorm needs a GPU)
 would make a 2-rank run differ from a 1-rank run with the doubled batch for a reason that has
 nothing to do with the data-parallel machinery under test. FAIL_RANK=r makes rank r raise in its
-first epoch, to test that one failing rank stops the job.
+first epoch, to test that one failing rank stops the job. SAVE_DUE_RANK=r makes the mid-epoch
+save of `save_every` due on rank r alone.
 """
 
 import os
@@ -41,5 +42,17 @@ if os.environ.get("FAIL_RANK") is not None and os.environ.get("RANK") == os.envi
         raise RuntimeError("injected failure")
 
     train_module.Trainer.train_one_epoch = fail
+
+if os.environ.get("SAVE_DUE_RANK") is not None:
+    # `save_every` is due on one rank only (its clock ran ahead): every rank must still save
+    # (the save gathers every rank's RNG state), at the same step, or the job hangs
+    train_module.Trainer.save_due = lambda self: os.environ["RANK"] == os.environ["SAVE_DUE_RANK"]
+    save_mid_epoch = train_module.Trainer.save_mid_epoch
+
+    def saving(self, stats, step):
+        print(f"rank {os.environ['RANK']} saved mid-epoch at step {step}", file=sys.stderr)
+        save_mid_epoch(self, stats, step)
+
+    train_module.Trainer.save_mid_epoch = saving
 
 sys.exit(main(sys.argv[1:]))

@@ -81,14 +81,15 @@ def test_grouped_table_names_the_setting_that_differs(tmp_path):
 
 
 def test_seed_out_name_threads_device_and_data_path_differences_are_still_pooled(tmp_path):
-    # One recipe under two names, paths, thread counts, devices, caches and data paths (the same
-    # data by fingerprint), each at two learning rates: two groups of two, told apart by lr only.
+    # One recipe under two names, paths, thread counts, devices, save intervals, caches and data
+    # paths (the same data by fingerprint), each at two learning rates: two groups of two, told
+    # apart by lr only.
     dirs = []
     for lr in (0.1, 0.2):
         for seed, acc in enumerate((0.60, 0.64)):
             config = recipe(lr=lr, seed=seed, out=f"runs/x{seed}", name=f"n{seed}",
                             threads=seed + 1, device=("cpu", "cuda")[seed],
-                            tensorboard=bool(seed),
+                            tensorboard=bool(seed), save_every=(10.0, 0.5)[seed],
                             data={"path": f"/data/copy{seed}", "cache_dir": f"/cache{seed}",
                                   "fingerprint": FP_A})
             dirs.append(make_run(tmp_path / f"lr{lr}-s{seed}", config, test_acc=acc))

@@ -108,8 +108,14 @@ def test_two_ranks_match_one_rank_with_the_doubled_batch(tiny_data, two_rank_run
 
 
 def test_resume_under_two_ranks_continues_exactly(tiny_data, two_rank_run, tmp_path):
-    first = launch(2, *common(tiny_data, tmp_path / "cut", 8, epochs=1))
+    # with a mid-epoch save due on rank 1 only: both ranks save at every step, and go on
+    first = launch(2, *common(tiny_data, tmp_path / "cut", 8, epochs=1), env={"SAVE_DUE_RANK": "1"},
+                   timeout=150)
     assert first.returncode == 0, first.stderr
+    for rank in (0, 1):  # 5 steps per epoch: saves after steps 1-4, the 5th ends the epoch
+        saves = [f"rank {rank} saved mid-epoch at step {step}" for step in range(1, 5)]
+        assert [line for line in first.stderr.splitlines() if f"rank {rank} saved" in line] \
+            == saves
     state = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert len(state["rng"]["ranks"]) == 2  # every rank's RNG state is kept
     # --epochs may grow on resume; with a step schedule the run is then the 3-epoch one

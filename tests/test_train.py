@@ -128,6 +128,72 @@ def test_interrupted_run_resumes_to_bitwise_identical_weights(tiny_data, tmp_pat
         assert x["val_acc"] == y["val_acc"]
 
 
+class SimulatedKill(Exception):
+    """A hard kill (SIGKILL, power loss): the process ends mid-step and saves nothing."""
+
+
+def kill_after(epoch: int, steps: int):
+    """A callback that ends the run as a hard kill would, ``steps`` training steps into the epoch
+    after ``epoch``: the next step's forward raises, and no stop handler saves anything."""
+
+    def callback(trainer, row):
+        if row["epoch"] != epoch:
+            return
+        seen = {"n": 0}
+
+        def hook(module, inputs):
+            if module.training:
+                seen["n"] += 1
+                if seen["n"] > steps:
+                    raise SimulatedKill
+
+        trainer.model.register_forward_pre_hook(hook)
+
+    return callback
+
+
+@pytest.mark.parametrize("save_every, kept", [(1e-9, (1, 3)), (0.0, (1, 0))],
+                         ids=["saves-within-the-epoch", "off-epoch-ends-only"])
+def test_a_hard_kill_mid_epoch_loses_no_more_than_save_every(tiny_data, tmp_path, save_every,
+                                                              kept):
+    """`save_every` saves last.pt within the epoch (here after every step): a run killed with no
+    chance to save resumes from its last step, not its last epoch, to bitwise the weights of a
+    run never stopped. The saves change nothing in the computation."""
+    def config(out, every):
+        return build_config(overrides={
+            "epochs": 2, "batch_size": 16, "deterministic": True, "threads": 1, "seed": 5,
+            "ema_decay": 0.9, "save_every": every, "out": str(out),
+            "data": {"path": str(tiny_data)}})
+
+    full = train(config(tmp_path / "full", 0.0), progress=False)
+    with pytest.raises(SimulatedKill):
+        train(config(tmp_path / "cut", save_every), progress=False, callbacks=[kill_after(1, 3)])
+    state = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert (state["epoch"], state["step"]) == kept  # 5 steps per epoch: killed in the 4th
+    log = (tmp_path / "cut" / "train.log").read_text()
+    assert ("every 1e-09 min within one" in log) == (save_every > 0)
+    resumed = train(resume=tmp_path / "cut", progress=False)
+    a = torch.load(tmp_path / "full" / "model.pth", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "model.pth", weights_only=True)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    for x, y in zip(full.history, resumed.history, strict=True):
+        assert (x["train_loss"], x["train_acc"], x["val_acc"]) == \
+            (y["train_loss"], y["train_acc"], y["val_acc"])
+
+
+def test_save_every_is_checked_and_may_change_on_resume(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    for bad in ("-1", "nan", "soon"):
+        with pytest.raises(SystemExit):
+            run_cli("train", "--data", tiny_data, "--out", out, "--save-every", bad, *TINY)
+        assert "--save-every" in capsys.readouterr().err
+    assert not out.exists()
+    assert run_cli("train", "--data", tiny_data, "--out", out, *TINY, "--epochs", "1") == 0
+    assert run_cli("train", "--resume", out, "--epochs", "2", "--save-every", "0.5") == 0
+    assert build_config(recipe=None, config_file=out / "config.toml").save_every == 0.5
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to change the thread count")
 def test_each_epochs_thread_count_reaches_the_summary_when_a_resume_changes_it(tiny_data,
                                                                               tmp_path):

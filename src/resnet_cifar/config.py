@@ -38,6 +38,10 @@ FLIP_MODES = ("random", "alternating")  # how training images are flipped (data/
 X_AXES = ("epoch", "time")
 CROP_PADDING = 4  # "standard" augmentation: a random 32x32 crop of the image zero-padded by 4
 STEM_INITS = ("kaiming", "whitening")  # how the first convolution starts (models/init.py)
+# minutes of training between the saves of last.pt within an epoch: one save costs well under a
+# second for these models, and a kill loses at most this much (an epoch of a recurrent model on
+# a CPU can take a quarter of an hour)
+SAVE_EVERY_MINUTES = 10.0
 
 
 def opt(
@@ -195,6 +199,10 @@ class TrainConfig:
         group="output"))
     name: str | None = field(default=None, metadata=opt(
         "run name (default: the model name)", group="output"))
+    save_every: float = field(default=SAVE_EVERY_MINUTES, metadata=opt(
+        "also save last.pt within an epoch every MIN minutes, so that a hard kill (power loss, "
+        "out of memory, a preempted job) loses at most that much training (0: at epoch ends "
+        "only; Ctrl-C and SIGTERM always save)", metavar="MIN", minimum=0, group="output"))
     tensorboard: bool = field(default=False, metadata=opt(
         "also log to TensorBoard (needs the tb extra)", group="runtime", help_order=1))
 
@@ -360,6 +368,9 @@ def validate(config: TrainConfig) -> None:
     if config.threads < 0:
         raise ConfigError(f"{key('threads')} must be >= 0 (0: one per idle core), got "
                           f"{config.threads}")
+    if not (math.isfinite(config.save_every) and config.save_every >= 0):
+        raise ConfigError(f"{key('save_every')} must be minutes >= 0 (0: at epoch ends only), "
+                          f"got {config.save_every}")
     check_run_name(config.name)
     check_model(config.model, config.model_kwargs)
     milestones = config.milestones

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -74,8 +75,19 @@ def int_list(what: str = "epoch indices", example: str = "80,120"):
     return parse
 
 
+def minutes(text: str) -> float:
+    """--save-every: a finite number of minutes >= 0 (0: off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected minutes like 10 or 0.5, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected minutes >= 0 (0: off), got {text!r}")
+    return value
+
+
 # settings whose flag checks more than the field's type says
-SPECIAL_TYPES = {"threads": thread_count}
+SPECIAL_TYPES = {"threads": thread_count, "save_every": minutes}
 
 
 def setting_type(key: str, f: dataclasses.Field, annotation: Any) -> dict[str, Any]:

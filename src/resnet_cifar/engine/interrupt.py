@@ -1,8 +1,8 @@
 """Graceful stop on SIGINT/SIGTERM: finish the step, save, tell the user how to resume.
 
 The first signal only sets a flag that the training loop checks after each step. A second SIGINT
-means "now": it raises KeyboardInterrupt at once. last.pt is still the previous epoch's, because it
-is only ever replaced atomically.
+means "now": it raises KeyboardInterrupt at once. last.pt is still the latest save (the previous
+epoch's end, or a mid-epoch save of `save_every`), because it is only ever replaced atomically.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class GracefulStop:
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
         if self.requested and signum == signal.SIGINT:
-            self._tell(f"second {name}: quitting at once; last.pt keeps the previous epoch")
+            self._tell(f"second {name}: quitting at once; last.pt keeps its latest save")
             raise KeyboardInterrupt  # second Ctrl-C: stop now
         self.request(signum)
         print()

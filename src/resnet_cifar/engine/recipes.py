@@ -31,12 +31,12 @@ COLUMNS = (
 # epoch_to_<pct> and a minutes_to_<pct> column for each target asked for, these by default.
 TIME_TO_ACCURACY_TARGETS = (0.80, 0.85)
 # Config keys that tell runs of one recipe apart without changing what they compute: the seed,
-# names and places, where and how fast it runs, logging, and the override of the data check
-# (the fingerprint says which data it was). Runs that differ only in these are seeds of one
+# names and places, where and how fast it runs, logging and saving, and the override of the data
+# check (the fingerprint says which data it was). Runs that differ only in these are seeds of one
 # recipe. data.path joins them where the run recorded the data's content fingerprint: the same
 # data under another path are the same data.
-NOT_RECIPE = ("seed", "out", "name", "threads", "tensorboard", "device", "data.cache_dir",
-              "data.allow_other_data")
+NOT_RECIPE = ("seed", "out", "name", "threads", "tensorboard", "save_every", "device",
+              "data.cache_dir", "data.allow_other_data")
 # Recipe settings with columns of their own in the tables (taken from summary.json when there).
 OWN_COLUMNS = ("model", "model_kwargs", "epochs")
 

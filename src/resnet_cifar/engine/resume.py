@@ -14,7 +14,7 @@ from resnet_cifar.engine.train_report import cli_command
 from resnet_cifar.errors import ConfigError
 
 # Config keys a resumed run may change: they do not alter the computation (epochs extends it).
-RESUME_OVERRIDABLE = {"epochs", "device", "threads", "tensorboard"}
+RESUME_OVERRIDABLE = {"epochs", "device", "threads", "tensorboard", "save_every"}
 
 
 def resume_config(

@@ -122,27 +122,34 @@ def train_step(parts: TrainParts, x: torch.Tensor, y: torch.Tensor
     return loss, logits
 
 
-def agree(loss: torch.Tensor, stop_requested: bool, dist: DistContext) -> tuple[bool, bool]:
-    """(stop requested, loss not finite) on ANY rank. Under DDP every rank must leave the loop
-    at the same step, or the others hang in the next all-reduce."""
+def agree(loss: torch.Tensor, stop_requested: bool, dist: DistContext,
+          save_due: bool = False) -> tuple[bool, bool, bool]:
+    """(stop requested, loss not finite, a save due) on ANY rank. Under DDP every rank must
+    leave the loop, and save (which gathers every rank's RNG state), at the same step, or the
+    others hang in the next collective."""
     flags = torch.stack([torch.tensor(float(stop_requested), device=loss.device),
-                         (~torch.isfinite(loss)).float()])
+                         (~torch.isfinite(loss)).float(),
+                         torch.tensor(float(save_due), device=loss.device)])
     if dist.enabled:
         torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-    stop, bad = flags.tolist()
-    return bool(stop), bool(bad)
+    stop, bad, save = flags.tolist()
+    return bool(stop), bool(bad), bool(save)
 
 
 def train_one_epoch(parts: TrainParts, loader: DeviceLoader, stats: EpochStats, *, epoch: int,
                     lr: Callable[[float], float], start_step: int = 0,
                     dist: DistContext | None = None,
                     stop_requested: Callable[[], bool] = lambda: False, bar=None,
-                    on_first_step: Callable[[float], None] | None = None) -> EpochEnd:
+                    on_first_step: Callable[[float], None] | None = None,
+                    save_due: Callable[[], bool] = lambda: False,
+                    save: Callable[[int], None] | None = None) -> EpochEnd:
     """One pass over ``loader`` from ``start_step`` (a resumed epoch skips what was done),
     adding to ``stats``. ``lr(progress)`` sets the lr before each step; ``on_first_step`` gets
     the seconds of the first step (torch.compile compiles there). Returns early on a stop or a
     NaN/inf loss, which ranks agree on every step on CPU (free) and every 50 on a GPU, where
-    reading a flag back is a host-device sync."""
+    reading a flag back is a host-device sync. At those checks, when ``save_due()`` on any rank,
+    ``save(steps done)`` saves mid-epoch (``stats.seconds`` then holds the epoch's time so far;
+    the save's own time is not counted)."""
     dist = dist or DistContext()
     parts.forward_model.train()
     loader.set_epoch(epoch)
@@ -169,12 +176,17 @@ def train_one_epoch(parts: TrainParts, loader: DeviceLoader, stats: EpochStats, 
         if bar is not None:
             bar.update(1)
         if end.step % check_every == 0 or end.step == steps:
-            end.stopped, bad = agree(loss.detach(), stop_requested(), dist)
+            end.stopped, bad, due = agree(loss.detach(), stop_requested(), dist,
+                                          save is not None and save_due())
             if bad:
                 end.bad_loss = float(loss.detach())
                 return end
             if end.stopped:
                 break
+            if due and end.step < steps:  # at the epoch's end, end_epoch saves anyway
+                stats.seconds += time.perf_counter() - start
+                save(end.step)
+                start = time.perf_counter()
     stats.seconds += time.perf_counter() - start
     return end
 
@@ -215,6 +227,7 @@ class Trainer:
         self.on_finish: list[Callable[[Trainer], None]] = []  # after summary.json (rank 0)
         self.last_val: Validation | None = None  # the latest validation result
         self.compile_seconds: float | None = None  # the first compiled step
+        self.saved_at = time.monotonic()  # the latest save of last.pt (`save_every` counts from it)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -252,7 +265,8 @@ class Trainer:
             self.parts, self.train_loader, stats, epoch=self.epoch, lr=self.lr_at,
             start_step=self.step_in_epoch, dist=self.dist,
             stop_requested=lambda: self.stop.requested, bar=bar,
-            on_first_step=self.compiled if timing else None)
+            on_first_step=self.compiled if timing else None,
+            save_due=self.save_due, save=lambda step: self.save_mid_epoch(stats, step))
         self.step_in_epoch = end.step
         if end.bad_loss is not None:
             self.diverged(end.bad_loss)
@@ -261,6 +275,17 @@ class Trainer:
         if not math.isfinite(float(stats.loss_sum)):
             self.diverged(float(stats.loss_sum))
         return stats
+
+    def save_due(self) -> bool:
+        """`save_every` minutes have passed since last.pt was saved."""
+        every = self.config.save_every
+        return every > 0 and time.monotonic() - self.saved_at >= every * 60
+
+    def save_mid_epoch(self, stats: EpochStats, step: int) -> None:
+        """last.pt after ``step`` steps of the current epoch, as a stop saves it: a resume
+        continues from there, bitwise as if never stopped."""
+        self.step_in_epoch = step
+        self.save("last.pt", stats)
 
     def compiled(self, seconds: float) -> None:
         """torch.compile works at the first step: say what it cost."""
@@ -395,6 +420,8 @@ class Trainer:
              weights: str | None = None) -> None:
         """Every rank calls this (to contribute its RNG state); rank 0 writes."""
         save_state(training_payload(self, stats, weights), name, self.run_dir, self.dist)
+        if name == "last.pt":
+            self.saved_at = time.monotonic()
 
     def restore(self, state: dict[str, Any], model_state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(model_state)

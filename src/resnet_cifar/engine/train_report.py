@@ -62,7 +62,9 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
         else str(cfg.batch_size)
     )
     lines = [
-        f"run        {run_dir}",
+        f"run        {run_dir}" + (f" (last.pt saved after each epoch and every "
+                                   f"{cfg.save_every:g} min within one, `save_every`)"
+                                   if cfg.save_every else ""),
         f"model      {cfg.model} {cfg.model_kwargs or ''} ({params:,} params, "
         f"{macs / 1e6:.1f} MMACs)",
         f"data       {s.source}: {len(s.train_labels)} train images, {len(s.classes)} classes, "

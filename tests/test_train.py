@@ -335,6 +335,38 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_last_good_checkpoint(
     assert "last.pt holds epoch 1" in (out / "train.log").read_text()
 
 
+def test_a_loss_gone_nan_after_a_mid_epoch_save_names_the_step_last_pt_holds(tiny_data,
+                                                                            tmp_path):
+    from resnet_cifar.engine.train import TrainingDiverged
+
+    out = tmp_path / "run"
+
+    def poison_in_step_3(trainer, row):  # of epoch 2, after saves at its steps 1 and 2
+        if row["epoch"] != 1:
+            return
+        seen = {"n": 0}
+
+        def hook(module, inputs):
+            if module.training:
+                seen["n"] += 1
+                if seen["n"] == 3:
+                    with torch.no_grad():
+                        for p in module.parameters():
+                            p.fill_(float("nan"))
+
+        trainer.model.register_forward_pre_hook(hook)
+
+    config = build_config(overrides={"epochs": 3, "batch_size": 16, "threads": 1,
+                                     "save_every": 1e-9, "out": str(out),
+                                     "data": {"path": str(tiny_data)}})
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 2, step 3"):
+        train(config, progress=False, callbacks=[poison_in_step_3])
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 2)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert "last.pt holds epoch 1 and 2 steps of epoch 2" in (out / "train.log").read_text()
+
+
 def test_config_precedence_recipe_then_file_then_flags(tmp_path):
     cfg_file = tmp_path / "c.toml"
     cfg_file.write_text('epochs = 7\nlr = 0.05\n[data]\naugment = "none"\n')

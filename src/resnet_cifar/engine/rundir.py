@@ -4,7 +4,8 @@ config.toml      the resolved config: `resnet-cifar train --config config.toml` 
 train.log        everything printed, as printed
 metrics.csv      one row per epoch (also metrics.jsonl, one JSON object per line, which
                  also holds each epoch's thread count)
-last.pt          full training state after the latest epoch (atomic): what --resume reads
+last.pt          full training state after the latest epoch, or within it (a stop, or every
+                 `save_every` minutes), written atomically: what --resume reads
 best.pt          best validation accuracy so far; best_on_test.pt when validation is the test set
 model.pth        a plain state_dict, as the original repository saved, loadable by its code
 summary.json     the final figures: accuracies, params, MACs, speed, threads per stretch of epochs
@@ -61,7 +62,7 @@ def metric_fields(row: dict[str, Any]) -> tuple[str, ...]:
     """The CSV columns of a run whose rows look like ``row``."""
     return METRIC_FIELDS + tuple(k for k in OPTIONAL_METRIC_FIELDS if k in row)
 
-LAST = "last.pt"  # the full training state after the latest epoch: what resume reads
+LAST = "last.pt"  # the full training state at the latest save: what resume reads
 BEST = "best.pt"  # the best validation accuracy so far, chosen on held-out validation
 BEST_ON_TEST = "best_on_test.pt"  # the same, when validation is the test set (no val split)
 WEIGHTS = "model.pth"  # the final weights as a plain state_dict

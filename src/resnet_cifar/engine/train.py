@@ -82,7 +82,7 @@ Callback = Callable[["Trainer", dict[str, Any]], None]
 
 
 class TrainingDiverged(UserError):
-    """The loss became NaN or inf; last.pt still holds the last good epoch."""
+    """The loss became NaN or inf; last.pt still holds the last good state it saved."""
 
 
 @dataclass
@@ -228,6 +228,7 @@ class Trainer:
         self.last_val: Validation | None = None  # the latest validation result
         self.compile_seconds: float | None = None  # the first compiled step
         self.saved_at = time.monotonic()  # the latest save of last.pt (`save_every` counts from it)
+        self.saved: tuple[int, int] | None = None  # (epoch, step) that last.pt holds
 
     @property
     def model(self) -> torch.nn.Module:
@@ -283,7 +284,13 @@ class Trainer:
 
     def save_mid_epoch(self, stats: EpochStats, step: int) -> None:
         """last.pt after ``step`` steps of the current epoch, as a stop saves it: a resume
-        continues from there, bitwise as if never stopped."""
+        continues from there, bitwise as if never stopped. Not when a loss since the last check
+        was NaN/inf (a GPU checks every 50 steps): the epoch's end reports that, and last.pt keeps
+        its good state."""
+        poisoned = (~torch.isfinite(stats.loss_sum)).double()
+        self.dist.all_reduce(poisoned)  # every rank saves (the save is collective) or none
+        if float(poisoned):
+            return
         self.step_in_epoch = step
         self.save("last.pt", stats)
 
@@ -308,7 +315,7 @@ class Trainer:
                                 tta=self.config.tta, dist=self.dist)
 
     def diverged(self, value: float) -> None:
-        message = diverged_message(self.config, self.run_dir, value, self.epoch,
+        message = diverged_message(self.config, self.run_dir, value, self.epoch, self.saved,
                                    self.step_in_epoch)
         self.log.write(f"error: {render_settings(message)}")
         raise TrainingDiverged(message)
@@ -422,6 +429,7 @@ class Trainer:
         save_state(training_payload(self, stats, weights), name, self.run_dir, self.dist)
         if name == "last.pt":
             self.saved_at = time.monotonic()
+            self.saved = (self.epoch, self.step_in_epoch)
 
     def restore(self, state: dict[str, Any], model_state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(model_state)
@@ -430,6 +438,7 @@ class Trainer:
             self.parts.ema.load_state_dict(state["ema"])
         self.epoch = int(state["epoch"])
         self.step_in_epoch = int(state.get("step", 0))
+        self.saved = (self.epoch, self.step_in_epoch)
         self.best = dict(state.get("best", self.best))
         self.history = list(state.get("history", []))
         self.epoch_stats = state.get("scheduler", {}).get("partial_epoch")

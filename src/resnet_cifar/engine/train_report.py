@@ -240,16 +240,21 @@ def resume_hint(run_dir: Path, epoch: int, step: int) -> str:
 
 
 def diverged_message(config: TrainConfig, run_dir: Path | None, value: float, epoch: int,
-                     step: int) -> str:
+                     saved: tuple[int, int] | None, step: int) -> str:
     """Why a run stopped on a NaN/inf loss. Resuming would replay the same steps into the same
-    NaN (resume is exact and keeps the recipe), so the advice is a new run with a gentler start."""
+    NaN (resume is exact and keeps the recipe), so the advice is a new run with a gentler start.
+    ``saved``: the (epoch, step) that last.pt holds, None if nothing was saved."""
     config_file = run_dir / "config.toml" if run_dir is not None else None
     warmup = min(2, config.epochs - 1)  # warmup_epochs must stay below epochs
     rerun = (f"{cli_command()} train --config {shlex.quote(str(config_file.resolve()))} "
              f"--lr {config.lr / 2:g}" + (f" --warmup-epochs {warmup}" if warmup else "")
              + " --out NEW_DIR") if config_file is not None else "lower the lr"
-    kept = (f"last.pt holds epoch {epoch}" if epoch
-            else "no epoch had finished, so no checkpoint was kept")
+    if saved is None:
+        kept = "no epoch had finished, so no checkpoint was kept"
+    elif saved[1]:  # a mid-epoch save (`save_every`)
+        kept = f"last.pt holds epoch {saved[0]} and {saved[1]} steps of epoch {saved[0] + 1}"
+    else:
+        kept = f"last.pt holds epoch {saved[0]}"
     return (f"loss became {value} at epoch {epoch + 1}, step {step}; "
             f"stopped without saving it ({kept}). Start again with a lower lr or a "
             f"warm-up: {rerun} (or `out` on this run with `overwrite`)")

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The original experiment in full (#14): `configs/seed.toml` unchanged, ResNet-20 for 150 epochs,
 # batch 64, lr 0.1 then 0.01 from epoch index 80, validated on the test split after every epoch.
-# It takes hours on a CPU (idle, both threads: 183-190 s per epoch on a 2-core Zen 3, about
-# 8 hours in all; about 100-113 s on a Zen 4), so it runs in the background and is resumed until
-# it is done:
+# It takes hours on a CPU (idle, both threads: 125-190 s per epoch on the 2-core Zen 3s of
+# different sessions, 5 to 8 hours in all; about 100-113 s on a Zen 4), so it runs in the
+# background and is resumed until it is done:
 #
 #   OUT=~/runs/seed150 bash experiments/seed150.sh > ~/runs/seed150.log 2>&1 &
 #
-# Rerunning resumes from the last saved step (SIGTERM saves mid-epoch) or does nothing once the
-# run has finished; it then prints the command that publishes its weights. The thread count is
-# the default (one per idle core, chosen again each epoch), so other work on the machine slows
-# the run instead of collapsing it; each epoch's count is kept in metrics.jsonl.
+# Rerunning resumes from the last saved step (SIGTERM saves mid-epoch, and last.pt is also saved
+# every 10 minutes within an epoch, `--save-every`) or does nothing once the run has finished;
+# it then prints the command that publishes its weights. The thread count is the default (one
+# per idle core, chosen again each epoch), so other work on the machine slows the run instead of
+# collapsing it; each epoch's count is kept in metrics.jsonl.
 set -euo pipefail
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 OUT=${OUT:-runs/seed150}

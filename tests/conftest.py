@@ -75,24 +75,33 @@ def _isolated_cache(session_cache, monkeypatch):
     monkeypatch.delenv("RESNET_CIFAR_DATA", raising=False)
 
 
-def stop_after(epoch: int, extra_steps: int = 0):
-    """A callback that interrupts the run as SIGINT would: after ``epoch`` epochs, plus
-    ``extra_steps`` training steps into the next one (a mid-epoch stop)."""
+def at_training_step(epoch: int, step: int, action):
+    """A callback that calls ``action(trainer, model)`` just before the forward of training step
+    ``step`` (1-based) of the epoch after ``epoch``, and of no other step."""
 
     def callback(trainer, row):
         if row["epoch"] != epoch:
-            return
-        if extra_steps == 0:
-            trainer.stop.request(signal.SIGINT)
             return
         seen = {"n": 0}
 
         def hook(module, inputs):
             if module.training:
                 seen["n"] += 1
-                if seen["n"] == extra_steps:
-                    trainer.stop.request(signal.SIGINT)
+                if seen["n"] == step:
+                    action(trainer, module)
 
         trainer.model.register_forward_pre_hook(hook)
 
     return callback
+
+
+def stop_after(epoch: int, extra_steps: int = 0):
+    """A callback that interrupts the run as SIGINT would: after ``epoch`` epochs, plus
+    ``extra_steps`` training steps into the next one (a mid-epoch stop)."""
+
+    def stop(trainer, model=None):
+        trainer.stop.request(signal.SIGINT)
+
+    if extra_steps:  # asked during step extra_steps, which the loop finishes before stopping
+        return at_training_step(epoch, extra_steps, stop)
+    return lambda trainer, row: stop(trainer) if row["epoch"] == epoch else None

@@ -50,7 +50,9 @@ if os.environ.get("SAVE_DUE_RANK") is not None:
     save_mid_epoch = train_module.Trainer.save_mid_epoch
 
     def saving(self, stats, step):
-        print(f"rank {os.environ['RANK']} saved mid-epoch at step {step}", file=sys.stderr)
+        # one write of one line: both ranks share the stderr pipe, and print() writes the text
+        # and its newline apart, so the lines of two ranks could interleave
+        os.write(2, f"rank {os.environ['RANK']} saved mid-epoch at step {step}\n".encode())
         save_mid_epoch(self, stats, step)
 
     train_module.Trainer.save_mid_epoch = saving

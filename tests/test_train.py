@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import stop_after
+from conftest import at_training_step, stop_after
 from data_fixtures import make_cifar10_python_dir
 
 from resnet_cifar.cli import main
@@ -136,20 +136,10 @@ def kill_after(epoch: int, steps: int):
     """A callback that ends the run as a hard kill would, ``steps`` training steps into the epoch
     after ``epoch``: the next step's forward raises, and no stop handler saves anything."""
 
-    def callback(trainer, row):
-        if row["epoch"] != epoch:
-            return
-        seen = {"n": 0}
+    def kill(trainer, model):
+        raise SimulatedKill
 
-        def hook(module, inputs):
-            if module.training:
-                seen["n"] += 1
-                if seen["n"] > steps:
-                    raise SimulatedKill
-
-        trainer.model.register_forward_pre_hook(hook)
-
-    return callback
+    return at_training_step(epoch, steps + 1, kill)
 
 
 @pytest.mark.parametrize("save_every, kept", [(1e-9, (1, 3)), (0.0, (1, 0))],
@@ -341,20 +331,13 @@ def test_a_loss_gone_nan_after_a_mid_epoch_save_names_the_step_last_pt_holds(tin
 
     out = tmp_path / "run"
 
-    def poison_in_step_3(trainer, row):  # of epoch 2, after saves at its steps 1 and 2
-        if row["epoch"] != 1:
-            return
-        seen = {"n": 0}
+    def poison(trainer, model):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float("nan"))
 
-        def hook(module, inputs):
-            if module.training:
-                seen["n"] += 1
-                if seen["n"] == 3:
-                    with torch.no_grad():
-                        for p in module.parameters():
-                            p.fill_(float("nan"))
-
-        trainer.model.register_forward_pre_hook(hook)
+    # in step 3 of epoch 2, after saves at its steps 1 and 2
+    poison_in_step_3 = at_training_step(1, 3, poison)
 
     config = build_config(overrides={"epochs": 3, "batch_size": 16, "threads": 1,
                                      "save_every": 1e-9, "out": str(out),

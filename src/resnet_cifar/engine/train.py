@@ -315,8 +315,8 @@ class Trainer:
                                 tta=self.config.tta, dist=self.dist)
 
     def diverged(self, value: float) -> None:
-        message = diverged_message(self.config, self.run_dir, value, self.epoch, self.saved,
-                                   self.step_in_epoch)
+        message = diverged_message(self.config, self.run_dir, value, self.epoch,
+                                   self.step_in_epoch, saved=self.saved)
         self.log.write(f"error: {render_settings(message)}")
         raise TrainingDiverged(message)
 

@@ -240,7 +240,7 @@ def resume_hint(run_dir: Path, epoch: int, step: int) -> str:
 
 
 def diverged_message(config: TrainConfig, run_dir: Path | None, value: float, epoch: int,
-                     saved: tuple[int, int] | None, step: int) -> str:
+                     step: int, saved: tuple[int, int] | None) -> str:
     """Why a run stopped on a NaN/inf loss. Resuming would replay the same steps into the same
     NaN (resume is exact and keeps the recipe), so the advice is a new run with a gentler start.
     ``saved``: the (epoch, step) that last.pt holds, None if nothing was saved."""

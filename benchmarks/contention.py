@@ -1,13 +1,19 @@
 """Training throughput with a busy neighbour process, against the same machine idle, in one run.
 
-    python benchmarks/contention.py [--images 4096] [--epochs 2] [--out results.json]
+    python benchmarks/contention.py [--images 4096] [--epochs 2] [--long-epoch 16384]
+                                    [--out results.json]
 
 Each case is a real `resnet-cifar train` (ResNet-20, batch 64) in a fresh process, on synthetic
 CIFAR-10 data this script writes itself; the neighbour is a pure-Python busy loop that this script
 starts and stops (one core's worth of load, as another user's job would be). Reported: img/s of
 each case (summary.json), and each case's ratio to the idle default. The default (--threads 0)
 runs one thread per core other processes leave idle; "--threads 2" is the previous default, one
-per core whatever the load. Results on the 2-core development CPU: docs/benchmarks.md.
+per core whatever the load.
+
+The second set of cases is one long epoch (--long-epoch images) with the neighbour starting a few
+seconds into it, as when someone starts a job beside a running one: the default looks at the load
+again every runtime.FOLLOW_SECONDS within an epoch, where "--threads 2" keeps both threads to the
+end. Results on the 2-core development CPU: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -24,11 +30,18 @@ from pathlib import Path
 
 import numpy as np
 
-CASES = (  # (name, neighbour busy?, extra train flags)
-    ("idle, default threads", False, []),
-    ("idle, --threads 2", False, ["--threads", "2"]),
-    ("busy neighbour, default threads", True, []),
-    ("busy neighbour, --threads 2", True, ["--threads", "2"]),
+# (name, when the neighbour starts: None never, else seconds after the run's process, flags)
+CASES = (
+    ("idle, default threads", None, []),
+    ("idle, --threads 2", None, ["--threads", "2"]),
+    ("busy neighbour, default threads", 0.0, []),
+    ("busy neighbour, --threads 2", 0.0, ["--threads", "2"]),
+)
+NEIGHBOUR_AFTER = 8.0  # seconds: past the start-up (imports, data), early in the long epoch
+LONG_CASES = (
+    ("long epoch, idle, default threads", None, []),
+    ("long epoch, neighbour from 8 s, default", NEIGHBOUR_AFTER, []),
+    ("long epoch, neighbour from 8 s, --threads 2", NEIGHBOUR_AFTER, ["--threads", "2"]),
 )
 
 
@@ -48,17 +61,29 @@ def write_synthetic_cifar(root: Path, images: int) -> Path:
     return folder
 
 
-def run_case(data: Path, out: Path, epochs: int, flags: list[str], busy: bool) -> float:
+def start_neighbour() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def run_case(data: Path, out: Path, epochs: int, flags: list[str],
+             neighbour_after: float | None) -> float:
     neighbour = None
-    if busy:
-        neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    if neighbour_after == 0:
+        neighbour = start_neighbour()
         time.sleep(0.5)  # let it take its core before training starts
     try:
-        subprocess.run(
+        run = subprocess.Popen(
             [sys.executable, "-m", "resnet_cifar", "train", "--data", str(data), "--out", str(out),
              "--epochs", str(epochs), "--milestones", str(epochs), "--no-progress", *flags],
-            check=True, stdout=subprocess.DEVNULL, env={**os.environ, "RESNET_CIFAR_CACHE":
-                                                        str(out.parent / "cache")})
+            stdout=subprocess.DEVNULL, env={**os.environ, "RESNET_CIFAR_CACHE":
+                                            str(out.parent / "cache")})
+        if neighbour_after:
+            try:
+                run.wait(timeout=neighbour_after)
+            except subprocess.TimeoutExpired:
+                neighbour = start_neighbour()
+        if run.wait() != 0:
+            raise SystemExit(f"error: the training case {out.name} failed (exit {run.returncode})")
     finally:
         if neighbour is not None:
             neighbour.kill()
@@ -66,23 +91,42 @@ def run_case(data: Path, out: Path, epochs: int, flags: list[str], busy: bool) -
     return json.loads((out / "summary.json").read_text())["img_per_s"]
 
 
+def run_cases(cases, data: Path, root: Path, epochs: int) -> dict[str, float]:
+    root.mkdir(parents=True, exist_ok=True)
+    return {name: run_case(data, root / f"run{i}", epochs, flags, after)
+            for i, (name, after, flags) in enumerate(cases)}
+
+
+def report(results: dict[str, float], title: str) -> None:
+    idle = next(iter(results.values()))
+    print(title)
+    for name, img_s in results.items():
+        print(f"  {name:<44} {img_s:7.0f} img/s   {img_s / idle:5.2f}x idle default")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=4096)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--long-epoch", type=int, default=16384, metavar="IMAGES",
+                        help="images in the one epoch of the neighbour-starts-later cases "
+                             "(0: skip them)")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        data = write_synthetic_cifar(Path(tmp) / "data", args.images)
-        results = {name: run_case(data, Path(tmp) / f"run{i}", args.epochs, flags, busy)
-                   for i, (name, busy, flags) in enumerate(CASES)}
-    idle = results[CASES[0][0]]
-    print(f"ResNet-20 training, batch 64, {args.images} synthetic images x {args.epochs} epochs, "
-          f"{os.cpu_count()} CPUs")
-    for name, img_s in results.items():
-        print(f"  {name:<34} {img_s:7.0f} img/s   {img_s / idle:5.2f}x idle default")
+        root = Path(tmp)
+        results = run_cases(CASES, write_synthetic_cifar(root / "data", args.images),
+                            root / "short", args.epochs)
+        report(results, f"ResNet-20 training, batch 64, {args.images} synthetic images x "
+                        f"{args.epochs} epochs, {os.cpu_count()} CPUs")
+        long = {}
+        if args.long_epoch:
+            long = run_cases(LONG_CASES, write_synthetic_cifar(root / "long", args.long_epoch),
+                             root / "long-runs", 1)
+            report(long, f"one epoch of {args.long_epoch} images, the neighbour starting "
+                         f"{NEIGHBOUR_AFTER:.0f} s after the run's process")
     if args.out:
-        Path(args.out).write_text(json.dumps({"img_per_s": results, "idle_default": idle},
+        Path(args.out).write_text(json.dumps({"img_per_s": results, "long_epoch": long},
                                              indent=2))
     return 0
 

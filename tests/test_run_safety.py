@@ -452,6 +452,7 @@ def test_threads_follow_the_load_each_epoch_unless_deterministic(data, tmp_path,
 
     monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
     monkeypatch.setattr(runtime, "auto_threads", lambda: (2, 0.0))  # idle at the start
+    monkeypatch.setattr(runtime, "FOLLOW_SECONDS", 1e9)  # between epochs only (a slow machine)
     busy = iter([1.0, 0.0, 1.0])  # a neighbour comes, goes, comes back
     monkeypatch.setattr(runtime.CpuMeter, "others", lambda self: next(busy))
     seen = []
@@ -469,6 +470,35 @@ def test_threads_follow_the_load_each_epoch_unless_deterministic(data, tmp_path,
     config.out, config.deterministic = str(tmp_path / "det"), True
     train(config, progress=False, callbacks=[record])
     assert seen == [2, 2, 2]  # the numbers of a deterministic run must not depend on the load
+    torch.set_num_threads(1)
+
+
+def test_threads_follow_a_neighbour_who_starts_within_an_epoch(data, tmp_path, monkeypatch):
+    """Two threads with a busy neighbour collapse (19 img/s here): a run must not wait for the
+    epoch's end to give the taken core back, nor to take it again once it is free."""
+    from resnet_cifar.engine import runtime
+
+    monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
+    monkeypatch.setattr(runtime, "auto_threads", lambda: (2, 0.0))
+    monkeypatch.setattr(runtime, "FOLLOW_SECONDS", 0.0)  # look again after every step
+    looks = []
+
+    def others(meter):  # idle before epoch 1; a neighbour from its step 2; gone in epoch 2
+        looks.append(torch.get_num_threads())
+        return 1.0 if 2 <= len(looks) <= 5 else 0.0
+
+    monkeypatch.setattr(runtime.CpuMeter, "others", others)
+    config = TrainConfig(epochs=2, batch_size=4, milestones=[2], threads=0,
+                         out=str(tmp_path / "run"))  # 10 steps an epoch
+    config.data.path = str(data)
+    train(config, progress=False)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "threads    2 -> 1 (epoch 1, step 1): other processes kept 1.0" in log
+    assert "threads    1 -> 2 (epoch 1, step 5)" in log
+    assert looks[:7] == [2, 2, 1, 1, 1, 1, 2]
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
+    rows = [json.loads(line) for line in metrics.splitlines()]
+    assert [row["threads"] for row in rows] == [2, 2]
     torch.set_num_threads(1)
 
 

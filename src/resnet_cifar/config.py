@@ -184,7 +184,7 @@ class TrainConfig:
         "auto | cpu | cuda | cuda:N | mps", group="runtime"))
     threads: int = field(default=0, metadata=opt(
         "intra-op threads; 0 (default): one per core that other processes leave idle, "
-        "chosen again each epoch (one per core for a deterministic run)",
+        "chosen again as the load changes (one per core for a deterministic run)",
         minimum=0, group="runtime"))
     channels_last: bool = field(default=True, metadata=opt(
         "NHWC activations (default: on; faster on CPU and with cuDNN)",

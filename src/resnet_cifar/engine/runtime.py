@@ -82,6 +82,10 @@ class CpuMeter:
         self._busy, self._own, self._wall = (_cpu_busy_seconds(), _own_cpu_seconds(),
                                              time.monotonic())
 
+    def seconds(self) -> float:
+        """Wall seconds since the last ``mark()``."""
+        return time.monotonic() - self._wall
+
     def others(self) -> float | None:
         busy, wall = _cpu_busy_seconds(), time.monotonic()
         if busy is None or self._busy is None or wall - self._wall <= 0:
@@ -108,16 +112,27 @@ def auto_threads(sample_seconds: float = 0.2) -> tuple[int, float | None]:
     return threads_for_load(physical_cores(), others), others
 
 
+# How often threads that follow the load look again within an epoch: often enough that a
+# neighbour who starts mid-epoch costs seconds of collapsed throughput (two threads fell to 19
+# img/s here) rather than the rest of the epoch (minutes, an hour for a recurrent model on a CPU),
+# and seldom enough that each look averages over many steps.
+FOLLOW_SECONDS = 20.0
+
+
 class ThreadFollower:
     """Threads that follow the load (`threads` 0 on a CPU): one per core that other processes
-    leave idle, chosen again before every epoch. A deterministic run does not use this: its
-    numbers must not depend on the load."""
+    leave idle, chosen again before every epoch and every FOLLOW_SECONDS within one. A
+    deterministic run does not use this: its numbers must not depend on the load."""
 
     def __init__(self):
         _, others = auto_threads()  # a short sample now, then the meter runs between epochs
         self.meter = CpuMeter()
         self.others_busy: float | None = None  # cores other processes kept busy, last measured
         self.follow(others)
+
+    def due(self) -> bool:
+        """FOLLOW_SECONDS have passed since the last look."""
+        return self.meter.seconds() >= FOLLOW_SECONDS
 
     def follow(self, others: float | None = None) -> tuple[int, int]:
         """Set the threads for the cores left idle since the last call (``others``: measured

@@ -142,14 +142,16 @@ def train_one_epoch(parts: TrainParts, loader: DeviceLoader, stats: EpochStats, 
                     stop_requested: Callable[[], bool] = lambda: False, bar=None,
                     on_first_step: Callable[[float], None] | None = None,
                     save_due: Callable[[], bool] = lambda: False,
-                    save: Callable[[int], None] | None = None) -> EpochEnd:
+                    save: Callable[[int], None] | None = None,
+                    on_check: Callable[[int], None] | None = None) -> EpochEnd:
     """One pass over ``loader`` from ``start_step`` (a resumed epoch skips what was done),
     adding to ``stats``. ``lr(progress)`` sets the lr before each step; ``on_first_step`` gets
     the seconds of the first step (torch.compile compiles there). Returns early on a stop or a
     NaN/inf loss, which ranks agree on every step on CPU (free) and every 50 on a GPU, where
     reading a flag back is a host-device sync. At those checks, when ``save_due()`` on any rank,
     ``save(steps done)`` saves mid-epoch (``stats.seconds`` then holds the epoch's time so far;
-    the save's own time is not counted)."""
+    the save's own time is not counted). ``on_check(steps done)`` runs after every check that
+    does not end the epoch (the thread count follows the load there)."""
     dist = dist or DistContext()
     parts.forward_model.train()
     loader.set_epoch(epoch)
@@ -187,6 +189,8 @@ def train_one_epoch(parts: TrainParts, loader: DeviceLoader, stats: EpochStats, 
                 stats.seconds += time.perf_counter() - start
                 save(end.step)
                 start = time.perf_counter()
+            if on_check is not None and end.step < steps:
+                on_check(end.step)
     stats.seconds += time.perf_counter() - start
     return end
 
@@ -242,14 +246,17 @@ class Trainer:
         return lr_at(self.config, progress, self.dist.world_size)
 
     # ---- one epoch ---------------------------------------------------------------------------
-    def follow_threads(self) -> None:
-        """Before each epoch: as many threads as cores the other processes left idle."""
-        if self.threads is None:
+    def follow_threads(self, step: int | None = None) -> None:
+        """As many threads as cores the other processes left idle: before each epoch, and
+        (``step``: steps done in it) within one once runtime.FOLLOW_SECONDS have passed, so a
+        neighbour who starts mid-epoch does not collapse the rest of it."""
+        if self.threads is None or (step is not None and not self.threads.due()):
             return
         before, now = self.threads.follow()
-        if now != before and self.history:
+        if now != before and (self.history or step is not None):
+            where = f" (epoch {self.epoch + 1}, step {step})" if step is not None else ""
             self.log.info(render_settings(
-                f"threads    {before} -> {now}: other processes kept "
+                f"threads    {before} -> {now}{where}: other processes kept "
                 f"{self.threads.others_busy:.1f} core(s) busy (`threads` N fixes the count)"))
 
     def train_one_epoch(self) -> EpochStats:
@@ -267,7 +274,8 @@ class Trainer:
             start_step=self.step_in_epoch, dist=self.dist,
             stop_requested=lambda: self.stop.requested, bar=bar,
             on_first_step=self.compiled if timing else None,
-            save_due=self.save_due, save=lambda step: self.save_mid_epoch(stats, step))
+            save_due=self.save_due, save=lambda step: self.save_mid_epoch(stats, step),
+            on_check=self.follow_threads)
         self.step_in_epoch = end.step
         if end.bad_loss is not None:
             self.diverged(end.bad_loss)
@@ -336,7 +344,8 @@ class Trainer:
             "val_acc": val.raw.accuracy,
             "epoch_time": stats.seconds,
             "img_per_s": seen_all / max(stats.seconds, 1e-9),
-            # one of rundir.JSONL_ONLY_FIELDS: a resume or `threads` 0 may change the count
+            # one of rundir.JSONL_ONLY_FIELDS: a resume or `threads` 0 may change the count; this
+            # is the count at the epoch's end (train.log names each change within an epoch)
             "threads": torch.get_num_threads(),
             **val.columns(),
         }

@@ -19,6 +19,7 @@ import torch
 
 from resnet_cifar.config import CROP_PADDING, TrainConfig
 from resnet_cifar.engine.rundir import best_checkpoint_name
+from resnet_cifar.engine.runtime import FOLLOW_SECONDS
 from resnet_cifar.engine.splits import Splits
 from resnet_cifar.errors import render_settings
 from resnet_cifar.version import __version__
@@ -75,8 +76,8 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
         f"device     {device}, {torch.get_num_threads()} threads"
         + (", deterministic" if cfg.deterministic else "")
         + (f", {cfg.amp} autocast in training" if cfg.amp != "none" else "")
-        + (f" (one per idle core: others keep {others_busy:.1f} busy; chosen again "
-           "each epoch, `threads` N fixes it)" if others_busy is not None else ""),
+        + (f" (one per idle core: others keep {others_busy:.1f} busy; chosen again every "
+           f"{FOLLOW_SECONDS:.0f} s, `threads` N fixes it)" if others_busy is not None else ""),
     ]
     options = recipe_options(cfg)
     if options:

@@ -11,20 +11,23 @@
 #       --out-dir docs/part2-fast
 #
 # resnet20 itself is time_to_accuracy.sh's fast-s0 and fast-s1 (the same command).
+# THREADS=0 gives a lane the default thread count (one per idle core, chosen again as the load
+# changes): for a run left alone on the machine across sessions (regnet20_convlstm's seed 1).
 set -euo pipefail
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
 OUT=${OUT:-runs/part2-fast}
 CLI=${CLI:-resnet-cifar}
 MODELS=${MODELS:-"resnet20_convrnn resnet20_convgru regnet20_convrnn regnet20_convgru regnet20_convlstm"}
 SEEDS=${SEEDS:-0}
+THREADS=${THREADS:-1}
 for seed in $SEEDS; do
   for model in $MODELS; do
     run="$OUT/$model-s$seed"
     [ -f "$run/summary.json" ] && continue  # done already
     if [ -f "$run/last.pt" ]; then
-      $CLI train --resume "$run" --threads 1 --no-progress
+      $CLI train --resume "$run" --threads "$THREADS" --no-progress
     else
-      $CLI train --recipe fast --model "$model" --data "$DATA" --seed "$seed" --threads 1 \
+      $CLI train --recipe fast --model "$model" --data "$DATA" --seed "$seed" --threads "$THREADS" \
         --no-progress --out "$run"
     fi
   done

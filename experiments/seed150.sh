@@ -10,7 +10,7 @@
 # Rerunning resumes from the last saved step (SIGTERM saves mid-epoch, and last.pt is also saved
 # every 10 minutes within an epoch, `--save-every`) or does nothing once the run has finished;
 # it then prints the command that publishes its weights. The thread count is the default (one
-# per idle core, chosen again every 30 s), so other work on the machine slows the run instead of
+# per idle core, chosen again every 20 s), so other work on the machine slows the run instead of
 # collapsing it; each epoch's count is kept in metrics.jsonl.
 set -euo pipefail
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}

@@ -27,7 +27,7 @@ demo: setup
 	$(CLI) eval $(RUN)/last.pt --data $(DATA)
 	$(CLI) show $(RUN)/last.pt --data $(DATA) --out $(RUN)/predictions.png
 
-# The full original experiment: ResNet-20, 150 epochs (about 8 h on 2 CPU cores).
+# The full original experiment: ResNet-20, 150 epochs (5-8 h on 2 CPU cores of a Zen 3).
 train: setup
 	$(CLI) train --model resnet20 --data $(DATA) --epochs $(EPOCHS)
 

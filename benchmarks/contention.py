@@ -6,9 +6,10 @@
 Each case is a real `resnet-cifar train` (ResNet-20, batch 64) in a fresh process, on synthetic
 CIFAR-10 data this script writes itself; the neighbour is a pure-Python busy loop that this script
 starts and stops (one core's worth of load, as another user's job would be). Reported: img/s of
-each case (summary.json), and each case's ratio to the idle default. The default (--threads 0)
-runs one thread per core other processes leave idle; "--threads 2" is the previous default, one
-per core whatever the load.
+each case (summary.json), its ratio to the idle default, and its thread count at each epoch's
+end with every change train.log records (so a case that ran other than expected shows it). The
+default (--threads 0) runs one thread per core other processes leave idle; "--threads 2" is the
+previous default, one per core whatever the load.
 
 The second set of cases is one long epoch (--long-epoch images) with the neighbour starting a few
 seconds into it, as when someone starts a job beside a running one: the default looks at the load
@@ -66,7 +67,9 @@ def start_neighbour() -> subprocess.Popen:
 
 
 def run_case(data: Path, out: Path, epochs: int, flags: list[str],
-             neighbour_after: float | None) -> float:
+             neighbour_after: float | None) -> dict:
+    """One training case: its img/s, the thread count it ended each epoch with, and the changes
+    of that count that its train.log records ("2 -> 1 (epoch 1, step 40)")."""
     neighbour = None
     if neighbour_after == 0:
         neighbour = start_neighbour()
@@ -88,20 +91,29 @@ def run_case(data: Path, out: Path, epochs: int, flags: list[str],
         if neighbour is not None:
             neighbour.kill()
             neighbour.wait()
-    return json.loads((out / "summary.json").read_text())["img_per_s"]
+    summary = json.loads((out / "summary.json").read_text())
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    changes = [line.split(":")[0].removeprefix("threads").strip()
+               for line in (out / "train.log").read_text().splitlines()
+               if line.startswith("threads ")]
+    return {"img_per_s": summary["img_per_s"], "threads": [r["threads"] for r in rows],
+            "changes": changes}
 
 
-def run_cases(cases, data: Path, root: Path, epochs: int) -> dict[str, float]:
+def run_cases(cases, data: Path, root: Path, epochs: int) -> dict[str, dict]:
     root.mkdir(parents=True, exist_ok=True)
     return {name: run_case(data, root / f"run{i}", epochs, flags, after)
             for i, (name, after, flags) in enumerate(cases)}
 
 
-def report(results: dict[str, float], title: str) -> None:
-    idle = next(iter(results.values()))
+def report(results: dict[str, dict], title: str) -> None:
+    idle = next(iter(results.values()))["img_per_s"]
     print(title)
-    for name, img_s in results.items():
-        print(f"  {name:<44} {img_s:7.0f} img/s   {img_s / idle:5.2f}x idle default")
+    for name, case in results.items():
+        img_s, threads = case["img_per_s"], ",".join(map(str, case["threads"]))
+        changes = "; ".join(case["changes"]) or "none"
+        print(f"  {name:<44} {img_s:7.0f} img/s   {img_s / idle:5.2f}x idle default   "
+              f"threads at each epoch's end: {threads}; changes: {changes}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from resnet_cifar.cli import main
 from resnet_cifar.errors import CheckpointError, ConfigError, UserError
 from resnet_cifar.models import create_model, pretrained
 from resnet_cifar.models.pretrained import get_weights, list_weights
-from resnet_cifar.publish import publish_run
+from resnet_cifar.publish import publish_run, with_entry
 
 TAG = "resnet20.tiny2_synthetic"
 
@@ -117,6 +117,20 @@ def test_the_weights_command_lists_tags_with_their_figures(registry, capsys):
     assert f"{TAG}: synthetic test images" in out
     assert main(["weights", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[TAG]["metrics"]["total"] == 50
+
+
+def test_a_published_entry_joins_its_models_entries_with_the_default_first():
+    """`resnet-cifar weights` lists in registry order, so a new entry goes beside its model's."""
+    registry = {"a.x": {"model": "a", "default": True}, "b.x": {"model": "b", "default": True}}
+    def order(tag, model, default):
+        return list(with_entry(registry, tag, {"model": model, "default": default}))
+    assert order("a.y", "a", False) == ["a.x", "a.y", "b.x"]
+    assert order("a.z", "a", True) == ["a.z", "a.x", "b.x"]
+    assert order("c.x", "c", True) == ["a.x", "b.x", "c.x"]
+    for default in (False, True):  # a republished tag keeps its place and takes the new record
+        record = {"model": "a", "default": default}
+        assert list(with_entry(registry, "a.x", record)) == ["a.x", "b.x"]
+        assert with_entry(registry, "a.x", record)["a.x"] is record
 
 
 def test_weights_of_an_unknown_model_is_an_error_not_an_empty_list(capsys):

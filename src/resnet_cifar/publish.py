@@ -118,9 +118,21 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
         for other in registry.values():
             if other["model"] == record["model"]:
                 other["default"] = False
-    registry[tag] = record
-    write_registry(registry, folder)
+    write_registry(with_entry(registry, tag, record), folder)
     return WeightsEntry(tag, record)
+
+
+def with_entry(registry: dict[str, Any], tag: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The registry with ``record`` under ``tag``, placed beside its model's other entries (first
+    among them when it is the default), so that `resnet-cifar weights` lists a model's weights
+    together, its default on top; a new model goes last. A republished tag keeps its place."""
+    if tag in registry:
+        return {t: record if t == tag else r for t, r in registry.items()}
+    rows = list(registry.items())
+    mine = [i for i, (_, r) in enumerate(rows) if r["model"] == record["model"]]
+    at = len(rows) if not mine else mine[0] if record["default"] else mine[-1] + 1
+    rows.insert(at, (tag, record))
+    return dict(rows)
 
 
 def finished_date(run_dir: Path) -> str:

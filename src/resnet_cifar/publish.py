@@ -130,7 +130,10 @@ def with_entry(registry: dict[str, Any], tag: str, record: dict[str, Any]) -> di
         return {t: record if t == tag else r for t, r in registry.items()}
     rows = list(registry.items())
     mine = [i for i, (_, r) in enumerate(rows) if r["model"] == record["model"]]
-    at = len(rows) if not mine else mine[0] if record["default"] else mine[-1] + 1
+    if not mine:
+        at = len(rows)
+    else:
+        at = mine[0] if record["default"] else mine[-1] + 1
     rows.insert(at, (tag, record))
     return dict(rows)
 

@@ -9,6 +9,7 @@ import importlib.util
 import json
 import math
 import shutil
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -380,3 +381,36 @@ def test_bench_times_bf16_evaluation_only_where_bf16_runs_in_hardware(monkeypatc
 
     assert [isinstance(m, AutocastForward) for m in seen] == \
         ([False, True] if native else [False])
+
+
+def test_bench_times_the_float32_peak_and_bounds_each_ratio_by_it(monkeypatch, capsys):
+    """The peak is PEAK_PRODUCTS square products per thread and round, and each kind's ceiling
+    is its fastest round's GFLOP/s over the best baseline's, printed beside the ratios;
+    --no-peak leaves both out."""
+    monkeypatch.setattr(bench, "PEAK_SIZE", 256)  # the real size takes a second per product
+    products = []
+    real_mm = torch.mm
+    monkeypatch.setattr(bench.torch, "mm", lambda a, b, **k: products.append(
+        (tuple(a.shape), tuple(b.shape), a.dtype)) or real_mm(a, b, **k))
+    argv = ["bench", "--device", "cpu", "--threads", "1", "--steps", "1", "--batch-size", "4",
+            "--eval-images", "8", "--repeats", "2", "--warmup", "0", "--workers", "0,1",
+            "--no-folded", "--no-bf16-eval"]
+    assert main([*argv, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert products == [((256, 256), (256, 256), torch.float32)] * (2 * bench.PEAK_PRODUCTS)
+    peak = result["peak"][bench.PEAK]
+    flop = bench.PEAK_PRODUCTS * 2 * 256 ** 3  # one thread: PEAK_PRODUCTS products a round
+    assert peak["gflop_per_s"] == pytest.approx(  # round_s is rounded to 0.1 ms
+        flop / statistics.median(peak["round_s"]) / 1e9, rel=0.05)
+    fastest = flop / min(peak["round_s"]) / 1e9
+    assert set(result["ceiling"]) == {"train", "eval"}
+    for kind in ("train", "eval"):
+        best = result["best_baseline"][kind]
+        assert result["ceiling"][kind] == pytest.approx(
+            fastest / result[kind][best]["gflop_per_s"], rel=0.05)
+    text = bench.format_report(result)
+    assert "float32 peak of this CPU (256x256 matrix products, one per thread, 1 threads)" in text
+    assert f"eval ceiling in float32: {result['ceiling']['eval']:.2f}x" in text
+    assert main([*argv, "--no-peak", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["peak"] == {} and result["ceiling"] == {}

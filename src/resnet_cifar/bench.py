@@ -37,7 +37,7 @@ from resnet_cifar.config import AMP_MODES, EVAL_BATCH_SIZE, TrainConfig
 from resnet_cifar.data import DeviceLoader
 from resnet_cifar.engine.compiled import compile_for_inference
 from resnet_cifar.engine.distributed import DistContext
-from resnet_cifar.engine.evaluate import EvalResult, piece_size, with_amp
+from resnet_cifar.engine.evaluate import EvalResult, cpu_chunk_pool, piece_size, with_amp
 from resnet_cifar.engine.train import train_one_epoch, validate
 from resnet_cifar.engine.train_setup import (
     COMPILE_MODES,
@@ -64,6 +64,12 @@ FOLDED = "ours_fold_bn"  # the variant that evaluates with BatchNorm folded (Ben
 COMPILED = "ours_compiled"  # folded, frozen, compiled (engine/compiled.py): compiled_eval
 EVAL_BF16 = "ours_eval_bf16"  # under bf16 autocast, as `eval --amp bf16`: BenchConfig.bf16_eval
 TRAIN_ONLY = {"compile", "compile_mode", "optimizer"}
+# The CPU's float32 multiply-add peak, timed in the same rounds (BenchConfig.peak): a product of
+# two square matrices, large enough for oneDNN's matmul to run at its peak (2048 measured 1.12x
+# the rate of 1024 on a 2-core Zen 4, and level with 3072), small enough for about 0.1 s each.
+PEAK = "matmul_fp32"
+PEAK_SIZE = 2048
+PEAK_PRODUCTS = 4  # matrix products per round
 
 
 @dataclass
@@ -94,6 +100,9 @@ class BenchConfig:
     # also time our evaluation under bf16 autocast, as EVAL_BF16, where bf16 runs in hardware
     # (a GPU, or a CPU with AVX512-BF16 or AMX): not the float32 figure, so never the default
     bf16_eval: bool = True
+    # on a CPU, also time a float32 matrix product (PEAK): the fastest any float32 pipeline of
+    # these FLOPs could run, so the report can say how far each ratio could go (its "ceiling")
+    peak: bool = True
     threads: int = 0  # torch intra-op threads; 0: one per core
     data: str | None = None  # real images (any CIFAR layout); None: synthetic random uint8
     seed: int = 0
@@ -323,6 +332,49 @@ def baseline_pipelines(cfg: BenchConfig, splits, device: torch.device,
     return found
 
 
+# --------------------------------------------------------------------------- the float32 peak
+
+
+def peak_pipeline(cfg: BenchConfig) -> Pipeline:
+    """PEAK_PRODUCTS float32 products of PEAK_SIZE-square matrices per thread and round, one
+    single-threaded product per thread at a time, as our CPU evaluation runs its chunks
+    (evaluate.cpu_chunk_pool): the multiply-add rate the CPU reaches with its best kernel and no
+    barrier between threads. A float32 pipeline that computes a model's FLOPs cannot run much
+    faster, so the peak (its fastest round) over a baseline's GFLOP/s bounds the ratio a float32
+    pipeline can reach against it (``result["ceiling"]``). CPU only: a GPU's convolutions may
+    run in TF32, which a float32 product does not bound."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    a, b = (torch.randn(PEAK_SIZE, PEAK_SIZE, generator=generator) for _ in range(2))
+    with thread_count(cfg.threads):
+        products = PEAK_PRODUCTS * torch.get_num_threads()
+
+    def run() -> None:
+        with cpu_chunk_pool(torch.device("cpu")) as pool:
+            for _ in pool.map(lambda _: torch.mm(a, b), range(products)):
+                pass
+
+    # one "image" is one product; summarize counts 2 FLOPs per multiply-add of a non-training kind
+    return Pipeline(PEAK, "peak", run, products, products, lambda: thread_count(cfg.threads),
+                    PEAK_SIZE, PEAK_SIZE ** 3)
+
+
+def ceilings(result: dict) -> dict[str, float]:
+    """Per kind with a baseline: the float32 peak's GFLOP/s in its fastest round over the best
+    baseline's (median) GFLOP/s, i.e. about the largest speed-up over it that a float32 pipeline
+    of the same FLOPs could show here."""
+    fastest = fastest_peak(result)
+    if fastest is None:
+        return {}
+    return {kind: fastest / result[kind][best]["gflop_per_s"]
+            for kind, best in result["best_baseline"].items()}
+
+
+def fastest_peak(result: dict) -> float | None:
+    """The float32 peak's GFLOP/s in its fastest round; None where it was not timed."""
+    peak = result["peak"].get(PEAK)
+    return None if peak is None else peak["gflop_per_s"] * peak["img_per_s_max"] / peak["img_per_s"]
+
+
 # --------------------------------------------------------------------------- timing
 
 
@@ -398,13 +450,15 @@ def run_benchmark(cfg: BenchConfig, report: Callable[[str], None] | None = None)
     if cfg.baseline:
         for workers in cfg.workers:
             pipelines += baseline_pipelines(cfg, splits, device, workers)
+    if cfg.peak and device.type == "cpu":
+        pipelines.append(peak_pipeline(cfg))
     record = interleave(pipelines, device, cfg.warmup, cfg.repeats, report)
 
     result: dict[str, Any] = {
         "config": {k: v for k, v in dataclasses.asdict(cfg).items()},
         "environment": environment(device, threads),
         "variants": variants,
-        "train": {}, "eval": {},
+        "train": {}, "eval": {}, "peak": {},
     }
     result["config"]["workers"] = list(cfg.workers)
     result["model"] = {"name": cfg.model, "macs": pipelines[0].macs,
@@ -428,6 +482,7 @@ def run_benchmark(cfg: BenchConfig, report: Callable[[str], None] | None = None)
             paired = [b / o for o, b in zip(r["round_s"], base[best]["round_s"], strict=True)]
             scale = r["images"] / base[best]["images"]
             result["ratio_paired"].setdefault(kind, {})[name] = scale * statistics.median(paired)
+    result["ceiling"] = ceilings(result)
     return result
 
 
@@ -532,4 +587,15 @@ def format_report(result: dict) -> str:
                          f"(paired by round: {paired:.2f}x)")
     for name, seconds in result["compile_s"].items():
         lines.append(f"compile time of {name} (first round minus a steady one): {seconds:.1f} s")
+    if PEAK in result["peak"]:
+        peak = result["peak"][PEAK]
+        fastest = fastest_peak(result)
+        lines.append(f"float32 peak of this CPU ({peak['batch']}x{peak['batch']} matrix products, "
+                     f"one per thread, {env['threads']} threads): {fastest:.1f} GFLOP/s in the "
+                     f"fastest round, {peak['gflop_per_s']:.1f} median")
+    for kind, ceiling in result.get("ceiling", {}).items():
+        best = result["best_baseline"][kind]
+        lines.append(f"{kind} ceiling in float32: {ceiling:.2f}x {best} (the peak over its "
+                     f"{result[kind][best]['gflop_per_s']:.1f} GFLOP/s), about the most a "
+                     "float32 pipeline of these FLOPs can reach here")
     return "\n".join(lines)

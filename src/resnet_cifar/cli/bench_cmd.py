@@ -60,6 +60,10 @@ def add_parser(sub) -> None:
                       help="also time our evaluation under bf16 autocast (`eval --amp bf16`), as "
                            "ours_eval_bf16, where bf16 runs in hardware: a GPU, or a CPU with "
                            "AVX512-BF16 or AMX (default on; not the float32 figure)")
+    p.add_argument("--peak", action=argparse.BooleanOptionalAction, default=True,
+                   help="on a CPU, also time a float32 matrix product in the same rounds: the "
+                        "fastest any float32 pipeline of these FLOPs could run, reported as each "
+                        "ratio's ceiling (default on)")
     p.add_argument("--threads", type=thread_count, default=0, help="0: one per core")
     p.add_argument("--data", metavar="PATH",
                    help="real CIFAR images (any layout); default: synthetic random uint8")
@@ -83,7 +87,7 @@ def config_from_args(args: argparse.Namespace):
         channels_last=args.channels_last, compile=args.compile, compile_mode=args.compile_mode,
         amp=args.amp, optimizer=args.optimizer, threads=args.threads, data=args.data,
         seed=args.seed, baseline=args.baseline, evaluate=args.evaluate, folded=args.folded,
-        compiled_eval=args.compiled_eval, bf16_eval=args.bf16_eval)
+        compiled_eval=args.compiled_eval, bf16_eval=args.bf16_eval, peak=args.peak)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -54,8 +54,13 @@ EAN="$BASE --ema-decay 0.999 --flip alternating --no-decay-bn-bias"
 # Round 12, the same target, float32: weight decay the other way from round 10, 1e-3 instead of
 # 5e-4. With BatchNorm, decay mostly sets the effective step of the convolutions' weights, and
 # 1e-4 overfit: does more of it help?
+# Round 11 led the reference after every epoch and ended at 84.80% held-out (best 10-epoch run so
+# far; +0.64, inside the noise). Round 12 lost (83.42%): fast.toml keeps 5e-4.
 # Round 13: round 11's pair in the 15-epoch schedule of fast.toml (lane o), and round 11 again
 # with seed 1 (lane p): is its lead over the reference more than one seed's luck?
+# Seed 1 ended at 84.98% (raw weights 85.66%), so the pair in 10 epochs is measured on the test
+# split as `fast10` (experiments/time_to_accuracy.sh). Over 15 epochs it ends level with fast
+# (85.78% against 85.66%) and overfits (training accuracy 88.95%): fast.toml is unchanged.
 declare -A CANDIDATES=(
   [base]="$BASE"
   [ema-alt-nodecay]="$EAN"

@@ -64,6 +64,9 @@ EAN="$BASE --ema-decay 0.999 --flip alternating --no-decay-bn-bias"
 # Round 14: round 11's setting with a shorter average (--ema-decay 0.998, about 1.4 epochs of
 # steps instead of 2.8), seeds 0 and 1 (lanes q and r): in rounds 11 and 13 the raw weights ended
 # above the average (85.21% against 84.89% held-out, mean of the two seeds).
+# Stopped after 4 epochs: it reproduced round 11 exactly, since the average's warm-up,
+# (1 + step) / (10 + step), stays below 0.998 (and 0.999) for all 3,510 steps of a 10-epoch run:
+# only a decay under 0.9974 can change it. train's header now notes an unreached ema_decay.
 declare -A CANDIDATES=(
   [base]="$BASE"
   [ema-alt-nodecay]="$EAN"

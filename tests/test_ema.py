@@ -167,3 +167,14 @@ def test_checkpoints_give_inference_the_weights_they_name_and_resume_the_raw(run
     assert any(not torch.equal(loaded[k], best["model"][k]) for k in best["model"])
     _, _, saved = resume_config(path, None)
     assert all(torch.equal(saved["model"][k], best["model"][k]) for k in best["model"])
+
+
+def test_the_header_says_when_the_warm_up_keeps_the_decay_below_ema_decay(runs, tiny_data,
+                                                                          tmp_path):
+    """15 steps of 16 images: the warm-up ends at (1 + 14) / (10 + 14) = 0.625, below 0.9 (the
+    note) but above 0.5 (no note)."""
+    root, _, _ = runs
+    log = (root / "full" / "train.log").read_text()
+    assert "0.9 is never reached" in log and "for all 15 steps (0.62500 at the last)" in log
+    train(config(tiny_data, tmp_path / "low", ema_decay=0.5, epochs=3), progress=False)
+    assert "never reached" not in (tmp_path / "low" / "train.log").read_text()

@@ -396,7 +396,7 @@ class Trainer:
             macs=self.parts.macs, lr0=self.lr_at(0.0), world_size=self.dist.world_size,
             device=self.device,
             others_busy=self.threads.others_busy if self.threads is not None else None,
-            epoch=self.epoch, step=self.step_in_epoch)
+            epoch=self.epoch, step=self.step_in_epoch, steps_per_epoch=len(self.train_loader))
 
     def stopped(self) -> str:
         """The resume hint for the CLI to print, also kept in train.log."""

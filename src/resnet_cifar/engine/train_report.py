@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from resnet_cifar.config import CROP_PADDING, TrainConfig
+from resnet_cifar.engine.ema import ema_decay_at
 from resnet_cifar.engine.rundir import best_checkpoint_name
 from resnet_cifar.engine.runtime import FOLLOW_SECONDS
 from resnet_cifar.engine.splits import Splits
@@ -47,9 +48,11 @@ def best_name(splits: Splits) -> str:
 
 def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, params: int,
                  macs: int, lr0: float, world_size: int, device: torch.device,
-                 others_busy: float | None, epoch: int, step: int) -> list[str]:
+                 others_busy: float | None, epoch: int, step: int,
+                 steps_per_epoch: int | None = None) -> list[str]:
     """The lines a run starts with. ``others_busy``: the cores other processes kept busy when the
-    thread count follows the load (None otherwise); ``epoch``, ``step``: where a resume starts."""
+    thread count follows the load (None otherwise); ``epoch``, ``step``: where a resume starts;
+    ``steps_per_epoch``: optimizer steps per epoch, for the note on an unreached `ema_decay`."""
     cfg, s = config, splits
     val = (
         "TEST set (no `data.val_split`): validation and the best checkpoint "
@@ -88,6 +91,14 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
     if late:
         lines.append(f"note       milestone(s) {late} are past the last epoch index "
                      f"({cfg.epochs - 1}): the lr never drops there; pass `milestones`")
+    if cfg.ema_decay > 0 and steps_per_epoch:
+        last = cfg.epochs * steps_per_epoch - 1  # the steps done before the run's last update
+        reached = ema_decay_at(cfg.ema_decay, last)
+        if reached < cfg.ema_decay:
+            lines.append(f"note       `ema_decay` {cfg.ema_decay:g} is never reached: the "
+                         f"average's warm-up, (1 + step) / (10 + step), stays below it for all "
+                         f"{last + 1:,} steps ({reached:.5f} at the last), so it sets the decay "
+                         "throughout; a higher `ema_decay` changes nothing here")
     return [render_settings(line) for line in lines]
 
 

@@ -65,8 +65,9 @@ COMPILED = "ours_compiled"  # folded, frozen, compiled (engine/compiled.py): com
 EVAL_BF16 = "ours_eval_bf16"  # under bf16 autocast, as `eval --amp bf16`: BenchConfig.bf16_eval
 TRAIN_ONLY = {"compile", "compile_mode", "optimizer"}
 # The CPU's float32 multiply-add peak, timed in the same rounds (BenchConfig.peak): a product of
-# two square matrices, large enough for oneDNN's matmul to run at its peak (2048 measured 1.12x
-# the rate of 1024 on a 2-core Zen 4, and level with 3072), small enough for about 0.1 s each.
+# two square matrices, large enough for oneDNN's matmul to run at its peak (on a 2-core Zen 4,
+# 2048 measured 1.12x the rate of 1024 and level with 3072), small enough for about 0.2 s per
+# product on one core.
 PEAK = "matmul_fp32"
 PEAK_SIZE = 2048
 PEAK_PRODUCTS = 4  # matrix products per round

@@ -4,7 +4,8 @@ It registers a BatchNorm-free model, because per-rank batch statistics (SyncBatc
 would make a 2-rank run differ from a 1-rank run with the doubled batch for a reason that has
 nothing to do with the data-parallel machinery under test. FAIL_RANK=r makes rank r raise in its
 first epoch, to test that one failing rank stops the job. SAVE_DUE_RANK=r makes the mid-epoch
-save of `save_every` due on rank r alone.
+save of `save_every` due on rank r alone. ABORT_ONCE=path makes rank 1 abort natively after its
+run, the first time (path marks it).
 """
 
 import os
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_cifar.cli import main
+from resnet_cifar.engine import distributed
 from resnet_cifar.engine import train as train_module
 from resnet_cifar.models import register_model
 
@@ -56,5 +58,18 @@ if os.environ.get("SAVE_DUE_RANK") is not None:
         save_mid_epoch(self, stats, step)
 
     train_module.Trainer.save_mid_epoch = saving
+
+if os.environ.get("ABORT_ONCE") and os.environ.get("RANK") == "1" and not os.path.exists(
+    os.environ["ABORT_ONCE"]
+):
+    # the native abort at a rank's exit that tests/test_distributed.py's launch retries, on the
+    # first launch only (the file at ABORT_ONCE marks it)
+    open(os.environ["ABORT_ONCE"], "w").close()
+
+    def abort_at_exit(status):
+        os.write(2, b"terminate called without an active exception\n")
+        os.abort()
+
+    distributed.leave_rank = abort_at_exit
 
 sys.exit(main(sys.argv[1:]))

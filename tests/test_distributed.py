@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -40,8 +41,29 @@ def launch(nproc: int, *args, env: dict | None = None, timeout: float = 300):
             str(WORKER),
         ]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run(
-        base + [str(a) for a in args], capture_output=True, text=True, env=full_env, timeout=timeout
+
+    def run():
+        return subprocess.run(
+            base + [str(a) for a in args], capture_output=True, text=True, env=full_env,
+            timeout=timeout,
+        )
+
+    result = run()
+    if nproc > 1 and native_abort(result) and "--out" in args:
+        # About one torchrun launch in 100 here loses a rank to a native abort inside torch
+        # (gloo/c10d threads, "terminate called without an active exception", SIGABRT, no Python
+        # traceback), in runs that otherwise pass. A fresh run is retried once from scratch, so
+        # that this upstream abort does not fail the suite; any other failure, or a second
+        # abort, still does. Resumed runs are not retried (their directory is the test's state).
+        shutil.rmtree(Path(str(args[list(args).index("--out") + 1])), ignore_errors=True)
+        print(f"retried after a native abort in torch:\n{result.stderr}", file=sys.stderr)
+        result = run()
+    return result
+
+
+def native_abort(result: subprocess.CompletedProcess) -> bool:
+    return result.returncode != 0 and "terminate called without an active exception" in (
+        result.stderr
     )
 
 
@@ -124,6 +146,15 @@ def test_resume_under_two_ranks_continues_exactly(tiny_data, two_rank_run, tmp_p
     a, b = weights(two_rank_run), weights(tmp_path / "cut")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_a_native_abort_at_exit_is_retried_once_from_scratch(tiny_data, tmp_path):
+    marker = tmp_path / "aborted"
+    out = tmp_path / "abort"
+    result = launch(2, *common(tiny_data, out, 8, epochs=1), env={"ABORT_ONCE": marker})
+    assert marker.exists()  # the first launch aborted ...
+    assert result.returncode == 0, result.stderr  # ... and the retry ran from scratch
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def test_a_failing_rank_stops_the_job(tiny_data, tmp_path):

@@ -55,7 +55,7 @@ def launch(nproc: int, *args, env: dict | None = None, timeout: float = 300):
         # traceback), in runs that otherwise pass. A fresh run is retried once from scratch, so
         # that this upstream abort does not fail the suite; any other failure, or a second
         # abort, still does. Resumed runs are not retried (their directory is the test's state).
-        shutil.rmtree(Path(str(args[list(args).index("--out") + 1])), ignore_errors=True)
+        shutil.rmtree(Path(args[list(args).index("--out") + 1]), ignore_errors=True)
         print(f"retried after a native abort in torch:\n{result.stderr}", file=sys.stderr)
         result = run()
     return result

@@ -49,7 +49,7 @@ def best_name(splits: Splits) -> str:
 def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, params: int,
                  macs: int, lr0: float, world_size: int, device: torch.device,
                  others_busy: float | None, epoch: int, step: int,
-                 steps_per_epoch: int | None = None) -> list[str]:
+                 steps_per_epoch: int) -> list[str]:
     """The lines a run starts with. ``others_busy``: the cores other processes kept busy when the
     thread count follows the load (None otherwise); ``epoch``, ``step``: where a resume starts;
     ``steps_per_epoch``: optimizer steps per epoch, for the note on an unreached `ema_decay`."""
@@ -91,7 +91,7 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
     if late:
         lines.append(f"note       milestone(s) {late} are past the last epoch index "
                      f"({cfg.epochs - 1}): the lr never drops there; pass `milestones`")
-    if cfg.ema_decay > 0 and steps_per_epoch:
+    if cfg.ema_decay > 0:
         last = cfg.epochs * steps_per_epoch - 1  # the steps done before the run's last update
         reached = ema_decay_at(cfg.ema_decay, last)
         if reached < cfg.ema_decay:

@@ -250,6 +250,22 @@ def test_compare_has_no_tta_column_for_runs_validated_without_it(tmp_path, capsy
     assert "with TTA" not in capsys.readouterr().out
 
 
+def test_a_mean_just_below_a_target_is_not_printed_as_reaching_it(tmp_path, capsys):
+    """Two seeds at 84.78% and 85.21%: the mean is 84.995%, which rounds to "85.00" and would
+    read as a met 85% target; it prints as 84.995. A mean that equals the target stays "85.00",
+    and a figure far from every target keeps 2 decimals."""
+    pairs = {0.1: (0.8478, 0.8521), 0.2: (0.80, 0.90), 0.3: (0.7012, 0.7013)}
+    runs = [make_run(tmp_path / f"{lr}-s{seed}", recipe(lr=lr, seed=seed), test_acc=acc)
+            for lr, pair in pairs.items() for seed, acc in enumerate(pair)]
+    assert main(["compare", *map(str, runs), "--targets", "80,85",
+                 "--out-dir", str(tmp_path / "out")]) == 0
+    grouped = capsys.readouterr().out.split("## Grouped")[1].split("##")[0]
+    assert "| 84.995 ± 0.30 | 84.995 ± 0.30 |" in grouped
+    assert "| 85.00 ± 7.07 | 85.00 ± 7.07 |" in grouped
+    assert "| 70.12 ± 0.01 | 70.12 ± 0.01 |" in grouped
+    assert "85.00 ± 0.30" not in grouped
+
+
 @pytest.mark.parametrize("bad", ["0", "80,x", "120", ""])
 def test_compare_targets_must_be_percentages(tmp_path, capsys, bad):
     run = write_metrics(tmp_path / "r", epoch_rows([0.5], [60]))

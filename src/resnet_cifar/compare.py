@@ -233,19 +233,31 @@ def compare_runs(run_dirs: list[str | Path], *, allow_mixed_data: bool = False,
 # ---------------------------------------------------------------------------------- rendering
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.2f}"
+def _pct(value: float | None, targets: tuple[float, ...] = ()) -> str:
+    """``value`` (a fraction) in percent, to 2 decimals, or to as many more as it takes for the
+    printed figure to sit on the same side of every target (percent) as the exact one: a mean of
+    84.995% prints as "84.995", not as an "85.00" that reads as a met 85% target."""
+    if value is None:
+        return "–"
+    percent = 100 * value
+    for digits in range(2, 7):
+        text = f"{percent:.{digits}f}"
+        # the tolerance keeps float noise from parting a figure from a target it equals
+        if all((float(text) >= t - 1e-9) == (percent >= t - 1e-9) for t in targets):
+            break
+    return text
 
 
 def _num(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def _pct_pm(stat: tuple[float, float, int] | None, n: int) -> str:
+def _pct_pm(stat: tuple[float, float, int] | None, n: int,
+            targets: tuple[float, ...] = ()) -> str:
     if stat is None:
         return "–"
     mean, std, count = stat
-    text = f"{100 * mean:.2f} ± {100 * std:.2f}"
+    text = f"{_pct(mean, targets)} ± {100 * std:.2f}"
     return text if count == n else f"{text} (n={count})"
 
 
@@ -334,6 +346,7 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
     settings whose values differ between the runs (see recipe_label), and runs on different data
     (allowed by compare_runs(allow_mixed_data=True)) are said to be."""
     differing = differing_settings(rows)
+    targets = tuple(float(t) for t in targets_of(rows[0])) if rows else ()
     # runs validated with `tta` get its accuracy in a column of its own, beside the plain one
     tta = any(r["final_val_tta_acc"] is not None for r in rows)
     header = ["run", "model", "params", "MMACs", "epochs", "seed", "best val % (epoch)",
@@ -343,12 +356,14 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
     for r in rows:
         dagger = " †" if r["val_is_test"] else ""
         best = "–" if r["best_val_acc"] is None else \
-            f"{_pct(r['best_val_acc'])} ({r['best_epoch']}){dagger}"
+            f"{_pct(r['best_val_acc'], targets)} ({r['best_epoch']}){dagger}"
         body.append([r["run"], recipe_label(r, differing),
                      _num(r["params"], 0), _num(None if r["macs"] is None else r["macs"] / 1e6, 1),
-                     str(r["epochs"]), str(r["seed"]), best, _pct(r["final_val_acc"]),
-                     *([_pct(r["final_val_tta_acc"])] if tta else []),
-                     _pct(r["test_acc"]), _num(r["sec_per_epoch"], 1), _num(r["img_per_s"], 0)])
+                     str(r["epochs"]), str(r["seed"]), best,
+                     _pct(r["final_val_acc"], targets),
+                     *([_pct(r["final_val_tta_acc"], targets)] if tta else []),
+                     _pct(r["test_acc"], targets),
+                     _num(r["sec_per_epoch"], 1), _num(r["img_per_s"], 0)])
     parts = ["## Runs", "", _table(header, body)]
     if any(r["val_is_test"] for r in rows):
         parts += ["", VAL_IS_TEST_NOTE]
@@ -364,10 +379,10 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
         body = [[g["label"], _num(g["params"], 0),
                  _num(None if g["macs"] is None else g["macs"] / 1e6, 1), str(g["epochs"]),
                  str(g["n"]), ", ".join(str(s) for s in g["seeds"]),
-                 _pct_pm(g["best_val_acc"], g["n"]) + (" †" if g["val_is_test"] else ""),
-                 _pct_pm(g["final_val_acc"], g["n"]),
-                 *([_pct_pm(g["final_val_tta_acc"], g["n"])] if tta else []),
-                 _pct_pm(g["test_acc"], g["n"]),
+                 _pct_pm(g["best_val_acc"], g["n"], targets) + (" †" if g["val_is_test"] else ""),
+                 _pct_pm(g["final_val_acc"], g["n"], targets),
+                 *([_pct_pm(g["final_val_tta_acc"], g["n"], targets)] if tta else []),
+                 _pct_pm(g["test_acc"], g["n"], targets),
                  _num_pm(g["sec_per_epoch"], 1), _num_pm(g["img_per_s"], 0)] for g in groups]
         parts.append(_table(header, body))
     else:

@@ -19,6 +19,7 @@ FOREIGN_CHECKPOINT = SHARED / "data" / "foreign" / "resnet20-12fca82f.th"
 # A function that no longer exists stops the run, so a renamed test cannot silently become fast.
 HEAVY: dict[str, tuple[str, ...] | None] = {
     "test_distributed.py": None,  # torchrun launches of two ranks
+    "test_docs_examples.py": ("test_benchmark_examples_run",),  # torch.compile, a dozen benchmarks
     "test_export.py": (
         "test_every_model_round_trips_in_every_format_with_a_dynamic_batch",
         "test_dynamo_onnx_exporter",

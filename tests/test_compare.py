@@ -1,18 +1,23 @@
-"""`resnet-cifar compare` on tiny synthetic run directories: a group of seeds is one recipe (the
-whole config but the seed and what does not change the computation), the tables name what
-differs, and runs on other data, an ambiguous baseline or an unusable --out-dir are refused."""
+"""`resnet-cifar compare` on tiny synthetic run directories and comparison.csv files: a group of
+seeds is one recipe (the whole config but the seed and what does not change the computation),
+one run per seed (a repeat is set aside), the tables name what differs, and runs given twice,
+runs on other data, an ambiguous baseline or an unusable --out-dir are refused."""
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
+from refusals import assert_refused
 
-from resnet_cifar.cli import main
-from resnet_cifar.compare import compare_runs, markdown_tables
+from resnet_cifar.cli import build_parser, main
+from resnet_cifar.compare import compare_runs, cost_points, markdown_tables, noise_test, repeats
 from resnet_cifar.config import DataConfig, TrainConfig, to_toml
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.models import model_complexity
+from resnet_cifar.viz.cost import COSTS, cost_figure
 
 FP_A = "sha256:" + "a" * 64
 FP_B = "sha256:" + "b" * 64
@@ -221,7 +226,7 @@ def test_compare_tables_and_csv_give_the_time_to_each_target(tmp_path, capsys):
     assert "| s1 | resnet20 | 1 | 3 (3.0) | not reached | 3 | 3.0 |" in text
     assert "| resnet20 | 2 | 2.5 ± 0.7, 2.5 ± 0.7 | 3.0 ± 0.0, 3.0 ± 0.0 (n=1) |" in text
     header = (tmp_path / "out" / "comparison.csv").read_text().splitlines()[0]
-    assert header.endswith("train_minutes,epoch_to_80,minutes_to_80,epoch_to_85,minutes_to_85")
+    assert "train_minutes,epoch_to_80,minutes_to_80,epoch_to_85,minutes_to_85," in header
 
 
 def test_compare_reports_the_tta_accuracy_of_the_final_weights_beside_the_plain_one(tmp_path,
@@ -274,3 +279,204 @@ def test_compare_targets_must_be_percentages(tmp_path, capsys, bad):
     assert exit_info.value.code == 2
     assert "percentages" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------- runs keyed by directory and seed; CSV inputs
+
+
+def old_csv(path: Path, runs: list[tuple[str, str, int, float, str]]) -> Path:
+    """A comparison.csv as compare wrote it before it saved recipes and data (docs/tta/...):
+    (run, model, seed, test_acc, macs as written: "" when missing) per run, 2 epochs each."""
+    header = ("run,name,model,model_kwargs,params,macs,epochs,seed,val_is_test,best_val_acc,"
+              "best_epoch,final_val_acc,final_val_tta_acc,test_acc,sec_per_epoch,img_per_s,"
+              "train_minutes,epoch_to_80,minutes_to_80,epoch_to_85,minutes_to_85")
+    lines = [f"{run},{model},{model},{{}},,{macs},2,{seed},False,{acc},2,{acc},,{acc},10.0,"
+             "100.0,0.3,,,," for run, model, seed, acc, macs in runs]
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return path
+
+
+def refusal_case(case: str, root: Path) -> tuple[list, object]:
+    """(argv after `compare`, what the refusal must name) for each REFUSED case, under ``root``
+    (the current folder)."""
+    a = make_run(root / "runs" / "a", recipe(seed=0), test_acc=0.6)
+    b = make_run(root / "runs" / "b", recipe(seed=1), test_acc=0.62)
+    if case == "a directory twice":
+        return [a, b, a], a
+    if case == "a directory as ./x and x":
+        return ["runs/a", "runs/b", "./runs/a"], "./runs/a"
+    if case == "a directory and a symlink to it":
+        (root / "link").symlink_to(a)
+        return [a, b, root / "link"], root / "link"
+    csv_path = old_csv(root / "old.csv", [("x-s0", "resnet20", 0, 0.6, ""),
+                                          ("y-s0", "resnet20", 0, 0.7, "")])
+    if case == "a comparison.csv twice":
+        return [a, csv_path, b, csv_path], csv_path
+    if case == "one seed twice, recipe not recorded":  # x-s0 and y-s0: one run, or two recipes?
+        return [csv_path], "y-s0"
+    if case == "a CSV that is not a comparison":
+        (root / "other.csv").write_text("run,model,epochs,seed,test_acc,epoch_to_80,minutes_to_80,"
+                                        "epoch_to_85,minutes_to_85\nz,resnet20,2,0,0.6,,,,\n")
+        return [a, root / "other.csv"], root / "other.csv"
+    if case == "a CSV without the time to a target asked for":
+        return [csv_path, "--targets", "90"], csv_path
+    if case == "a CSV value compare never writes":
+        (root / "bad.csv").write_text(csv_path.read_text().replace(",0.6,2,", ",sixty,2,"))
+        return [root / "bad.csv"], root / "bad.csv"
+    if case == "a pair naming no model":
+        return [a, b, "--baseline", "resnet20,resnet1202=resnet20"], "resnet1202"
+    if case == "a baseline that is no pair":
+        return [a, b, "--baseline", "a=b=c"], "a=b=c"
+    raise AssertionError(case)
+
+
+REFUSED = ("a directory twice", "a directory as ./x and x", "a directory and a symlink to it",
+           "a comparison.csv twice", "one seed twice, recipe not recorded",
+           "a CSV that is not a comparison", "a CSV without the time to a target asked for",
+           "a CSV value compare never writes", "a pair naming no model",
+           "a baseline that is no pair")
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_runs_that_would_count_twice_and_bad_inputs_are_refused(tmp_path, monkeypatch, capsys,
+                                                                case):
+    monkeypatch.chdir(tmp_path)
+    argv, named = refusal_case(case, tmp_path)
+    assert_refused(["compare", *argv, "--out-dir", "out"], named, tmp_path, capsys)
+
+
+def three_models(root: Path, accs: dict | None = None) -> list[Path]:
+    """resnet20, resnet56 and regnet20_convgru, two seeds each (each pair 2 points apart), each
+    recording its params and MACs as training would."""
+    accs = accs or {"resnet20": (0.60, 0.62), "resnet56": (0.64, 0.66),
+                    "regnet20_convgru": (0.70, 0.72)}
+    cost = {"resnet20": (272_474, 40_813_184), "resnet56": (855_770, 125_747_840),
+            "regnet20_convgru": (1_180_746, 166_118_016)}
+    return [make_run(root / f"{model}-s{seed}", recipe(model=model, seed=seed), test_acc=acc,
+                     params=cost[model][0], macs=cost[model][1])
+            for model, pair in accs.items() for seed, acc in enumerate(pair)]
+
+
+def test_a_repeat_of_a_seed_is_set_aside_and_named_not_pooled(tmp_path, capsys):
+    """resnet20's seed 0 again (another directory, 10 points higher): not a third seed. The
+    means, the pooled std and the intervals are those of the runs without it."""
+    dirs = three_models(tmp_path)
+    again = make_run(tmp_path / "again", recipe(seed=0), test_acc=0.70, params=272_474,
+                     macs=40_813_184)
+    assert main(["compare", *map(str, dirs), "--out-dir", str(tmp_path / "without"),
+                 "--baseline", "resnet20"]) == 0
+    assert main(["compare", *map(str, dirs), str(again), "--out-dir", str(tmp_path / "with"),
+                 "--baseline", "resnet20"]) == 0
+    rows, groups = compare_runs([*dirs, again])
+    assert [(g["label"], g["n"], g["runs"]) for g in groups][0] == \
+        ("resnet20", 2, ["resnet20-s0", "resnet20-s1"])
+    assert groups[0]["test_acc"] == pytest.approx((0.61, 0.02 / 2 ** 0.5, 2))
+    (test,) = noise_test(rows, "resnet20")
+    assert test.dof == 3 and test.pooled_std == pytest.approx(0.02 / 2 ** 0.5)
+    without, with_ = ((tmp_path / d / "comparison.md").read_text() for d in ("without", "with"))
+    for text in (with_, without):  # the tables of seeds and the tests: all but those of runs
+        assert text.count("## Grouped") == 1 and text.count("## Test accuracy") == 1
+    assert with_.split("## Grouped")[1].split("## Time")[0] == \
+        without.split("## Grouped")[1].split("## Time")[0]
+    assert with_.split("## Test accuracy")[1] == without.split("## Test accuracy")[1]
+    runs = with_.split("## Grouped")[0]
+    assert "| again | resnet20 | 272,474 | 40.8 | 2 | 0 ‡ |" in runs
+    assert "again (seed 0 of resnet20, as resnet20-s0)" in runs
+
+
+def test_a_model_against_several_baselines_with_hand_computed_intervals(tmp_path, capsys):
+    """Each group's std is 2/sqrt(2) points, and so is the pooled one (3 dof, t = 3.182): every
+    95% half-width is 3.182 * 1.414 * sqrt(1/2 + 1/2) = 4.50 points. Against resnet20: resnet56
+    +4.00 (inside), regnet20_convgru +10.00; against its equal-cost resnet56: +6.00. Three
+    comparisons in all, however the baselines are spelled."""
+    dirs = three_models(tmp_path)
+    outputs = []
+    for spelling in (["--baseline", "resnet20", "--baseline", "regnet20_convgru=resnet56"],
+                     ["--baseline", "resnet20, regnet20_convgru=resnet56"]):
+        assert main(["compare", *map(str, dirs), "--out-dir", str(tmp_path / "out"),
+                     *spelling]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    against_20, against_56 = outputs[0].split("## Test accuracy against ")[1:]
+    assert against_20.startswith("resnet20 (2 epochs)")
+    assert "| resnet56 | 2 | +4.00 | -0.50 .. +8.50 | inside the noise |" in against_20
+    assert "| regnet20_convgru | 2 | +10.00 | +5.50 .. +14.50 | beyond the noise: better |" \
+        in against_20
+    assert against_56.startswith("resnet56 (2 epochs)")
+    (compared,) = [line for line in against_56.splitlines() if line.startswith("| regnet")]
+    assert compared == ("| regnet20_convgru | 2 | +6.00 | +1.50 .. +10.50 | "
+                        "beyond the noise: better |")
+    assert all("3 comparisons" in text for text in (against_20, against_56))
+
+
+def test_accuracy_against_cost_one_point_per_model_and_the_resnet_line(tmp_path, capsys):
+    """Points at the MACs (params) the runs recorded, as the tables print them, and the mean
+    test accuracy with the std as error bar; resnet32, a row of an older comparison.csv without
+    MACs, at those the package counts for it. resnet44 recorded 97.0 M (not today's 97.4 M: the
+    cost it trained at). The plain ResNets of one recipe are joined in order of cost; resnet32
+    (its recipe not recorded) and the regulated model are not."""
+    dirs = three_models(tmp_path)
+    dirs.append(make_run(tmp_path / "resnet44-s0", recipe(model="resnet44"), test_acc=0.64,
+                         params=661_338, macs=97_000_000))
+    old = old_csv(tmp_path / "old.csv", [("r32-s0", "resnet32", 0, 0.63, "")])
+    rows, _ = compare_runs([*dirs, old])
+    points = {p.label: p for p in cost_points(rows, "macs")}
+    assert sorted(points) == ["regnet20_convgru", "resnet20", "resnet32 [no config.toml]",
+                              "resnet44", "resnet56"]
+    assert (points["resnet20"].cost, points["resnet20"].mean, points["resnet20"].std) == \
+        pytest.approx((40_813_184, 0.61, 0.02 / 2 ** 0.5))
+    assert (points["regnet20_convgru"].cost, points["regnet20_convgru"].mean) == \
+        pytest.approx((166_118_016, 0.71))
+    assert (points["resnet44"].cost, points["resnet44"].seeds) == (97_000_000, 1)
+    assert points["resnet32 [no config.toml]"].cost == model_complexity("resnet32")[1]
+    assert points["resnet20"].family == points["resnet56"].family is not None
+    assert points["regnet20_convgru"].family is None
+    assert points["resnet32 [no config.toml]"].family not in (None, points["resnet20"].family)
+    assert {p.label: p.cost for p in cost_points(rows, "params")}["resnet56"] == 855_770
+    for cost in COSTS:  # the flag's choices, spelled out in the parser (viz is slow to import)
+        assert build_parser().parse_args(["compare", "r", "--cost", cost]).cost == cost
+
+    out = tmp_path / "out"
+    assert main(["compare", *map(str, dirs), str(old), "--cost", "macs",
+                 "--out-dir", str(out)]) == 0
+    assert f"wrote {out / 'accuracy_vs_cost.png'}" in capsys.readouterr().err
+    ax = cost_figure(list(points.values()), "macs").axes[0]
+    (line,) = [line for line in ax.lines if line.get_label().startswith("plain ResNets")]
+    assert list(line.get_xdata()) == pytest.approx([40.813184, 97.0, 125.74784])
+    assert list(line.get_ydata()) == pytest.approx([61.0, 64.0, 65.0])
+
+
+def test_a_comparison_csv_read_back_gives_the_same_tables_and_csv(tmp_path, capsys):
+    """compare writes comparison.csv; comparing that CSV alone gives the same tables (recipes
+    told apart by settings named in config order, not alphabetical; model options; time to
+    accuracy) and the very same CSV."""
+    dirs = two_lrs(tmp_path / "runs")
+    dirs.append(make_run(tmp_path / "runs" / "a-opt", recipe(
+        lr=0.1, seed=2, data={"normalize": "imagenet", "flip": "alternating"}),
+        test_acc=0.5, model_kwargs={"shortcut": "B"}))
+    first, second = tmp_path / "first", tmp_path / "second"
+    base = "resnet20 [data.normalize=dataset, data.flip=random, lr=0.1]"
+    assert main(["compare", *map(str, dirs), "--out-dir", str(first),
+                 "--baseline", base]) == 0
+    assert main(["compare", str(first / "comparison.csv"), "--out-dir", str(second),
+                 "--baseline", base]) == 0
+    assert (second / "comparison.csv").read_text() == (first / "comparison.csv").read_text()
+    again = (second / "comparison.md").read_text()
+    assert "no comparison.png" in again and not (second / "comparison.png").exists()
+    assert again.split("\nThe 5 runs read from")[0] == (first / "comparison.md").read_text()
+    assert "| a-opt | resnet20 (shortcut=B) [data.normalize=imagenet, data.flip=alternating, " \
+        "lr=0.1] |" in again
+
+
+def test_a_run_in_a_csv_and_its_directory_count_once(tmp_path, capsys):
+    """Seeds 0 and 1 kept only in an earlier comparison.csv, seed 0's directory given again,
+    and a new seed 2: three seeds, seed 0's directory set aside as a repeat of its row."""
+    s0, s1 = (make_run(tmp_path / f"s{seed}", recipe(seed=seed), test_acc=acc)
+              for seed, acc in ((0, 0.60), (1, 0.62)))
+    assert main(["compare", str(s0), str(s1), "--out-dir", str(tmp_path / "earlier")]) == 0
+    s2 = make_run(tmp_path / "s2", recipe(seed=2), test_acc=0.67)
+    rows, groups = compare_runs([tmp_path / "earlier" / "comparison.csv", s0, s2])
+    (group,) = groups
+    assert group["seeds"] == [0, 1, 2]
+    assert group["test_acc"] == pytest.approx((0.63, statistics.stdev([0.60, 0.62, 0.67]), 3))
+    assert [(r["run"], f["run"]) for r, f in repeats(rows)] == [("s0", "s0")]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import signal
 import threading
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,9 +19,11 @@ from data_fixtures import (
     make_image_folder,
     synthetic_cifar,
 )
+from PIL import Image
 
 import resnet_cifar.data.cache as cache_module
 import resnet_cifar.data.download as download_module
+from resnet_cifar.atomic import atomic_path, atomic_write
 from resnet_cifar.data import download_file, load_cifar, read_source
 from resnet_cifar.errors import DataError
 
@@ -208,7 +212,7 @@ def test_a_damaged_tarball_in_the_cache_is_named_with_its_checksum(server, tarba
 
 
 def test_cifar100_asked_for_but_other_data_given_is_refused(tarball, tmp_path):
-    with pytest.raises(DataError, match="holds 10 classes, not CIFAR-100's"):
+    with pytest.raises(DataError, match="holds 10 classes"):
         load_cifar(tarball, cache_dir=tmp_path, dataset="cifar100", progress=False)
 
 
@@ -256,6 +260,24 @@ def test_cache_key_follows_content_and_flags(tmp_path):
     edited = load_cifar(a, cache_dir=cache, progress=False)
     assert edited.cache_file != file_a
     np.testing.assert_array_equal(edited.train_images, read_source(a, progress=False).train_images)
+
+
+def test_an_edit_that_keeps_size_and_mtime_changes_pixels_and_fingerprint(tmp_path):
+    """The folder key hashes the files' bytes: a key of sizes and times would serve the old
+    pixels under the old fingerprint."""
+    folder = make_image_folder(tmp_path / "data", 1, 1)
+    png = folder / "train" / "cat" / "0000.png"
+    victim = png.with_suffix(".ppm")  # uncompressed: new pixels in the same number of bytes
+    Image.open(png).save(victim)
+    png.unlink()
+    before = load_cifar(folder, cache_dir=tmp_path / "cache", progress=False)
+    stat = victim.stat()
+    victim.write_bytes(victim.read_bytes()[:-3072] + bytes(3072))  # the same header, all black
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (victim.stat().st_size, victim.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    after = load_cifar(folder, cache_dir=tmp_path / "cache", progress=False)
+    assert before.train_images[3].any() and not after.train_images[3].any()  # cat is class 3
+    assert after.fingerprint != before.fingerprint and after.cache_file != before.cache_file
 
 
 def test_cifar100_coarse_and_fine_are_cached_apart(tmp_path):
@@ -308,3 +330,36 @@ def test_unwritable_cache_folder_warns_once(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_cifar(folder, cache_dir=cache, progress=False)
+
+
+def test_a_killed_writers_temporary_file_goes_at_the_next_write(tmp_path):
+    """kill -9 during a cache write leaves its temporary file (67 MB for CIFAR-10); the next write
+    of that cache file deletes it, while a live writer's (two runs starting together) is kept."""
+    folder = make_image_folder(tmp_path / "data", 1, 1)
+    cache = tmp_path / "cache"
+    target = Path(load_cifar(folder, cache_dir=cache, progress=False).cache_file)
+    target.unlink()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the writer that is killed in the middle of its write
+        try:
+            with atomic_write(target) as f:
+                f.write(b"half of an npz")
+                f.flush()
+                os.write(ready_w, b"x")
+                signal.pause()
+        finally:
+            os._exit(1)
+    os.close(ready_w)
+    os.read(ready_r, 1)  # b"" if the writer ended early: the assertion below says so
+    os.close(ready_r)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert len(leftovers(cache)) == 1 and leftovers(cache)[0].startswith(f".{target.name}.")
+
+    with atomic_path(target) as live:  # a writer still at work on the same file
+        arrays = load_cifar(folder, cache_dir=cache, progress=False)  # decodes and writes
+        assert arrays.cache_file == str(target)
+        assert leftovers(cache) == sorted([target.name, live.name])
+        live.write_bytes(target.read_bytes())
+    assert leftovers(cache) == [target.name]

@@ -25,6 +25,7 @@ from data_fixtures import (
     synthetic_cifar,
 )
 from PIL import Image
+from refusals import assert_refused
 
 from resnet_cifar.data import channel_stats, read_source, summarize
 from resnet_cifar.errors import DataError, name_settings_with
@@ -294,3 +295,124 @@ def test_message_is_one_line_for_binary_garbage(tmp_path):
     Image.new("RGB", (2, 2)).save(raw, format="PNG")
     (tmp_path / "picture.png").write_bytes(raw.getvalue())
     assert "not a folder, tar or zip" in error_of(Path(tmp_path / "picture.png"))
+
+
+# --------------------------------------------------------------------------- the one image decoder
+
+_rng = np.random.default_rng(7)
+_BITS = _rng.integers(0, 2, (32, 32)).astype(bool)
+_GREY = _rng.integers(0, 256, (32, 32), dtype=np.uint8)
+_GREY_ALPHA = _rng.integers(0, 256, (32, 32, 2), dtype=np.uint8)
+_INDEX = _rng.integers(0, 256, (32, 32), dtype=np.uint8)
+_PALETTE = _rng.integers(0, 256, (256, 3), dtype=np.uint8)
+_RGBA = _rng.integers(0, 256, (32, 32, 4), dtype=np.uint8)
+_U16 = _rng.integers(0, 65536, (32, 32), dtype=np.uint16)
+_I32 = _rng.integers(-5000, 80000, (32, 32), dtype=np.int32)  # beyond 16 bits both ways
+_FLOAT = _rng.uniform(-0.1, 1.1, (32, 32)).astype(np.float32)  # beyond [0, 1] both ways
+_CMYK = _rng.integers(0, 256, (32, 32, 4), dtype=np.uint8)
+
+
+def _grey(values: np.ndarray) -> np.ndarray:
+    return np.repeat(np.clip(values, 0, 255)[..., None], 3, axis=2)
+
+
+def _palette_image() -> Image.Image:
+    image = Image.frombytes("P", (32, 32), _INDEX.tobytes())
+    image.putpalette(_PALETTE.tobytes())
+    return image
+
+
+def _cmyk_by_hand(cmyk: np.ndarray) -> np.ndarray:
+    cmy, k = cmyk[..., :3].astype(np.float64), cmyk[..., 3:].astype(np.float64)
+    return np.rint((255 - cmy) * (255 - k) / 255)
+
+
+def _rotated_by_exif(path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the camera was turned, show the pixels rotated 90° clockwise
+    Image.fromarray(_RGBA[..., :3]).save(path, exif=exif)
+
+
+# (id, file name, writes the file, the RGB it must decode to, computed by hand from the pixels)
+DECODER_CASES = [
+    ("1", "x.png", lambda p: Image.fromarray(_BITS).save(p), lambda p: _grey(_BITS * 255)),
+    ("L", "x.png", lambda p: Image.fromarray(_GREY).save(p), lambda p: _grey(_GREY)),
+    ("LA", "x.png", lambda p: Image.fromarray(_GREY_ALPHA).save(p),
+     lambda p: _grey(_GREY_ALPHA[..., 0])),
+    ("P", "x.png", lambda p: _palette_image().save(p), lambda p: _PALETTE[_INDEX]),
+    ("RGB", "x.png", lambda p: Image.fromarray(_RGBA[..., :3]).save(p), lambda p: _RGBA[..., :3]),
+    ("RGBA", "x.png", lambda p: Image.fromarray(_RGBA).save(p), lambda p: _RGBA[..., :3]),
+    ("I;16", "x.png", lambda p: Image.fromarray(_U16).save(p),
+     lambda p: _grey(np.rint(_U16 / 257))),
+    ("I", "x.tif", lambda p: Image.fromarray(_I32).save(p), lambda p: _grey(np.rint(_I32 / 257))),
+    ("F", "x.tiff", lambda p: Image.fromarray(_FLOAT).save(p),
+     lambda p: _grey(np.rint(_FLOAT.astype(np.float64) * 255))),
+    ("CMYK", "x.tif", lambda p: Image.frombytes("CMYK", (32, 32), _CMYK.tobytes()).save(p),
+     lambda p: _cmyk_by_hand(_CMYK)),
+    # JPEG is lossy: the CMYK values are the ones the file holds
+    ("CMYK-jpeg", "x.jpg", lambda p: Image.frombytes("CMYK", (32, 32), _CMYK.tobytes()).save(p),
+     lambda p: _cmyk_by_hand(np.asarray(Image.open(p)))),
+    ("RGB-exif-rotated", "x.png", _rotated_by_exif, lambda p: np.rot90(_RGBA[..., :3], k=-1)),
+]
+
+
+@pytest.mark.parametrize(("name", "write", "by_hand"), [case[1:] for case in DECODER_CASES],
+                         ids=[case[0] for case in DECODER_CASES])
+def test_an_image_folder_and_predict_decode_every_mode_alike(tmp_path, name, write, by_hand):
+    """A 16-bit PNG was cached as all 255 in an image folder while predict scaled it; now both
+    read each file through the one decoder, whose rules are checked here mode by mode."""
+    from resnet_cifar.predict import read_image
+
+    file = tmp_path / "data" / "train" / "a" / name
+    file.parent.mkdir(parents=True)
+    write(file)
+    expected = by_hand(file).astype(np.uint8).transpose(2, 0, 1)
+    np.testing.assert_array_equal(read(tmp_path / "data").train_images[0], expected)
+    np.testing.assert_array_equal(read_image(file)[0], expected)
+
+
+# --------------------------------------------------------------------------- one data set per path
+
+
+def _empty_path(tmp_path):
+    make_image_folder(tmp_path)  # "" used to mean the current folder, which holds a data set
+    return "", "''", []
+
+
+def _two_wrapped(tmp_path):
+    a, b = make_cifar10_python_dir(tmp_path / "d"), make_image_folder(tmp_path / "d", 1, 1)
+    return tmp_path / "d", tmp_path / "d", [a, b]
+
+
+def _layout_beside_a_wrapped_one(tmp_path):
+    folder = make_image_folder(tmp_path, 1, 1)  # train/ and test/ at its top
+    return folder, folder, [make_cifar10_python_dir(folder)]
+
+
+def _two_layouts_in_one_folder(tmp_path):
+    folder = make_cifar10_python_dir(tmp_path)
+    for file in make_cifar10_binary_dir(tmp_path / "bin").iterdir():
+        shutil.move(file, folder)
+    return folder, folder, []
+
+
+def _archive_of_two(tmp_path):
+    a, b = make_cifar10_python_dir(tmp_path / "d"), make_image_folder(tmp_path / "d", 1, 1)
+    archive = make_tar(tmp_path / "d", tmp_path / "two.tar.gz", include_folder=False)
+    return archive, archive, [a.name, b.name]
+
+
+@pytest.mark.parametrize("command", ["data", "train"])
+@pytest.mark.parametrize("case", [_empty_path, _two_wrapped, _layout_beside_a_wrapped_one,
+                                  _two_layouts_in_one_folder, _archive_of_two],
+                         ids=lambda case: case.__name__.strip("_"))
+def test_one_data_set_per_path(tmp_path, monkeypatch, capsys, case, command):
+    """An empty path, or a path holding more than one data set, is refused with the candidates
+    named: the first in alphabetical order was used silently."""
+    monkeypatch.chdir(tmp_path)
+    data, named, candidates = case(tmp_path)
+    argv = [command, "--data", data, "--cache-dir", tmp_path / "cache"]
+    if command == "train":
+        argv += ["--out", tmp_path / "run", "--epochs", "1", "--device", "cpu"]
+    line = assert_refused(argv, named, tmp_path, capsys)
+    assert all(str(candidate) in line for candidate in candidates), line

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -345,3 +346,41 @@ def test_predict_exact_gives_the_probabilities_of_a_full_decode(tiny, big_jpeg, 
         (c.index, c.prob) for c in expected.topk]
     exact = Predictor(tiny["ckpt"], device="cpu", exact=True).predict(big_jpeg, topk=10)[0]
     assert exact.topk == expected.topk
+
+
+# --------------------------------------------------------------------------- default places
+
+
+@pytest.mark.parametrize("name", ["eval", "show", "plot", "plot-several"])
+def test_a_default_output_lands_where_the_help_says_and_is_named(tiny, tmp_path, monkeypatch,
+                                                                 capsys, name):
+    """Beside the checkpoint (eval --plot, show), in the run (plot), in the current folder
+    (plot of several runs): never into the folder that holds the runs, where each run's plots
+    would overwrite the last one's. Every file written is named on stderr."""
+    from refusals import snapshot
+
+    runs = tmp_path / "runs"
+    run = Path(shutil.copytree(tiny["run"], runs / "a"))
+    shutil.copytree(tiny["run"], runs / "b")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    data = ["--data", str(tiny["data"]), "--device", "cpu"]
+    argv, files = {
+        "eval": (["eval", run / "last.pt", "--plot", *data],
+                 [run / "confusion.png", run / "per_class.png"]),
+        "show": (["show", run / "last.pt", "--n", "4", *data], [run / "predictions.png"]),
+        "plot": (["plot", run], [run / "curves.png"]),
+        "plot-several": (["plot", run, runs / "b"], [here / "curves.png"]),
+    }[name]
+    expected = {str(file.relative_to(tmp_path)) for file in files}
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    assert main([str(word) for word in argv]) == 0
+    after = snapshot(tmp_path)
+    files_written = {path for path, (size, _) in after.items()
+                     if size >= 0 and after[path] != before.get(path)}  # -1: a folder
+    assert files_written == expected
+    named = {str(Path(line.removeprefix("wrote ")).resolve().relative_to(tmp_path))
+             for line in capsys.readouterr().err.splitlines() if line.startswith("wrote ")}
+    assert named == expected

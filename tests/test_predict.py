@@ -341,3 +341,56 @@ def test_cli_exit_code_0_when_all_succeed_and_2_when_nothing_to_predict(tiny, im
     empty.mkdir()
     assert main(["predict", str(tiny["ckpt"]), str(empty)]) == 2
     assert "no images found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- argument order
+
+ORDERS = [  # C: the checkpoint (or nothing, with --pretrained), A and B: images
+    ["C", "A", "B", "--topk", "2", "--json"],
+    ["--topk", "2", "--json", "C", "A", "B"],
+    ["C", "--topk", "2", "A", "--json", "B"],
+    ["C", "A", "--json", "B", "--topk", "2"],
+    ["--pretrained", "TAG", "A", "B", "--topk", "2", "--json"],
+    ["A", "--pretrained", "TAG", "B", "--json", "--topk", "2"],
+    ["--json", "A", "B", "--topk", "2", "--pretrained", "TAG"],
+]
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=" ".join)
+def test_predict_takes_its_options_before_between_and_after_the_images(tiny, image_dir,
+                                                                       monkeypatch, capsys,
+                                                                       order):
+    from resnet_cifar.engine import checkpoint
+
+    # a published tag is a checkpoint like any other: here, the tiny one
+    monkeypatch.setattr(checkpoint, "pretrained_checkpoint",
+                        lambda tag: checkpoint.load_checkpoint(tiny["ckpt"]))
+    files = {"C": tiny["ckpt"], "A": image_dir / "a_rgba.png", "B": image_dir / "b_grey.png"}
+    capsys.readouterr()
+    assert main(["predict", *(str(files.get(word, word)) for word in order)]) == 0
+    predictions = json.loads(capsys.readouterr().out)["predictions"]
+    assert [p["file"] for p in predictions] == [str(files["A"]), str(files["B"])]
+    assert all(len(p["topk"]) == 2 for p in predictions)
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["C"], "C"),  # a checkpoint and no image
+    (["C", "--topk", "2", "--bogus", "A"], "--bogus"),
+    (["C", "A", "--topk", "two"], "two"),
+])
+def test_predict_refuses_what_its_arguments_cannot_mean(tiny, image_dir, tmp_path, capsys,
+                                                        argv, named):
+    from refusals import assert_refused
+
+    files = {"C": str(tiny["ckpt"]), "A": str(image_dir / "a_rgba.png")}
+    assert_refused(["predict", *(files.get(word, word) for word in argv)],
+                   files.get(named, named), tmp_path, capsys)
+
+
+def test_predictor_takes_a_published_tag_as_the_cli_takes_it():
+    from resnet_cifar.engine.checkpoint import pretrained_checkpoint
+
+    image = Image.new("RGB", (32, 32), (200, 30, 30))
+    by_tag = Predictor("resnet20.fast15_jpeg").predict([image], topk=3)
+    by_checkpoint = Predictor(pretrained_checkpoint("resnet20.fast15_jpeg")).predict([image], topk=3)
+    assert by_tag == by_checkpoint

@@ -8,6 +8,8 @@ what it protects.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import shutil
 import signal
 from pathlib import Path
@@ -219,12 +221,33 @@ def test_a_full_disk_while_saving_is_a_one_line_error_with_the_way_back(data, tm
     def full(obj, f, *args, **kwargs):
         raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 512 vs 0")
 
+    save = checkpoint.torch.save
     monkeypatch.setattr(checkpoint.torch, "save", full)
     out = tmp_path / "run"
     assert cli("train", "--data", data, "--out", out, *FAST) == 2
     line = one_line_error(capsys)
-    assert f"cannot write {out / 'last.pt'}" in line and "--resume" in line
+    assert f"cannot write {out / 'last.pt'}" in line
     assert not list(out.glob(".last.pt.*"))  # no half-written file left
+    monkeypatch.setattr(checkpoint.torch, "save", save)  # space freed: the advice must work
+    assert cli(*suggested(line)) == 0
+    assert (out / "summary.json").exists()
+
+
+def suggested(line: str) -> list[str]:
+    """The arguments of the resnet-cifar command an error line suggests (after "with: ")."""
+    words = shlex.split(line.rsplit("with: ", 1)[1])
+    start = next(i for i, w in enumerate(words) if w.endswith(("resnet-cifar", "resnet_cifar")))
+    return words[start + 1:]
+
+
+def test_out_on_a_run_that_is_training_now_says_so(data, tmp_path, capsys):
+    run = trained(data, tmp_path / "run")
+    lock = rundir.RunLock(run)  # as the training process holds it
+    try:
+        assert cli("train", "--data", data, "--out", run, *FAST) == 2
+        assert str(os.getpid()) in one_line_error(capsys)  # the pid training it, not "--resume"
+    finally:
+        lock.release()
 
 
 def test_config_that_is_a_directory_is_a_one_line_error(data, tmp_path, capsys):

@@ -280,7 +280,7 @@ def test_existing_run_dir_is_refused_without_resume_or_overwrite(tiny_data, tmp_
     capsys.readouterr()
     assert run_cli(*args) == 2
     err = capsys.readouterr().err
-    assert "already holds a run" in err and "--resume" in err and "--overwrite" in err
+    assert str(out) in err and "--resume" in err and "--overwrite" in err
     assert run_cli(*args, "--overwrite") == 0
 
 

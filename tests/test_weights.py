@@ -225,3 +225,50 @@ def test_shipped_files_match_their_registry():
     assert files == {e.meta["file"] for e in entries}
     for entry in entries:
         assert pretrained.sha256_of(Path(entry.path)) == entry.meta["sha256"], entry.tag
+
+
+def test_eval_plot_and_show_of_published_weights_write_here_and_name_each_file(
+        registry, tiny, tmp_path, monkeypatch, capsys):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for argv, files in ((["eval", "--pretrained", TAG, "--plot"], ["confusion.png",
+                                                                   "per_class.png"]),
+                        (["show", "--pretrained", TAG], [f"{TAG}-predictions.png"])):
+        capsys.readouterr()
+        assert main([*argv, "--data", str(tiny[0]), "--threads", "1", "--device", "cpu"]) == 0
+        named = {Path(line.removeprefix("wrote ")).resolve()
+                 for line in capsys.readouterr().err.splitlines() if line.startswith("wrote ")}
+        assert named == {here / file for file in files}
+    assert sorted(p.name for p in here.iterdir()) == sorted(
+        ["confusion.png", "per_class.png", f"{TAG}-predictions.png"])
+
+
+def test_the_entry_ships_names_not_the_folders_of_the_machine_that_trained_it(tiny, registry):
+    """The run's folder and the data's are the training machine's: the registry keeps their
+    names (the data is identified by its fingerprint), and the recorded command names the data
+    the same way."""
+    from resnet_cifar.cli.weights_cmd import train_command
+
+    data, run = tiny
+    folder, entry = registry
+    assert str(run.parent) not in (folder / "registry.json").read_text()
+    config = entry.meta["config"]
+    assert (config["out"], config["data"]["path"], config["data"]["cache_dir"]) == \
+        (run.name, data.name, None)
+    assert entry.meta["data"]["source"] == data.name
+    command = train_command(str(run))
+    assert f"--data {data.name}" in command and str(run.parent) not in command
+
+
+@pytest.mark.parametrize("tag", ["resnet20./../../x", "resnet20.a b", "resnet20.x/y",
+                                 "../resnet20.x", "resnet20.", "resnet20.Seed2"])
+def test_a_tag_that_is_not_model_dot_recipe_is_refused_before_anything_is_written(
+        tiny, tmp_path, monkeypatch, capsys, tag):
+    from refusals import assert_refused
+
+    folder = tmp_path / "package" / "weights"
+    for module in ("resnet_cifar.models.pretrained", "resnet_cifar.publish"):
+        monkeypatch.setattr(f"{module}.weights_dir", lambda: folder)
+    assert_refused(["weights", "--add", tiny[1], "--tag", tag, "--provenance", "x"], tag,
+                   tmp_path, capsys)

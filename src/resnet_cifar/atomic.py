@@ -5,6 +5,11 @@ Checkpoints, caches, downloads, configs, figures, reports and exported models al
 never leaves a half-written file that looks complete, and every file gets the permissions a plain
 ``open()`` would give it (0666 & ~umask), not mkstemp's 0600.
 
+A writer killed outright (SIGKILL, power loss) cannot delete its temporary file: the next write of
+the same target does. Each writer holds an flock on its temporary file, which the kernel drops
+however the process ends, so a temporary file whose lock can be taken has lost its writer; one
+that is locked belongs to a live writer (two runs writing the same cache at once) and is kept.
+
 Those two raise OSError as it comes: a caller such as the data cache may choose to carry on
 without its file. Outputs the user asked for wrap the write in ``explain_write_errors`` instead,
 which turns a failed write into a one-line UserError naming the file, the cause and the fix; and
@@ -23,6 +28,11 @@ from pathlib import Path
 from typing import IO
 
 from resnet_cifar.errors import UserError
+
+try:  # advisory locks: POSIX. Elsewhere stale temporary files are left (they are hidden).
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 EDQUOT = getattr(errno, "EDQUOT", errno.ENOSPC)  # not on every platform
 # errno -> the cause in words; the OS's own strerror for the rest
@@ -54,17 +64,58 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _locked_temp(path: Path, suffix: str) -> tuple[int | None, Path]:
+    """A new empty temporary file beside ``path``, and a descriptor holding its flock (None
+    without flock: Windows cannot rename a file that is open)."""
+    while True:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+        if fcntl is None:
+            os.close(fd)
+            return None, Path(name)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.path.samestat(os.fstat(fd), os.stat(name)):
+                return fd, Path(name)
+        except FileNotFoundError:
+            pass  # another writer took it for stale before we locked it: make another
+        except OSError:  # a file system without locks: nothing to hold
+            return fd, Path(name)
+        os.close(fd)
+
+
+def _remove_stale_temps(path: Path, suffix: str, own: Path) -> None:
+    """Delete the temporary files of ``path`` whose writers are gone: those not locked."""
+    if fcntl is None:
+        return
+    prefix = f".{path.name}."
+    with os.scandir(path.parent) as entries:
+        stale = [e.path for e in entries if e.name.startswith(prefix) and e.name.endswith(suffix)
+                 and e.is_file(follow_symlinks=False) and e.name != own.name]
+    for name in stale:
+        try:
+            fd = os.open(name, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its writer lives
+            os.unlink(name)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary file name in ``path``'s folder (an empty file, ending in ``suffix``) for a
     writer that wants a name rather than a file object; on a clean exit, fsync it and rename it
-    to ``path``; on any exception (KeyboardInterrupt included), delete it."""
+    to ``path``; on any exception (KeyboardInterrupt included), delete it. Temporary files of
+    ``path`` left by writers that died are deleted first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    tmp = Path(name)
+    fd, tmp = _locked_temp(path, suffix)  # locked first, so that it is not taken for stale
     try:
+        _remove_stale_temps(path, suffix, tmp)
         # mkstemp creates 0600; give the file the permissions a plain open() would have.
         os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
@@ -73,6 +124,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        if fd is not None:
+            os.close(fd)  # drops the lock, after the rename
 
 
 @contextlib.contextmanager

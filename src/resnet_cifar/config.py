@@ -76,8 +76,9 @@ class DataConfig:
         "CIFAR in any layout: python/binary tarball or folder, image-folder tree "
         "or its .tar/.tar.gz/.zip (default: $RESNET_CIFAR_DATA, the cache, then download)",
         metavar="PATH"))
-    dataset: str = field(default="cifar10", metadata=opt(
-        "what to download when no `data.path` is given (default cifar10)",
+    dataset: str | None = field(default=None, metadata=opt(
+        "which CIFAR: downloaded when no `data.path` is given (default cifar10), checked "
+        "against the data when one is (default: the data says)",
         choices=("cifar10", "cifar100")))
     cache_dir: str | None = field(default=None, metadata=opt(
         "decoded-array cache (default $RESNET_CIFAR_CACHE or ~/.cache/resnet_cifar)",
@@ -300,7 +301,7 @@ def merge_into(config: Any, values: dict[str, Any], prefix: str = "") -> None:
             merge_into(current, value, prefix=f"{where}.")
             continue
         value = _check_type(value, hints[name], where)
-        if where in CHOICES and value not in CHOICES[where]:
+        if where in CHOICES and value is not None and value not in CHOICES[where]:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(CHOICES[where])}")
         setattr(config, name, value)
 
@@ -371,6 +372,9 @@ def validate(config: TrainConfig) -> None:
     if not (math.isfinite(config.save_every) and config.save_every >= 0):
         raise ConfigError(f"{key('save_every')} must be minutes >= 0 (0: at epoch ends only), "
                           f"got {config.save_every}")
+    if config.out is not None and not config.out.strip():  # "" would be the current folder
+        raise ConfigError(f"{key('out')} is empty ({config.out!r}): give the run's folder, or "
+                          "leave it out for one under runs/")
     check_run_name(config.name)
     check_model(config.model, config.model_kwargs)
     milestones = config.milestones

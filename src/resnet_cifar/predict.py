@@ -7,9 +7,11 @@
 What an image goes through, whatever it arrives as:
   1. It becomes a PIL image: PIL images as they are; files are opened (EXIF orientation applied);
      numpy arrays and tensors by the layout rules of `to_uint8_batch`.
-  2. ``convert("RGB")``: greyscale, palette, CMYK... become RGB, and an alpha channel is dropped
-     (not composited), exactly as the data layer decodes image folders. 16-bit greyscale is scaled
-     to 8 bits first.
+  2. It becomes 8-bit RGB by the data layer's one decoder (data/images.py), so a file gives the
+     pixels it has in an image-folder data set: an alpha channel is dropped (not composited);
+     16-bit and 32-bit integer greyscale (modes I;16, I) is divided by 257 and float greyscale
+     (F, read as [0, 1]) multiplied by 255, both clipped to 0..255 and rounded; every other mode
+     (1, L, P, CMYK, ...) goes through Pillow's ``convert("RGB")``.
   3. If it is not 32x32, the whole image is resized to 32x32 with PIL's bicubic filter: no crop,
      the aspect ratio is not preserved. Each prediction reports the original size and mode.
   4. The uint8 pixels are normalized inside the model wrapper with the same arithmetic as the
@@ -45,10 +47,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch import nn
 
 from resnet_cifar.data.constants import CIFAR10_CLASSES
+from resnet_cifar.data.images import read_rgb, to_rgb
 from resnet_cifar.data.normalization import Normalization
 from resnet_cifar.data.sources import IMAGE_EXTENSIONS  # what a directory walk picks up
 from resnet_cifar.engine.checkpoint import Checkpoint
@@ -105,22 +108,10 @@ class ImageInfo:
     mode: str  # original PIL mode ("RGB", "L", "RGBA", "P", ...)
 
 
-def _to_8bit(image: Image.Image) -> Image.Image:
-    """16/32-bit integer greyscale (read as 16-bit) and float greyscale (read as [0, 1]) -> "L".
-
-    PIL's own convert("RGB") would clip such values at 255 instead of scaling them."""
-    if image.mode == "F":
-        values = np.asarray(image, dtype=np.float64) * 255.0
-    elif image.mode == "I" or image.mode.startswith("I;16"):
-        values = np.asarray(image, dtype=np.float64) / 257.0  # 65535 -> 255
-    else:
-        return image
-    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
-
-
 def pil_to_uint8(image: Image.Image) -> np.ndarray:
-    """Any PIL image -> (3, 32, 32) uint8 RGB: convert("RGB"), then a bicubic resize if needed."""
-    rgb = _to_8bit(image).convert("RGB")
+    """Any PIL image -> (3, 32, 32) uint8 RGB: the data layer's `to_rgb`, then a bicubic resize
+    if needed."""
+    rgb = to_rgb(image)
     if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
         rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
     return np.ascontiguousarray(np.asarray(rgb).transpose(2, 0, 1))  # (H, W, 3) -> (3, H, W)
@@ -130,12 +121,8 @@ def read_image(path: str | os.PathLike, exact: bool = False) -> tuple[np.ndarray
     """One image file -> ((3, 32, 32) uint8, its original size and mode). Raises on a bad file.
 
     A large JPEG is decoded at a reduced scale unless ``exact`` (see the module docstring)."""
-    with Image.open(path) as image:
-        info = ImageInfo(image.size, image.mode)
-        if not exact and image.format == "JPEG" and image.size != (IMAGE_SIZE, IMAGE_SIZE):
-            image.draft("RGB", (IMAGE_SIZE, IMAGE_SIZE))  # decode at a reduced scale (>= 32x32)
-        image = ImageOps.exif_transpose(image)  # loads the pixels; photos taken rotated
-        return pil_to_uint8(image), info
+    rgb, size, mode = read_rgb(path, reduce=not exact)  # the data layer's decoder
+    return pil_to_uint8(rgb), ImageInfo(size, mode)
 
 
 def _as_pixels(array: np.ndarray) -> np.ndarray:

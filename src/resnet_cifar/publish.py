@@ -13,6 +13,7 @@ atomically, one entry per tag; an existing tag is refused unless replaced on pur
 from __future__ import annotations
 
 import datetime
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ from resnet_cifar.models.pretrained import (
     weights_dir,
 )
 
+# <model>.<recipe>: the tag names the weights' file, so nothing in it may leave the folder
+TAG = re.compile(r"[a-z0-9_]+\.[a-z0-9_]+")
+
 
 def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str | None = None,
                 data_flags: dict[str, Any] | None = None, default: bool = False,
@@ -48,6 +52,9 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
     as for every command that reads a run. ``default``: the tag ``pretrained=True`` gives for its
     model (any other default of that model is unset). ``command``: the training command as the
     user would type it."""
+    if not TAG.fullmatch(tag):
+        raise ConfigError(f"tag {tag!r} is not <model>.<recipe>: the model's name, a dot, then "
+                          "lowercase letters, digits and underscores (e.g. resnet20.seed150_jpeg)")
     folder = Path(folder) if folder is not None else weights_dir()
     run = read_run(run_dir)
     if run.summary is None:
@@ -90,7 +97,7 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
                           "std": list(last.std or ())},
         "classes": list(context.classes),
         "weights": last.weights,  # "ema": the run's moving average, its final weights
-        "config": last.config,
+        "config": shipped_config(last.config),
         "command": command,
         "metrics": {"test_acc": result.accuracy, "test_loss": result.loss,
                     "correct": result.correct, "total": result.total,
@@ -100,7 +107,7 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
                     "best_val_acc": run.summary.get("best_val_acc"),
                     "val_is_test": run.summary.get("val_is_test")},
         "data": {"provenance": provenance, "fingerprint": result.data["fingerprint"],
-                 "source": str(result.data["source"]),
+                 "source": name_only(str(result.data["source"])),
                  "train_images": run.summary.get("train_images")},
         "training": {"device": run.summary.get("device"), "threads": run.summary.get("threads"),
                      "thread_spans": run.summary.get("thread_spans"),
@@ -120,6 +127,19 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
                 other["default"] = False
     write_registry(with_entry(registry, tag, record), folder)
     return WeightsEntry(tag, record)
+
+
+def shipped_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's config without the folders of the machine that trained it: the run's and the
+    data file's names only, no cache folder. The data's fingerprint says which data it was."""
+    data = config.get("data") or {}
+    return {**config, "out": name_only(config.get("out")),
+            "data": {**data, "path": name_only(data.get("path")), "cache_dir": None}}
+
+
+def name_only(path: str | None) -> str | None:
+    """The last name of ``path`` (a file's or a folder's), which says what it was, not where."""
+    return Path(path).name if path else path
 
 
 def with_entry(registry: dict[str, Any], tag: str, record: dict[str, Any]) -> dict[str, Any]:

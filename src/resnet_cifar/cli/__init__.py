@@ -41,8 +41,20 @@ class SubcommandParser(argparse.ArgumentParser):
     first (27 lines for `train`) above the one line that says what is wrong: as for every other
     user error, that line alone, with where to read the flags."""
 
+    intermixed = False  # True: positionals may come among the options (predict's images)
+    _in_pass = False  # inside a pass of the intermixed parse, whose leftovers are expected
+
     def parse_known_args(self, args=None, namespace=None):
-        namespace, extras = super().parse_known_args(args, namespace)
+        if self._in_pass:
+            return super().parse_known_args(args, namespace)
+        if self.intermixed:
+            self._in_pass = True
+            try:
+                namespace, extras = self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._in_pass = False
+        else:
+            namespace, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")  # exits 2
         return namespace, extras

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import types
 import typing
@@ -13,6 +12,7 @@ from typing import Any
 
 from resnet_cifar.cli.flags import FLAG_OF, field_flag, flag_of
 from resnet_cifar.config import DataConfig, TrainConfig, setting_fields
+from resnet_cifar.engine.rundir import strict_json
 from resnet_cifar.errors import ConfigError, UserError, render_settings
 
 
@@ -243,7 +243,7 @@ def use_threads(args: argparse.Namespace) -> None:
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2))
+    print(strict_json(value, indent=2))
 
 
 def require(condition: bool, message: str) -> None:

@@ -35,7 +35,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--plot",
         action="store_true",
-        help="also write confusion.png and per_class.png beside the checkpoint",
+        help="also write confusion.png and per_class.png beside the checkpoint (--pretrained: "
+             "in the current folder)",
     )
     p.add_argument("--out-dir", metavar="DIR", help="where --plot writes (default: beside it)")
     p.add_argument("--tta", choices=TTA_MODES, default="none",
@@ -95,7 +96,9 @@ def write_plots(result, args) -> None:
 
 
 def plot_dir(args: argparse.Namespace) -> Path:
-    return Path(args.out_dir) if args.out_dir else output_beside(args, "").parent
+    """--out-dir, else the folder of the checkpoint (so that each run keeps its own plots), or
+    for --pretrained weights the current one: where output_beside puts a file."""
+    return Path(args.out_dir) if args.out_dir else output_beside(args, "confusion.png").parent
 
 
 def print_result(result, split: str) -> None:

@@ -53,8 +53,10 @@ def add_predict_parser(sub) -> None:
         "predict", help="classify image files (any size or mode) with a checkpoint",
         description="Each image is converted to RGB and resized to 32x32 (PIL bicubic, whole "
                     "image, no crop, aspect ratio not kept); a large JPEG is decoded at a reduced "
-                    "scale first unless --exact. Exit code 1 if any file failed.",
+                    "scale first unless --exact. Exit code 1 if any file failed. Options may "
+                    "come before, between or after the paths.",
     )
+    p.intermixed = True  # `predict CKPT --topk 2 a.png`
     add_checkpoint_args(p)
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR",
                    help="image files, or directories to search recursively")
@@ -117,6 +119,13 @@ def run_predict(args: argparse.Namespace) -> int:
     from resnet_cifar.data.sources import IMAGE_EXTENSIONS
     from resnet_cifar.predict import Predictor, find_images
 
+    # argparse gives the first path to the checkpoint: with --pretrained, it is an image too
+    if args.pretrained and args.checkpoint:
+        args.inputs.insert(0, args.checkpoint)
+        args.checkpoint = None
+    elif not args.pretrained and args.checkpoint is None:
+        raise UserError(f"give the checkpoint, then the images (only {args.inputs[0]} was "
+                        "given), or --pretrained TAG and the images")
     paths = find_images(args.inputs)
     if not paths:
         raise UserError(f"no images found in {', '.join(args.inputs)} "

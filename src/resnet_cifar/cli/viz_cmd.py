@@ -42,8 +42,9 @@ def add_show_parser(sub) -> None:
     p.add_argument("--only-wrong", action="store_true", help="show mistakes only")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--out", metavar="FILE.png",
-                   help="default: predictions.png beside the checkpoint; .jpg, .jpeg, .pdf and "
-                        ".svg write those formats")
+                   help="default: predictions.png beside the checkpoint (--pretrained: "
+                        "TAG-predictions.png in the current folder); .jpg, .jpeg, .pdf and .svg "
+                        "write those formats")
     p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="title by the test-time-augmented prediction (the figure title says so)")
     add_show_arg(p)
@@ -59,8 +60,8 @@ def add_plot_parser(sub) -> None:
                                    "marked; several runs are overlaid, one colour each.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", metavar="FILE.png",
-                   help="default: curves.png in the run directory (one run) or here (several); "
-                        ".jpg, .jpeg, .pdf and .svg write those formats")
+                   help="default: curves.png in the run directory (one run) or in the current "
+                        "folder (several); .jpg, .jpeg, .pdf and .svg write those formats")
     add_x_arg(p)
     add_show_arg(p)
     p.set_defaults(func=run_plot)
@@ -68,17 +69,29 @@ def add_plot_parser(sub) -> None:
 
 def add_compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="table and figure comparing runs, mean ± std over seeds",
-                       description="One row per run, and mean ± std over runs of the same "
+                       description="One row per run, and mean ± std over the seeds of each "
                                    "recipe (the whole config but the seed, names, paths, "
-                                   "device and threads; the settings that differ are named); "
-                                   "writes comparison.md, comparison.csv and comparison.png.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--out-dir", metavar="DIR", default=".", help="default: here")
-    p.add_argument("--baseline", metavar="MODEL",
+                                   "device and threads; the settings that differ are named). A "
+                                   "second run of a recipe with a seed it already has is a "
+                                   "repeat: set aside, and named. Writes comparison.md, "
+                                   "comparison.csv, comparison.png (the curves of the run "
+                                   "directories) and, with --cost, accuracy_vs_cost.png into "
+                                   "--out-dir, and prints comparison.md.")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN",
+                   help="a run directory, or a comparison.csv an earlier compare wrote: its "
+                        "rows count as runs (their directories may be gone); each once")
+    p.add_argument("--out-dir", metavar="DIR", default=".", help="default: the current folder")
+    p.add_argument("--baseline", metavar="MODEL[=BASELINE]", action="append",
                    help="also give each model's test accuracy minus this model's, with a 95%% "
                         "interval from the pooled seed noise, and say which differences are "
                         "inside the noise; a model with several recipes: give the label of "
-                        "one, as the tables print it (e.g. 'resnet20 [lr=0.1]')")
+                        "one, as the tables print it (e.g. 'resnet20 [lr=0.1]'). Repeat it or "
+                        "separate by commas for several baselines; A=B compares model A with "
+                        "baseline B only (e.g. --baseline resnet20,regnet20_convgru=resnet56)")
+    p.add_argument("--cost", choices=("macs", "params"),  # viz.cost.COSTS (not imported: slow)
+                   help="also draw accuracy_vs_cost.png: each model's test accuracy (mean ± std "
+                        "over seeds) against its multiply-adds (macs) or parameters, the plain "
+                        "ResNets joined by a line")
     p.add_argument("--allow-mixed-data", action="store_true",
                    help="compare runs on different data (another fingerprint, dataset or "
                         "number of classes), refused by default; the output says so")
@@ -175,7 +188,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
     written = write_comparison(args.run_dirs, args.out_dir, args.baseline,
                                allow_mixed_data=args.allow_mixed_data, targets=args.targets,
-                               x=args.x)
+                               x=args.x, cost=args.cost)
     print(written["markdown"].read_text(), end="")
     return wrote(list(written.values()), args.show)
 

@@ -19,8 +19,8 @@ def add_parser(sub) -> None:
     add = p.add_argument_group("publishing a finished run (maintainers)")
     add.add_argument("--add", metavar="RUN_DIR",
                      help="publish this finished run's model.pth, evaluated on the test split")
-    add.add_argument("--tag", help="its tag: <model>.<recipe><epochs>_<data>, e.g. "
-                                   "resnet20.seed150_jpeg")
+    add.add_argument("--tag", help="its tag: <model>.<recipe><epochs>_<data> in lowercase "
+                                   "letters, digits and underscores, e.g. resnet20.seed150_jpeg")
     add.add_argument("--provenance", help="the data, stated plainly (required with --add)")
     add.add_argument("--default", action="store_true",
                      help="make it the model's pretrained=True weights")
@@ -99,14 +99,16 @@ def run_add(args: argparse.Namespace) -> int:
 
 def train_command(run_dir: str) -> str:
     """The run's recipe as a train command: every setting that differs from the defaults, as
-    the flag a user types (the seed included; paths, threads and devices left out)."""
+    the flag a user types (the seed included; the data by its file's name, as the shipped config
+    names it; other paths, threads and devices left out)."""
     from pathlib import Path
 
     from resnet_cifar.cli.flags import FLAG_OF
     from resnet_cifar.config import TrainConfig, read_toml, to_dict
     from resnet_cifar.engine.recipes import flatten
+    from resnet_cifar.publish import shipped_config
 
-    config = flatten(read_toml(Path(run_dir) / "config.toml"))
+    config = flatten(shipped_config(read_toml(Path(run_dir) / "config.toml")))
     defaults = flatten(to_dict(TrainConfig()))
     skip = {"out", "name", "threads", "device", "tensorboard", "data.cache_dir",
             "data.fingerprint", "data.allow_other_data"}

@@ -7,9 +7,10 @@ source's content, not its name or date, together with the flags that change the 
 
 - an archive is identified by its md5, the digest the official downloads publish, so a downloaded
   tarball and the arrays decoded from it share a key even once the tarball is deleted;
-- a folder by the relative path, size and modification time of exactly the files the decoder
-  reads. Hashing their bytes instead costs about 2.5 s for 60,000 JPEGs on every load, more than
-  the cached load itself; any edit of a file changes its modification time anyway.
+- a folder by the sha256 of the relative path and the bytes of exactly the files the decoder
+  reads. A file's size and modification time would be cheaper to read, but an edit can keep both
+  (a copy that preserves times, a coarse-clock file system), and then the old pixels would be
+  served under the old fingerprint. The cost, for 60,000 JPEGs: docs/benchmarks.md.
 
 Cache files are written to a temporary file and renamed, so none is ever half-written; a corrupt
 one is ignored and rewritten. An unwritable cache folder only costs a warning.
@@ -48,7 +49,9 @@ from resnet_cifar.data.sources import (
 )
 from resnet_cifar.errors import DataError
 
-CACHE_FORMAT = 1  # bump when the decoded result of a source changes
+# Bump when the decoded result of a source changes, so that older cache files are not reused.
+# 2: one image decoder (data/images.py): EXIF orientation, 16-bit and float greyscale scaled.
+CACHE_FORMAT = 2
 _warned_dirs: set[str] = set()
 
 
@@ -64,11 +67,13 @@ def cache_key(content_digest: str, *, coarse: bool, resize: bool) -> str:
 
 
 def folder_digest(tree: FileTree, layout: Layout) -> str:
-    """Digest of a folder source: relative path, size and mtime of every file the decoder reads."""
+    """Digest of a folder source: relative path and content of every file the decoder reads."""
     assert tree.root is not None, "folder_digest is for folders; archives are keyed by their md5"
     digest = hashlib.sha256(layout.kind.encode())
     for name in layout_files(tree, layout):
-        digest.update(f"\0{name}\0{tree.files[name]}\0{tree.mtimes[name]}".encode())
+        data = tree.read(name)
+        digest.update(f"\0{name}\0{len(data)}\0".encode())  # the length keeps names apart
+        digest.update(data)
     return f"folder:{digest.hexdigest()}"
 
 
@@ -206,8 +211,14 @@ def _load_official(dataset: str, cache_dir: Path, *, coarse: bool, resize: bool,
     return _cached(cache_dir, key, url, decode)
 
 
+def dataset_of(classes: list[str]) -> str | None:
+    """Which CIFAR data with these classes is: cifar10 (10 classes), cifar100 (100, or 20 coarse
+    ones), else None (an image folder of other classes)."""
+    return {10: "cifar10", 100: "cifar100", 20: "cifar100"}.get(len(classes))
+
+
 def load_cifar(path: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None,
-               dataset: str = "cifar10", coarse: bool = False, resize: bool = False,
+               dataset: str | None = None, coarse: bool = False, resize: bool = False,
                download: bool = True, progress: bool = True, url: str | None = None,
                md5: str | None = None) -> CifarArrays:
     """Decoded CIFAR arrays, from the cache when the same content was decoded before.
@@ -219,20 +230,21 @@ def load_cifar(path: str | os.PathLike | None = None, *, cache_dir: str | os.Pat
          tarball in the cache folder, else a download of it (unless `download=False`). `url` and
          `md5` override the official address and checksum (a mirror, or a test server).
     The cache folder is `cache_dir`, else $RESNET_CIFAR_CACHE, else ~/.cache/resnet_cifar.
-    A given path is decoded as whatever layout it holds; `dataset` "cifar100" is then checked
-    against it (100 classes, or 20 coarse ones), since the run records what was asked for.
+    A given path is decoded as whatever layout it holds; a `dataset` given with it must agree
+    with what the data is (see `dataset_of`), since the run records it.
     """
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if path is None and os.environ.get(DATA_ENV):
         path = os.environ[DATA_ENV]
     if path is not None:
         arrays = _load_path(resolve_path(path), folder, coarse, resize, progress)
-        if dataset == "cifar100" and len(arrays.classes) not in (100, 20):
+        if dataset is not None and dataset != dataset_of(arrays.classes):
             raise DataError(
-                f"{arrays.source} holds {len(arrays.classes)} classes, not CIFAR-100's 100 (or 20 "
-                "coarse) that `data.dataset` cifar100 asks for: leave `data.dataset` out for this "
-                "data, or point `data.path` at CIFAR-100"
+                f"{arrays.source} holds {len(arrays.classes)} classes, not the "
+                f"{'10' if dataset == 'cifar10' else '100 (or 20 coarse)'} of `data.dataset` "
+                f"{dataset}: leave `data.dataset` out for this data, or point `data.path` at "
+                f"{dataset}"
             )
         return arrays
-    return _load_official(dataset, folder, coarse=coarse, resize=resize, download=download,
-                          progress=progress, url=url, md5=md5)
+    return _load_official(dataset or "cifar10", folder, coarse=coarse, resize=resize,
+                          download=download, progress=progress, url=url, md5=md5)

@@ -42,14 +42,22 @@ class FileTree:
     files: dict[str, int]  # relative path → size in bytes
     dirs: set[str]  # relative folder paths, without trailing slash
     root: Path | None = None  # set for a folder (files are read lazily)
-    mtimes: dict[str, int] = field(default_factory=dict)  # folder: relative path → st_mtime_ns
     blobs: dict[str, bytes] = field(default_factory=dict)  # set for an archive
 
     def read(self, name: str) -> bytes:
         if self.root is None:
             return self.blobs[name]
         try:
-            return (self.root / name).read_bytes()
+            # os.read, not Path.read_bytes: 3x faster for 60,000 small files (every load hashes
+            # them for the cache key, docs/benchmarks.md)
+            fd = os.open(os.path.join(self.root, name), os.O_RDONLY)
+            try:
+                parts = []
+                while part := os.read(fd, 1 << 24):
+                    parts.append(part)
+                return b"".join(parts)
+            finally:
+                os.close(fd)
         except OSError as err:
             raise DataError(f"cannot read {self.describe(name)}: {err.strerror}; "
                             "check the file's permissions") from None
@@ -72,9 +80,7 @@ def _list_folder(root: Path) -> FileTree:
                         tree.dirs.add(name)
                         walk(entry.path, name + "/", depth + 1)
                 elif entry.is_file():
-                    info = entry.stat()
-                    tree.files[name] = info.st_size
-                    tree.mtimes[name] = info.st_mtime_ns
+                    tree.files[name] = entry.stat().st_size
 
     walk(str(root), "", 0)
     return tree

@@ -15,8 +15,11 @@ their extracted folders, and the folders that hold those all work.
 Image folders: class names are the sorted folder names and labels their positions in that order
 (for CIFAR-10 this is the official label order, which is alphabetical). Images are ordered by class,
 then by file name. A tree without test/ gives an empty test split, so hold out a validation split
-instead. Images must be 32x32 unless `resize=True`, which resizes them with Pillow's bicubic filter
-(antialiased when shrinking; JPEGs are first reduced by a power of two in the decoder).
+instead. Each file is decoded to 8-bit RGB by images.py, the decoder `predict` uses too: EXIF
+orientation applied, alpha dropped, 16-bit (I;16) and 32-bit (I) greyscale divided by 257, float
+(F) greyscale multiplied by 255, every other mode through Pillow's convert("RGB"). Images must be
+32x32 unless `resize=True`, which resizes them with Pillow's bicubic filter (antialiased when
+shrinking; JPEGs are first reduced by a power of two in the decoder).
 
 Reading the folder or archive into a `FileTree` (archives in memory, unsafe members refused) is
 filetree.py's job; this module decodes what the tree holds. Pickles go through a restricted
@@ -40,6 +43,7 @@ from tqdm import tqdm
 
 from resnet_cifar.data.constants import CIFAR10_CLASSES, IMAGE_SHAPE, PIXELS_PER_IMAGE
 from resnet_cifar.data.filetree import ACCEPTED_LAYOUTS, FileTree, open_tree
+from resnet_cifar.data.images import read_rgb
 from resnet_cifar.data.safe_pickle import safe_loads
 from resnet_cifar.errors import DataError, render_settings
 
@@ -93,30 +97,40 @@ class Layout:
     kind: str
     prefix: str
 
+    def where(self, tree: FileTree) -> str:
+        """The folder that holds it, for messages."""
+        return tree.describe(self.prefix.rstrip("/")) if self.prefix else tree.label
 
-def _detect_at(tree: FileTree, prefix: str) -> str | None:
+
+def _detect_at(tree: FileTree, prefix: str) -> list[str]:
+    """The layouts whose marker files are at `prefix`: one, none, or (two data sets) more."""
     files, dirs = tree.files, tree.dirs
-    if prefix + "data_batch_1" in files:
-        return "cifar10-python"
-    if prefix + "train" in files and prefix + "meta" in files:
-        return "cifar100-python"
-    if prefix + "data_batch_1.bin" in files:
-        return "cifar10-binary"
-    if prefix + "train.bin" in files:
-        return "cifar100-binary"
-    if prefix + "train" in dirs or prefix + "test" in dirs:
-        return "image-folder"
-    return None
+    markers = [("cifar10-python", prefix + "data_batch_1" in files),
+               ("cifar100-python", prefix + "train" in files and prefix + "meta" in files),
+               ("cifar10-binary", prefix + "data_batch_1.bin" in files),
+               ("cifar100-binary", prefix + "train.bin" in files),
+               ("image-folder", prefix + "train" in dirs or prefix + "test" in dirs)]
+    return [kind for kind, present in markers if present]
 
 
 def find_layout(tree: FileTree) -> Layout:
-    """The layout at the top of the tree, else inside one of its top-level folders."""
+    """The one layout the tree holds: at its top, or inside one of its top-level folders.
+
+    More than one (two layouts side by side, or two folders each holding one) is refused with the
+    candidates named: picking one would silently train on whichever sorts first."""
     top_dirs = sorted(d for d in tree.dirs if "/" not in d and not d.startswith((".", "__MACOSX")))
-    for prefix in ["", *(d + "/" for d in top_dirs)]:
-        kind = _detect_at(tree, prefix)
-        if kind is not None:
-            return Layout(kind, prefix)
-    raise DataError(f"no CIFAR layout found in {tree.label}: expected {ACCEPTED_LAYOUTS}")
+    found = [Layout(kind, "") for kind in _detect_at(tree, "")]
+    # an image folder's own train/ and test/ are its splits, not data sets of their own
+    own = {"train", "test"} if any(f.kind == "image-folder" for f in found) else set()
+    found += [Layout(kind, d + "/") for d in top_dirs if d not in own
+              for kind in _detect_at(tree, d + "/")]
+    if not found:
+        raise DataError(f"no CIFAR layout found in {tree.label}: expected {ACCEPTED_LAYOUTS}")
+    if len(found) > 1:
+        where = ", ".join(f"{f.kind} at {f.where(tree)}" for f in found)
+        raise DataError(f"{tree.label} holds more than one data set ({where}): point `data.path` "
+                        "at the one you mean, or move the others away")
+    return found[0]
 
 
 def _numbered_batches(tree: FileTree, prefix: str, suffix: str = "") -> list[str]:
@@ -271,12 +285,9 @@ def _decode_cifar100_binary(tree: FileTree, layout: Layout, coarse: bool):
 
 
 def _decode_image(data: bytes, source: str, resize: bool) -> np.ndarray:
-    """One image file → (32, 32, 3) uint8 RGB."""
+    """One image file → (32, 32, 3) uint8 RGB, by images.py's rules."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            if resize and image.size != (32, 32):
-                image.draft("RGB", (32, 32))  # JPEG: decode at a reduced scale (still >= 32x32)
-            rgb = image.convert("RGB")  # decodes; grey, palette and RGBA become RGB
+        rgb, _, _ = read_rgb(io.BytesIO(data), reduce=resize)
     except UnidentifiedImageError:
         raise DataError(f"cannot read image {source}: it is not an image format Pillow knows; "
                         "replace or delete the file") from None
@@ -293,7 +304,7 @@ def _decode_image(data: bytes, source: str, resize: bool) -> np.ndarray:
 
 def _image_splits(tree: FileTree, layout: Layout):
     """The train and test members and the class names of an image folder, validated."""
-    where = tree.describe(layout.prefix.rstrip("/")) if layout.prefix else tree.label
+    where = layout.where(tree)
     has_test = layout.prefix + "test" in tree.dirs
     if layout.prefix + "train" not in tree.dirs:
         raise DataError(f"{where} has a test/ folder but no train/ folder: an image folder needs "
@@ -396,6 +407,10 @@ def decode_tree(tree: FileTree, layout: Layout, *, coarse: bool = False, resize:
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
+    """`path` made absolute; an empty one is refused (Path("") would be the current folder)."""
+    if not os.fspath(path):
+        raise DataError("the data path is empty (''): pass `data.path` the folder or archive that "
+                        "holds CIFAR, or leave it out to use the cache / download")
     return Path(path).expanduser().resolve()
 
 

@@ -13,6 +13,7 @@ Three shapes are read:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,21 @@ FORMAT_VERSION = 1
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save that never leaves a half-written checkpoint."""
+    """torch.save of ``obj`` with every tensor on the CPU (a file saved on a GPU loads anywhere,
+    with a plain torch.load), never leaving a half-written file."""
     with atomic_write(path) as f:
-        torch.save(obj, f)
+        torch.save(on_cpu(obj), f)
+
+
+def on_cpu(obj: Any) -> Any:
+    """``obj`` with each tensor in its dicts, lists and tuples moved to the CPU (a no-op there)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(on_cpu(v) for v in obj)
+    return obj
 
 
 def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -69,6 +82,12 @@ class Checkpoint:
         """A fresh model of the checkpoint's architecture with its weights loaded."""
         model = create_model(self.model_name, num_classes=self.num_classes, **self.model_kwargs)
         load_state_dict_checked(model, self.state_dict, self.path, self.model_name)
+        bad = sum(int((~t.isfinite()).sum()) for t in self.state_dict.values()
+                  if t.is_floating_point())
+        if bad:  # its every output is noise: a figure from it must not pass for a result
+            warnings.warn(f"{self.path}: {bad:,} of its weights are NaN or infinite, so whatever "
+                          "it computes is meaningless; use a checkpoint from before the run "
+                          "diverged", RuntimeWarning, stacklevel=2)
         return model
 
 

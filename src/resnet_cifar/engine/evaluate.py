@@ -18,7 +18,7 @@ from resnet_cifar.config import EVAL_BATCH_SIZE, DataConfig
 from resnet_cifar.engine.checkpoint import Checkpoint
 from resnet_cifar.engine.inference import InferenceContext
 from resnet_cifar.engine.tta import TTAReport, with_tta
-from resnet_cifar.errors import ConfigError
+from resnet_cifar.errors import ConfigError, DataError
 
 # On CPU the model sees at most this many images at a time: the activations of 32 images (2 MB
 # for ResNet-20's first stage) stay near the core, those of a 1000-image loader batch do not, which
@@ -108,9 +108,11 @@ def evaluate_model(
     matrix = confusion.view(k, k).cpu()
     total = int(matrix.sum())
     correct = int(matrix.diagonal().sum())
+    if total == 0:  # the accuracy of no images is no number: never report it as 0%
+        raise DataError("no images to evaluate: the split is empty")
     return EvalResult(
-        loss=float(loss_sum) / max(total, 1),
-        accuracy=correct / max(total, 1),
+        loss=float(loss_sum) / total,
+        accuracy=correct / total,
         correct=correct,
         total=total,
         confusion=matrix.tolist(),

@@ -73,7 +73,7 @@ class InferenceContext:
         from resnet_cifar.engine.runtime import resolve_device
         from resnet_cifar.engine.splits import data_for_run
 
-        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(
+        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_named(
             checkpoint, model, model_kwargs)
         if dataset:
             data = data or data_for_run(ckpt.config, {})  # default: what the run was trained on
@@ -157,18 +157,17 @@ class InferenceContext:
         """Train / validation / test as the run drew them (its seed, its data.val_split)."""
         from resnet_cifar.engine.splits import make_splits
 
-        return make_splits(self.arrays, self.data, self.seed)
+        splits = make_splits(self.arrays, self.data, self.seed)
+        check_classes(self.checkpoint, splits.classes)  # on every read, whatever the consumer
+        return splits
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(images, labels) of ``test``, ``val`` or ``train``, refused when the data's classes
-        do not fit the model's head."""
+        """(images, labels) of ``test``, ``val`` or ``train``."""
         from resnet_cifar.engine.splits import pick_split
 
         if name == "val":
             self._check_held_out()
-        images, labels = pick_split(self.splits, name)
-        check_classes(self.checkpoint, self.splits.classes)
-        return images, labels
+        return pick_split(self.splits, name)
 
     def _check_held_out(self) -> None:
         """`split` val must be the very images the run held out: another size or seed draws
@@ -202,14 +201,36 @@ class InferenceContext:
                             normalization=self.normalization, device=self.device)
 
 
+def load_named(name: str | os.PathLike, model: str | None,
+               model_kwargs: dict[str, Any] | None) -> Checkpoint:
+    """A checkpoint file, or published weights by their tag ("resnet20.fast15_jpeg") where no
+    file has that name."""
+    from resnet_cifar.engine.checkpoint import pretrained_checkpoint
+    from resnet_cifar.models.pretrained import read_registry
+
+    if not os.path.exists(name) and str(name) in read_registry():
+        return pretrained_checkpoint(str(name))
+    return load_checkpoint(name, model, model_kwargs)
+
+
 def run_seed(ckpt: Checkpoint) -> int:
     """The seed the checkpoint's run drew its splits with (0 when it records none)."""
     return int((ckpt.config or {}).get("seed", 0))
 
 
 def check_classes(ckpt: Checkpoint, classes: list[str]) -> None:
+    """The data's labels must mean what the checkpoint's outputs mean: the same number of
+    classes, and the same names in the same order where the checkpoint records them. Other pixels
+    may be allowed (`data.allow_other_data`); other labels never are."""
     if ckpt.num_classes != len(classes):
         raise CheckpointError(
             f"{ckpt.path}: class-count mismatch: the checkpoint has {ckpt.num_classes} classes, "
             f"the data has {len(classes)}"
+        )
+    if ckpt.classes is not None and list(ckpt.classes) != list(classes):
+        i = next(i for i, (a, b) in enumerate(zip(ckpt.classes, classes, strict=True)) if a != b)
+        raise CheckpointError(
+            f"{ckpt.path}: class {i} is {ckpt.classes[i]!r} in the checkpoint but {classes[i]!r} "
+            f"in the data (checkpoint: {', '.join(ckpt.classes)}); its labels would not mean the "
+            "same classes: use data with the checkpoint's class folders in that order"
         )

@@ -7,10 +7,11 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from resnet_cifar.config import TrainConfig, from_dict
+from resnet_cifar.config import TrainConfig, from_dict, read_toml, to_dict
 from resnet_cifar.engine.checkpoint import load_checkpoint
+from resnet_cifar.engine.recipes import flatten
 from resnet_cifar.engine.rundir import resume_checkpoint
-from resnet_cifar.engine.train_report import cli_command
+from resnet_cifar.engine.train_report import cli_command, restart_command
 from resnet_cifar.errors import ConfigError
 
 # Config keys a resumed run may change: they do not alter the computation (epochs extends it).
@@ -27,14 +28,13 @@ def resume_config(
     if path.is_dir() and not ckpt_path.exists() and (path / "config.toml").exists():
         raise ConfigError(
             f"{path} has no last.pt to resume from: the run stopped before its first epoch "
-            f"ended. Start it again with: {cli_command()} train --config "
-            f"{shlex.quote(str((path / 'config.toml').resolve()))} --out "
-            f"{shlex.quote(str(path.resolve()))} --overwrite"
+            f"ended. Start it again with: {restart_command(path)}"
         )
     ckpt = load_checkpoint(ckpt_path)
     if ckpt.config is None or "optimizer" not in ckpt.training_state:
         raise ConfigError(f"{ckpt_path} holds weights only, not a training state to resume")
     config = from_dict(ckpt.config)
+    check_belongs(config, ckpt_path)
     overrides = dict(overrides or {})
     data_overrides = overrides.pop("data", None) or {}
     check_unchanged(config, overrides, data_overrides, ckpt_path)
@@ -67,6 +67,28 @@ def resume_config(
     # moving average gives those to inference, and keeps the raw ones beside them)
     model = ckpt.raw_state_dict if ckpt.raw_state_dict is not None else ckpt.state_dict
     return config, ckpt_path.parent, {"state": ckpt.training_state, "model": model}
+
+
+def check_belongs(config: TrainConfig, ckpt_path: Path) -> None:
+    """A run directory's checkpoints belong to it: a last.pt copied in from another run would
+    continue that run here, over this run's config.toml and metrics."""
+    own_file = ckpt_path.parent / "config.toml"
+    if not own_file.is_file():
+        return
+    own = flatten(to_dict(from_dict(read_toml(own_file))))
+    saved = flatten(to_dict(config))
+    differ = sorted(k for k in own.keys() | saved.keys()
+                    if k not in SAME_RUN_ANYWHERE and own.get(k) != saved.get(k))
+    if differ:
+        raise ConfigError(
+            f"{ckpt_path} is not this run's checkpoint: its {', '.join(differ)} differ from "
+            f"{own_file}; resume the run it came from in its own folder, or start a new run"
+        )
+
+
+# What may differ between a run's config.toml and its last.pt: what a resume may override, and
+# where the data and the cache are (the fingerprint names the data).
+SAME_RUN_ANYWHERE = RESUME_OVERRIDABLE | {"data.path", "data.cache_dir", "data.allow_other_data"}
 
 
 def check_unchanged(config: TrainConfig, overrides: dict[str, Any],

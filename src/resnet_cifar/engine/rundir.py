@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import time
@@ -102,6 +103,15 @@ def check_new_run_dir(path: Path, *, overwrite: bool) -> None:
             "ended), so there is nothing to resume; pass `overwrite` to start it again, or "
             "another `out`"
         )
+    holder = RunLock.holder(path)
+    if holder is not None:  # resuming or replacing a run that is training would be refused too
+        raise ConfigError(f"{path} holds a run that is training now (pid {holder}); wait for it "
+                          "to finish or stop it, or choose another `out`")
+    if (path / "summary.json").exists():  # finished: `resume` alone has nothing to do
+        raise ConfigError(
+            f"{path} holds a finished run; pass `overwrite` to replace it, `resume` {path} with "
+            "more `epochs` to train it longer, or another `out`"
+        )
     raise ConfigError(
         f"{path} already holds a run; pass `resume` {path} to continue it, "
         "`overwrite` to replace it, or another `out`"
@@ -173,6 +183,19 @@ class RunLock:
         self.file.write(f"{os.getpid()}\n")
         self.file.flush()
 
+    @staticmethod
+    def holder(run_dir: Path) -> str | None:
+        """The pid of the process training in ``run_dir`` now, or None when none is."""
+        lock_path = run_dir / LOCK_FILE
+        if fcntl is None or not lock_path.is_file():  # pragma: no cover
+            return None
+        with open(lock_path) as file:  # read-only: asking changes nothing
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return file.read().strip() or "unknown"
+        return None
+
     def release(self) -> None:
         if self.file is not None:
             self.file.close()  # closing drops the flock
@@ -229,12 +252,28 @@ class RunLog:
                 writer.writeheader()
             writer.writerow(row)
         with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(strict_json(row) + "\n")
         if self.writer is not None:
             for key, value in row.items():
                 if key != "epoch":
                     self.writer.add_scalar(key, value, row["epoch"])
             self.writer.flush()
+
+
+def strict_json(value: Any, indent: int | None = None) -> str:
+    """JSON that strict parsers read: a NaN or infinite number (a diverged loss, NaN weights)
+    is written as null, never as a bare NaN."""
+    return json.dumps(_finite_or_null(value), indent=indent, allow_nan=False)
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
 
 
 def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
@@ -243,7 +282,7 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
     if not jsonl.exists():
         return
     rows = [r for r in parse_metrics(jsonl) if r["epoch"] <= epochs_done]
-    atomic_write_text(jsonl, "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(jsonl, "".join(strict_json(r) + "\n" for r in rows))
     fields = metric_fields(rows[0]) if rows else METRIC_FIELDS
     lines = [",".join(fields)]
     for r in rows:
@@ -370,6 +409,19 @@ class RunInfo:
     @property
     def num_classes(self) -> int | None:
         return (self.summary or {}).get("num_classes")
+
+
+def each_once(paths: list[str | Path]) -> list[Path]:
+    """``paths`` as given, refused where two name one run (again, spelled another way, through
+    a symlink): a run given twice would be drawn twice, or counted as two seeds."""
+    seen: dict[Path, str] = {}
+    for given in map(str, paths):
+        resolved = Path(given).resolve()
+        if resolved in seen:
+            both = given if seen[resolved] == given else f"{seen[resolved]} and {given}"
+            raise ConfigError(f"{both}: {resolved} is given twice; give each run once")
+        seen[resolved] = given
+    return [Path(p) for p in paths]
 
 
 def read_run(run_dir: str | Path) -> RunInfo:

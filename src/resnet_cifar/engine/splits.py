@@ -152,9 +152,10 @@ def pick_split(splits: Splits, split: str) -> tuple[np.ndarray, np.ndarray]:
                             "with `data.val_split`")
         return splits.test_images, splits.test_labels
     if split == "val":
-        if splits.val_is_test:
+        if splits.val_is_test:  # a val split drawn now would hold images the run trained on
             raise DataError(
-                "`split` val needs `data.val_split` N (without it, validation is the test set)"
+                "`split` val: no images were held out (without `data.val_split`, validation is "
+                "the test set); evaluate on `split` test"
             )
         return splits.val_images, splits.val_labels
     if split == "train":

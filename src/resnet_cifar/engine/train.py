@@ -404,8 +404,11 @@ class Trainer:
         self.log.write(message)
         return message
 
-    def test(self) -> Validation:
-        """The raw and (when kept) averaged weights on the test set (no TTA)."""
+    def test(self) -> Validation | None:
+        """The raw and (when kept) averaged weights on the test set (no TTA); None when the data
+        has no test split (an image folder without test/), which is then never scored."""
+        if len(self.splits.test_labels) == 0:
+            return None
         if self.splits.val_is_test:
             # the last validation already was the test set (validated now if resumed at the end)
             return self.last_val or self.validate()
@@ -417,12 +420,13 @@ class Trainer:
     def finish(self) -> RunResult:
         """The test-set figure of the final weights; rank 0 writes model.pth and summary.json."""
         tested = self.test()
-        test = tested.ema if self.final_weights == "ema" else tested.raw
+        test = None if tested is None else tested.ema if self.final_weights == "ema" \
+            else tested.raw
         summary = run_summary(
             self.config, self.splits, self.history, best=self.best, epochs=self.epoch,
             params=self.parts.params, macs=self.parts.macs, device=self.device,
-            world_size=self.dist.world_size, test_acc=test.accuracy,
-            final_weights=self.final_weights, test_acc_raw=tested.raw.accuracy)
+            world_size=self.dist.world_size, test_acc=test and test.accuracy,
+            final_weights=self.final_weights, test_acc_raw=tested and tested.raw.accuracy)
         if self.dist.is_main and self.run_dir is not None:
             write_outputs(self.run_dir, self.final_model, summary)
             for line in final_lines(self.splits, self.run_dir, summary, self.best):

@@ -41,6 +41,13 @@ def resume_command(run_dir: Path) -> str:
     return f"{cli_command()} train --resume {shlex.quote(str(run_dir.resolve()))}"
 
 
+def restart_command(run_dir: Path) -> str:
+    """For a run that saved no last.pt: the same run again, from its config.toml."""
+    run = run_dir.resolve()
+    return (f"{cli_command()} train --config {shlex.quote(str(run / 'config.toml'))} --out "
+            f"{shlex.quote(str(run))} --overwrite")
+
+
 def best_name(splits: Splits) -> str:
     """The best checkpoint's file name: it says when the test set chose it."""
     return best_checkpoint_name(splits.val_is_test)
@@ -59,6 +66,7 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
         f"({best_name(s)}) use the test set"
         if s.val_is_test
         else f"{len(s.val_labels)} held-out training images"
+        + ("" if len(s.test_labels) else "; no test split in this data: no test accuracy")
     )
     batch = (
         f"{cfg.batch_size} per rank x {world_size} ranks = {cfg.batch_size * world_size} global"
@@ -160,13 +168,16 @@ def final_lines(splits: Splits, run_dir: Path, summary: dict[str, Any],
     """The lines a finished run ends with (``summary``: run_summary's)."""
     where = "test (= validation)" if splits.val_is_test else "test"
     lines = [f"warning: {splits.data_line()}"] if splits.data_matches is False else []
-    averaged = (f" (averaged weights; raw weights {100 * summary['test_acc_raw']:.2f}%)"
-                if summary.get("final_weights") == "ema" else "")
+    if summary["test_acc"] is None:
+        final = f"no test accuracy ({splits.source} has no test split)"
+    else:
+        averaged = (f" (averaged weights; raw weights {100 * summary['test_acc_raw']:.2f}%)"
+                    if summary.get("final_weights") == "ema" else "")
+        final = f"final {where} accuracy {100 * summary['test_acc']:.2f}%{averaged}"
     chosen = f", {best['weights']} weights" if "weights" in best else ""
     lines.append(
-        f"final {where} accuracy {100 * summary['test_acc']:.2f}%{averaged}; best validation "
-        f"{100 * best['val_acc']:.2f}% at epoch {best['epoch']}{chosen} -> "
-        f"{run_dir / best_name(splits)}"
+        f"{final}; best validation {100 * best['val_acc']:.2f}% at epoch {best['epoch']}{chosen}"
+        f" -> {run_dir / best_name(splits)}"
     )
     lines.append(f"weights: {run_dir / 'model.pth'}")
     return lines

@@ -21,6 +21,7 @@ from torch import nn
 
 from resnet_cifar.config import AMP_MODES, TrainConfig
 from resnet_cifar.data import DeviceLoader
+from resnet_cifar.data.cache import dataset_of
 from resnet_cifar.engine.distributed import DistContext
 from resnet_cifar.engine.ema import ModelEma
 from resnet_cifar.engine.schedule import learning_rate
@@ -268,4 +269,5 @@ def record_data(config: TrainConfig, splits: Splits) -> None:
     if splits.source and Path(splits.source).exists():
         config.data.path = splits.source
     config.data.fingerprint = splits.fingerprint
+    config.data.dataset = dataset_of(splits.classes)  # what the data is (load_cifar checked it)
     config.data.allow_other_data = False

@@ -4,7 +4,6 @@ error a failed mid-run write becomes."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from resnet_cifar.engine.checkpoint import atomic_save, checkpoint_payload
 from resnet_cifar.engine.distributed import DistContext
 from resnet_cifar.engine.evaluate import EvalResult, evaluate_model
 from resnet_cifar.engine.runtime import capture_rng_state
-from resnet_cifar.engine.train_report import resume_command
+from resnet_cifar.engine.train_report import restart_command, resume_command
 from resnet_cifar.engine.train_setup import TrainParts
 from resnet_cifar.errors import UserError
 from resnet_cifar.version import __version__
@@ -144,9 +143,11 @@ def save_state(payload: dict[str, Any], name: str, run_dir: Path | None,
         payload["rng"] = {**payload["rng"], "ranks": ranks}
     if dist.is_main and run_dir is not None:
         path = run_dir / name
-        kept = "; the previous last.pt is intact" if (run_dir / "last.pt").exists() else ""
-        write_checked(path, lambda: atomic_save(payload, path),
-                      f"{kept}; free some space, then resume with: {resume_command(run_dir)}")
+        then = (f"; the previous last.pt is intact; free some space, then resume with: "
+                f"{resume_command(run_dir)}" if (run_dir / "last.pt").exists() else
+                f"; nothing was saved to resume from: free some space, then start it again with: "
+                f"{restart_command(run_dir)}")
+        write_checked(path, lambda: atomic_save(payload, path), then)
 
 
 def write_outputs(run_dir: Path, model: torch.nn.Module, summary: dict[str, Any]) -> None:
@@ -154,7 +155,7 @@ def write_outputs(run_dir: Path, model: torch.nn.Module, summary: dict[str, Any]
     average with `ema_decay`) and summary.json."""
     for name, write in (
         ("model.pth", lambda p: atomic_save(model.state_dict(), p)),
-        ("summary.json", lambda p: atomic_write_text(p, json.dumps(summary, indent=2))),
+        ("summary.json", lambda p: atomic_write_text(p, rundir.strict_json(summary, indent=2))),
     ):
         path = run_dir / name
         write_checked(path, lambda write=write, path=path: write(path),

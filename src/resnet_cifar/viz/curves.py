@@ -24,7 +24,7 @@ from resnet_cifar.engine.recipes import (
     seeds_label,
     shipped_accuracy,
 )
-from resnet_cifar.engine.rundir import RunInfo, read_run
+from resnet_cifar.engine.rundir import RunInfo, each_once, read_run
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.viz.output import check_figure_target, save_figure
 
@@ -159,7 +159,8 @@ def plot_curves(run_dirs: list[str | Path], out: str | Path, x: str = "epoch") -
     """Overlay the training curves of one or more runs into ``out`` (its extension chooses PNG,
     JPEG, PDF or SVG); ``x``: "epoch", or "time" for the training minutes."""
     check_x_axis(x)
-    runs = [read_run(d) for d in run_dirs]  # first: "not a run" is the error a wrong path needs
+    # first: "not a run" is the error a wrong path needs
+    runs = [read_run(d) for d in each_once(run_dirs)]
     check_figure_target(out, PLOT_OUTPUT)  # before any drawing
     return save_figure(curves_figure(runs, x), out, PLOT_OUTPUT)
 

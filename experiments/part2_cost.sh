@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Part 2 at equal cost (docs/results.md, "Part 2"): the regulated networks' second seeds and the
+# deeper ResNets that match their multiply-adds, every run under `--recipe fast`, 15 epochs,
+# full training split, one thread, through part2_fast.sh (which resumes or skips what exists).
+# Two lanes, each a list of model:seed in the order the plan gives:
+#
+#   LANE=a bash experiments/part2_cost.sh &
+#   LANE=b bash experiments/part2_cost.sh &
+#
+# Rerunning the same two commands resumes both lanes. CLI may point at a frozen install.
+set -euo pipefail
+here=$(dirname "$0")
+case "${LANE:?set LANE=a or LANE=b}" in
+  a) runs="regnet20_convgru:1 resnet56:0 resnet110:0 resnet44:0 regnet20_convrnn:1" ;;
+  b) runs="regnet20_convlstm:1 resnet56:1 resnet110:1 resnet44:1 resnet20_convgru:1" ;;
+  *) echo "error: LANE=$LANE: use a or b" >&2; exit 2 ;;
+esac
+for run in $runs; do
+  MODELS=${run%:*} SEEDS=${run#*:} bash "$here/part2_fast.sh"
+done

@@ -59,8 +59,8 @@ class ModelEma:
         floats_ema, floats_model, ints_ema, ints_model = self.pairs(model)
         torch._foreach_mul_(floats_ema, d)
         torch._foreach_add_(floats_ema, floats_model, alpha=1 - d)
-        for ema_value, value in zip(ints_ema, ints_model, strict=True):
-            ema_value.copy_(value)
+        if ints_ema:
+            torch._foreach_copy_(ints_ema, ints_model)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return strip_module_prefix(self.module.state_dict())

@@ -34,6 +34,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
             raise ConfigError(
                 f"`device` {spec}: only {torch.cuda.device_count()} CUDA device(s) present"
             )
+        if device.index is not None:  # else stray work (a new tensor, a cudnn handle) lands
+            torch.cuda.set_device(device.index)  # on GPU 0 and holds a context there
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"`device` {spec}: MPS is not available here; use `device` cpu")
     elif device.type not in ("cpu", "cuda", "mps"):
@@ -42,11 +44,14 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 
 def physical_cores() -> int:
-    """Cores we may use: the affinity mask if the OS has one (containers), else cpu_count."""
+    """Cores this process may use: the affinity mask if the OS has one (containers), else
+    cpu_count; under torchrun, its share of them (the ranks on one machine split its cores)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if "RANK" in os.environ else 1
+    return max(1, cores // max(ranks, 1))
 
 
 # /proc/stat's cpu line: user nice system idle iowait irq softirq steal ... Busy time is all but
@@ -201,8 +206,9 @@ def capture_rng_state() -> dict[str, Any]:
         },
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # the one GPU this process trains on: a run saved on 8 GPUs resumes on 1
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -220,4 +226,4 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])

@@ -360,6 +360,7 @@ TRAINING_STATE_KEYS = (
     "ema",  # the moving average's state_dict (`ema_decay` > 0)
     "weights",
     "optimizer",
+    "scaler",  # fp16's loss scale and growth tracker (`amp` fp16), which resume continues
     "scheduler",
     "epoch",
     "step",

@@ -447,6 +447,8 @@ class Trainer:
     def restore(self, state: dict[str, Any], model_state: dict[str, torch.Tensor]) -> None:
         self.model.load_state_dict(model_state)
         self.parts.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):  # {} unless `amp` fp16
+            self.parts.scaler.load_state_dict(state["scaler"])
         if self.parts.ema is not None:  # `ema_decay` cannot change on resume: it was saved
             self.parts.ema.load_state_dict(state["ema"])
         self.epoch = int(state["epoch"])

@@ -123,6 +123,7 @@ def training_payload(trainer: Any, stats: EpochStats | None,
         num_classes=s.num_classes, classes=s.classes, mean=s.mean, std=s.std,
         normalize=cfg.data.normalize, config=to_dict(cfg), package_version=__version__,
         optimizer=trainer.parts.optimizer.state_dict(),
+        scaler=trainer.parts.scaler.state_dict(),  # {} unless `amp` fp16
         scheduler={
             "kind": cfg.schedule,
             "progress": trainer.epoch + trainer.step_in_epoch / steps,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,6 +147,23 @@ def test_checkpoints_saved_on_the_gpu_load_on_the_cpu(data, tmp_path):
     for name in ("last.pt", "model.pth"):
         found = list(tensors(torch.load(out / name, map_location=None, weights_only=True)))
         assert found and all(t.device.type == "cpu" for t in found), name
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="SyncBatchNorm syncs ranks: 2 GPUs")
+def test_sync_bn_trains_under_torchrun_on_two_gpus(data, tmp_path):
+    # --sync-bn only acts under DDP; PyTorch's SyncBatchNorm has no CPU kernel, so this is the
+    # only place it runs. Two ranks, one GPU each, as a user's torchrun launch.
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "resnet_cifar", "train", "--data", str(data), "--out", str(out), "--sync-bn",
+         "--device", "cuda", "--epochs", "1", "--batch-size", "16", "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    state = torch.load(out / "last.pt", weights_only=True)["model"]
+    assert any("running_mean" in key for key in state)  # plain BatchNorm names: loads anywhere
 
 
 def test_gpu_check_refuses_missing_data_in_one_line(tmp_path, capsys):

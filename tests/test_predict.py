@@ -392,5 +392,6 @@ def test_predictor_takes_a_published_tag_as_the_cli_takes_it():
 
     image = Image.new("RGB", (32, 32), (200, 30, 30))
     by_tag = Predictor("resnet20.fast15_jpeg").predict([image], topk=3)
-    by_checkpoint = Predictor(pretrained_checkpoint("resnet20.fast15_jpeg")).predict([image], topk=3)
+    checkpoint = pretrained_checkpoint("resnet20.fast15_jpeg")
+    by_checkpoint = Predictor(checkpoint).predict([image], topk=3)
     assert by_tag == by_checkpoint

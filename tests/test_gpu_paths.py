@@ -56,8 +56,10 @@ def test_only_the_rng_of_the_gpu_in_use_is_saved(monkeypatch):
 def test_torchrun_ranks_on_one_machine_share_its_cores(monkeypatch):
     monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(16)))
     monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert runtime.physical_cores() == 16
     monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "8")  # torchrun sets both
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     assert runtime.physical_cores() == 4
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")

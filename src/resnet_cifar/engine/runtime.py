@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from resnet_cifar.engine.distributed import launched_by_torchrun
 from resnet_cifar.errors import ConfigError
 
 
@@ -50,7 +51,7 @@ def physical_cores() -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
-    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if "RANK" in os.environ else 1
+    ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1)) if launched_by_torchrun() else 1
     return max(1, cores // max(ranks, 1))
 
 

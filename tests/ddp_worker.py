@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_cifar.cli import main
-from resnet_cifar.engine import distributed
+from resnet_cifar.engine import runtime as distributed
 from resnet_cifar.engine import train as train_module
 from resnet_cifar.models import register_model
 

@@ -230,7 +230,7 @@ def test_training_with_the_options_resumes_mid_epoch_to_identical_weights(tmp_pa
     from test_train import stop_after
 
     from resnet_cifar.config import build_config
-    from resnet_cifar.engine.interrupt import StopRequested
+    from resnet_cifar.engine.runtime import StopRequested
     from resnet_cifar.engine.train import train
 
     data = make_cifar10_python_dir(tmp_path / "data", n_train_per_class=4, n_test_per_class=2,

@@ -1,4 +1,4 @@
-"""`eval --compile` (engine/compiled.py): BatchNorm folded, weights frozen, one static shape.
+"""`eval --compile` (engine/inference.py): BatchNorm folded, weights frozen, one static shape.
 Inductor on CPU needs a C++ compiler: the compiling tests skip without one (conftest marks them
 heavy); any other compile failure fails them."""
 
@@ -11,8 +11,8 @@ import torch
 from data_fixtures import make_cifar10_python_dir
 
 from resnet_cifar.cli import main
-from resnet_cifar.engine import compiled as compiled_module
-from resnet_cifar.engine.compiled import compile_for_inference
+from resnet_cifar.engine import inference as compiled_module
+from resnet_cifar.engine.inference import compile_for_inference
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.models import create_model
 

@@ -19,8 +19,7 @@ from torch._dynamo.utils import counters
 from resnet_cifar.cli import main
 from resnet_cifar.config import build_config
 from resnet_cifar.engine.checkpoint import on_cpu
-from resnet_cifar.engine.interrupt import StopRequested
-from resnet_cifar.engine.runtime import capture_rng_state, restore_rng_state
+from resnet_cifar.engine.runtime import StopRequested, capture_rng_state, restore_rng_state
 from resnet_cifar.engine.train import train
 
 # cuBLAS reads this when the process first uses it: train() sets it too, but only for

@@ -15,14 +15,12 @@ from data_fixtures import make_cifar10_python_dir
 from torch import nn
 
 from resnet_cifar.config import build_config
-from resnet_cifar.engine.distributed import DistContext
-from resnet_cifar.engine.ema import ModelEma
 from resnet_cifar.engine.inference import InferenceContext
-from resnet_cifar.engine.interrupt import StopRequested
-from resnet_cifar.engine.resume import resume_config
 from resnet_cifar.engine.rundir import JSONL_ONLY_FIELDS, METRIC_FIELDS
+from resnet_cifar.engine.runtime import DistContext, StopRequested
+from resnet_cifar.engine.setup import ModelEma, build_parts
+from resnet_cifar.engine.state import resume_config
 from resnet_cifar.engine.train import train
-from resnet_cifar.engine.train_setup import build_parts
 
 EMA_COLUMNS = ["ema_val_loss", "ema_val_acc", "val_tta_acc", "ema_val_tta_acc"]
 

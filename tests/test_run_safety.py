@@ -312,7 +312,7 @@ def test_the_nan_advice_is_a_command_that_works(data, tmp_path, capsys):
 
 
 def test_the_printed_resume_command_works_from_anywhere(data, tmp_path, monkeypatch):
-    from resnet_cifar.engine.interrupt import StopRequested
+    from resnet_cifar.engine.runtime import StopRequested
 
     monkeypatch.chdir(tmp_path)
     config = build_config(overrides={"epochs": 2, "batch_size": 16, "threads": 1,
@@ -392,7 +392,7 @@ def test_a_run_name_cannot_leave_runs():
 
 
 def test_a_signal_during_validation_stops_at_the_epoch_boundary(data, tmp_path, monkeypatch):
-    from resnet_cifar.engine.interrupt import StopRequested
+    from resnet_cifar.engine.runtime import StopRequested
 
     original = Trainer.validate
 
@@ -414,7 +414,7 @@ def test_a_signal_during_validation_stops_at_the_epoch_boundary(data, tmp_path, 
 
 
 def test_interrupt_messages_are_written_to_train_log(data, tmp_path):
-    from resnet_cifar.engine.interrupt import StopRequested
+    from resnet_cifar.engine.runtime import StopRequested
 
     def sigint(trainer, row):
         trainer.stop._handle(signal.SIGINT, None)  # as the signal handler is called

@@ -91,7 +91,7 @@ def test_loss_goes_down_on_a_learnable_set(tiny_data, tmp_path):
                          ids=["epoch-boundary", "mid-epoch", "mid-epoch-cpu-bf16"])
 def test_interrupted_run_resumes_to_bitwise_identical_weights(tiny_data, tmp_path, extra_steps,
                                                               amp):
-    from resnet_cifar.engine.interrupt import StopRequested
+    from resnet_cifar.engine.runtime import StopRequested
 
     def config(out):
         return build_config(
@@ -187,7 +187,7 @@ def test_save_every_is_checked_and_may_change_on_resume(tiny_data, tmp_path, cap
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to change the thread count")
 def test_each_epochs_thread_count_reaches_the_summary_when_a_resume_changes_it(tiny_data,
                                                                               tmp_path):
-    from resnet_cifar.engine.interrupt import StopRequested
+    from resnet_cifar.engine.runtime import StopRequested
 
     out = tmp_path / "run"
     config = build_config(overrides={"epochs": 3, "batch_size": 16, "threads": 1,
@@ -204,7 +204,7 @@ def test_each_epochs_thread_count_reaches_the_summary_when_a_resume_changes_it(t
 
 
 def test_thread_spans_guess_nothing_for_rows_without_a_thread_count():
-    from resnet_cifar.engine.train_report import thread_spans
+    from resnet_cifar.engine.report import thread_spans
 
     rows = [{"epoch": 1, "threads": 1}, {"epoch": 2, "threads": 1}, {"epoch": 3, "threads": 2},
             {"epoch": 4, "threads": 1}]
@@ -214,7 +214,7 @@ def test_thread_spans_guess_nothing_for_rows_without_a_thread_count():
 
 
 def test_describe_threads_names_the_epochs_of_each_count():
-    from resnet_cifar.engine.train_report import describe_threads
+    from resnet_cifar.engine.report import describe_threads
 
     assert describe_threads({"threads": 2, "thread_spans": [[1, 5, 1], [6, 15, 2]]}) == \
         "1 (epochs 1-5), 2 (epochs 6-15)"
@@ -405,7 +405,7 @@ def test_tensorboard_logging_or_a_clear_install_hint(tiny_data, tmp_path, capsys
 
 def test_header_names_the_peak_lr_and_the_optimizer_options():
     """The recipe line states the lr the user asked for, not the schedule's first value."""
-    from resnet_cifar.engine.train_report import optimizer_words
+    from resnet_cifar.engine.report import optimizer_words
 
     onecycle = TrainConfig(schedule="onecycle", lr=0.2, nesterov=True, label_smoothing=0.1,
                            weight_decay=5e-4)

@@ -16,9 +16,8 @@ from torch import nn
 
 from resnet_cifar.cli import main
 from resnet_cifar.data import DeviceLoader, load_cifar
-from resnet_cifar.engine import tta as tta_module
-from resnet_cifar.engine.evaluate import evaluate_model
-from resnet_cifar.engine.tta import TTA_VIEWS, tta_logits, with_tta
+from resnet_cifar.engine import evaluate as tta_module
+from resnet_cifar.engine.evaluate import TTA_VIEWS, evaluate_model, tta_logits, with_tta
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.predict import Predictor
 

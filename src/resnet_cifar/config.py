@@ -31,7 +31,7 @@ NORMALIZE_MODES = ("dataset", "half", "imagenet")
 AMP_MODES = ("none", "bf16", "fp16")
 SCHEDULES = ("step", "cosine", "onecycle")
 EVAL_BATCH_SIZE = 1000  # evaluation is inference only: large batches are faster
-# Test-time augmentation: the views whose softmax outputs are averaged (engine/tta.py).
+# Test-time augmentation: the views whose softmax outputs are averaged (engine/evaluate.py).
 TTA_MODES = ("none", "flip", "flip-translate")
 FLIP_MODES = ("random", "alternating")  # how training images are flipped (data/loader.py)
 # What the horizontal axis of plot and compare counts: epochs, or training minutes (viz/curves.py).

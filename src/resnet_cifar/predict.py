@@ -27,7 +27,7 @@ every file at full size before the resize: steps 1-3 applied to the whole image,
 the format. Other formats, PIL images, arrays and tensors are always converted exactly.
 
 Test-time augmentation (``tta``, config.TTA_MODES; ``predict --tta``): the reported probabilities
-are the average of the views' softmax probabilities (engine/tta.py), taken on the normalized
+are the average of the views' softmax probabilities (engine/evaluate.py), taken on the normalized
 input, after step 4; ``Predictor.tta`` says which mode produced them.
 
 Normalization (resolved by `InferenceContext`, with no data set): ``normalize`` if given, else
@@ -55,8 +55,8 @@ from resnet_cifar.data.images import read_rgb, to_rgb
 from resnet_cifar.data.normalization import Normalization
 from resnet_cifar.data.sources import IMAGE_EXTENSIONS  # what a directory walk picks up
 from resnet_cifar.engine.checkpoint import Checkpoint
+from resnet_cifar.engine.evaluate import with_tta
 from resnet_cifar.engine.inference import InferenceContext
-from resnet_cifar.engine.tta import with_tta
 from resnet_cifar.errors import UserError
 
 IMAGE_SIZE = 32  # every image is resized to IMAGE_SIZE x IMAGE_SIZE

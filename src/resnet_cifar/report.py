@@ -21,9 +21,9 @@ from typing import Any
 from resnet_cifar.atomic import atomic_write_text, check_target, explain_write_errors
 from resnet_cifar.config import DataConfig
 from resnet_cifar.engine.recipes import model_label, run_labels, run_row
+from resnet_cifar.engine.report import describe_threads
 from resnet_cifar.engine.rundir import RunInfo, pick_checkpoint, read_run
 from resnet_cifar.engine.splits import data_for_run, describe_data
-from resnet_cifar.engine.train_report import describe_threads
 from resnet_cifar.errors import render_settings
 
 REPORT = "report"  # what a write error calls the file

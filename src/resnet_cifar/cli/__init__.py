@@ -24,7 +24,7 @@ from resnet_cifar.cli import (
     weights_cmd,
 )
 from resnet_cifar.cli.flags import flag_of
-from resnet_cifar.engine import distributed
+from resnet_cifar.engine import runtime as distributed
 from resnet_cifar.errors import UserError, render_settings, settings_named_by
 
 # Modules that each define add_parser(subparsers). Order is the order of `--help`.

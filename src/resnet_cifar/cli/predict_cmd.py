@@ -160,7 +160,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def tta_note(mode: str) -> str:
-    from resnet_cifar.engine.tta import TTA_VIEWS
+    from resnet_cifar.engine.evaluate import TTA_VIEWS
 
     return f"probabilities: mean over {TTA_VIEWS[mode]} views per image (tta {mode})"
 

@@ -96,7 +96,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from resnet_cifar.config import build_config
-    from resnet_cifar.engine.interrupt import StopRequested
+    from resnet_cifar.engine.runtime import StopRequested
     from resnet_cifar.errors import render_settings
     from resnet_cifar.training import train
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,11 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_cifar.config import EVAL_BATCH_SIZE, DataConfig
+from resnet_cifar.config import EVAL_BATCH_SIZE, TTA_MODES, DataConfig
 from resnet_cifar.engine.checkpoint import Checkpoint
 from resnet_cifar.engine.inference import InferenceContext
-from resnet_cifar.engine.tta import TTAReport, with_tta
-from resnet_cifar.errors import ConfigError, DataError
+from resnet_cifar.errors import ConfigError, DataError, key
 
 # On CPU the model sees at most this many images at a time: the activations of 32 images (2 MB
 # for ResNet-20's first stage) stay near the core, those of a 1000-image loader batch do not, which
@@ -80,7 +80,7 @@ def evaluate_model(
 
     ``all_reduce(tensor)`` sums a tensor over DDP ranks in place, so sharded evaluation is exact.
     ``chunk``: on CPU, images per forward (default CPU_EVAL_CHUNK; see cpu_chunk_pool).
-    ``tta``: a config.TTA_MODES mode; its logits are those of engine/tta.py (the loss is then the
+    ``tta``: a config.TTA_MODES mode; its logits are tta_logits' (the loss is then the
     negative log-likelihood of the averaged probabilities); "none" runs ``model`` itself.
     """
     model = with_tta(model, tta)  # "none": the same object, so the result is bitwise unchanged
@@ -123,7 +123,7 @@ def evaluate_model(
 def piece_size(device: torch.device, batch_size: int, chunk: int | None = None) -> int:
     """The images per call evaluate_model gives a model: on CPU its chunk (``chunk``, default
     CPU_EVAL_CHUNK), elsewhere the loader's whole batch: the static shape a compiled copy
-    (engine/compiled.py) is built for."""
+    (engine/inference.py) is built for."""
     return (chunk or CPU_EVAL_CHUNK) if device.type == "cpu" else batch_size
 
 
@@ -151,7 +151,7 @@ def with_amp(model: nn.Module, amp: str) -> nn.Module:
     object, so a float32 evaluation is bitwise unchanged."""
     if amp == "none":
         return model
-    from resnet_cifar.engine.train_setup import autocast_for, check_amp
+    from resnet_cifar.engine.setup import autocast_for, check_amp
 
     device = next(model.parameters()).device
     check_amp(amp, device)
@@ -215,7 +215,7 @@ def evaluate_split(context: InferenceContext, split: str = "test",
     ``tta`` other than "none" (config.TTA_MODES): the result is still the plain pass; a second,
     test-time-augmented pass over the same images is reported beside it in ``result.tta``, with
     the images per second of both passes (its cost). ``compile``: run a BatchNorm-folded copy
-    compiled with frozen weights (engine/compiled.py), faster once compiled, equal to the eager
+    compiled with frozen weights (engine/inference.py), faster once compiled, equal to the eager
     logits within float rounding (a near tie may flip); its compile time is
     ``result.compile_seconds``, outside the images per second. ``amp`` (bf16 on a CPU with
     bfloat16 instructions or a GPU, fp16 on a GPU): every forward under autocast, faster there
@@ -228,7 +228,7 @@ def evaluate_split(context: InferenceContext, split: str = "test",
     loader = context.loader(images, labels, batch_size)
     compile_seconds = None
     if compile:
-        from resnet_cifar.engine.compiled import compile_for_inference
+        from resnet_cifar.engine.inference import compile_for_inference
 
         model = compile_for_inference(model, piece_size(context.device, batch_size))
         compile_seconds = model.compile_seconds
@@ -250,3 +250,99 @@ def evaluate_split(context: InferenceContext, split: str = "test",
             images_per_second=augmented.total / max(seconds, 1e-9),
             plain_images_per_second=result.total / max(plain_seconds, 1e-9))
     return result
+
+
+# Forward images per input image, for each mode: the cost of TTA relative to a plain pass.
+TTA_VIEWS = {"none": 1, "flip": 2, "flip-translate": 6}
+
+# The weight of each view, in the order tta_views stacks them (they sum to 1).
+TTA_WEIGHTS = {
+    "none": (1.0,),
+    "flip": (0.5, 0.5),
+    "flip-translate": (0.25, 0.25, 0.125, 0.125, 0.125, 0.125),
+}
+
+
+def check_tta_mode(mode: str) -> None:
+    """Refuse a mode that is not one of config.TTA_MODES, naming the setting."""
+    if mode not in TTA_MODES:
+        raise ConfigError(f"{key('tta')} must be one of {', '.join(TTA_MODES)}, got {mode!r}")
+
+
+def shift_batch(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``x`` (B, C, H, W) with its content moved ``dy`` rows down and ``dx`` columns right
+    (|dy|, |dx| <= 1), the uncovered border filled by reflection."""
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")  # (B, C, H+2, W+2)
+    return padded[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
+
+
+def tta_views(x: torch.Tensor, mode: str) -> torch.Tensor:
+    """The views of ``x`` (B, C, H, W) for ``mode``, stacked view-major: (V * B, C, H, W)."""
+    check_tta_mode(mode)
+    views = [x]
+    if mode in ("flip", "flip-translate"):
+        views.append(x.flip(-1))
+    if mode == "flip-translate":
+        for shifted in (shift_batch(x, 1, 1), shift_batch(x, -1, -1)):
+            views += [shifted, shifted.flip(-1)]
+    return torch.cat(views)
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
+    """Class scores of ``x`` (B, C, H, W) under test-time augmentation ``mode``: (B, K).
+
+    ``none``: ``model(x)`` itself. Otherwise: log of the weighted mean of the views' softmax
+    probabilities (float32), so that softmax, argmax and cross-entropy of the result are those of
+    the averaged prediction."""
+    if mode == "none":
+        return model(x)
+    weights = TTA_WEIGHTS[mode]
+    logits = model(tta_views(x, mode)).float()  # (V * B, K)
+    log_probs = F.log_softmax(logits, dim=1).view(len(weights), x.shape[0], -1)  # (V, B, K)
+    log_weights = torch.tensor([math.log(w) for w in weights], device=logits.device)
+    # log(sum_v w_v p_v), computed stably in log space
+    return torch.logsumexp(log_probs + log_weights.view(-1, 1, 1), dim=0)
+
+
+class TTAModel(nn.Module):
+    """``model`` whose forward is ``tta_logits(model, x, mode)``: anything that runs a model
+    (evaluation's chunked forwards, predict) runs the augmented one unchanged. The wrapped
+    model is a submodule, so eval()/train()/parameters() reach it."""
+
+    def __init__(self, model: nn.Module, mode: str):
+        super().__init__()
+        check_tta_mode(mode)
+        self.model = model
+        self.mode = mode
+        # a new Module says training=True: take the model's own mode, or a caller that saves and
+        # restores it (evaluate_model) would leave an eval-mode model in training mode
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return tta_logits(self.model, x, self.mode)
+
+
+def with_tta(model: nn.Module, mode: str) -> nn.Module:
+    """``model`` itself for ``none`` (the same object, so results stay bitwise), else TTAModel."""
+    return model if mode == "none" else TTAModel(model, mode)
+
+
+@dataclass
+class TTAReport:
+    """A test-time-augmented pass, reported beside the plain one (never instead of it): its
+    accuracy and loss, and what it cost in images per second against the plain pass."""
+
+    mode: str
+    accuracy: float  # in [0, 1]
+    correct: int
+    total: int
+    loss: float  # mean negative log-likelihood of the averaged probabilities
+    images_per_second: float  # of the TTA pass
+    plain_images_per_second: float  # of the plain pass, same data, same run
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "views": TTA_VIEWS[self.mode], "accuracy": self.accuracy,
+                "correct": self.correct, "total": self.total, "loss": self.loss,
+                "images_per_second": self.images_per_second,
+                "plain_images_per_second": self.plain_images_per_second}

@@ -33,20 +33,8 @@ from resnet_cifar.config import TrainConfig
 from resnet_cifar.config import validate as validate_config
 from resnet_cifar.data import DeviceLoader
 from resnet_cifar.engine import rundir
-from resnet_cifar.engine.distributed import DistContext, cleanup_distributed, init_distributed
 from resnet_cifar.engine.evaluate import EvalResult, evaluate_model
-from resnet_cifar.engine.interrupt import GracefulStop, StopRequested
-from resnet_cifar.engine.resume import resume_config
-from resnet_cifar.engine.runtime import (
-    ThreadFollower,
-    configure_determinism,
-    configure_threads,
-    resolve_device,
-    restore_rng_state,
-    seed_everything,
-)
-from resnet_cifar.engine.splits import Splits, load_arrays, make_splits
-from resnet_cifar.engine.train_report import (
+from resnet_cifar.engine.report import (
     best_name,
     diverged_message,
     final_lines,
@@ -56,7 +44,20 @@ from resnet_cifar.engine.train_report import (
     run_summary,
     validation_words,
 )
-from resnet_cifar.engine.train_setup import (
+from resnet_cifar.engine.runtime import (
+    DistContext,
+    GracefulStop,
+    StopRequested,
+    ThreadFollower,
+    cleanup_distributed,
+    configure_determinism,
+    configure_threads,
+    init_distributed,
+    resolve_device,
+    restore_rng_state,
+    seed_everything,
+)
+from resnet_cifar.engine.setup import (
     TrainParts,
     build_loaders,
     build_parts,
@@ -66,11 +67,13 @@ from resnet_cifar.engine.train_setup import (
     record_data,
     whitening_images,
 )
-from resnet_cifar.engine.train_state import (
+from resnet_cifar.engine.splits import Splits, load_arrays, make_splits
+from resnet_cifar.engine.state import (
     EpochStats,
     Validation,
     open_run_dir,
     rank_rng_state,
+    resume_config,
     save_state,
     training_payload,
     validate_weights,

@@ -4,7 +4,7 @@ The picture of the original notebooks, done right: the model runs in eval mode u
 ``torch.inference_mode``, and what is drawn is the model's own input de-normalized with the
 statistics it was normalized with, so the picture is the image the prediction was made on.
 With ``tta`` (config.TTA_MODES) each panel is titled by the test-time-augmented prediction
-(engine/tta.py), and the figure title says so.
+(engine/evaluate.py), and the figure title says so.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ def sample_predictions(context: InferenceContext, *, n: int = 16, seed: int = 0,
                        only_wrong: bool = False, split: str = "test",
                        tta: str = "none") -> PredictionSample:
     """``predict_sample`` on a context built once (report shares it with the evaluation)."""
-    from resnet_cifar.engine.tta import with_tta
+    from resnet_cifar.engine.evaluate import with_tta
 
     check_count(n)
     net = with_tta(context.model, tta)  # before the data: a bad mode is refused first

@@ -1,0 +1,283 @@
+"""What a training run tells its user: the header, the end-of-run lines, summary.json, the
+message on a diverged loss and the command that resumes a stopped run.
+
+Pure functions of the run's state: they compute text and dicts and print nothing (the Trainer's
+RunLog prints). Settings are named by config key in backticks, and rendered as the CLI installed
+(errors.render_settings), so train.log reads the same words the terminal showed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet_cifar.config import CROP_PADDING, TrainConfig
+from resnet_cifar.engine.rundir import best_checkpoint_name
+from resnet_cifar.engine.runtime import FOLLOW_SECONDS
+from resnet_cifar.engine.setup import ema_decay_at
+from resnet_cifar.engine.splits import Splits
+from resnet_cifar.errors import render_settings
+from resnet_cifar.version import __version__
+
+
+def cli_command() -> str:
+    """The command that reruns this installation from any folder, whatever PATH holds and
+    whichever environment is active: the absolute path of this environment's resnet-cifar script,
+    else this Python's ``-m resnet_cifar``."""
+    script = Path(sys.executable).parent / ("resnet-cifar.exe" if os.name == "nt" else
+                                            "resnet-cifar")
+    if script.is_file():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m resnet_cifar"
+
+
+def resume_command(run_dir: Path) -> str:
+    return f"{cli_command()} train --resume {shlex.quote(str(run_dir.resolve()))}"
+
+
+def restart_command(run_dir: Path) -> str:
+    """For a run that saved no last.pt: the same run again, from its config.toml."""
+    run = run_dir.resolve()
+    return (f"{cli_command()} train --config {shlex.quote(str(run / 'config.toml'))} --out "
+            f"{shlex.quote(str(run))} --overwrite")
+
+
+def best_name(splits: Splits) -> str:
+    """The best checkpoint's file name: it says when the test set chose it."""
+    return best_checkpoint_name(splits.val_is_test)
+
+
+def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, params: int,
+                 macs: int, lr0: float, world_size: int, device: torch.device,
+                 others_busy: float | None, epoch: int, step: int,
+                 steps_per_epoch: int) -> list[str]:
+    """The lines a run starts with. ``others_busy``: the cores other processes kept busy when the
+    thread count follows the load (None otherwise); ``epoch``, ``step``: where a resume starts;
+    ``steps_per_epoch``: optimizer steps per epoch, for the note on an unreached `ema_decay`."""
+    cfg, s = config, splits
+    val = (
+        "TEST set (no `data.val_split`): validation and the best checkpoint "
+        f"({best_name(s)}) use the test set"
+        if s.val_is_test
+        else f"{len(s.val_labels)} held-out training images"
+        + ("" if len(s.test_labels) else "; no test split in this data: no test accuracy")
+    )
+    batch = (
+        f"{cfg.batch_size} per rank x {world_size} ranks = {cfg.batch_size * world_size} global"
+        if world_size > 1
+        else str(cfg.batch_size)
+    )
+    lines = [
+        f"run        {run_dir}" + (f" (last.pt saved after each epoch and every "
+                                   f"{cfg.save_every:g} min within one, `save_every`)"
+                                   if cfg.save_every else ""),
+        f"model      {cfg.model} {cfg.model_kwargs or ''} ({params:,} params, "
+        f"{macs / 1e6:.1f} MMACs)",
+        f"data       {s.source}: {len(s.train_labels)} train images, {len(s.classes)} classes, "
+        f"fingerprint {s.fingerprint[:19]}",
+        f"validation {val}",
+        f"recipe     {cfg.epochs} epochs, batch {batch}, {optimizer_words(cfg, lr0, world_size)}, "
+        f"augment {cfg.data.augment}, normalize {cfg.data.normalize}",
+        f"device     {device}, {torch.get_num_threads()} threads"
+        + (", deterministic" if cfg.deterministic else "")
+        + (f", {cfg.amp} autocast in training" if cfg.amp != "none" else "")
+        + (f" (one per idle core: others keep {others_busy:.1f} busy; chosen again every "
+           f"{FOLLOW_SECONDS:.0f} s, `threads` N fixes it)" if others_busy is not None else ""),
+    ]
+    options = recipe_options(cfg)
+    if options:
+        lines.append(f"options    {options}")
+    if epoch or step:
+        lines.append(f"resuming   after epoch {epoch}, step {step}")
+    late = [m for m in cfg.milestones if m >= cfg.epochs] if cfg.schedule == "step" else []
+    if late:
+        lines.append(f"note       milestone(s) {late} are past the last epoch index "
+                     f"({cfg.epochs - 1}): the lr never drops there; pass `milestones`")
+    if cfg.ema_decay > 0:
+        last = cfg.epochs * steps_per_epoch - 1  # the steps done before the run's last update
+        reached = ema_decay_at(cfg.ema_decay, last)
+        if reached < cfg.ema_decay:
+            lines.append(f"note       `ema_decay` {cfg.ema_decay:g} is never reached: the "
+                         f"average's warm-up, (1 + step) / (10 + step), stays below it for all "
+                         f"{last + 1:,} steps ({reached:.5f} at the last), so it sets the decay "
+                         "throughout; a higher `ema_decay` changes nothing here")
+    return [render_settings(line) for line in lines]
+
+
+def optimizer_words(config: TrainConfig, lr0: float, world_size: int = 1) -> str:
+    """The optimizer and its schedule in words: the peak lr (``config.lr``, scaled for DDP when
+    `lr_scaling` says so) and, where the schedule does not start there, the lr it starts from
+    (``lr0``)."""
+    peak = config.lr * (world_size if config.lr_scaling == "linear" else 1)
+    words = f"SGD{' nesterov' if config.nesterov else ''} lr {peak:g}"
+    if config.schedule == "step":
+        words += f", x{config.gamma:g} at epoch(s) {list(config.milestones)}"
+    else:
+        words += f", {config.schedule}"
+    if config.warmup_epochs:
+        words += f" after a {config.warmup_epochs:g}-epoch warm-up"
+    if not math.isclose(lr0, peak):
+        words += f" (starting at {lr0:g})"
+    words += f", momentum {config.momentum:g}, wd {config.weight_decay:g}"
+    if config.label_smoothing:
+        words += f", label smoothing {config.label_smoothing:g}"
+    return words
+
+
+def recipe_options(config: TrainConfig) -> str:
+    """The augmentation, weight-averaging, decay, initialization and TTA options a run uses
+    beyond the original recipe, in words ("" when none is on)."""
+    words = []
+    if config.data.flip != "random":
+        words.append(f"{config.data.flip} flips (`data.flip`)")
+    if config.data.crop_padding != CROP_PADDING and config.data.augment == "standard":
+        words.append(f"crops from {config.data.crop_padding}-pixel padding (`data.crop_padding`)")
+    if config.data.cutout:
+        words.append(f"cutout {config.data.cutout}x{config.data.cutout} (`data.cutout`)")
+    if config.ema_decay > 0:
+        words.append(f"weights averaged (`ema_decay` {config.ema_decay:g}; the average is the "
+                     "final weights)")
+    if config.no_decay_bn_bias:
+        words.append("no weight decay on BatchNorm and biases (`no_decay_bn_bias`)")
+    if config.zero_init_residual:
+        words.append("residual branches start at 0 (`zero_init_residual`)")
+    if config.stem_init != "kaiming":
+        words.append(f"first convolution starts as a {config.stem_init} (`stem_init`)")
+    if config.tta != "none":
+        words.append(f"validation also with test-time augmentation (`tta` {config.tta})")
+    return "; ".join(words)
+
+
+def validation_words(row: dict[str, Any]) -> str:
+    """What an epoch line adds to ``rundir.format_row`` for the columns `ema_decay` and `tta`
+    add to a metrics row ("" without them): the averaged weights' and the TTA accuracies."""
+    words = [(label, row[column]) for label, column in (
+        ("tta", "val_tta_acc"), ("ema", "ema_val_acc"), ("ema tta", "ema_val_tta_acc"))
+        if column in row]
+    return "".join(f"  {label} {100 * value:6.2f}%" for label, value in words)
+
+
+def final_lines(splits: Splits, run_dir: Path, summary: dict[str, Any],
+                best: dict[str, Any]) -> list[str]:
+    """The lines a finished run ends with (``summary``: run_summary's)."""
+    where = "test (= validation)" if splits.val_is_test else "test"
+    lines = [f"warning: {splits.data_line()}"] if splits.data_matches is False else []
+    if summary["test_acc"] is None:
+        final = f"no test accuracy ({splits.source} has no test split)"
+    else:
+        averaged = (f" (averaged weights; raw weights {100 * summary['test_acc_raw']:.2f}%)"
+                    if summary.get("final_weights") == "ema" else "")
+        final = f"final {where} accuracy {100 * summary['test_acc']:.2f}%{averaged}"
+    chosen = f", {best['weights']} weights" if "weights" in best else ""
+    lines.append(
+        f"{final}; best validation {100 * best['val_acc']:.2f}% at epoch {best['epoch']}{chosen}"
+        f" -> {run_dir / best_name(splits)}"
+    )
+    lines.append(f"weights: {run_dir / 'model.pth'}")
+    return lines
+
+
+def thread_spans(rows: list[dict[str, Any]]) -> list[list[int]] | None:
+    """[first epoch, last epoch, threads] for each stretch of epochs trained with one thread
+    count, from the rows' `threads`; None when a row predates that column (nothing is guessed)."""
+    if not rows or any("threads" not in r for r in rows):
+        return None
+    spans: list[list[int]] = []
+    for r in rows:
+        if spans and spans[-1][2] == r["threads"] and spans[-1][1] == r["epoch"] - 1:
+            spans[-1][1] = r["epoch"]
+        else:
+            spans.append([r["epoch"], r["epoch"], r["threads"]])
+    return spans
+
+
+def describe_threads(summary: dict[str, Any]) -> str:
+    """The thread count a summary records, as "1 (epochs 1-5), 2 (epochs 6-15)" when it changed."""
+    spans = summary.get("thread_spans") or []
+    if len(spans) < 2:
+        return str(summary.get("threads", "–"))
+    return ", ".join(f"{threads} (epoch {first})" if first == last
+                     else f"{threads} (epochs {first}-{last})" for first, last, threads in spans)
+
+
+def run_summary(config: TrainConfig, splits: Splits, history: list[dict[str, Any]], *,
+                best: dict[str, Any], epochs: int, params: int, macs: int,
+                device: torch.device, world_size: int, test_acc: float | None,
+                final_weights: str = "raw", test_acc_raw: float | None = None
+                ) -> dict[str, Any]:
+    """summary.json: one run's result and how it was obtained. With `ema_decay` the final
+    weights are the average (``final_weights`` "ema"): final_val_acc and test_acc are theirs,
+    test_acc_raw the raw weights', and best_weights says which weights best_val_acc is."""
+    rows = history
+    seconds = [r["epoch_time"] for r in rows]
+    averaged = final_weights == "ema"
+    final_val = "ema_val_acc" if averaged else "val_acc"
+    return {
+        "name": config.name or config.model,
+        "model": config.model,
+        "model_kwargs": config.model_kwargs,
+        "params": params,
+        "macs": macs,
+        "epochs": epochs,
+        "seed": config.seed,
+        "val_is_test": splits.val_is_test,
+        "best_val_acc": best["val_acc"] if rows else None,
+        "best_epoch": best["epoch"],
+        "final_val_acc": rows[-1][final_val] if rows else None,
+        "test_acc": test_acc,
+        **({"final_weights": final_weights, "test_acc_raw": test_acc_raw,
+            "best_weights": best.get("weights")} if averaged else {}),
+        "sec_per_epoch": sum(seconds) / len(seconds) if seconds else None,
+        "img_per_s": sum(r["img_per_s"] for r in rows) / len(rows) if rows else None,
+        "train_images": len(splits.train_labels),
+        "num_classes": splits.num_classes,
+        "data_fingerprint": splits.fingerprint,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "thread_spans": thread_spans(rows),
+        "world_size": world_size,
+        "torch": torch.__version__,
+        "package_version": __version__,
+    }
+
+
+def progress_bar(total: int, initial: int, epoch: int):
+    """A tqdm bar over one epoch's steps (it is left off the screen when the epoch ends)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, leave=False, desc=f"epoch {epoch + 1}",
+                dynamic_ncols=True)
+
+
+def resume_hint(run_dir: Path, epoch: int, step: int) -> str:
+    """What a stopped run prints: where it stopped and the command that resumes it."""
+    where = (f"during epoch {epoch + 1} after step {step}" if step else f"after epoch {epoch}")
+    return (f"stopped {where}; saved {run_dir.resolve() / 'last.pt'}.\n"
+            f"resume with: {resume_command(run_dir)}")
+
+
+def diverged_message(config: TrainConfig, run_dir: Path | None, value: float, epoch: int,
+                     step: int, saved: tuple[int, int] | None) -> str:
+    """Why a run stopped on a NaN/inf loss. Resuming would replay the same steps into the same
+    NaN (resume is exact and keeps the recipe), so the advice is a new run with a gentler start.
+    ``saved``: the (epoch, step) that last.pt holds, None if nothing was saved."""
+    config_file = run_dir / "config.toml" if run_dir is not None else None
+    warmup = min(2, config.epochs - 1)  # warmup_epochs must stay below epochs
+    rerun = (f"{cli_command()} train --config {shlex.quote(str(config_file.resolve()))} "
+             f"--lr {config.lr / 2:g}" + (f" --warmup-epochs {warmup}" if warmup else "")
+             + " --out NEW_DIR") if config_file is not None else "lower the lr"
+    if saved is None:
+        kept = "no epoch had finished, so no checkpoint was kept"
+    elif saved[1]:  # a mid-epoch save (`save_every`)
+        kept = f"last.pt holds epoch {saved[0]} and {saved[1]} steps of epoch {saved[0] + 1}"
+    else:
+        kept = f"last.pt holds epoch {saved[0]}"
+    return (f"loss became {value} at epoch {epoch + 1}, step {step}; "
+            f"stopped without saving it ({kept}). Start again with a lower lr or a "
+            f"warm-up: {rerun} (or `out` on this run with `overwrite`)")

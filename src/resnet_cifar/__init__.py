@@ -9,7 +9,7 @@ from resnet_cifar.models import create_model, list_models
 from resnet_cifar.version import __version__
 
 _LAZY = {
-    "train": ("resnet_cifar.training", "train"),
+    "train": ("resnet_cifar.engine.train", "train"),
     "evaluate": ("resnet_cifar.engine.evaluate", "evaluate_checkpoint"),
     "load_checkpoint": ("resnet_cifar.engine.checkpoint", "load_checkpoint"),
     "Predictor": ("resnet_cifar.predict", "Predictor"),

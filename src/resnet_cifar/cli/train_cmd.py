@@ -97,8 +97,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from resnet_cifar.config import build_config
     from resnet_cifar.engine.runtime import StopRequested
+    from resnet_cifar.engine.train import train
     from resnet_cifar.errors import render_settings
-    from resnet_cifar.training import train
 
     overrides = overrides_from_args(args)
     try:

@@ -73,18 +73,15 @@ def evaluate_model(
     *,
     autocast: contextlib.AbstractContextManager | None = None,
     all_reduce=None,
-    chunk: int | None = None,
     tta: str = "none",
 ) -> EvalResult:
     """Run ``model`` in eval mode over ``loader``, sums kept on the device (one sync, at the end).
 
     ``all_reduce(tensor)`` sums a tensor over DDP ranks in place, so sharded evaluation is exact.
-    ``chunk``: on CPU, images per forward (default CPU_EVAL_CHUNK; see cpu_chunk_pool).
     ``tta``: a config.TTA_MODES mode; its logits are tta_logits' (the loss is then the
     negative log-likelihood of the averaged probabilities); "none" runs ``model`` itself.
     """
     model = with_tta(model, tta)  # "none": the same object, so the result is bitwise unchanged
-    chunk = chunk or CPU_EVAL_CHUNK
     was_training = model.training
     model.eval()
     k = len(classes)
@@ -95,7 +92,7 @@ def evaluate_model(
         for x, y in loader:
             if pool is not None:
                 logits = torch.cat(list(pool.map(lambda c: inference(model, c),
-                                                 x.split(chunk))))
+                                                 x.split(CPU_EVAL_CHUNK))))
             else:
                 with autocast or contextlib.nullcontext():
                     logits = model(x)
@@ -120,11 +117,10 @@ def evaluate_model(
     )
 
 
-def piece_size(device: torch.device, batch_size: int, chunk: int | None = None) -> int:
-    """The images per call evaluate_model gives a model: on CPU its chunk (``chunk``, default
-    CPU_EVAL_CHUNK), elsewhere the loader's whole batch: the static shape a compiled copy
-    (engine/inference.py) is built for."""
-    return (chunk or CPU_EVAL_CHUNK) if device.type == "cpu" else batch_size
+def piece_size(device: torch.device, batch_size: int) -> int:
+    """The images per call evaluate_model gives a model: CPU_EVAL_CHUNK on a CPU, elsewhere the
+    loader's whole batch: the static shape a compiled copy (compile_for_inference) is built for."""
+    return CPU_EVAL_CHUNK if device.type == "cpu" else batch_size
 
 
 def inference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -281,3 +281,19 @@ def diverged_message(config: TrainConfig, run_dir: Path | None, value: float, ep
     return (f"loss became {value} at epoch {epoch + 1}, step {step}; "
             f"stopped without saving it ({kept}). Start again with a lower lr or a "
             f"warm-up: {rerun} (or `out` on this run with `overwrite`)")
+
+
+# Drawing curves.png takes 0.2-0.4 s, on the training thread: after every epoch of a run whose
+# epochs take seconds (a GPU) it would idle the device, and every DDP rank with it.
+CURVES_EVERY_S = 30.0
+
+
+def draw_curves(run_dir: Path, log) -> None:
+    """Redraw the run's curves.png. viz sits above the engine (it reads run directories), so it
+    is imported here, at use. A plotting failure must never cost a training run."""
+    try:
+        from resnet_cifar.viz.curves import write_run_curves
+
+        write_run_curves(run_dir)
+    except Exception as err:  # noqa: BLE001 - reported, then training goes on
+        log.info(f"warning: could not draw curves.png ({type(err).__name__}: {err})")

@@ -262,6 +262,14 @@ class DistContext:
         if self.enabled:
             dist.barrier()
 
+    def any_rank(self, flags: torch.Tensor) -> list[bool]:
+        """Each of ``flags`` (0. or 1.) set on ANY rank. Under DDP every rank must leave the loop,
+        and save (which gathers every rank's RNG state), at the same step, or the others hang
+        in the next collective."""
+        if self.enabled:
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        return [bool(flag) for flag in flags.tolist()]
+
 
 def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ

@@ -1,19 +1,16 @@
-"""The training loop, in visible stages: per epoch train, validate, log, checkpoint.
+"""A training run, top to bottom: set up, then per epoch train, validate, save, log.
 
 The default recipe is the original experiment (configs/seed.toml): ResNet-20, 150 epochs, batch
-64, SGD(0.1, momentum 0.9, weight decay 1e-4), lr x 0.1 from epoch index 80. On this project's
-2-core CPU that is about 200 s per epoch; see docs/results.md for what shortened runs reach.
+64, SGD(0.1, momentum 0.9, weight decay 1e-4), lr x 0.1 from epoch index 80.
 
-``train_one_epoch`` and ``validate`` are free functions with explicit arguments (the benchmark
-times exactly these); the Trainer holds the loop's state: where the run is, its history, the best
-epoch, and saving it. What it is built from is in train_setup, which config a resume trains with
-in resume, and the text a run prints in train_report.
+``train_step``, ``train_one_epoch`` and ``validate`` are free functions with explicit arguments
+(the benchmark times them); the Trainer holds the run's state and runs its epochs. Its parts are
+built in setup.py, saved and resumed in state.py, and described in report.py.
 
 Resume is exact: the loader's shuffle and augmentation derive from (seed, epoch) alone, the lr is a
 pure function of progress, and last.pt holds model, optimizer, the weights' moving average
-(`ema_decay`), epoch, step and every RNG state. A
-run interrupted mid-epoch and resumed ends with bitwise the same weights as an uninterrupted one
-(CPU, `deterministic`).
+(`ema_decay`), epoch, step and every RNG state. A run interrupted mid-epoch and resumed ends with
+bitwise the same weights as an uninterrupted one (CPU, `deterministic`).
 """
 
 from __future__ import annotations
@@ -35,8 +32,10 @@ from resnet_cifar.data import DeviceLoader
 from resnet_cifar.engine import rundir
 from resnet_cifar.engine.evaluate import EvalResult, evaluate_model
 from resnet_cifar.engine.report import (
+    CURVES_EVERY_S,
     best_name,
     diverged_message,
+    draw_curves,
     final_lines,
     header_lines,
     progress_bar,
@@ -97,16 +96,7 @@ class RunResult:
     summary: dict[str, Any]
 
 
-@dataclass
-class EpochEnd:
-    """How train_one_epoch left its epoch."""
-
-    step: int  # steps of the epoch done (all of them unless stopped or diverged)
-    stopped: bool = False  # a stop was asked (on any rank)
-    bad_loss: float | None = None  # the NaN/inf loss that ended it
-
-
-# ---- the loop, as free functions -------------------------------------------------------------
+# ---- the step and the epoch, as free functions ------------------------------------------------
 
 
 def train_step(parts: TrainParts, x: torch.Tensor, y: torch.Tensor
@@ -125,95 +115,57 @@ def train_step(parts: TrainParts, x: torch.Tensor, y: torch.Tensor
     return loss, logits
 
 
-def agree(loss: torch.Tensor, stop_requested: bool, dist: DistContext,
-          save_due: bool = False) -> tuple[bool, bool, bool]:
-    """(stop requested, loss not finite, a save due) on ANY rank. Under DDP every rank must
-    leave the loop, and save (which gathers every rank's RNG state), at the same step, or the
-    others hang in the next collective."""
-    flags = torch.stack([torch.tensor(float(stop_requested), device=loss.device),
-                         (~torch.isfinite(loss)).float(),
-                         torch.tensor(float(save_due), device=loss.device)])
-    if dist.enabled:
-        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-    stop, bad, save = flags.tolist()
-    return bool(stop), bool(bad), bool(save)
-
-
 def train_one_epoch(parts: TrainParts, loader: DeviceLoader, stats: EpochStats, *, epoch: int,
                     lr: Callable[[float], float], start_step: int = 0,
-                    dist: DistContext | None = None,
-                    stop_requested: Callable[[], bool] = lambda: False, bar=None,
-                    on_first_step: Callable[[float], None] | None = None,
-                    save_due: Callable[[], bool] = lambda: False,
-                    save: Callable[[int], None] | None = None,
-                    on_check: Callable[[int], None] | None = None) -> EpochEnd:
-    """One pass over ``loader`` from ``start_step`` (a resumed epoch skips what was done),
-    adding to ``stats``. ``lr(progress)`` sets the lr before each step; ``on_first_step`` gets
-    the seconds of the first step (torch.compile compiles there). Returns early on a stop or a
-    NaN/inf loss, which ranks agree on every step on CPU (free) and every 50 on a GPU, where
-    reading a flag back is a host-device sync. At those checks, when ``save_due()`` on any rank,
-    ``save(steps done)`` saves mid-epoch (``stats.seconds`` then holds the epoch's time so far;
-    the save's own time is not counted). ``on_check(steps done)`` runs after every check that
-    does not end the epoch (the thread count follows the load there)."""
-    dist = dist or DistContext()
+                    check: Callable[[int, torch.Tensor], bool] | None = None, bar=None) -> int:
+    """One pass over ``loader`` from ``start_step`` (a resumed epoch skips what was done), adding
+    to ``stats``; ``lr(progress)`` sets the lr before each step. Returns the steps done.
+
+    ``check(steps done, loss)`` runs after the first step, then every step on a CPU (free) and
+    every 50 on a GPU (reading a value back is a host-device sync), and after the last; it
+    returns True to leave the epoch. Its own time (a save, a stop agreed across ranks) is not
+    counted in ``stats.seconds``."""
     parts.forward_model.train()
     loader.set_epoch(epoch)
     steps = len(loader)
     check_every = 1 if stats.loss_sum.device.type == "cpu" else 50
-    end = EpochEnd(start_step)
+    step = start_step
     start = time.perf_counter()
     for x, y in itertools.islice(iter(loader), start_step, None):
         for group in parts.optimizer.param_groups:
-            group["lr"] = lr(epoch + end.step / steps)
-        first = on_first_step is not None and end.step == start_step
-        step_start = time.perf_counter()
+            group["lr"] = lr(epoch + step / steps)
         loss, logits = train_step(parts, x, y)
         if parts.ema is not None:  # steps before this one, counted across epochs: resume replays
-            parts.ema.update(parts.model, epoch * steps + end.step)
-        if first:
-            if x.device.type == "cuda":
-                torch.cuda.synchronize(x.device)
-            on_first_step(time.perf_counter() - step_start)
+            parts.ema.update(parts.model, epoch * steps + step)
         stats.loss_sum += loss.detach().double() * y.shape[0]
         stats.correct += (logits.detach().argmax(1) == y).sum()
         stats.seen += y.shape[0]
-        end.step += 1
+        step += 1
         if bar is not None:
             bar.update(1)
-        if end.step % check_every == 0 or end.step == steps:
-            end.stopped, bad, due = agree(loss.detach(), stop_requested(), dist,
-                                          save is not None and save_due())
-            if bad:
-                end.bad_loss = float(loss.detach())
-                return end
-            if end.stopped:
-                break
-            if due and end.step < steps:  # at the epoch's end, end_epoch saves anyway
-                stats.seconds += time.perf_counter() - start
-                save(end.step)
-                start = time.perf_counter()
-            if on_check is not None and end.step < steps:
-                on_check(end.step)
+        if check is not None and (step % check_every == 0 or step in (start_step + 1, steps)):
+            stats.seconds += time.perf_counter() - start
+            if check(step, loss.detach()):
+                return step
+            start = time.perf_counter()
     stats.seconds += time.perf_counter() - start
-    return end
+    return step
 
 
 def validate(model: torch.nn.Module, loader: DeviceLoader, classes: list[str], *,
-             autocast=None, dist: DistContext | None = None, chunk: int | None = None,
-             tta: str = "none") -> EvalResult:
-    """Loss, accuracy and confusion of ``model`` over ``loader``, exact across DDP ranks.
-    ``chunk``: images per forward on CPU (None: evaluate_model's measured default); ``tta``: a
-    test-time augmentation mode (config.TTA_MODES)."""
+             autocast=None, dist: DistContext | None = None, tta: str = "none") -> EvalResult:
+    """Loss, accuracy and confusion of ``model`` over ``loader``, exact across DDP ranks;
+    ``tta``: a test-time augmentation mode (config.TTA_MODES)."""
     return evaluate_model(model, loader, classes, autocast=autocast,
-                          all_reduce=(dist or DistContext()).all_reduce, chunk=chunk, tta=tta)
+                          all_reduce=(dist or DistContext()).all_reduce, tta=tta)
 
 
-# ---- the state ---------------------------------------------------------------------------------
+# ---- the run -----------------------------------------------------------------------------------
 
 
 class Trainer:
-    """The loop's state: where the run is (epoch, step), its history, its best epoch, and saving
-    and restoring all of it. ``fit()`` runs the epochs. Built by ``train()``."""
+    """A run's state, where it is (epoch, step), its history and best epoch, and ``fit()``, which
+    runs its epochs: train, validate, save, log. Built by ``train()``."""
 
     def __init__(self, config: TrainConfig, *, splits: Splits, parts: TrainParts,
                  loaders: tuple[DeviceLoader, DeviceLoader], device: torch.device,
@@ -230,25 +182,93 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"val_acc": -1.0, "epoch": 0, "file": None}
         self.epoch_stats: dict[str, Any] | None = None  # partial epoch restored from last.pt
-        self.on_epoch_end: list[Callback] = []
-        self.on_finish: list[Callable[[Trainer], None]] = []  # after summary.json (rank 0)
+        self.callbacks: list[Callback] = []
         self.last_val: Validation | None = None  # the latest validation result
-        self.compile_seconds: float | None = None  # the first compiled step
         self.saved_at = time.monotonic()  # the latest save of last.pt (`save_every` counts from it)
         self.saved: tuple[int, int] | None = None  # (epoch, step) that last.pt holds
+        self.curves_at: float | None = None  # when curves.png was last drawn
+        self.compile_seconds: float | None = None  # the first compiled step
 
     @property
     def model(self) -> torch.nn.Module:
         return self.parts.model
 
     @property
-    def best_name(self) -> str:
-        return best_name(self.splits)
+    def final_model(self) -> torch.nn.Module:
+        """The weights the run ends with (test figure, model.pth): the moving average when kept,
+        fixed in advance by the recipe rather than chosen on any split."""
+        return self.parts.ema.module if self.parts.ema is not None else self.model
+
+    @property
+    def final_weights(self) -> str:
+        return "ema" if self.parts.ema is not None else "raw"
 
     def lr_at(self, progress: float) -> float:
         return lr_at(self.config, progress, self.dist.world_size)
 
-    # ---- one epoch ---------------------------------------------------------------------------
+    def fit(self) -> RunResult:
+        for line in header_lines(
+                self.config, self.splits, run_dir=self.run_dir, params=self.parts.params,
+                macs=self.parts.macs, lr0=self.lr_at(0.0), world_size=self.dist.world_size,
+                device=self.device, others_busy=self.threads and self.threads.others_busy,
+                epoch=self.epoch, step=self.step_in_epoch,
+                steps_per_epoch=len(self.train_loader)):
+            self.log.info(line)
+        with self.stop:
+            while self.epoch < self.config.epochs:
+                stats = self.train_epoch()
+                if self.stop.requested:
+                    self.save("last.pt", stats)
+                    raise StopRequested(self.stop.exit_code, self.stopped())
+                self.end_epoch(stats)
+                if self.stop.requested and self.epoch < self.config.epochs:
+                    # the signal came during validation or saving: the epoch is complete and
+                    # saved, so stop here rather than run one step of the next
+                    raise StopRequested(self.stop.exit_code, self.stopped())
+        return self.finish()
+
+    def train_epoch(self) -> EpochStats:
+        """One pass over the training split; returns early (mid-epoch) if a stop was asked."""
+        self.follow_threads()
+        stats = EpochStats.zeros(self.device)
+        if self.epoch_stats and self.step_in_epoch:
+            stats.load_state_dict(self.epoch_stats)
+        self.epoch_stats = None
+        bar = (progress_bar(len(self.train_loader), self.step_in_epoch, self.epoch)
+               if self.progress else None)
+        started, first = time.perf_counter(), self.step_in_epoch
+
+        def check(step: int, loss: torch.Tensor) -> bool:
+            if self.config.compile and self.compile_seconds is None and step == first + 1:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                self.compile_seconds = time.perf_counter() - started
+                self.log.info(f"torch.compile: first step {self.compile_seconds:.1f} s "
+                              "(compilation; it counts in this epoch's time)")
+            self.step_in_epoch = step
+            due = self.config.save_every > 0 and (
+                time.monotonic() - self.saved_at >= self.config.save_every * 60)
+            flags = [torch.tensor(float(self.stop.requested), device=loss.device),
+                     (~torch.isfinite(loss)).float(), torch.tensor(float(due), device=loss.device)]
+            stop, bad, save = self.dist.any_rank(torch.stack(flags))
+            if bad:
+                self.diverged(float(loss))
+            if stop:
+                return True
+            if step < len(self.train_loader):  # at the epoch's end, end_epoch saves anyway
+                if save:
+                    self.save_mid_epoch(stats)
+                self.follow_threads(step)
+            return False
+
+        train_one_epoch(self.parts, self.train_loader, stats, epoch=self.epoch, lr=self.lr_at,
+                        start_step=self.step_in_epoch, check=check, bar=bar)
+        if bar is not None:
+            bar.close()
+        if not math.isfinite(float(stats.loss_sum)):
+            self.diverged(float(stats.loss_sum))
+        return stats
+
     def follow_threads(self, step: int | None = None) -> None:
         """As many threads as cores the other processes left idle: before each epoch, and
         (``step``: steps done in it) within one once runtime.FOLLOW_SECONDS have passed, so a
@@ -262,116 +282,17 @@ class Trainer:
                 f"threads    {before} -> {now}{where}: other processes kept "
                 f"{self.threads.others_busy:.1f} core(s) busy (`threads` N fixes the count)"))
 
-    def train_one_epoch(self) -> EpochStats:
-        """One pass over the training split; returns early (mid-epoch) if a stop was asked."""
-        self.follow_threads()
-        stats = EpochStats.zeros(self.device)
-        if self.epoch_stats and self.step_in_epoch:
-            stats.load_state_dict(self.epoch_stats)
-        self.epoch_stats = None
-        timing = self.config.compile and self.compile_seconds is None
-        bar = (progress_bar(len(self.train_loader), self.step_in_epoch, self.epoch)
-               if self.progress else None)
-        end = train_one_epoch(
-            self.parts, self.train_loader, stats, epoch=self.epoch, lr=self.lr_at,
-            start_step=self.step_in_epoch, dist=self.dist,
-            stop_requested=lambda: self.stop.requested, bar=bar,
-            on_first_step=self.compiled if timing else None,
-            save_due=self.save_due, save=lambda step: self.save_mid_epoch(stats, step),
-            on_check=self.follow_threads)
-        self.step_in_epoch = end.step
-        if end.bad_loss is not None:
-            self.diverged(end.bad_loss)
-        if bar is not None:
-            bar.close()
-        if not math.isfinite(float(stats.loss_sum)):
-            self.diverged(float(stats.loss_sum))
-        return stats
-
-    def save_due(self) -> bool:
-        """`save_every` minutes have passed since last.pt was saved."""
-        every = self.config.save_every
-        return every > 0 and time.monotonic() - self.saved_at >= every * 60
-
-    def save_mid_epoch(self, stats: EpochStats, step: int) -> None:
-        """last.pt after ``step`` steps of the current epoch, as a stop saves it: a resume
-        continues from there, bitwise as if never stopped. Not when a loss since the last check
-        was NaN/inf (a GPU checks every 50 steps): the epoch's end reports that, and last.pt keeps
-        its good state."""
+    def save_mid_epoch(self, stats: EpochStats) -> None:
+        """last.pt within the epoch, as a stop saves it: a resume continues from there, bitwise
+        as if never stopped. Not when a loss since the last check was NaN/inf (a GPU checks every
+        50 steps): the epoch's end reports that, and last.pt keeps its good state."""
         poisoned = (~torch.isfinite(stats.loss_sum)).double()
         self.dist.all_reduce(poisoned)  # every rank saves (the save is collective) or none
-        if float(poisoned):
-            return
-        self.step_in_epoch = step
-        self.save("last.pt", stats)
-
-    def compiled(self, seconds: float) -> None:
-        """torch.compile works at the first step: say what it cost."""
-        self.compile_seconds = seconds
-        self.log.info(f"torch.compile: first step {seconds:.1f} s "
-                      "(compilation; it counts in this epoch's time)")
-
-    @property
-    def final_model(self) -> torch.nn.Module:
-        """The weights the run ends with (test figure, model.pth): the moving average when kept,
-        fixed in advance by the recipe rather than chosen on any split."""
-        return self.parts.ema.module if self.parts.ema is not None else self.model
-
-    @property
-    def final_weights(self) -> str:
-        return "ema" if self.parts.ema is not None else "raw"
-
-    def validate(self) -> Validation:
-        return validate_weights(self.parts, self.val_loader, self.splits.classes,
-                                tta=self.config.tta, dist=self.dist)
-
-    def diverged(self, value: float) -> None:
-        message = diverged_message(self.config, self.run_dir, value, self.epoch,
-                                   self.step_in_epoch, saved=self.saved)
-        self.log.write(f"error: {render_settings(message)}")
-        raise TrainingDiverged(message)
-
-    def epoch_row(self, stats: EpochStats, val: Validation) -> dict[str, Any]:
-        """The epoch's metrics row, summed over ranks."""
-        seen = torch.tensor([stats.seen], dtype=torch.float64, device=self.device)
-        sums = torch.stack([stats.loss_sum, stats.correct.double()])
-        self.dist.all_reduce(sums)
-        self.dist.all_reduce(seen)
-        seen_all = float(seen)
-        return {
-            "epoch": self.epoch + 1,
-            "lr": self.lr_at(float(self.epoch)),
-            "train_loss": float(sums[0]) / seen_all,
-            "train_acc": float(sums[1]) / seen_all,
-            "val_loss": val.raw.loss,
-            "val_acc": val.raw.accuracy,
-            "epoch_time": stats.seconds,
-            "img_per_s": seen_all / max(stats.seconds, 1e-9),
-            # one of rundir.JSONL_ONLY_FIELDS: a resume or `threads` 0 may change the count; this
-            # is the count at the epoch's end (train.log names each change within an epoch)
-            "threads": torch.get_num_threads(),
-            **val.columns(),
-        }
-
-    # ---- the run -----------------------------------------------------------------------------
-    def fit(self) -> RunResult:
-        for line in self.header():
-            self.log.info(line)
-        with self.stop:
-            while self.epoch < self.config.epochs:
-                stats = self.train_one_epoch()
-                if self.stop.requested:
-                    self.save("last.pt", stats)
-                    raise StopRequested(self.stop.exit_code, self.stopped())
-                self.end_epoch(stats)
-                if self.stop.requested and self.epoch < self.config.epochs:
-                    # the signal came during validation or saving: the epoch is complete and
-                    # saved, so stop here rather than run one step of the next
-                    raise StopRequested(self.stop.exit_code, self.stopped())
-        return self.finish()
+        if not float(poisoned):
+            self.save("last.pt", stats)
 
     def end_epoch(self, stats: EpochStats) -> None:
-        """Validate, record, save (last.pt, and the best), log, call back."""
+        """Validate, record, save (last.pt, and the best), log, draw, call back."""
         val = self.last_val = self.validate()
         row = self.epoch_row(stats, val)
         self.epoch += 1
@@ -381,25 +302,58 @@ class Trainer:
         improved = val.best_accuracy > self.best["val_acc"]
         if improved:
             self.best = {"val_acc": val.best_accuracy, "epoch": self.epoch,
-                         "file": self.best_name}
+                         "file": best_name(self.splits)}
             if self.parts.ema is not None:
                 self.best["weights"] = val.best_weights
         self.save("last.pt")
         if improved:
-            self.save(self.best_name, weights=val.best_weights)
+            self.save(best_name(self.splits), weights=val.best_weights)
         self.log.info(rundir.format_row(row, self.config.epochs) + validation_words(row)
                       + ("  *" if improved else ""))
         self.log.metrics(row)
-        for callback in self.on_epoch_end:
+        if self.curves_at is None or time.monotonic() - self.curves_at >= CURVES_EVERY_S:
+            self.draw_curves()
+        for callback in self.callbacks:
             callback(self, row)
 
-    def header(self) -> list[str]:
-        return header_lines(
-            self.config, self.splits, run_dir=self.run_dir, params=self.parts.params,
-            macs=self.parts.macs, lr0=self.lr_at(0.0), world_size=self.dist.world_size,
-            device=self.device,
-            others_busy=self.threads.others_busy if self.threads is not None else None,
-            epoch=self.epoch, step=self.step_in_epoch, steps_per_epoch=len(self.train_loader))
+    def validate(self) -> Validation:
+        return validate_weights(self.parts, self.val_loader, self.splits.classes,
+                                tta=self.config.tta, dist=self.dist)
+
+    def epoch_row(self, stats: EpochStats, val: Validation) -> dict[str, Any]:
+        """The epoch's metrics row, summed over ranks."""
+        sums = torch.stack([stats.loss_sum, stats.correct.double(),
+                            torch.tensor(float(stats.seen), dtype=torch.float64,
+                                         device=self.device)])
+        self.dist.all_reduce(sums)
+        seen = float(sums[2])
+        return {
+            "epoch": self.epoch + 1,
+            "lr": self.lr_at(float(self.epoch)),
+            "train_loss": float(sums[0]) / seen,
+            "train_acc": float(sums[1]) / seen,
+            "val_loss": val.raw.loss,
+            "val_acc": val.raw.accuracy,
+            "epoch_time": stats.seconds,
+            "img_per_s": seen / max(stats.seconds, 1e-9),
+            # one of rundir.JSONL_ONLY_FIELDS: the count at the epoch's end (train.log names
+            # each change within an epoch)
+            "threads": torch.get_num_threads(),
+            **val.columns(),
+        }
+
+    def draw_curves(self) -> None:
+        """Redraw curves.png on rank 0 (0.2-0.4 s: at most every CURVES_EVERY_S, so that a GPU
+        with seconds-long epochs is not kept waiting)."""
+        self.curves_at = time.monotonic()
+        if self.dist.is_main and self.run_dir is not None:
+            draw_curves(self.run_dir, self.log)
+
+    def diverged(self, value: float) -> None:
+        message = diverged_message(self.config, self.run_dir, value, self.epoch,
+                                   self.step_in_epoch, saved=self.saved)
+        self.log.write(f"error: {render_settings(message)}")
+        raise TrainingDiverged(message)
 
     def stopped(self) -> str:
         """The resume hint for the CLI to print, also kept in train.log."""
@@ -410,12 +364,12 @@ class Trainer:
     def test(self) -> Validation | None:
         """The raw and (when kept) averaged weights on the test set (no TTA); None when the data
         has no test split (an image folder without test/), which is then never scored."""
-        if len(self.splits.test_labels) == 0:
+        s = self.splits
+        if len(s.test_labels) == 0:
             return None
-        if self.splits.val_is_test:
+        if s.val_is_test:
             # the last validation already was the test set (validated now if resumed at the end)
             return self.last_val or self.validate()
-        s = self.splits
         loader = eval_loader(self.config, s, s.test_images, s.test_labels, self.device,
                              self.dist)
         return validate_weights(self.parts, loader, s.classes, dist=self.dist)
@@ -423,8 +377,7 @@ class Trainer:
     def finish(self) -> RunResult:
         """The test-set figure of the final weights; rank 0 writes model.pth and summary.json."""
         tested = self.test()
-        test = None if tested is None else tested.ema if self.final_weights == "ema" \
-            else tested.raw
+        test = tested and (tested.ema if self.final_weights == "ema" else tested.raw)
         summary = run_summary(
             self.config, self.splits, self.history, best=self.best, epochs=self.epoch,
             params=self.parts.params, macs=self.parts.macs, device=self.device,
@@ -434,11 +387,9 @@ class Trainer:
             write_outputs(self.run_dir, self.final_model, summary)
             for line in final_lines(self.splits, self.run_dir, summary, self.best):
                 self.log.info(line)
-            for callback in self.on_finish:
-                callback(self)
+            self.draw_curves()  # with the test accuracy now in summary.json
         return RunResult(self.run_dir, self.history, self.best, test, summary)
 
-    # ---- saving and restoring ----------------------------------------------------------------
     def save(self, name: str, stats: EpochStats | None = None,
              weights: str | None = None) -> None:
         """Every rank calls this (to contribute its RNG state); rank 0 writes."""
@@ -496,7 +447,6 @@ def train(
     overwrite: bool = False,
     progress: bool | None = None,
     callbacks: list[Callback] | None = None,
-    on_finish: list[Callable[[Trainer], None]] | None = None,
 ) -> RunResult:
     """Train a model as ``config`` says (or resume the run at ``resume``), writing a run directory.
 
@@ -505,11 +455,8 @@ def train(
     the run trains.
 
     ``callbacks`` run after every epoch with the trainer and the epoch's metrics row; one may call
-    ``trainer.stop.request()`` to stop as SIGINT would. ``on_finish`` run on rank 0 once the run
-    has written summary.json. Raises StopRequested after saving when interrupted,
-    TrainingDiverged on a NaN/inf loss, and UserError subclasses on bad input.
-
-    This is the engine's train: resnet_cifar.train (resnet_cifar.training) adds the curves.
+    ``trainer.stop.request()`` to stop as SIGINT would. Raises StopRequested after saving when
+    interrupted, TrainingDiverged on a NaN/inf loss, and UserError subclasses on bad input.
     """
     saved = None
     if resume is not None:
@@ -533,8 +480,7 @@ def train(
         if dist.is_main:
             lock = open_run_dir(run_dir, trainer.config, epochs_done=trainer.epoch,
                                 resumed=saved is not None, overwrite=overwrite)
-        trainer.on_epoch_end.extend(callbacks or [])
-        trainer.on_finish.extend(on_finish or [])
+        trainer.callbacks.extend(callbacks or [])
         result = trainer.fit()
         # Leave together: a rank that tears its process group down while rank 0 is still
         # writing files can abort in gloo's threads ("terminate called without an active

@@ -22,10 +22,9 @@ from torch.profiler import ProfilerActivity, profile, record_function
 
 from resnet_cifar.config import build_config
 from resnet_cifar.data import DeviceLoader
-from resnet_cifar.engine.distributed import DistContext
-from resnet_cifar.engine.ema import ModelEma
+from resnet_cifar.engine.runtime import DistContext
+from resnet_cifar.engine.setup import ModelEma, build_parts
 from resnet_cifar.engine.train import train_step
-from resnet_cifar.engine.train_setup import build_parts
 
 # Ops that make a view or read metadata: no kernel on CUDA.
 NO_KERNEL = {

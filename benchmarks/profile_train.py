@@ -4,11 +4,11 @@
         [--no-channels-last] [--optimizer default|fused|foreach|loop] [--device cpu] [--rows 25]
 
 The step is the training loop's own (engine.train.train_step, on parts built by
-resnet_cifar.bench.build_pipeline as train() builds them), with its stages marked: loader (gather,
-crop, flip, normalize), forward (+ loss), backward, optimizer. Prints two markdown tables: time by
-stage, and self time by kind of op (conv forward / backward, BatchNorm forward / backward,
-elementwise, optimizer kernels, loader ops), then torch.profiler's own top-op table. Result on the
-2-core development CPU: docs/benchmarks.md.
+resnet_cifar.bench_pipelines.build_pipeline as train() builds them), with its stages marked:
+loader (gather, crop, flip, normalize), forward (+ loss), backward, optimizer. Prints two markdown
+tables: time by stage, and self time by kind of op (conv forward / backward, BatchNorm forward /
+backward, elementwise, optimizer kernels, loader ops), then torch.profiler's own top-op table.
+Result on the 2-core development CPU: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import collections
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from resnet_cifar.bench import BenchConfig, bench_splits, build_pipeline
+from resnet_cifar.bench import BenchConfig
+from resnet_cifar.bench_pipelines import bench_splits, build_pipeline
 from resnet_cifar.engine.runtime import configure_threads, resolve_device
 
 STAGES = ("loader", "forward", "backward", "optimizer")

@@ -17,7 +17,8 @@ import time
 
 import torch
 
-from resnet_cifar.bench import BenchConfig, bench_splits, build_pipeline, synchronize
+from resnet_cifar.bench import BenchConfig
+from resnet_cifar.bench_pipelines import bench_splits, build_pipeline, synchronize
 from resnet_cifar.engine.runtime import configure_threads, resolve_device
 from resnet_cifar.engine.train import train_step
 from resnet_cifar.models import list_models, model_complexity

@@ -27,6 +27,7 @@ LAYERS = (
     ("viz",),
     ("compare",),
     ("export_check",),  # the data export checks its parity on
+    ("bench_pipelines",),  # what `resnet-cifar bench` times
     ("predict", "export", "bench", "training"),  # training: the engine's run + curves
     ("report", "publish"),  # publish: a run's weights evaluated into the registry
     ("",),  # resnet_cifar/__init__.py: the public API

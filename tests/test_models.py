@@ -19,9 +19,8 @@ from resnet_cifar.models import (
     create_model,
     list_models,
     model_options,
-    set_materialize_zero_state,
 )
-from resnet_cifar.models.cells import ConvCell, ConvGRUCell, ConvLSTMCell, ConvRNNCell, conv_cat
+from resnet_cifar.models.cells import ConvGRUCell, ConvLSTMCell, ConvRNNCell, conv_cat
 from resnet_cifar.models.recurrent import recurrent_resnet
 from resnet_cifar.models.regnet import regnet
 from resnet_cifar.models.resnet import CifarResNet, blocks_per_stage, resnet
@@ -410,45 +409,17 @@ def test_gru_matches_its_equations(variant):
     torch.testing.assert_close(cell(x, h), expected, rtol=1e-5, atol=1e-6)
 
 
-# --- the zero-state skip and its materialized baseline ------------------------------------------
+# --- the zero-state skip (its plain-cat baseline: tests/test_speed_paths.py) -------------------
 
 
 @pytest.mark.parametrize("groups", [1, 2])
-def test_conv_cat_materialized_equals_the_skip(groups):
+def test_conv_cat_skips_the_zero_parts_exactly(groups):
     torch.manual_seed(0)
     conv = nn.Conv2d(12, 6, 3, padding=1, groups=groups)
     x, h = torch.randn(2, 2, 4, 5, 5)
     for parts in ([x, None], [x, None, None], [x, h, None]):
         conv.in_channels = 4 + 4 * (len(parts) - 1)  # the widths conv_cat reads
         conv.weight = nn.Parameter(torch.randn(6, conv.in_channels // groups, 3, 3))
-        skipped = conv_cat(conv, parts)
-        full = conv_cat(conv, parts, materialize=True)
         zeros = [p if p is not None else torch.zeros_like(x) for p in parts]
         expected = conv(torch.cat(zeros, dim=1))
-        torch.testing.assert_close(skipped, expected, rtol=0, atol=1e-5)
-        torch.testing.assert_close(full, expected, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("name", RECURRENT)
-def test_materialize_zero_state_reaches_every_cell_and_keeps_the_output(name):
-    model = build(name).eval()
-    cells = [m for m in model.modules() if isinstance(m, ConvCell)]
-    first = model.layer1[0].rnn
-    gate = first.conv if isinstance(first, ConvLSTMCell) else first.conv_x
-    seen = []  # the input widths the first cell's gate conv is called with as a module
-    gate.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
-    with torch.no_grad():
-        skipped = model(images())
-        assert set_materialize_zero_state(model, True) == len(cells) == 3 * len(model.layer1)
-        assert all(cell.materialize_zero_state for cell in cells)
-        seen_skipping, seen[:] = list(seen), []
-        materialized = model(images())
-        assert set_materialize_zero_state(model, False) == len(cells)
-        assert not any(cell.materialize_zero_state for cell in cells)
-    # The first cell starts from a zero state: skipped, its plain conv is never called as a module
-    # (the grouped one of efficient cells always is); materialized, it sees the full input width.
-    in_width = getattr(gate, "in_channels", None)
-    assert seen == [in_width]
-    if isinstance(gate, nn.Conv2d) and gate.groups == 1:
-        assert seen_skipping == []
-    torch.testing.assert_close(materialized, skipped, rtol=0, atol=1e-6)
+        torch.testing.assert_close(conv_cat(conv, parts), expected, rtol=0, atol=1e-5)

@@ -1,6 +1,7 @@
 """The speed options compute the same thing: channels_last, torch.compile, chunked CPU evaluation,
-the split-weight cells; the benchmark's levers are real parameters; and `resnet-cifar bench`
-measures and reports. No timing is asserted."""
+the split-weight cells; the benchmark's levers are real parameters, and benchmarks/bench_train.py's
+own (the chunk, the plain cat) switch what they say; and `resnet-cifar bench` measures and
+reports. No timing is asserted."""
 
 from __future__ import annotations
 
@@ -16,18 +17,28 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_cifar import bench
+from resnet_cifar import bench, bench_pipelines
 from resnet_cifar.cli import build_parser, main
 from resnet_cifar.config import TrainConfig
 from resnet_cifar.data import DeviceLoader
-from resnet_cifar.engine import evaluate
-from resnet_cifar.engine.distributed import DistContext
-from resnet_cifar.engine.train_setup import build_parts, compile_mode_for, optimizer_impl
-from resnet_cifar.models import create_model, set_materialize_zero_state
-from resnet_cifar.models.cells import ConvCell, ConvGRUCell
+from resnet_cifar.engine import evaluate, setup
+from resnet_cifar.engine.runtime import DistContext
+from resnet_cifar.engine.setup import build_parts, compile_mode_for, optimizer_impl
+from resnet_cifar.models import cells, create_model, list_models
+from resnet_cifar.models.cells import ConvGRUCell, ConvLSTMCell
 from resnet_cifar.models.recurrent import RecurrentBasicBlock
 
 SPEED_MODELS = ["resnet20", "resnet20_convgru", "regnet20_convlstm"]
+RECURRENT = [m for m in list_models() if m.startswith(("resnet20_", "regnet20_"))]
+
+
+def bench_train():
+    """benchmarks/bench_train.py as a module (benchmarks/ is no package)."""
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_train.py"
+    spec = importlib.util.spec_from_file_location("bench_train", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
@@ -61,40 +72,47 @@ def test_compiled_block_gives_the_same_output():
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
-def cell_conv_calls(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """How often the cells' gate convolutions run as modules. A skipped zero state runs
-    F.conv2d on a slice of the weight instead, which calls no module."""
-    calls = []
-    hooks = [m.register_forward_hook(lambda *_: calls.append(1))
-             for cell in model.modules() if isinstance(cell, ConvCell)
-             for m in cell.children() if isinstance(m, torch.nn.Conv2d)]
-    with torch.no_grad():
-        model(x)
-    for hook in hooks:
-        hook.remove()
-    return len(calls)
-
-
-def test_cells_with_materialized_zeros_equal_the_split_weights():
+@pytest.mark.parametrize("name", RECURRENT)
+def test_the_plain_cat_lever_keeps_every_cell_output_and_computes_the_zeros(name):
+    """bench_train's plain_cat lever (the baseline of the cells' zero-state skip) gives the same
+    logits, and really switches: the first cell of a stage, whose state is zero, then calls its
+    gate conv as a module on the full input width (skipping, a plain conv is never called as a
+    module; the grouped one of efficient cells always is)."""
     torch.manual_seed(0)
-    model = create_model("resnet20_convgru").eval()
-    x = images(2)
-    skipping = cell_conv_calls(model, x)
+    model = create_model(name).eval()
+    first = model.layer1[0].rnn
+    gate = first.conv if isinstance(first, ConvLSTMCell) else first.conv_x
+    seen = []  # the input widths the first cell's gate conv is called with as a module
+    gate.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
+    x, module, skip = images(2), bench_train(), cells.conv_cat
     with torch.no_grad():
-        split = model(x)
-    assert set_materialize_zero_state(model, True) == 9  # one cell per block
-    materialized = cell_conv_calls(model, x)
-    with torch.no_grad():
-        plain = model(x)
-    torch.testing.assert_close(split, plain, rtol=0, atol=1e-6)
-    # the switch really switched: each stage's first block now runs its zero-state convolutions
-    assert materialized > skipping
-    set_materialize_zero_state(model, False)
-    assert cell_conv_calls(model, x) == skipping
+        skipped = model(x)
+        seen_skipping, seen[:] = list(seen), []
+        with module.patched(cells, "conv_cat", module.plain_cat):
+            plain = model(x)
+    torch.testing.assert_close(plain, skipped, rtol=0, atol=1e-6)
+    assert seen == [gate.in_channels]
+    if isinstance(gate, torch.nn.Conv2d) and gate.groups == 1:
+        assert seen_skipping == []
+    assert cells.conv_cat is skip  # undone on leaving
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_the_plain_cat_is_the_conv_of_the_zero_filled_cat(groups):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(12, 6, 3, padding=1, groups=groups)
+    x, h = torch.randn(2, 2, 4, 5, 5)
+    plain_cat = bench_train().plain_cat
+    for parts in ([x, None], [x, None, None], [x, h, None]):
+        conv.in_channels = 4 + 4 * (len(parts) - 1)  # the widths the plain cat reads
+        conv.weight = torch.nn.Parameter(torch.randn(6, conv.in_channels // groups, 3, 3))
+        zeros = [p if p is not None else torch.zeros_like(x) for p in parts]
+        torch.testing.assert_close(plain_cat(conv, parts), conv(torch.cat(zeros, dim=1)),
+                                   rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_chunked_cpu_evaluation_equals_one_forward(threads):
+def test_chunked_cpu_evaluation_equals_one_forward(threads, monkeypatch):
     torch.manual_seed(0)
     model = create_model("resnet20").eval()
     rng = np.random.default_rng(0)
@@ -105,7 +123,8 @@ def test_chunked_cpu_evaluation_equals_one_forward(threads):
     torch.set_num_threads(threads)
     chunked = evaluate.evaluate_model(model, loader, classes)
     assert torch.get_num_threads() == threads  # the pool's single-threading is undone
-    whole = evaluate.evaluate_model(model, loader, classes, chunk=10**6)
+    monkeypatch.setattr(evaluate, "CPU_EVAL_CHUNK", 10**6)  # bench_train's eval_unchunked
+    whole = evaluate.evaluate_model(model, loader, classes)
     assert chunked.confusion == whole.confusion and chunked.total == 150
     assert chunked.loss == pytest.approx(whole.loss, rel=1e-5)
 
@@ -115,12 +134,13 @@ def test_baseline_dataset_is_the_torchvision_recipe():
     data = rng.integers(0, 256, (2, 3, 32, 32), dtype=np.uint8)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
     m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
-    plain = bench.PerSampleDataset(data, np.array([3, 7]), train=False, mean=mean, std=std)
+    dataset = bench_pipelines.PerSampleDataset
+    plain = dataset(data, np.array([3, 7]), train=False, mean=mean, std=std)
     x, y = plain[1]
     assert y == 7
     torch.testing.assert_close(x, (torch.from_numpy(data[1]).float() / 255 - m) / s)
     # A training sample is one of the 9 x 9 crops of the 4-px zero-padded image, maybe mirrored.
-    augmented = bench.PerSampleDataset(data, np.array([3, 7]), train=True, mean=mean, std=std)
+    augmented = dataset(data, np.array([3, 7]), train=True, mean=mean, std=std)
     padded = torch.nn.functional.pad(torch.from_numpy(data[0]).float() / 255, (4, 4, 4, 4))
     for _ in range(5):
         x, _ = augmented[0]
@@ -155,16 +175,49 @@ def test_the_benchmark_levers_reach_the_parts_it_times():
 
 def test_bench_train_takes_every_flag_of_resnet_cifar_bench():
     """benchmarks/bench_train.py builds its flags from BenchConfig, not from the CLI."""
-    path = Path(__file__).parents[1] / "benchmarks" / "bench_train.py"
-    spec = importlib.util.spec_from_file_location("bench_train", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = bench_train()
     ours = {o for a in module.build_parser()._actions for o in a.option_strings}
-    bench = next(a for a in build_parser()._actions
-                 if isinstance(a, argparse._SubParsersAction)).choices["bench"]
-    cli = {o for a in bench._actions for o in a.option_strings}
+    bench_cmd = next(a for a in build_parser()._actions
+                     if isinstance(a, argparse._SubParsersAction)).choices["bench"]
+    cli = {o for a in bench_cmd._actions for o in a.option_strings}
     assert cli <= ours, cli - ours
-    assert "resnet_cifar.cli" not in path.read_text()
+    assert "resnet_cifar.cli" not in Path(module.__file__).read_text()
+
+
+def test_bench_train_levers_switch_what_they_name_in_their_own_rounds_only(monkeypatch):
+    """A lever with a chunk evaluates in chunks of that size (and gets no training pipeline), one
+    with plain_cat runs the plain cat; each only inside its own runs, ours untouched."""
+    module = bench_train()
+    seen = []
+    real_inference = evaluate.inference
+    monkeypatch.setattr(evaluate, "inference", lambda model, x: seen.append(
+        ("chunk", len(x))) or real_inference(model, x))
+    real_plain = module.plain_cat
+    monkeypatch.setattr(module, "plain_cat", lambda conv, parts: seen.append(
+        ("plain", None)) or real_plain(conv, parts))
+    cfg = bench.BenchConfig(model="resnet20_convgru", device="cpu", batch_size=4, steps=1,
+                            eval_images=40, eval_batch_size=40, repeats=1, warmup=0, threads=1,
+                            baseline=False, folded=False, bf16_eval=False)
+    torch.set_num_threads(1)  # one chunk thread: the pieces come in order
+    cpu = torch.device("cpu")
+    splits = bench_pipelines.bench_splits(cfg)
+    chunked = module.lever_pipelines("c16", {"chunk": 16}, cfg, splits, cpu)
+    assert [p.kind for p in chunked] == ["eval"]
+    with chunked[0].context():
+        chunked[0].run()
+    assert seen == [("chunk", 16), ("chunk", 16), ("chunk", 8)]
+    assert evaluate.CPU_EVAL_CHUNK == 32  # undone
+    seen.clear()
+    plain = module.lever_pipelines("plain", {"plain_cat": True}, cfg, splits, cpu)
+    assert [p.kind for p in plain] == ["train", "eval"]
+    with plain[1].context():
+        plain[1].run()
+    assert ("plain", None) in seen
+    seen.clear()
+    ours = module.lever_pipelines("ours", {}, cfg, splits, cpu)
+    with ours[1].context():
+        ours[1].run()
+    assert ("plain", None) not in seen and {n for _, n in seen} == {32, 8}
 
 
 def check_figures(figures: dict, batch: int) -> None:
@@ -220,14 +273,15 @@ def test_bench_variants_get_only_the_pipelines_they_change():
 def test_bench_folded_evaluation_runs_a_folded_copy_of_the_current_weights(monkeypatch):
     """ours_fold_bn evaluates the training model's weights with no BatchNorm left, and agrees."""
     seen = []
-    real = bench.validate
-    monkeypatch.setattr(bench, "validate", lambda model, *a, **k: seen.append(model) or
+    real = bench_pipelines.validate
+    monkeypatch.setattr(bench_pipelines, "validate", lambda model, *a, **k: seen.append(model) or
                         real(model, *a, **k))
     cfg = bench.BenchConfig(device="cpu", batch_size=4, steps=1, eval_images=40, threads=1)
-    splits = bench.bench_splits(cfg)
+    splits = bench_pipelines.bench_splits(cfg)
     cpu = torch.device("cpu")
-    plain = bench.build_pipeline(cfg, splits, cpu)
-    folded = bench.build_pipeline(bench.dataclasses.replace(cfg, fold_bn=True), splits, cpu)
+    plain = bench_pipelines.build_pipeline(cfg, splits, cpu)
+    folded = bench_pipelines.build_pipeline(bench.dataclasses.replace(cfg, evaluation="folded"),
+                                            splits, cpu)
     expected, got = plain.validate(), folded.validate()
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in seen[1].modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.parts.model.modules())
@@ -275,20 +329,19 @@ def test_cpu_bf16_run_logs_the_accuracy_eval_reproduces(tmp_path, capsys):
 
 
 def test_amp_on_the_cpu_fp16_is_refused_and_bf16_without_hardware_support_warns(monkeypatch):
-    from resnet_cifar.engine import train_setup
     from resnet_cifar.errors import ConfigError
 
     cpu = torch.device("cpu")
     with pytest.raises(ConfigError, match="fp16 needs CUDA.*use bf16"):
-        train_setup.check_device_options(TrainConfig(amp="fp16"), cpu)
-    monkeypatch.setattr(train_setup, "cpu_has_native_bf16", lambda: False)
+        setup.check_device_options(TrainConfig(amp="fp16"), cpu)
+    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: False)
     with pytest.warns(RuntimeWarning, match="emulated and slower"):
-        train_setup.check_device_options(TrainConfig(amp="bf16"), cpu)
-    monkeypatch.setattr(train_setup, "cpu_has_native_bf16", lambda: True)
+        setup.check_device_options(TrainConfig(amp="bf16"), cpu)
+    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: True)
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        train_setup.check_device_options(TrainConfig(amp="bf16"), cpu)
+        setup.check_device_options(TrainConfig(amp="bf16"), cpu)
 
 
 # --------------------------------------------------------------------------- eval --amp
@@ -297,10 +350,9 @@ def test_amp_on_the_cpu_fp16_is_refused_and_bf16_without_hardware_support_warns(
 def test_eval_under_bf16_autocast_enters_it_in_every_chunk_thread(monkeypatch):
     """Autocast is thread-local: each of cpu_chunk_pool's threads must compute its chunk in
     bfloat16, and the logits that come back are float32 and close to, not equal to, float32's."""
-    from resnet_cifar.engine import train_setup
     from resnet_cifar.engine.evaluate import evaluate_model, with_amp
 
-    monkeypatch.setattr(train_setup, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: True)
 
     class Probe(torch.nn.Module):
         def __init__(self):
@@ -336,9 +388,7 @@ def test_eval_amp_says_so_and_refuses_what_the_device_cannot_run(tmp_path, capsy
                                                                  monkeypatch):
     from data_fixtures import make_cifar10_python_dir
 
-    from resnet_cifar.engine import train_setup
-
-    monkeypatch.setattr(train_setup, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: True)
     data = make_cifar10_python_dir(tmp_path / "data", n_train_per_class=4, n_test_per_class=3,
                                    seed=0, learnable=True)
     run = tmp_path / "run"
@@ -365,13 +415,11 @@ def test_eval_amp_says_so_and_refuses_what_the_device_cannot_run(tmp_path, capsy
 @pytest.mark.parametrize("native", [True, False])
 def test_bench_times_bf16_evaluation_only_where_bf16_runs_in_hardware(monkeypatch, native):
     seen = []
-    real = bench.validate
-    monkeypatch.setattr(bench, "validate", lambda model, *a, **k: seen.append(model) or
+    real = bench_pipelines.validate
+    monkeypatch.setattr(bench_pipelines, "validate", lambda model, *a, **k: seen.append(model) or
                         real(model, *a, **k))
     monkeypatch.setattr(bench, "cpu_has_native_bf16", lambda: native)
-    from resnet_cifar.engine import train_setup
-
-    monkeypatch.setattr(train_setup, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(setup, "cpu_has_native_bf16", lambda: native)
     cfg = bench.BenchConfig(device="cpu", batch_size=4, steps=1, eval_images=8, repeats=1,
                             warmup=0, threads=1, baseline=False, folded=False)
     result = bench.run_benchmark(cfg)
@@ -387,19 +435,20 @@ def test_bench_times_the_float32_peak_and_bounds_each_ratio_by_it(monkeypatch, c
     """The peak is PEAK_PRODUCTS square products per thread and round, and each kind's ceiling
     is its fastest round's GFLOP/s over the best baseline's, printed beside the ratios;
     --no-peak leaves both out."""
-    monkeypatch.setattr(bench, "PEAK_SIZE", 256)  # the real size takes a second per product
+    monkeypatch.setattr(bench_pipelines, "PEAK_SIZE", 256)  # the real size: a second a product
+    products_per_round = bench_pipelines.PEAK_PRODUCTS  # one thread
     products = []
     real_mm = torch.mm
-    monkeypatch.setattr(bench.torch, "mm", lambda a, b, **k: products.append(
+    monkeypatch.setattr(torch, "mm", lambda a, b, **k: products.append(
         (tuple(a.shape), tuple(b.shape), a.dtype)) or real_mm(a, b, **k))
     argv = ["bench", "--device", "cpu", "--threads", "1", "--steps", "1", "--batch-size", "4",
             "--eval-images", "8", "--repeats", "2", "--warmup", "0", "--workers", "0,1",
             "--no-folded", "--no-bf16-eval"]
     assert main([*argv, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert products == [((256, 256), (256, 256), torch.float32)] * (2 * bench.PEAK_PRODUCTS)
+    assert products == [((256, 256), (256, 256), torch.float32)] * (2 * products_per_round)
     peak = result["peak"][bench.PEAK]
-    flop = bench.PEAK_PRODUCTS * 2 * 256 ** 3  # one thread: PEAK_PRODUCTS products a round
+    flop = products_per_round * 2 * 256 ** 3
     assert peak["gflop_per_s"] == pytest.approx(  # round_s is rounded to 0.1 ms
         flop / statistics.median(peak["round_s"]) / 1e9, rel=0.05)
     fastest = flop / min(peak["round_s"]) / 1e9

@@ -77,7 +77,7 @@ def add_parser(sub) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The BenchConfig the flags describe (benchmarks/bench_train.py adds variants to it)."""
+    """The BenchConfig the flags describe, one field per flag."""
     from resnet_cifar.bench import BenchConfig
 
     return BenchConfig(

@@ -5,7 +5,6 @@ and the regulated networks of Xu et al.
 """
 
 from resnet_cifar.models import recurrent, regnet, resnet  # noqa: F401  (register the models)
-from resnet_cifar.models.cells import set_materialize_zero_state
 from resnet_cifar.models.complexity import count_macs, count_parameters, model_complexity
 from resnet_cifar.models.registry import (
     UnknownModelError,
@@ -26,5 +25,4 @@ __all__ = [
     "model_complexity",
     "model_options",
     "register_model",
-    "set_materialize_zero_state",
 ]

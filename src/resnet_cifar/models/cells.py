@@ -3,9 +3,7 @@
 Every cell maps an input x (B, C_in, H, W) and a previous state to a new state, with 3x3 gate
 convolutions (padding 1, bias). A state of ``None`` means "all zeros": the cell then skips the
 hidden half of its convolutions, which is exact (conv(cat[x, 0]) == conv_x_part(x)) and saves a
-third of the cell's work at every stage's first block. ``set_materialize_zero_state(model, True)``
-makes every cell compute the plain form instead (the baseline the benchmark measures the skip
-against).
+third of the cell's work at every stage's first block (docs/benchmarks.md).
 
 Parameter names (``conv_x``, ``conv_y``) are those of the original repository, so its state_dicts
 load unchanged.
@@ -23,20 +21,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def conv_cat(conv: nn.Module, parts: list[Tensor | None], materialize: bool = False) -> Tensor:
+def conv_cat(conv: nn.Module, parts: list[Tensor | None]) -> Tensor:
     """conv(cat(parts, dim=1)) where a ``None`` part stands for zeros of its channel share.
 
     ``parts`` come with their channel counts implied by the conv's weight layout: the caller passes
     them in the order they were concatenated in the original equation. Zero parts are skipped by
     slicing the weight, so no zeros are materialized and no ``cat`` of activations is needed when
-    only one part is non-zero. ``materialize=True`` computes the plain form instead (zeros made
-    real, one cat, the full conv): the same result, kept as the baseline the skip is measured
-    against (``set_materialize_zero_state``).
+    only one part is non-zero.
     """
     present = [p for p in parts if p is not None]
     if len(present) == len(parts):
         return conv(torch.cat(parts, dim=1))
-    if materialize or not isinstance(conv, nn.Conv2d) or conv.groups != 1:
+    if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
         # Slicing a grouped or factorized conv's weight by input channel is not valid, so there
         # the zeros are materialized too (still exact, just not cheaper).
         return conv(torch.cat(_zeros_filled(conv, parts), dim=1))
@@ -120,23 +116,7 @@ def gate_conv(in_channels: int, out_channels: int, hidden_channels: int, groups:
 
 
 class ConvCell(nn.Module):
-    """What every cell shares: a zero state given as ``None`` is skipped (see ``conv_cat``), unless
-    ``materialize_zero_state`` is set, which computes the plain form for comparison."""
-
-    materialize_zero_state: bool = False
-
-    def gate(self, conv: nn.Module, parts: list[Tensor | None]) -> Tensor:
-        """conv(cat(parts)), a ``None`` part standing for zeros."""
-        return conv_cat(conv, parts, self.materialize_zero_state)
-
-
-def set_materialize_zero_state(model: nn.Module, flag: bool) -> int:
-    """Make every recurrent cell in ``model`` materialize its zero state (``True``) or skip it
-    (``False``, the default). Both give the same output; returns how many cells were set."""
-    cells = [m for m in model.modules() if isinstance(m, ConvCell)]
-    for cell in cells:
-        cell.materialize_zero_state = bool(flag)
-    return len(cells)
+    """What every cell is: a zero state given as ``None`` is skipped (see ``conv_cat``)."""
 
 
 class ConvRNNCell(ConvCell):
@@ -151,7 +131,7 @@ class ConvRNNCell(ConvCell):
         self.conv_x = gate_conv(c_in + c_h, c_h, c_h, groups)
 
     def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        return torch.tanh(self.gate(self.conv_x, [x, h]))
+        return torch.tanh(conv_cat(self.conv_x, [x, h]))
 
 
 class ConvGRUCell(ConvCell):
@@ -189,10 +169,10 @@ class ConvGRUCell(ConvCell):
         self.conv_y = gate_conv(y_in, c_h, c_h, groups)
 
     def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        a, r = torch.sigmoid(self.gate(self.conv_x, [x, h])).chunk(2, dim=1)
+        a, r = torch.sigmoid(conv_cat(self.conv_x, [x, h])).chunk(2, dim=1)
         rh = None if h is None else r * h
         y_parts = [x, h, rh] if self.variant == "seed" else [x, rh]
-        y = torch.tanh(self.gate(self.conv_y, y_parts))
+        y = torch.tanh(conv_cat(self.conv_y, y_parts))
         if h is None:
             return (1 - a) * y
         return a * h + (1 - a) * y
@@ -224,7 +204,7 @@ class ConvLSTMCell(ConvCell):
         self, x: Tensor, state: tuple[Tensor, Tensor] | None = None
     ) -> tuple[Tensor, Tensor]:
         h, c = (None, None) if state is None else state
-        i, f, o, g = self.gate(self.conv, [x, h]).chunk(4, dim=1)
+        i, f, o, g = conv_cat(self.conv, [x, h]).chunk(4, dim=1)
         i, f, o, g = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o), torch.tanh(g)
         c_next = i * g if c is None else f * c + i * g
         return o * torch.tanh(c_next), c_next

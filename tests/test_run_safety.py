@@ -7,6 +7,7 @@ what it protects.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
@@ -218,8 +219,8 @@ def test_a_full_disk_while_saving_is_a_one_line_error_with_the_way_back(data, tm
                                                                        monkeypatch):
     import resnet_cifar.engine.checkpoint as checkpoint
 
-    def full(obj, f, *args, **kwargs):
-        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 512 vs 0")
+    def full(obj, f, *args, **kwargs):  # the file's write, from Python, on a full disk
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     save = checkpoint.torch.save
     monkeypatch.setattr(checkpoint.torch, "save", full)

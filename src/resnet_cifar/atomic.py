@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -33,22 +34,6 @@ try:  # advisory locks: POSIX. Elsewhere stale temporary files are left (they ar
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
-
-EDQUOT = getattr(errno, "EDQUOT", errno.ENOSPC)  # not on every platform
-# errno -> the cause in words; the OS's own strerror for the rest
-CAUSES = {
-    errno.EACCES: "permission denied",
-    errno.EPERM: "permission denied",
-    errno.EROFS: "read-only file system",
-    EDQUOT: "disk quota exceeded",
-    errno.ENOSPC: "no space left on device",  # after EDQUOT: the same number where it is absent
-    errno.EISDIR: "it is a folder",
-}
-DISK_FULL = (errno.ENOSPC, EDQUOT)
-# torch's C++ zip writer (torch.save to a path, torch.jit.save, ...) reports a failed write as a
-# RuntimeError with one of these in its message, not as an OSError
-TORCH_WRITE_FAILURES = ("unexpected pos", "PytorchStreamWriter failed", "file write failed")
-
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -144,6 +129,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+def atomic_save_bytes(path: str | os.PathLike, save: Callable[[io.BytesIO], None]) -> None:
+    """``save(buffer)`` into memory, then the bytes to ``path`` atomically: a C++ serializer
+    (torch.save, torch.jit.save) that writes a file itself reports a full disk as a RuntimeError
+    in its own words; written from Python, the failure is an OSError with the OS's reason."""
+    buffer = io.BytesIO()
+    save(buffer)
+    with atomic_write(path) as f:
+        f.write(buffer.getbuffer())
+
+
 # --------------------------------------------------------------------------- user-facing errors
 
 
@@ -190,38 +185,26 @@ def _explain(err: OSError, path: Path, setting: str) -> tuple[str, str]:
     blocker = _file_in_the_way(path)  # mkdir's ENOTDIR or EEXIST, said plainly
     if blocker is not None:
         return f"{blocker} is a file, not a folder", f"choose another {setting}"
-    cause = os_error_cause(err)
-    if err.errno in DISK_FULL:
-        return cause, f"free some space or choose another {setting}"
-    if err.errno == errno.EISDIR:
-        return cause, f"give {setting} a file name"
-    return cause, f"choose a writable {setting}"
+    if err.errno == errno.ENOSPC:
+        return os_error_cause(err), f"free some space or choose another {setting}"
+    return os_error_cause(err), f"choose a writable {setting}"
 
 
 def os_error_cause(err: OSError) -> str:
-    """The cause of a failed write in a few plain words ("no space left on device")."""
-    return CAUSES.get(err.errno) or (err.strerror or str(err) or type(err).__name__).lower()
-
-
-def is_torch_write_failure(err: BaseException) -> bool:
-    """Whether ``err`` is torch's serializer reporting a write that failed (a full disk)."""
-    return isinstance(err, RuntimeError) and any(m in str(err) for m in TORCH_WRITE_FAILURES)
+    """The OS's reason for a failed write, in its own words ("no space left on device")."""
+    return (err.strerror or str(err) or type(err).__name__).lower()
 
 
 @contextlib.contextmanager
 def explain_write_errors(
     path: str | os.PathLike, what: str, setting: str = "`out`"
 ) -> Iterator[None]:
-    """Turn an OSError, or torch's RuntimeError for a failed write, raised inside into a one-line
-    UserError naming ``what`` and ``path``, the cause and the fix (``setting``, a backticked key
-    such as `out`, chooses another place). Anything else passes through unchanged."""
+    """Turn an OSError raised inside into a one-line UserError naming ``what`` and ``path``, the
+    cause and the fix (``setting``, a backticked key such as `out`, chooses another place).
+    Writers that serialize in C++ (torch.save, torch.jit.save) write into memory first, so that
+    the file's own write fails as an OSError here (see atomic_save_bytes)."""
     try:
         yield
     except OSError as err:
         cause, fix = _explain(err, Path(path), setting)
         raise cannot_write(path, what, cause, fix) from None
-    except RuntimeError as err:
-        if not is_torch_write_failure(err):
-            raise
-        raise cannot_write(path, what, "the write failed (is the disk full?)",
-                           f"free some space or choose another {setting}") from None

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from resnet_cifar.atomic import atomic_write
+from resnet_cifar.atomic import atomic_save_bytes
 from resnet_cifar.engine.rundir import TRAINING_CHECKPOINTS
 from resnet_cifar.errors import CheckpointError, UserError
 from resnet_cifar.models import create_model, get_model_entry
@@ -33,8 +33,7 @@ FORMAT_VERSION = 1
 def atomic_save(obj: Any, path: str | Path) -> None:
     """torch.save of ``obj`` with every tensor on the CPU (a file saved on a GPU loads anywhere,
     with a plain torch.load), never leaving a half-written file."""
-    with atomic_write(path) as f:
-        torch.save(on_cpu(obj), f)
+    atomic_save_bytes(path, lambda f: torch.save(on_cpu(obj), f))
 
 
 def on_cpu(obj: Any) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from resnet_cifar.atomic import atomic_write_text, is_torch_write_failure, os_error_cause
+from resnet_cifar.atomic import atomic_write_text, os_error_cause
 from resnet_cifar.config import TrainConfig, from_dict, read_toml, to_dict, to_toml
 from resnet_cifar.engine import rundir
 from resnet_cifar.engine.checkpoint import atomic_save, checkpoint_payload, load_checkpoint
@@ -194,12 +194,6 @@ def write_checked(path: Path, write: Callable[[], None], hint: str = "") -> None
         write()
     except OSError as err:
         raise UserError(f"cannot write {path}: {os_error_cause(err)}{hint}") from None
-    except RuntimeError as err:
-        if not is_torch_write_failure(err):
-            raise
-        raise UserError(
-            f"cannot write {path}: the write failed (is the disk full?){hint}"
-        ) from None
 
 
 # Config keys a resumed run may change: they do not alter the computation (epochs extends it).

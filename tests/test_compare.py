@@ -13,11 +13,12 @@ import pytest
 from refusals import assert_refused
 
 from resnet_cifar.cli import build_parser, main
-from resnet_cifar.compare import compare_runs, cost_points, markdown_tables, noise_test, repeats
+from resnet_cifar.compare import compare_runs, markdown_tables
 from resnet_cifar.config import DataConfig, TrainConfig, to_toml
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.models import model_complexity
-from resnet_cifar.viz.cost import COSTS, cost_figure
+from resnet_cifar.seeds import noise_test, repeats
+from resnet_cifar.viz.cost import COSTS, cost_figure, cost_points
 
 FP_A = "sha256:" + "a" * 64
 FP_B = "sha256:" + "b" * 64

@@ -24,6 +24,7 @@ LAYERS = (
     ("config", "models"),
     ("data",),
     ("engine",),
+    ("seeds",),  # which runs are seeds of one recipe, and their statistics
     ("viz",),
     ("compare",),
     ("export_check",),  # the data export checks its parity on

@@ -4,23 +4,19 @@
     print(markdown_tables(rows, groups, baseline=["resnet20", "regnet20_convgru=resnet56"]))
 
 What a run directory says about itself (RunInfo) is engine/rundir's; its row, its label and
-which runs are of one recipe (group_key) are engine/recipes'. This module holds what is made of
-them: which runs count as seeds (seed_groups), the statistics over seeds, the noise test against
-baselines, the accuracy against cost, and the Markdown, CSV and PNGs. The rows of a
-comparison.csv count as runs: an earlier comparison's runs whose directories are gone.
-Runs on different data are refused unless asked for (allow_mixed_data).
+which runs are of one recipe (group_key) are engine/recipes'; which runs count as seeds, which may
+be compared and the statistics over seeds (mean ± std, the noise test against baselines) are
+seeds.py's; the accuracy against cost is viz/cost.py's. This module reads the runs and writes
+what is made of them: the Markdown, the CSV and the PNGs. The rows of a comparison.csv count as
+runs: an earlier comparison's runs whose directories are gone. Runs on different data are
+refused unless asked for (allow_mixed_data).
 """
 
 from __future__ import annotations
 
 import csv
-import functools
-import itertools
 import json
-import re
-import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,284 +31,28 @@ from resnet_cifar.engine.recipes import (
     COLUMNS,
     TIME_TO_ACCURACY_TARGETS,
     differing_settings,
-    group_key,
-    model_label,
     recipe_label,
     run_row,
-    setting_text,
     target_columns,
     target_name,
 )
 from resnet_cifar.engine.rundir import RunInfo, each_once, read_run
 from resnet_cifar.errors import ConfigError, render_settings
+from resnet_cifar.seeds import (
+    NoiseTest,
+    check_repeats,
+    check_same_data,
+    data_conflict,
+    group_rows,
+    noise_test,  # noqa: F401 (API)
+    noise_tests,
+    repeats,
+    time_keys,
+)
 from resnet_cifar.viz import check_x_axis, save_figure, val_accuracy_figure
-from resnet_cifar.viz.cost import COSTS, CostPoint, cost_figure
+from resnet_cifar.viz.cost import cost_figure, cost_points
 
 COMPARISON = "the comparison into"  # a write error: "cannot write the comparison into DIR: ..."
-# What a group of seeds reports as mean ± std.
-GROUP_METRICS = ("best_val_acc", "final_val_acc", "final_val_tta_acc", "test_acc",
-                 "sec_per_epoch", "img_per_s", "train_minutes")
-
-
-def _seeds_and_repeats(rows: list[dict[str, Any]]
-                       ) -> tuple[list[list[dict[str, Any]]], list[tuple[dict, dict]]]:
-    """(the seeds of each recipe, in first-seen order; (repeat, the run it repeats) pairs).
-    A run is one seed of its recipe (recipes.group_key): the first run given of a seed counts,
-    a later one of the same recipe and seed is a repeat of it, never a second seed."""
-    seeds: dict[tuple, dict[Any, dict[str, Any]]] = {}
-    repeats = []
-    for row in rows:
-        of_recipe = seeds.setdefault(group_key(row), {})
-        if row["seed"] in of_recipe:
-            repeats.append((row, of_recipe[row["seed"]]))
-        else:
-            of_recipe[row["seed"]] = row
-    return [list(of_recipe.values()) for of_recipe in seeds.values()], repeats
-
-
-def seed_groups(rows: list[dict[str, Any]], min_runs: int = 2) -> list[list[dict[str, Any]]]:
-    """The seeds of each recipe that has ``min_runs`` or more, one run per seed (repeats left
-    out: see repeats): what every mean, std, interval and figure of seeds is made of."""
-    return [members for members in _seeds_and_repeats(rows)[0] if len(members) >= min_runs]
-
-
-def repeats(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(repeat, the run it repeats): each later run of a recipe with a seed already seen. The
-    same seed twice measures nothing about the seed noise (a pooled std of 0 from one run
-    given twice), so a repeat is set aside, and the tables name it."""
-    return _seeds_and_repeats(rows)[1]
-
-
-def check_repeats(rows: list[dict[str, Any]]) -> None:
-    """Refuse a repeat whose recipe is not recorded (a run without config.toml, a row of a
-    comparison.csv written before it recorded recipes): one run given twice and two recipes
-    run with one seed look alike there, and either reading could be wrong."""
-    for row, first in repeats(rows):
-        if row["recipe"] is None:
-            raise ConfigError(
-                f"runs {first['run']} and {row['run']} are both seed {row['seed']} of "
-                f"{model_label(row['model'], row['model_kwargs'])} ({row['epochs']} epochs) and "
-                "neither records its recipe (no config.toml, or a comparison.csv row written "
-                "before compare saved recipes): they may be one run twice or two recipes; give "
-                "only one of them (from a comparison.csv: a copy without the other's line)")
-
-
-def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean ± std (sample std, n - 1) of each GROUP_METRICS over the seeds of each recipe that
-    has two seeds or more (see seed_groups). A metric a run lacks (test_acc while in progress)
-    is left out of it."""
-    differing = differing_settings(rows)
-    groups = []
-    for members in seed_groups(rows):
-        first = members[0]
-        group = {"label": recipe_label(first, differing),
-                 "model": first["model"], "model_kwargs": first["model_kwargs"],
-                 "epochs": first["epochs"], "params": first["params"], "macs": first["macs"],
-                 "n": len(members), "runs": [m["run"] for m in members],
-                 "seeds": [m["seed"] for m in members],
-                 "val_is_test": any(m["val_is_test"] for m in members)}
-        for metric in GROUP_METRICS + tuple(time_keys(first)):
-            values = [m[metric] for m in members if m[metric] is not None]
-            group[metric] = mean_std(values)
-        groups.append(group)
-    return groups
-
-
-def time_keys(row: dict[str, Any]) -> list[str]:
-    """The row's time-to-accuracy keys (see recipes.target_columns), in order."""
-    return [k for k in row if k.startswith(("epoch_to_", "minutes_to_"))]
-
-
-def targets_of(row: dict[str, Any]) -> list[str]:
-    """The targets a row gives the time to, as named in its keys ("80", "85")."""
-    return [k.removeprefix("minutes_to_") for k in row if k.startswith("minutes_to_")]
-
-
-def mean_std(values: list[float]) -> tuple[float, float, int] | None:
-    """(mean, sample std, count); None without values, std 0 for a single value."""
-    if not values:
-        return None
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return statistics.fmean(values), std, len(values)
-
-
-# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom; past 30 the value for 30,
-# which overstates the quantile by at most 4% (1.96 at infinity): a slightly wider interval.
-T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-       2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-       2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-@dataclass
-class Difference:
-    """A group's mean test accuracy against the baseline's, with a 95% interval."""
-
-    model: str  # model_label of the group
-    delta: float  # mean test accuracy minus the baseline's (fraction)
-    half_width: float | None  # of the 95% interval around delta (fraction); None: one seed
-    seeds: int  # runs behind the group's mean
-
-    @property
-    def inside_noise(self) -> bool:
-        """One seed is never told from noise: its own seed-to-seed spread is unmeasured, and
-        a recurrent model's may be larger than the others' (pooling assumes it is alike)."""
-        return self.half_width is None or abs(self.delta) <= self.half_width
-
-
-@dataclass
-class NoiseTest:
-    """Every group of one recipe length against a baseline group, with the seed noise pooled."""
-
-    baseline: str
-    epochs: int
-    pooled_std: float  # seed-to-seed std of test accuracy, pooled over the groups (fraction)
-    dof: int  # its degrees of freedom: sum over groups of (runs - 1)
-    t: float
-    differences: list[Difference]
-
-
-def noise_test(rows: list[dict[str, Any]], baseline: str,
-               models: Sequence[str] | None = None) -> list[NoiseTest]:
-    """For each recipe length that has a ``baseline`` group: each other group's mean test
-    accuracy minus the baseline's (or, given ``models``, the groups those name only), with a 95%
-    interval from the seed-to-seed std pooled over all groups of that length (the seeds of one
-    model are few, two or three, so its own std says little; pooling assumes the seed noise is
-    alike across models and recipes). A difference whose interval holds 0 is inside the noise. A
-    model with one seed gets its difference and no interval: one seed cannot be told from noise.
-    No correction for comparing several groups at once: with five comparisons, one marginal
-    "beyond" may be chance. Seeds only: repeats are left out (see seed_groups).
-
-    ``baseline`` (and each of ``models``) is a group's label (see recipe_label: "resnet20
-    [lr=0.1]") or its model label ("resnet20"). A baseline that names several recipes of one
-    length (resnet20 at lr 0.1 and at lr 0.2) is refused, naming their labels: which recipe is
-    the baseline is the user's choice, never a guess."""
-    differing = differing_settings(rows)
-    groups = [(recipe_label(g[0], differing), g) for g in seed_groups(rows, min_runs=1)]
-    # a baseline needs its own seeds: one run says nothing about its noise
-    candidates = [(label, g) for label, g in groups
-                  if len(g) > 1 and _is_named(baseline, label, g)]
-    if not candidates:
-        labels = sorted({label for label, g in groups if len(g) > 1})
-        raise ConfigError(f"`baseline` {baseline!r} matches no model with two runs or more of "
-                          f"one recipe among these runs; choose from "
-                          f"{', '.join(labels) or '(none: give each model two seeds)'}")
-    tests = []
-    for epochs in sorted({g[0]["epochs"] for _, g in groups}):
-        bases = [(label, g) for label, g in candidates if g[0]["epochs"] == epochs]
-        if len(bases) > 1:
-            raise ConfigError(f"`baseline` {baseline!r} matches {len(bases)} recipes of {epochs} "
-                              f"epochs: {', '.join(repr(label) for label, _ in bases)}; give one "
-                              "of these labels as `baseline`")
-        base_group = bases[0][1] if bases else None
-        accs = [(label, g, [r["test_acc"] for r in g if r["test_acc"] is not None])
-                for label, g in groups if g[0]["epochs"] == epochs]
-        accs = [acc for acc in accs if acc[2]]
-        base = next((values for _, g, values in accs if g is base_group), None)
-        dof = sum(len(values) - 1 for _, _, values in accs)
-        if base is None or dof == 0:
-            continue
-        pooled = (sum((len(v) - 1) * statistics.variance(v) for _, _, v in accs if len(v) > 1)
-                  / dof) ** 0.5
-        t = T95[min(dof, len(T95)) - 1]
-        differences = [
-            Difference(label, statistics.fmean(values) - statistics.fmean(base),
-                       t * pooled * (1 / len(values) + 1 / len(base)) ** 0.5
-                       if len(values) > 1 else None, len(values))
-            for label, g, values in accs
-            if g is not base_group and (models is None or
-                                        any(_is_named(m, label, g) for m in models))
-        ]
-        if differences or models is None:
-            tests.append(NoiseTest(bases[0][0], epochs, pooled, dof, t, differences))
-    return tests
-
-
-def _is_named(name: str, label: str, members: list[dict[str, Any]]) -> bool:
-    return name in (label, model_label(members[0]["model"], members[0]["model_kwargs"]))
-
-
-def baseline_pairs(baseline: str | Sequence[str]) -> list[tuple[str | None, str]]:
-    """(model, baseline) for each baseline asked for: "B" compares every other model with B
-    (model None), "A=B" model A only. Several are given as a list or comma-separated,
-    "resnet20, regnet20_convgru=resnet56": each regulated model against resnet20 and against
-    its equal-cost ResNet. A label's own commas and "=" (inside its brackets) split nothing."""
-    pairs = []
-    for item in [baseline] if isinstance(baseline, str) else baseline:
-        for part in _split_outside_brackets(item, ","):
-            sides = _split_outside_brackets(part, "=")
-            if len(sides) > 2 or not all(sides):
-                raise ConfigError(f"`baseline` {item!r}: {part!r} is neither MODEL nor "
-                                  "MODEL=BASELINE; give a model, or a model and its baseline")
-            pairs.append((sides[0] if len(sides) == 2 else None, sides[-1]))
-    return pairs
-
-
-def _split_outside_brackets(text: str, sep: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for i, char in enumerate(text):
-        depth += (char in "[(") - (char in "])")
-        if char == sep and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    return [part.strip() for part in [*parts, text[start:]]]
-
-
-def noise_tests(rows: list[dict[str, Any]], baseline: str | Sequence[str]) -> list[NoiseTest]:
-    """noise_test against each baseline that ``baseline`` asks for (see baseline_pairs), each
-    pair once. A model of a pair must name a group (see noise_test) among the runs."""
-    differing = differing_settings(rows)
-    groups = [(recipe_label(g[0], differing), g) for g in seed_groups(rows, min_runs=1)]
-    against: dict[str, list[str] | None] = {}
-    for model, base in baseline_pairs(baseline):
-        if model is not None and not any(_is_named(model, label, g) for label, g in groups):
-            labels = ", ".join(sorted({label for label, _ in groups}))
-            raise ConfigError(f"`baseline` {model}={base}: {model!r} matches no model among "
-                              f"these runs; choose from {labels}")
-        if model is None:
-            against[base] = None  # every model: the pairs of this baseline among them
-        elif against.get(base, []) is not None and model not in against.setdefault(base, []):
-            against[base].append(model)
-    return [test for base, models in against.items() for test in noise_test(rows, base, models)]
-
-
-def data_conflict(rows: list[dict[str, Any]]) -> str | None:
-    """The first two runs that used different data, described; None when all agree as far as
-    they say (see run_data). Data differ when their content fingerprints do, else (a run
-    recorded none) when their sources do, or when their numbers of classes do."""
-    for a, b in itertools.combinations(rows, 2):
-        if _different_data(a["data"], b["data"]):
-            return (f"runs {a['run']} ({_describe_data(a['data'])}) and {b['run']} "
-                    f"({_describe_data(b['data'])}) used different data")
-    return None
-
-
-def _different_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    if None not in (a["num_classes"], b["num_classes"]) and a["num_classes"] != b["num_classes"]:
-        return True
-    if a["fingerprint"] and b["fingerprint"]:
-        return a["fingerprint"] != b["fingerprint"]
-    return None not in (a["source"], b["source"]) and a["source"] != b["source"]
-
-
-def _describe_data(data: dict[str, Any]) -> str:
-    parts = []
-    if data["source"] is not None:
-        path, dataset, coarse = data["source"]
-        parts.append((path or f"{dataset} download") + (" coarse" if coarse else ""))
-    if data["fingerprint"]:
-        parts.append(setting_text(data["fingerprint"]))
-    if data["num_classes"] is not None:
-        parts.append(f"{data['num_classes']} classes")
-    return ", ".join(parts) or "data unknown"
-
-
-def check_same_data(rows: list[dict[str, Any]], allow_mixed_data: bool = False) -> None:
-    """Refuse runs on different data (see data_conflict): their accuracies are not comparable,
-    so a comparison of them is asked for (``allow_mixed_data``), and then says so."""
-    conflict = data_conflict(rows)
-    if conflict and not allow_mixed_data:
-        raise ConfigError(f"{conflict}: their accuracies are not comparable; compare runs on "
-                          "one dataset, or pass `allow_mixed_data` to compare them anyway")
 
 
 def tabulate(inputs: list[RunInfo | dict[str, Any]], allow_mixed_data: bool = False,
@@ -472,6 +212,12 @@ def _seed(row: dict[str, Any], repeated: set[int]) -> str:
 
 VAL_IS_TEST_NOTE = ("† validation is the test set (no `data.val_split`): the best epoch was chosen "
                     "on the test set, so its accuracy is optimistic.")
+
+
+def targets_of(row: dict[str, Any]) -> list[str]:
+    """The targets a row gives the time to, as named in its keys ("80", "85")."""
+    return [k.removeprefix("minutes_to_") for k in row if k.startswith("minutes_to_")]
+
 
 
 TIME_NOTE = ("Time to accuracy: the first epoch whose {val} accuracy of the final weights (their "
@@ -635,55 +381,6 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
                              if k in ("model_kwargs", *RECORD_COLUMNS) and row[k] is not None
                              else ("" if row[k] is None else row[k]) for k in columns})
     return path
-
-
-FAMILY = re.compile(r"resnet\d+")  # the plain ResNets (resnet20, resnet56): depth is all they vary
-
-
-def cost_points(rows: list[dict[str, Any]], cost: str) -> list[CostPoint]:
-    """A point for each recipe with a test accuracy: its mean ± std over the seeds (repeats
-    left out, see seed_groups) against its ``cost``, "macs" or "params" (see cost_of). The plain
-    ResNets of one recipe at their default options share a family: the line of depth alone."""
-    if cost not in COSTS:
-        raise ConfigError(f"cost {cost!r} is not one of {', '.join(COSTS)}")
-    differing = differing_settings(rows)
-    tested = [(members, [m["test_acc"] for m in members if m["test_acc"] is not None])
-              for members in seed_groups(rows, min_runs=1)]
-    tested = [(members, accs) for members, accs in tested if accs]
-    if not tested:
-        raise ConfigError("no run among these has a test accuracy (a run in progress has none "
-                          "yet): there is no accuracy to draw against cost")
-    lengths = len({members[0]["epochs"] for members, _ in tested})
-    points = []
-    for members, accs in tested:
-        first = members[0]
-        mean, std, n = mean_std(accs)
-        label = recipe_label(first, differing) + \
-            (f", {first['epochs']} epochs" if lengths > 1 else "")
-        family = group_key(first)[1:] if FAMILY.fullmatch(first["model"]) and \
-            not first["model_kwargs"] else None
-        points.append(CostPoint(label, cost_of(members, cost), mean, std, n, family))
-    return points
-
-
-def cost_of(members: list[dict[str, Any]], cost: str) -> int:
-    """A recipe's "macs" or "params" as its runs recorded them (the package counted them for
-    the model's options when it trained), else counted now for the model and options they
-    recorded (a run in progress, a comparison.csv row without them)."""
-    recorded = next((m[cost] for m in members if m[cost] is not None), None)
-    if recorded is not None:
-        return recorded
-    first = members[0]
-    return _counted(first["model"], json.dumps(first["model_kwargs"], sort_keys=True),
-                    first["data"]["num_classes"])[cost]
-
-
-@functools.cache
-def _counted(model: str, kwargs: str, num_classes: int | None) -> dict[str, int]:
-    from resnet_cifar.models import count_macs, count_parameters, create_model
-
-    net = create_model(model, num_classes=num_classes, **json.loads(kwargs))
-    return {"params": count_parameters(net), "macs": count_macs(net)}
 
 
 def write_comparison(paths: list[str | Path], out_dir: str | Path = ".",

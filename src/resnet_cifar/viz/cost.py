@@ -1,19 +1,30 @@
 """Test accuracy against cost: each recipe's mean ± std over its seeds against its multiply-adds
 or parameters, and the plain ResNets of one recipe joined by a line, the frontier that depth
-alone buys: a model above it gets more from its cost than a deeper ResNet would."""
+alone buys: a model above it gets more from its cost than a deeper ResNet would.
+
+    figure = cost_figure(cost_points(rows, "macs"), "macs")  # rows: compare.compare_runs'
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 from dataclasses import dataclass
+from typing import Any
 
 from matplotlib.figure import Figure
+
+from resnet_cifar.engine.recipes import differing_settings, group_key, recipe_label
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.seeds import mean_std, seed_groups
 
 COSTS = {"macs": "multiply-adds per image", "params": "parameters"}
 
 
 @dataclass(frozen=True)
 class CostPoint:
-    """One recipe's point: what compare.cost_points makes of its seeds."""
+    """One recipe's point: what cost_points makes of its seeds."""
 
     label: str  # the recipe's label, as the tables print it
     cost: int  # multiply-adds per image, or parameters
@@ -21,6 +32,55 @@ class CostPoint:
     std: float  # sample std over the seeds (fraction); 0 for one seed
     seeds: int
     family: tuple | None  # the plain ResNets of one recipe share one (joined by a line); else None
+
+
+FAMILY = re.compile(r"resnet\d+")  # the plain ResNets (resnet20, resnet56): depth is all they vary
+
+
+def cost_points(rows: list[dict[str, Any]], cost: str) -> list[CostPoint]:
+    """A point for each recipe with a test accuracy: its mean ± std over the seeds (repeats
+    left out, see seed_groups) against its ``cost``, "macs" or "params" (see cost_of). The plain
+    ResNets of one recipe at their default options share a family: the line of depth alone."""
+    if cost not in COSTS:
+        raise ConfigError(f"cost {cost!r} is not one of {', '.join(COSTS)}")
+    differing = differing_settings(rows)
+    tested = [(members, [m["test_acc"] for m in members if m["test_acc"] is not None])
+              for members in seed_groups(rows, min_runs=1)]
+    tested = [(members, accs) for members, accs in tested if accs]
+    if not tested:
+        raise ConfigError("no run among these has a test accuracy (a run in progress has none "
+                          "yet): there is no accuracy to draw against cost")
+    lengths = len({members[0]["epochs"] for members, _ in tested})
+    points = []
+    for members, accs in tested:
+        first = members[0]
+        mean, std, n = mean_std(accs)
+        label = recipe_label(first, differing) + \
+            (f", {first['epochs']} epochs" if lengths > 1 else "")
+        family = group_key(first)[1:] if FAMILY.fullmatch(first["model"]) and \
+            not first["model_kwargs"] else None
+        points.append(CostPoint(label, cost_of(members, cost), mean, std, n, family))
+    return points
+
+
+def cost_of(members: list[dict[str, Any]], cost: str) -> int:
+    """A recipe's "macs" or "params" as its runs recorded them (the package counted them for
+    the model's options when it trained), else counted now for the model and options they
+    recorded (a run in progress, a comparison.csv row without them)."""
+    recorded = next((m[cost] for m in members if m[cost] is not None), None)
+    if recorded is not None:
+        return recorded
+    first = members[0]
+    return _counted(first["model"], json.dumps(first["model_kwargs"], sort_keys=True),
+                    first["data"]["num_classes"])[cost]
+
+
+@functools.cache
+def _counted(model: str, kwargs: str, num_classes: int | None) -> dict[str, int]:
+    from resnet_cifar.models import count_macs, count_parameters, create_model
+
+    net = create_model(model, num_classes=num_classes, **json.loads(kwargs))
+    return {"params": count_parameters(net), "macs": count_macs(net)}
 
 
 def cost_figure(points: list[CostPoint], cost: str) -> Figure:

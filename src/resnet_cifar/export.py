@@ -33,7 +33,6 @@ model is built.
 
 from __future__ import annotations
 
-import copy
 import importlib
 import io
 import json
@@ -52,7 +51,14 @@ from resnet_cifar.atomic import atomic_path, check_target, explain_write_errors
 from resnet_cifar.engine.checkpoint import Checkpoint
 from resnet_cifar.engine.inference import InferenceContext
 from resnet_cifar.errors import UserError, render_settings
-from resnet_cifar.export_check import PARITY_IMAGES, load_parity_images  # noqa: F401 (API)
+from resnet_cifar.export_check import (
+    NOISE_FACTOR,
+    PARITY_IMAGES,  # noqa: F401 (API)
+    TOLERANCE,
+    ParityCheck,
+    load_parity_images,  # noqa: F401 (API)
+    parity_checks,
+)
 from resnet_cifar.models.fold import fold_batchnorm
 from resnet_cifar.predict import (
     IMAGE_SIZE,
@@ -66,14 +72,6 @@ DEFAULT_OPSET = 17  # legacy exporter: opset 17 runs on every onnxruntime of the
 LEGACY_OPSETS = range(9, 21)  # what the TorchScript-based exporter supports
 DYNAMO_MIN_OPSET = 18
 EXAMPLE_BATCH = 2  # the batch traced; torch.export specializes a dimension of size 1
-CHECK_BATCHES = (1, 3)  # parity batches differ from the traced one, so the batch is truly dynamic
-# A check passes when max |artifact logits - eager float32 logits| is below TOLERANCE (relative
-# to the logits' scale once they exceed 1), or within NOISE_FACTOR times the model's own float32
-# error (eager float32 vs eager float64). Deep recurrent models amplify rounding: an untrained
-# regnet56 moves by 2e-4 when its input moves by one float32 ulp, so no runtime can match it to
-# 1e-4, yet the artifact is as exact as PyTorch itself.
-TOLERANCE = 1e-4
-NOISE_FACTOR = 4.0
 METADATA_NAME = "resnet_cifar.json"
 ONNX_INSTALL = "pip install 'resnet-cifar[onnx]'"
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
@@ -81,27 +79,6 @@ EXPORT_OUTPUT = "export output"  # what a write error calls the file
 
 
 # --------------------------------------------------------------------------- report
-
-
-@dataclass
-class ParityCheck:
-    inputs: str  # what was fed, e.g. "random, batch 3"
-    batch: int
-    max_abs_diff: float  # max |artifact logits - eager logits|
-    max_abs_logit: float  # max |eager logits|: the scale the difference is judged against
-    # max |eager float32 - eager float64|, the model's own rounding error; measured only when the
-    # plain tolerance is exceeded (a float64 pass is slow), else None
-    float32_noise: float | None
-    top1_agree: int  # images whose argmax matches eager's
-
-    def within_tolerance(self, tolerance: float) -> bool:
-        return self.max_abs_diff < tolerance * max(1.0, self.max_abs_logit)
-
-    def passed(self, tolerance: float) -> bool:
-        return self.within_tolerance(tolerance) or (
-            self.float32_noise is not None
-            and self.max_abs_diff <= NOISE_FACTOR * self.float32_noise
-        )
 
 
 @dataclass
@@ -307,63 +284,6 @@ def read_export_metadata(path: str | os.PathLike, format: str | None = None) -> 
     else:
         torch.export.load(str(path), extra_files=extra)
     return json.loads(extra[METADATA_NAME])
-
-
-# --------------------------------------------------------------------------- parity
-
-
-def parity_checks(
-    reference: nn.Module,
-    exported: Callable[[torch.Tensor], torch.Tensor],
-    *,
-    wrapper: NormalizedModel,
-    raw_input: bool,
-    images: np.ndarray | None = None,
-    images_source: str = "real images",
-    tolerance: float = TOLERANCE,
-) -> list[ParityCheck]:
-    """Feed the same inputs to ``reference`` (eager) and ``exported`` and compare the logits.
-    Where the difference exceeds ``tolerance``, a float64 copy of ``reference`` measures the
-    model's own float32 rounding error on those inputs (see TOLERANCE).
-
-    Random inputs at CHECK_BATCHES, then ``images`` (uint8 (N, 3, 32, 32)) if given: as pixels
-    when ``raw_input``, else normalized with ``wrapper``'s arithmetic.
-    """
-    generator = torch.Generator().manual_seed(0)
-    shape = (3, IMAGE_SIZE, IMAGE_SIZE)
-    inputs = []
-    for batch in CHECK_BATCHES:
-        if raw_input:
-            x = torch.randint(0, 256, (batch, *shape), generator=generator, dtype=torch.uint8)
-        else:
-            x = torch.randn((batch, *shape), generator=generator)
-        inputs.append((f"random, batch {batch}", x))
-    if images is not None and len(images):
-        pixels = torch.from_numpy(np.ascontiguousarray(images))
-        x = pixels if raw_input else pixels.float() * wrapper.scale - wrapper.shift
-        inputs.append((f"{len(pixels)} {images_source}", x))
-    checks, exact = [], None
-    for description, x in inputs:
-        with torch.inference_mode():
-            expected = reference(x)
-        got = exported(x)
-        assert got.shape == expected.shape, f"{description}: {tuple(got.shape)} vs {expected.shape}"
-        check = ParityCheck(
-            inputs=description,
-            batch=len(x),
-            max_abs_diff=float((got - expected).abs().max()),
-            max_abs_logit=float(expected.abs().max()),
-            float32_noise=None,
-            top1_agree=int((got.argmax(1) == expected.argmax(1)).sum()),
-        )
-        if not check.within_tolerance(tolerance):
-            if exact is None:
-                exact = copy.deepcopy(reference).double()  # a NormalizedModel: float64 too
-            with torch.inference_mode():
-                expected64 = exact(x if raw_input else x.double())
-            check.float32_noise = float((expected.double() - expected64).abs().max())
-        checks.append(check)
-    return checks
 
 
 # --------------------------------------------------------------------------- the whole export

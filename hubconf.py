@@ -1,11 +1,12 @@
-"""torch.hub entry points: one per registered model, generated from the model registry.
+"""torch.hub entry points: the named model functions (``resnet20``, ...), re-exported.
 
     model = torch.hub.load("<owner>/resnet-cifar", "resnet20")                 # from GitHub
     model = torch.hub.load("path/to/checkout", "resnet20", source="local")     # from a checkout
     model = torch.hub.load(..., "regnet20_convlstm", num_classes=100, hidden_ratio=0.5)
 
-Each entry point takes ``pretrained`` and the model's options (``num_classes`` and those listed
-by ``resnet-cifar models``). ``pretrained=True`` loads the model's default published weights and
+Each entry point is the model's own function (src/resnet_cifar/models/), which takes
+``pretrained`` and the model's options (``num_classes`` and those listed by
+``resnet-cifar models``). ``pretrained=True`` loads the model's default published weights and
 ``pretrained="TAG"`` those of a tag (``resnet-cifar weights`` lists them, with the data they were
 trained and evaluated on); a model with no published weights raises instead of returning random
 weights. Load your own checkpoint with ``resnet_cifar.load_checkpoint(path).build_model()``.
@@ -21,7 +22,7 @@ dependencies = ["torch"]
 _SRC = _Path(__file__).resolve().parent / "src"
 
 
-def _import_registry():
+def _import_models():
     """The checkout's own package when it has one (torch.hub loads this repository at a chosen
     ref: an installed copy may be another version), else an installed resnet_cifar."""
     added = "resnet_cifar" not in _sys.modules and (_SRC / "resnet_cifar").is_dir()
@@ -34,26 +35,8 @@ def _import_registry():
             _sys.path.remove(str(_SRC))
 
 
-_registry = _import_registry()
+_models = _import_models()
 
-def _entry_point(name):
-    entry = _registry.get_model_entry(name)
-    options = ", ".join(f"{k}={v!r}" for k, v in _registry.model_options(name).items())
-
-    def build(pretrained=False, **kwargs):
-        return _registry.create_model(name, pretrained=pretrained, **kwargs)
-
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = (
-        f"{entry.description}.\n\n"
-        f"Options: num_classes=10{', ' + options if options else ''}. "
-        "pretrained=True: the model's default published weights, pretrained='TAG': those "
-        "(`resnet-cifar weights` lists them); a model with none raises, naming what there is."
-    )
-    return build
-
-
-# One entry point per registered name: the registry is the only list of models.
-for _name in _registry.list_models():
-    globals()[_name] = _entry_point(_name)
-del _name
+# Every registered name, its named function as it is: the registry is the only list of models.
+globals().update({_name: _models.get_model_entry(_name).builder
+                  for _name in _models.list_models()})

@@ -24,7 +24,7 @@ EAN="$BASE --ema-decay 0.999 --flip alternating --no-decay-bn-bias"
 # Round 4, toward "85% by epoch 10": the winner's one cycle compressed into 10 epochs (bf16, as
 # round 3 showed it costs nothing measurable): does the schedule's end, not the epoch count,
 # bring the last points? Partly: 83.64% held-out at epoch 10 against 85.82% at 15 (docs/results.md).
-# Round 5, the same target: more steps per epoch. Batch 64, the seed recipe's own batch (so
+# Round 5, the same target: more steps per epoch. Batch 64, the original recipe's own batch (so
 # within its per-epoch cost by construction), with the lr and the average's decay scaled to it
 # (lr 0.1, half of 0.2; decay 0.9995, the same window in images as 0.999 at batch 128). No
 # gain: 83.66% held-out at epoch 10 against round 4's 83.64% (docs/results.md).
@@ -44,7 +44,7 @@ EAN="$BASE --ema-decay 0.999 --flip alternating --no-decay-bn-bias"
 # rounds 4-8 ended at 83.6-84.2% held-out with the training accuracy no higher (underfitting):
 # does a larger step get further in the same 10 epochs? Ahead early, behind after epochs 5-6,
 # 0.3 points higher at the end (84.44% held-out against 84.16%): inside the noise, not kept.
-# Round 10, the same target, float32: the seed recipe's weight decay (1e-4) instead of 5e-4. The
+# Round 10, the same target, float32: the original recipe's weight decay (1e-4) instead of 5e-4. The
 # starting flags' 5e-4 was never searched, and it is the strongest regularizer left in a setting
 # that underfits (training accuracy no higher than held-out at epoch 10).
 # It overfits instead: level or ahead to epoch 8, then behind, ending 1 point lower (83.12%

@@ -14,7 +14,7 @@
 #   RUNS="seedshort-s0 akamaster-s1" bash experiments/time_to_accuracy.sh &
 #   RUNS="fast-s0 fast-s1" bash experiments/time_to_accuracy.sh &
 #   resnet-cifar compare runs/tta/* --x time --targets 80,85 --baseline LABEL --out-dir docs/tta
-#   (LABEL: the seed recipe's run label, written out in docs/results.md section 6)
+#   (LABEL: the original recipe's run label, written out in docs/results.md section 6)
 #
 # Rerunning finishes or resumes what is missing.
 set -euo pipefail

@@ -103,3 +103,19 @@ def test_hubconf_finds_the_package_in_src_without_an_install(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
         "not importable", str(REPO / "src" / "resnet_cifar" / "__init__.py"), "True 10"]
+
+
+def test_the_old_tag_loads_the_same_weights_through_torch_hub():
+    """resnet20.seed150_jpeg, the former name of resnet20.original150_jpeg, still loads."""
+    old = hub_load("resnet20", pretrained="resnet20.seed150_jpeg").state_dict()
+    new = hub_load("resnet20", pretrained="resnet20.original150_jpeg").state_dict()
+    assert old.keys() == new.keys() and all(torch.equal(v, new[k]) for k, v in old.items())
+
+
+def test_each_entry_point_is_the_models_own_named_function():
+    from resnet_cifar.models import get_model_entry
+    from resnet_cifar.models.resnet import resnet20
+
+    hubconf = load_hubconf()
+    assert hubconf.resnet20 is resnet20
+    assert all(getattr(hubconf, name) is get_model_entry(name).builder for name in list_models())

@@ -272,3 +272,96 @@ def test_a_tag_that_is_not_model_dot_recipe_is_refused_before_anything_is_writte
         monkeypatch.setattr(f"{module}.weights_dir", lambda: folder)
     assert_refused(["weights", "--add", tiny[1], "--tag", tag, "--provenance", "x"], tag,
                    tmp_path, capsys)
+
+
+# --- names that changed (issue 37): the old ones still find the same thing ---------------------
+
+ORIGINAL, ORIGINAL_ALIAS = "resnet20.original150_jpeg", "resnet20.seed150_jpeg"
+
+
+def test_the_renamed_tag_answers_to_its_old_name_with_the_same_weights(capsys):
+    """The shipped file kept its bytes under the new tag; the old tag is an alias of it: one
+    entry, the same weights and logits, and `resnet-cifar weights` names both."""
+    old, new = get_weights(ORIGINAL_ALIAS), get_weights(ORIGINAL)
+    assert old.tag == new.tag == ORIGINAL and old.aliases == [ORIGINAL_ALIAS]
+    assert old.meta["sha256"] == "9ca5144382ce64a48d54113ca001049e89e29262591ecfc519e52b3e2ca73147"
+    assert get_weights(True, "resnet20").tag == ORIGINAL
+    by_old = create_model("resnet20", pretrained=ORIGINAL_ALIAS).eval()
+    by_new = create_model("resnet20", pretrained=ORIGINAL).eval()
+    assert by_old.state_dict().keys() == by_new.state_dict().keys()
+    assert all(torch.equal(v, by_new.state_dict()[k]) for k, v in by_old.state_dict().items())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(by_old(x), by_new(x))
+    assert ORIGINAL_ALIAS not in {e.tag for e in list_weights()}  # listed once, by its tag
+    assert main(["weights", "--model", "resnet20"]) == 0
+    assert f"{ORIGINAL} (default; alias: {ORIGINAL_ALIAS})" in capsys.readouterr().out
+
+
+def test_publishing_under_an_alias_means_its_tag_and_a_replaced_tag_keeps_its_aliases(
+        tiny, registry):
+    folder, entry = registry
+    path = folder / "registry.json"
+    shipped = json.loads(path.read_text())
+    shipped[TAG]["aliases"] = ["resnet20.tiny2_old"]
+    path.write_text(json.dumps(shipped))
+    with pytest.raises(ConfigError, match=f"weights '{TAG}' are published already"):
+        publish_run(tiny[1], "resnet20.tiny2_old", provenance="x", folder=folder)
+    again = publish_run(tiny[1], "resnet20.tiny2_old", provenance="x", folder=folder,
+                        replace=True, default=True)
+    assert again.tag == TAG and again.aliases == ["resnet20.tiny2_old"]
+    assert list(json.loads(path.read_text())) == [TAG]
+    assert get_weights("resnet20.tiny2_old").meta["sha256"] == entry.meta["sha256"]
+
+
+def test_the_old_gru_variant_builds_and_loads_the_same_model():
+    """gru_variant "seed" is "original": the same architecture and the shipped ConvGRU weights
+    (recorded as "original") load under either name without a clash."""
+    for name in ("seed", "original"):
+        torch.manual_seed(0)
+        model = create_model("resnet20_convgru", gru_variant=name)
+        assert model.layer1[0].rnn.conv_y.in_channels == 16 + 2 * 16  # the candidate sees h, r*h
+        if name == "seed":
+            old = model.state_dict()
+    assert all(torch.equal(v, old[k]) for k, v in model.state_dict().items())
+    tag = "resnet20_convgru.fast15_jpeg"
+    assert get_weights(tag).model_kwargs["gru_variant"] == "original"
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logits = [create_model("resnet20_convgru", pretrained=tag, gru_variant=v).eval()(x)
+                  for v in ("seed", "original")]
+    assert torch.equal(*logits)
+
+
+def test_the_original_recipe_answers_to_its_old_name_and_path():
+    from resnet_cifar.config import build_config
+
+    repo = Path(__file__).resolve().parents[1]
+    original = build_config("original")
+    assert build_config() == build_config("seed") == original  # the default, by either name
+    assert build_config(None, repo / "configs" / "seed.toml") == original
+    assert build_config(None, repo / "configs" / "original.toml") == original
+
+
+def test_a_run_made_under_the_old_names_resumes_and_evaluates(tmp_path, capsys):
+    """A run directory whose config.toml and last.pt say recipe "seed" and gru_variant "seed",
+    as every run made before the rename does: it resumes (not refused as another recipe), and
+    its checkpoint evaluates."""
+    data = make_cifar10_python_dir(tmp_path / "data", n_train_per_class=2, n_test_per_class=1)
+    run = tmp_path / "run"
+    assert main(["train", "--recipe", "seed", "--model", "resnet20_convgru", "--model-opt",
+                 "gru_variant=seed", "--data", str(data), "--out", str(run), "--epochs", "1",
+                 "--batch-size", "10", "--threads", "1"]) == 0
+    # what the old code wrote, whatever this one records
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    ckpt["model_kwargs"] = ckpt["config"]["model_kwargs"] = {"gru_variant": "seed"}
+    torch.save(ckpt, run / "last.pt")
+    config = (run / "config.toml").read_text().replace('gru_variant = "original"',
+                                                       'gru_variant = "seed"')
+    (run / "config.toml").write_text(config)
+    assert 'gru_variant = "seed"' in config
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run / "last.pt"), "--data", str(data), "--json",
+                 "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 10

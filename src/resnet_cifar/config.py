@@ -122,7 +122,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """One training run. Defaults are the original experiment (configs/seed.toml)."""
+    """One training run. Defaults are the original experiment (configs/original.toml)."""
 
     model: str = field(default="resnet20", metadata=opt(
         "see `resnet-cifar models`", metavar="NAME", group="model"))
@@ -307,7 +307,7 @@ def merge_into(config: Any, values: dict[str, Any], prefix: str = "") -> None:
 
 
 def build_config(
-    recipe: str | None = "seed",
+    recipe: str | None = "original",
     config_file: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> TrainConfig:

@@ -1,13 +1,14 @@
 """A finished run -> published weights: the file, its sha256 and the metadata to trust it.
 
-    publish_run("runs/r20-seed150", "resnet20.seed150_jpeg",
+    publish_run("runs/r20-original150", "resnet20.original150_jpeg",
                 provenance="trained and evaluated on the CIFAR-10 JPEG q75 copy, ...")
 
 The weights are the run's model.pth, copied byte for byte (a plain state_dict that the original
 code loads). Their test metrics are computed here, through the very path ``eval --pretrained``
 takes (engine/checkpoint.pretrained_checkpoint's Checkpoint, evaluate_split), so that it
 reproduces them exactly on the same data. The registry (models/pretrained.py) is rewritten
-atomically, one entry per tag; an existing tag is refused unless replaced on purpose.
+atomically, one entry per tag; an existing tag is refused unless replaced on purpose. A tag's
+aliases (its former names) name it here too, and stay with it when it is replaced.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from resnet_cifar.engine.recipes import minutes_by_epoch
 from resnet_cifar.engine.rundir import LAST, WEIGHTS, read_run
 from resnet_cifar.engine.splits import data_for_run
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.models import count_macs, count_parameters, model_options
+from resnet_cifar.models import count_macs, count_parameters, model_options, resolve_options
 from resnet_cifar.models.pretrained import (
     REGISTRY,
     WeightsEntry,
+    canonical_tag,
     read_registry,
     sha256_of,
     weights_dir,
@@ -54,13 +56,15 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
     user would type it."""
     if not TAG.fullmatch(tag):
         raise ConfigError(f"tag {tag!r} is not <model>.<recipe>: the model's name, a dot, then "
-                          "lowercase letters, digits and underscores (e.g. resnet20.seed150_jpeg)")
+                          "lowercase letters, digits and underscores "
+                          "(e.g. resnet20.original150_jpeg)")
     folder = Path(folder) if folder is not None else weights_dir()
     run = read_run(run_dir)
     if run.summary is None:
         raise ConfigError(f"{run.path} has not finished (no summary.json): publish the weights "
                           "of a finished run")
     registry = read_registry(folder)
+    tag = canonical_tag(tag, registry) or tag
     if tag in registry and not replace:
         raise ConfigError(f"weights {tag!r} are published already; pass `replace` to replace "
                           "them")
@@ -86,7 +90,8 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
     model = context.model
     record = {
         "model": last.model_name,
-        "model_kwargs": {**model_options(last.model_name), **last.model_kwargs},
+        "model_kwargs": resolve_options(last.model_name,
+                                        {**model_options(last.model_name), **last.model_kwargs}),
         "num_classes": last.num_classes,
         "file": file.name,
         "sha256": sha256,
@@ -121,6 +126,8 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
                       "date": datetime.date.today().isoformat()},
         "default": default,
     }
+    if registry.get(tag, {}).get("aliases"):
+        record["aliases"] = registry[tag]["aliases"]
     if default:
         for other in registry.values():
             if other["model"] == record["model"]:

@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     add.add_argument("--add", metavar="RUN_DIR",
                      help="publish this finished run's model.pth, evaluated on the test split")
     add.add_argument("--tag", help="its tag: <model>.<recipe><epochs>_<data> in lowercase "
-                                   "letters, digits and underscores, e.g. resnet20.seed150_jpeg")
+                                   "letters, digits and underscores, e.g. "
+                                   "resnet20.original150_jpeg")
     add.add_argument("--provenance", help="the data, stated plainly (required with --add)")
     add.add_argument("--default", action="store_true",
                      help="make it the model's pretrained=True weights")
@@ -71,9 +72,16 @@ def table_row(entry) -> tuple[Any, ...]:
     config = meta.get("config") or {}
     recipe = (f"{config.get('epochs')} epochs, batch {config.get('batch_size')}, lr "
               f"{config.get('lr')} {config.get('schedule')}")
-    return (entry.tag + (" (default)" if entry.default else ""),
+    return (tag_label(entry),
             f"{100 * entry.test_acc:.2f}", f"{meta['params']:,}", f"{meta['macs'] / 1e6:.1f}",
             f"{meta['size_bytes'] / 1e6:.2f}", training_minutes(meta), recipe)
+
+
+def tag_label(entry) -> str:
+    """The tag, whether pretrained=True gives it, and its former names that still find it:
+    "resnet20.original150_jpeg (default; alias: resnet20.seed150_jpeg)"."""
+    notes = (["default"] if entry.default else []) + [f"alias: {a}" for a in entry.aliases]
+    return entry.tag + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def training_minutes(meta: dict) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from resnet_cifar.config import TrainConfig, to_dict
 from resnet_cifar.engine.rundir import RunInfo
+from resnet_cifar.models.registry import resolve_options
 
 # One comparison row: the columns of comparison.csv, in order. Accuracies are fractions in [0, 1]
 # exactly as the runs recorded them; macs is the count of multiply-accumulates per image.
@@ -162,7 +163,9 @@ def run_row(run: RunInfo, targets: tuple[float, ...] = TIME_TO_ACCURACY_TARGETS
     (target_columns), then its recipe (see run_recipe) and data (see run_data), which group and
     check the runs but are no columns of comparison.csv."""
     row = {"run": run.path.name, "name": run.name, "model": run.model,
-           "model_kwargs": run.model_kwargs, "seed": run.seed, "val_is_test": run.val_is_test}
+           # today's names: a run that recorded an option's old name is the same recipe
+           "model_kwargs": resolve_options(run.model, run.model_kwargs), "seed": run.seed,
+           "val_is_test": run.val_is_test}
     if run.summary is not None:
         s = run.summary
         keys = ("params", "macs", "epochs", "best_val_acc", "best_epoch", "final_val_acc",

@@ -4,6 +4,9 @@
     create_model("resnet20", pretrained="resnet20.akamaster15_jpeg")
     list_weights()                                      # every entry, as `resnet-cifar weights`
 
+A tag that was renamed keeps working as an alias (an entry's ``aliases``: resnet20.seed150_jpeg
+is resnet20.original150_jpeg); ``canonical_tag`` translates it, so what follows sees one name.
+
 The files ship inside the package (``resnet_cifar/weights/<tag>.pth``, plain state_dicts that
 the original code loads) with one ``registry.json`` that describes each: the model and its
 options, the file's sha256, params and MACs, the normalization and the classes, the full recipe
@@ -35,7 +38,7 @@ def weights_dir() -> Path:
 
 @dataclass(frozen=True)
 class WeightsEntry:
-    """One published weight: ``tag`` is "<model>.<recipe>_<data>", e.g. resnet20.seed150_jpeg."""
+    """One published weight: ``tag`` is "<model>.<recipe>_<data>" (resnet20.original150_jpeg)."""
 
     tag: str
     meta: dict[str, Any]  # the registry's record, as written by publish.py
@@ -55,6 +58,11 @@ class WeightsEntry:
     @property
     def path(self) -> Path:
         return weights_dir() / self.meta["file"]
+
+    @property
+    def aliases(self) -> list[str]:
+        """The tag's former names, which still find it."""
+        return list(self.meta.get("aliases") or ())
 
     @property
     def default(self) -> bool:
@@ -77,6 +85,16 @@ def read_registry(folder: Path | None = None) -> dict[str, dict[str, Any]]:
             from None
 
 
+def canonical_tag(name: str, registry: dict[str, dict[str, Any]] | None = None) -> str | None:
+    """The tag ``name`` is, or is an alias of, in ``registry`` (default: the shipped one); None
+    when it names no published weights."""
+    registry = read_registry() if registry is None else registry
+    if name in registry:
+        return name
+    return next((tag for tag, meta in registry.items() if name in (meta.get("aliases") or ())),
+                None)
+
+
 def list_weights(model: str | None = None) -> list[WeightsEntry]:
     """Every published weight (of ``model``, when given), in registry order."""
     entries = [WeightsEntry(tag, meta) for tag, meta in read_registry().items()]
@@ -84,9 +102,9 @@ def list_weights(model: str | None = None) -> list[WeightsEntry]:
 
 
 def get_weights(pretrained: bool | str, model: str | None = None) -> WeightsEntry:
-    """The entry ``pretrained`` names: a tag, or True for ``model``'s default tag. An unknown
-    tag, a tag of another model, or a model with no weights is a one-line UserError that lists
-    what there is."""
+    """The entry ``pretrained`` names: a tag (or an alias of one: the entry has the tag), or True
+    for ``model``'s default tag. An unknown tag, a tag of another model, or a model with no
+    weights is a one-line UserError that lists what there is."""
     tags = ", ".join(e.tag for e in list_weights()) or "none yet"
     if pretrained is True:
         mine = list_weights(model)
@@ -96,11 +114,12 @@ def get_weights(pretrained: bool | str, model: str | None = None) -> WeightsEntr
         return next((e for e in mine if e.default), mine[0])
     if not isinstance(pretrained, str):
         raise UserError(f"pretrained must be True, False or a tag, not {pretrained!r}")
-    meta = read_registry().get(pretrained)
-    if meta is None:
+    registry = read_registry()
+    tag = canonical_tag(pretrained, registry)
+    if tag is None:
         raise UserError(f"unknown weights tag {pretrained!r}; published: {tags} "
                         "(`resnet-cifar weights` lists them)")
-    entry = WeightsEntry(pretrained, meta)
+    entry = WeightsEntry(tag, registry[tag])
     if model is not None and entry.model != model:
         raise UserError(f"weights {pretrained!r} are for {entry.model!r}, not {model!r}")
     return entry

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from resnet_cifar.models.cells import ConvGRUCell, ConvRNNCell
-from resnet_cifar.models.registry import check_choice, register_model
+from resnet_cifar.models.registry import build_model, check_choice, register_model
 from resnet_cifar.models.resnet import (
     CifarResNet,
     blocks_per_stage,
@@ -31,6 +31,8 @@ from resnet_cifar.models.resnet import (
 )
 
 CELLS = {"convrnn": ConvRNNCell, "convgru": ConvGRUCell}
+# gru_variant -> the ConvGRUCell variant that computes it (the cell names the original's "seed")
+CELL_VARIANTS = {"original": "seed", "textbook": "textbook"}
 
 
 class RecurrentBasicBlock(nn.Module):
@@ -80,25 +82,22 @@ def recurrent_resnet(
     return RecurrentResNet(num_blocks, make_block, num_classes)
 
 
-def resnet20_convrnn(num_classes: int = 10, shortcut: str = "B") -> RecurrentResNet:
-    return recurrent_resnet(20, "convrnn", num_classes, shortcut)
+def convgru_resnet(depth: int, num_classes: int = 10, shortcut: str = "B",
+                   gru_variant: str = "original") -> RecurrentResNet:
+    """gru_variant="original" keeps the original repository's candidate (it sees h and r*h);
+    "textbook" uses r*h alone (Cho et al.)."""
+    check_choice("gru_variant", gru_variant, tuple(CELL_VARIANTS))
+    return recurrent_resnet(depth, "convgru", num_classes, shortcut,
+                            variant=CELL_VARIANTS[gru_variant])
 
 
-def resnet20_convgru(
-    num_classes: int = 10, shortcut: str = "B", gru_variant: str = "seed"
-) -> RecurrentResNet:
-    """gru_variant="seed" keeps the original's candidate (sees h and r*h); "textbook" uses r*h."""
-    check_choice("gru_variant", gru_variant, ConvGRUCell.variants)
-    return recurrent_resnet(20, "convgru", num_classes, shortcut, variant=gru_variant)
+@register_model(recurrent_resnet)
+def resnet20_convrnn(pretrained=False, **kwargs) -> RecurrentResNet:
+    """ResNet-20 with a ConvRNN cell in series in every block (original repository)."""
+    return build_model("resnet20_convrnn", pretrained, depth=20, cell="convrnn", **kwargs)
 
 
-register_model(
-    "resnet20_convrnn",
-    resnet20_convrnn,
-    "ResNet-20 with a ConvRNN cell in series in every block (original repository)",
-)
-register_model(
-    "resnet20_convgru",
-    resnet20_convgru,
-    "ResNet-20 with a ConvGRU cell in series in every block (original repository)",
-)
+@register_model(convgru_resnet, aliases={"gru_variant": {"seed": "original"}})  # its old name
+def resnet20_convgru(pretrained=False, **kwargs) -> RecurrentResNet:
+    """ResNet-20 with a ConvGRU cell in series in every block (original repository)."""
+    return build_model("resnet20_convgru", pretrained, depth=20, **kwargs)

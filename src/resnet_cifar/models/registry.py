@@ -1,11 +1,25 @@
-"""The model registry: one name -> one builder, so tests, the CLI and torch.hub share one list."""
+"""The model registry: one name -> one builder, so tests, the CLI and torch.hub share one list.
+
+Every model is a named function, registered where it is defined (timm's way)::
+
+    @register_model(resnet)
+    def resnet20(pretrained=False, **kwargs):
+        "ResNet-20 (He et al. 2016), 3 basic blocks per stage."
+        return build_model("resnet20", pretrained, depth=20, **kwargs)
+
+``resnet`` is the architecture the name builds: its arguments without a default (``depth``) are
+what the named function fixes, and those with one are the model's options (``num_classes``, then
+those ``resnet-cifar models`` and ``model_options`` list). The docstring's first paragraph is the
+model's description; torch.hub.help() shows it with the options (hubconf.py re-exports the named
+functions).
+"""
 
 from __future__ import annotations
 
 import difflib
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import nn
 
@@ -15,8 +29,11 @@ from resnet_cifar.errors import UserError
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., nn.Module]  # the named function: builder(pretrained=False, **kwargs)
     description: str
+    architecture: Callable[..., nn.Module]  # what build_model calls; its signature: the options
+    # option -> {old value: the value it now means}: names a model option has had before
+    aliases: dict[str, dict[object, object]] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -27,11 +44,33 @@ class UnknownModelError(UserError, KeyError):
         return str(self.args[0])
 
 
-def register_model(name: str, builder: Callable[..., nn.Module], description: str) -> None:
-    """Add ``builder(num_classes=10, **kwargs)`` under ``name``; a name may be registered once."""
-    if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = ModelEntry(name, builder, description)
+def register_model(architecture: Callable[..., nn.Module],
+                   aliases: dict[str, dict[object, object]] | None = None) -> Callable:
+    """Decorator: register ``fn(pretrained=False, **kwargs)`` under its own name, as building
+    ``architecture`` (see the module docstring); a name may be registered once. ``aliases``: the
+    old values of an option that still work, e.g. {"gru_variant": {"seed": "original"}}."""
+
+    def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = fn.__name__
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        first_paragraph = inspect.cleandoc(fn.__doc__ or name).split("\n\n")[0]
+        description = " ".join(first_paragraph.split()).rstrip(".")
+        _REGISTRY[name] = ModelEntry(name, fn, description, architecture, aliases or {})
+        fn.__doc__ = hub_doc(name)  # what torch.hub.help() shows
+        return fn
+
+    return register
+
+
+def hub_doc(name: str) -> str:
+    options = ", ".join(f"{k}={v!r}" for k, v in model_options(name).items())
+    return (
+        f"{get_model_entry(name).description}.\n\n"
+        f"Options: num_classes=10{', ' + options if options else ''}. "
+        "pretrained=True: the model's default published weights, pretrained='TAG': those "
+        "(`resnet-cifar weights` lists them); a model with none raises, naming what there is."
+    )
 
 
 def list_models() -> list[str]:
@@ -51,17 +90,25 @@ def get_model_entry(name: str) -> ModelEntry:
 
 
 def model_options(name: str) -> dict[str, object]:
-    """The keyword options a model's builder accepts, with their defaults (num_classes excluded)."""
-    signature = inspect.signature(get_model_entry(name).builder)
-    return {
-        p.name: p.default
-        for p in signature.parameters.values()
-        if p.name != "num_classes" and p.default is not inspect.Parameter.empty
-    }
+    """The keyword options a model accepts, with their defaults (num_classes excluded)."""
+    parameters = inspect.signature(get_model_entry(name).architecture).parameters.values()
+    return {p.name: p.default for p in parameters
+            if p.name != "num_classes" and p.default is not inspect.Parameter.empty}
+
+
+def resolve_options(name: str, kwargs: dict) -> dict:
+    """``kwargs`` with each option's old name for a value replaced by today's (the aliases the
+    model registered): the one place an old value is translated, so what is built, published or
+    compared sees today's names only. A name that is not registered keeps its options as given."""
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        return dict(kwargs)
+    return {k: entry.aliases.get(k, {}).get(v, v) if isinstance(v, str) else v
+            for k, v in kwargs.items()}
 
 
 def check_options(name: str, kwargs: dict) -> None:
-    """Refuse options the model's builder does not take, listing the ones it does."""
+    """Refuse options the model does not take, listing the ones it does."""
     valid = model_options(name)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
@@ -87,28 +134,40 @@ def create_model(name: str, num_classes: int | None = None, pretrained: bool | s
     weights were trained with, and any option or ``num_classes`` given must agree with them."""
     entry = get_model_entry(name)
     check_options(name, kwargs)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return entry.builder(pretrained=pretrained, **kwargs)
+
+
+def build_model(name: str, pretrained: bool | str = False, **kwargs) -> nn.Module:
+    """What every named builder returns: ``name``'s architecture built with ``kwargs`` (the
+    arguments the name fixes, then the caller's options), with the published weights that
+    ``pretrained`` names loaded into it (see create_model)."""
+    entry = get_model_entry(name)
+    # what the name fixes (depth) and num_classes are the architecture's, not options to check
+    fixed = set(inspect.signature(entry.architecture).parameters) - set(model_options(name))
+    check_options(name, {k: v for k, v in kwargs.items() if k not in fixed})
+    kwargs = resolve_options(name, kwargs)
     if pretrained is False or pretrained is None:
-        return build(name, entry, 10 if num_classes is None else num_classes, kwargs)
+        return construct(entry, kwargs)
     from resnet_cifar.models.pretrained import get_weights, load_weights
 
     weights = get_weights(pretrained, name)
-    options = weights.model_kwargs
-    trained = {**options, "num_classes": weights.num_classes}
-    given = {**kwargs, **({} if num_classes is None else {"num_classes": num_classes})}
-    clash = [k for k, v in given.items() if k in trained and trained[k] != v]
+    trained = {**resolve_options(name, weights.model_kwargs), "num_classes": weights.num_classes}
+    clash = [k for k, v in kwargs.items() if k in trained and trained[k] != v]
     if clash:
         raise UserError(
             f"weights {weights.tag!r} were trained with "
             f"{', '.join(f'{k}={trained[k]!r}' for k in clash)}, not "
-            f"{', '.join(f'{k}={given[k]!r}' for k in clash)}; leave those out, or build with "
+            f"{', '.join(f'{k}={kwargs[k]!r}' for k in clash)}; leave those out, or build with "
             "pretrained=False")
-    model = build(name, entry, weights.num_classes, {**options, **kwargs})
+    model = construct(entry, {**trained, **kwargs})
     model.load_state_dict(load_weights(weights))  # strict: every key and shape
     return model
 
 
-def build(name: str, entry: ModelEntry, num_classes: int, kwargs: dict) -> nn.Module:
+def construct(entry: ModelEntry, kwargs: dict) -> nn.Module:
     try:
-        return entry.builder(num_classes=num_classes, **kwargs)
+        return entry.architecture(**kwargs)
     except ValueError as err:  # a bad option value, e.g. shortcut="C"
-        raise UserError(f"model {name!r}: {err}") from None
+        raise UserError(f"model {entry.name!r}: {err}") from None

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from resnet_cifar.models.cells import ConvGRUCell, ConvLSTMCell, ConvRNNCell
-from resnet_cifar.models.registry import check_choice, register_model
+from resnet_cifar.models.registry import build_model, check_choice, register_model
 from resnet_cifar.models.resnet import (
     STAGE_STRIDES,
     STAGE_WIDTHS,
@@ -60,7 +60,6 @@ State = tuple[Tensor, ...]
 CELL_NAMES = ("convlstm", "convgru", "convrnn")
 STATE_TRANSITIONS = ("project", "reset")
 EFFICIENT_GROUPS = 4  # groups of the efficient cell's 1x1 and 3x3 gate convs
-DEPTHS = (20, 56)
 
 
 def make_cell(cell: str, in_channels: int, hidden_channels: int, groups: int = 1) -> nn.Module:
@@ -218,24 +217,43 @@ def regnet(
     )
 
 
-def _register(depth: int, cell: str) -> None:
-    def build(
-        num_classes: int = 10,
-        shortcut: str = "B",
-        hidden_ratio: float = 1.0,
-        state_transition: str = "project",
-        efficient: bool = False,
-    ) -> RegNet:
-        return regnet(depth, cell, num_classes, shortcut, hidden_ratio, state_transition, efficient)
-
-    register_model(
-        f"regnet{depth}_{cell}",
-        build,
-        f"RegNet-{depth} (Xu et al. 2022, not Radosavovic et al.): ResNet-{depth} regulated by "
-        f"a {cell} cell whose memory runs through the blocks",
-    )
+@register_model(regnet)
+def regnet20_convlstm(pretrained=False, **kwargs) -> RegNet:
+    """RegNet-20 (Xu et al. 2022, not Radosavovic et al.): ResNet-20 regulated by a convlstm cell
+    whose memory runs through the blocks."""
+    return build_model("regnet20_convlstm", pretrained, depth=20, cell="convlstm", **kwargs)
 
 
-for _depth in DEPTHS:
-    for _cell in CELL_NAMES:
-        _register(_depth, _cell)
+@register_model(regnet)
+def regnet20_convgru(pretrained=False, **kwargs) -> RegNet:
+    """RegNet-20 (Xu et al. 2022, not Radosavovic et al.): ResNet-20 regulated by a convgru cell
+    whose memory runs through the blocks."""
+    return build_model("regnet20_convgru", pretrained, depth=20, cell="convgru", **kwargs)
+
+
+@register_model(regnet)
+def regnet20_convrnn(pretrained=False, **kwargs) -> RegNet:
+    """RegNet-20 (Xu et al. 2022, not Radosavovic et al.): ResNet-20 regulated by a convrnn cell
+    whose memory runs through the blocks."""
+    return build_model("regnet20_convrnn", pretrained, depth=20, cell="convrnn", **kwargs)
+
+
+@register_model(regnet)
+def regnet56_convlstm(pretrained=False, **kwargs) -> RegNet:
+    """RegNet-56 (Xu et al. 2022, not Radosavovic et al.): ResNet-56 regulated by a convlstm cell
+    whose memory runs through the blocks."""
+    return build_model("regnet56_convlstm", pretrained, depth=56, cell="convlstm", **kwargs)
+
+
+@register_model(regnet)
+def regnet56_convgru(pretrained=False, **kwargs) -> RegNet:
+    """RegNet-56 (Xu et al. 2022, not Radosavovic et al.): ResNet-56 regulated by a convgru cell
+    whose memory runs through the blocks."""
+    return build_model("regnet56_convgru", pretrained, depth=56, cell="convgru", **kwargs)
+
+
+@register_model(regnet)
+def regnet56_convrnn(pretrained=False, **kwargs) -> RegNet:
+    """RegNet-56 (Xu et al. 2022, not Radosavovic et al.): ResNet-56 regulated by a convrnn cell
+    whose memory runs through the blocks."""
+    return build_model("regnet56_convrnn", pretrained, depth=56, cell="convrnn", **kwargs)

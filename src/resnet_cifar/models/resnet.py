@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from resnet_cifar.models.registry import check_choice, register_model
+from resnet_cifar.models.registry import build_model, check_choice, register_model
 
 STAGE_WIDTHS = (16, 32, 64)
 STAGE_STRIDES = (1, 2, 2)
@@ -94,8 +94,9 @@ class CifarResNet(nn.Module):
     """Stem -> three stages of blocks -> global average pool -> linear.
 
     ``make_block(in_planes, planes, stride)`` builds one block; the stage loop is shared by the
-    plain, the seed-recurrent and the regulated networks, which differ only in their blocks and in
-    how a stage threads state through them and on to the next stage (``forward_stage``).
+    plain, the original repository's recurrent and the regulated networks, which differ only in
+    their blocks and in how a stage threads state through them and on to the next stage
+    (``forward_stage``).
     """
 
     def __init__(
@@ -148,7 +149,8 @@ class CifarResNet(nn.Module):
 
 
 def resnet(depth: int, num_classes: int = 10, shortcut: str = "B") -> CifarResNet:
-    """A CIFAR ResNet of depth 6n+2 with the original repository's basic blocks."""
+    """A CIFAR ResNet of depth 6n+2 with the original repository's basic blocks; invalid options
+    raise ValueError."""
     num_blocks = blocks_per_stage(depth)
     shortcut = check_shortcut(shortcut)
 
@@ -158,16 +160,31 @@ def resnet(depth: int, num_classes: int = 10, shortcut: str = "B") -> CifarResNe
     return CifarResNet(num_blocks, make_block, num_classes)
 
 
-def _register_depth(depth: int) -> None:
-    def build(num_classes: int = 10, shortcut: str = "B") -> CifarResNet:
-        return resnet(depth, num_classes, shortcut)
-
-    register_model(
-        f"resnet{depth}",
-        build,
-        f"ResNet-{depth} (He et al. 2016), {blocks_per_stage(depth)} basic blocks per stage",
-    )
+@register_model(resnet)
+def resnet20(pretrained=False, **kwargs) -> CifarResNet:
+    """ResNet-20 (He et al. 2016), 3 basic blocks per stage."""
+    return build_model("resnet20", pretrained, depth=20, **kwargs)
 
 
-for _depth in (20, 32, 44, 56, 110):
-    _register_depth(_depth)
+@register_model(resnet)
+def resnet32(pretrained=False, **kwargs) -> CifarResNet:
+    """ResNet-32 (He et al. 2016), 5 basic blocks per stage."""
+    return build_model("resnet32", pretrained, depth=32, **kwargs)
+
+
+@register_model(resnet)
+def resnet44(pretrained=False, **kwargs) -> CifarResNet:
+    """ResNet-44 (He et al. 2016), 7 basic blocks per stage."""
+    return build_model("resnet44", pretrained, depth=44, **kwargs)
+
+
+@register_model(resnet)
+def resnet56(pretrained=False, **kwargs) -> CifarResNet:
+    """ResNet-56 (He et al. 2016), 9 basic blocks per stage."""
+    return build_model("resnet56", pretrained, depth=56, **kwargs)
+
+
+@register_model(resnet)
+def resnet110(pretrained=False, **kwargs) -> CifarResNet:
+    """ResNet-110 (He et al. 2016), 18 basic blocks per stage."""
+    return build_model("resnet110", pretrained, depth=110, **kwargs)

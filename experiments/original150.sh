@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The original experiment in full (#14): `configs/seed.toml` unchanged, ResNet-20 for 150 epochs,
-# batch 64, lr 0.1 then 0.01 from epoch index 80, validated on the test split after every epoch.
+# The original experiment in full (#14): `configs/original.toml` unchanged, ResNet-20 for 150
+# epochs, batch 64, lr 0.1 then 0.01 from epoch index 80, validated on the test split after every
+# epoch.
 # It takes hours on a CPU (idle, both threads: 125-190 s per epoch on the 2-core Zen 3s of
 # different sessions, 5 to 8 hours in all; about 100-113 s on a Zen 4), so it runs in the
 # background and is resumed until it is done. Seed 0 ended at 87.11% test on the JPEG copy
-# (resnet20.seed150_jpeg, resnet20's default weights; docs/results.md, section 2):
+# (resnet20.original150_jpeg, resnet20's default weights; docs/results.md, section 2):
 #
-#   OUT=~/runs/seed150 bash experiments/seed150.sh > ~/runs/seed150.log 2>&1 &
+#   OUT=~/runs/original150 bash experiments/original150.sh > ~/runs/original150.log 2>&1 &
 #
 # Rerunning resumes from the last saved step (SIGTERM saves mid-epoch, and last.pt is also saved
 # every 10 minutes within an epoch, `--save-every`) or does nothing once the run has finished;
@@ -15,7 +16,7 @@
 # collapsing it; each epoch's count is kept in metrics.jsonl.
 set -euo pipefail
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
-OUT=${OUT:-runs/seed150}
+OUT=${OUT:-runs/original150}
 CLI=${CLI:-resnet-cifar}
 SEEDS=${SEEDS:-0}
 for seed in $SEEDS; do
@@ -32,8 +33,8 @@ for seed in $SEEDS; do
     echo "not finished: $run; rerun this script to resume it" >&2
     exit 1
   fi
-  tag=resnet20.seed150_jpeg
-  [ "$seed" = 0 ] || tag="resnet20.seed150s${seed}_jpeg"
+  tag=resnet20.original150_jpeg
+  [ "$seed" = 0 ] || tag="resnet20.original150s${seed}_jpeg"
   echo "finished: $run. Publish it with"
   echo "  $CLI weights --add $run --tag $tag --data $DATA --provenance \"trained and" \
     "evaluated on the CIFAR-10 JPEG q75 copy ($DATA), not the original CIFAR-10: compare its" \

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_cifar.cli import main
-from resnet_cifar.engine import runtime as distributed
+from resnet_cifar.engine import runtime
 from resnet_cifar.engine import train as train_module
 from resnet_cifar.models import register_model
 
@@ -70,6 +70,6 @@ if os.environ.get("ABORT_ONCE") and os.environ.get("RANK") == "1" and not os.pat
         os.write(2, b"terminate called without an active exception\n")
         os.abort()
 
-    distributed.leave_rank = abort_at_exit
+    runtime.leave_rank = abort_at_exit
 
 sys.exit(main(sys.argv[1:]))

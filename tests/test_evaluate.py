@@ -318,8 +318,9 @@ def test_report_decodes_the_data_and_builds_the_model_once(tiny_data, tmp_path, 
     assert "accuracy 10.00% (3/30)" in what
 
 
-def test_evaluate_model_chunk_is_a_parameter():
+def test_evaluate_model_runs_a_cpu_batch_in_chunks(monkeypatch):
     from resnet_cifar.data import DeviceLoader
+    from resnet_cifar.engine import evaluate
     from resnet_cifar.engine.evaluate import evaluate_model
 
     model = create_model("resnet20").eval()
@@ -329,7 +330,8 @@ def test_evaluate_model_chunk_is_a_parameter():
     classes = [str(i) for i in range(10)]
     seen = []
     hook = model.register_forward_pre_hook(lambda _, args: seen.append(len(args[0])))
-    evaluate_model(model, loader, classes, chunk=16)
+    monkeypatch.setattr(evaluate, "CPU_EVAL_CHUNK", 16)
+    evaluate_model(model, loader, classes)
     hook.remove()
     assert sorted(seen) == [8, 16, 16]
 

@@ -70,14 +70,14 @@ def test_curves_are_redrawn_at_most_every_interval_and_at_the_end(tmp_path, monk
     from data_fixtures import make_cifar10_python_dir
 
     from resnet_cifar.config import build_config
-    from resnet_cifar.engine import rundir, train
+    from resnet_cifar.engine import report, rundir, train
 
     data = make_cifar10_python_dir(tmp_path / "data", n_train_per_class=2, n_test_per_class=1)
     drawn = []
-    monkeypatch.setattr(train, "draw_curves",
+    monkeypatch.setattr(report, "draw_curves",
                         lambda run_dir, log: drawn.append(len(rundir.read_metrics(run_dir))))
     for every, expected in ((1e9, [1, 3]), (0.0, [1, 2, 3, 3])):
-        monkeypatch.setattr(train, "CURVES_EVERY_S", every)
+        monkeypatch.setattr(report, "CURVES_EVERY_S", every)
         drawn.clear()
         config = build_config(overrides={"epochs": 3, "batch_size": 10, "threads": 1,
                                          "data": {"path": str(data)},

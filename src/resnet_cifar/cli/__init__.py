@@ -24,7 +24,7 @@ from resnet_cifar.cli import (
     weights_cmd,
 )
 from resnet_cifar.cli.flags import flag_of
-from resnet_cifar.engine import runtime as distributed
+from resnet_cifar.engine import runtime
 from resnet_cifar.errors import UserError, render_settings, settings_named_by
 
 # Modules that each define add_parser(subparsers). Order is the order of `--help`.
@@ -104,8 +104,8 @@ def warnings_name_flags() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     with settings_named_by(flag_of), warnings_name_flags():
         status = run_command(argv)
-    if distributed.in_torchrun_job():
-        distributed.leave_rank(status)  # all done: skip an exit that can abort natively
+    if runtime.in_torchrun_job():
+        runtime.leave_rank(status)  # all done: skip an exit that can abort natively
     return status
 
 

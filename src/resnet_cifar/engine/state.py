@@ -20,7 +20,7 @@ from resnet_cifar.engine.evaluate import EvalResult, evaluate_model
 from resnet_cifar.engine.recipes import flatten
 from resnet_cifar.engine.report import cli_command, restart_command, resume_command
 from resnet_cifar.engine.rundir import resume_checkpoint
-from resnet_cifar.engine.runtime import DistContext, capture_rng_state
+from resnet_cifar.engine.runtime import DistContext, capture_rng_state, restore_rng_state
 from resnet_cifar.engine.setup import TrainParts
 from resnet_cifar.errors import ConfigError, UserError
 from resnet_cifar.version import __version__
@@ -176,6 +176,26 @@ def open_run_dir(run_dir: Path, config: TrainConfig, *, epochs_done: int, resume
     write_checked(run_dir / "config.toml", lambda: atomic_write_text(
         run_dir / "config.toml", to_toml(config)))
     return lock
+
+
+def restore_state(trainer: Any, state: dict[str, Any], model: dict[str, torch.Tensor]) -> None:
+    """Put a saved training state back into ``trainer`` (engine.train.Trainer): what
+    training_payload saved, ``model`` the raw trained weights."""
+    parts = trainer.parts
+    parts.model.load_state_dict(model)
+    parts.optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):  # {} unless `amp` fp16
+        parts.scaler.load_state_dict(state["scaler"])
+    if parts.ema is not None:  # `ema_decay` cannot change on resume: it was saved
+        parts.ema.load_state_dict(state["ema"])
+    trainer.epoch = int(state["epoch"])
+    trainer.step_in_epoch = int(state.get("step", 0))
+    trainer.saved = (trainer.epoch, trainer.step_in_epoch)
+    trainer.best = dict(state.get("best", trainer.best))
+    trainer.history = list(state.get("history", []))
+    trainer.epoch_stats = state.get("scheduler", {}).get("partial_epoch")
+    restore_rng_state(rank_rng_state(state["rng"], trainer.dist))
+    trainer.train_loader.load_state_dict(state["loader"])
 
 
 def rank_rng_state(rng: dict[str, Any], dist: DistContext) -> dict[str, Any]:

@@ -29,20 +29,8 @@ import torch
 from resnet_cifar.config import TrainConfig
 from resnet_cifar.config import validate as validate_config
 from resnet_cifar.data import DeviceLoader
-from resnet_cifar.engine import rundir
+from resnet_cifar.engine import report, rundir, setup, state
 from resnet_cifar.engine.evaluate import EvalResult, evaluate_model
-from resnet_cifar.engine.report import (
-    CURVES_EVERY_S,
-    best_name,
-    diverged_message,
-    draw_curves,
-    final_lines,
-    header_lines,
-    progress_bar,
-    resume_hint,
-    run_summary,
-    validation_words,
-)
 from resnet_cifar.engine.runtime import (
     DistContext,
     GracefulStop,
@@ -53,31 +41,9 @@ from resnet_cifar.engine.runtime import (
     configure_threads,
     init_distributed,
     resolve_device,
-    restore_rng_state,
     seed_everything,
 )
-from resnet_cifar.engine.setup import (
-    TrainParts,
-    build_loaders,
-    build_parts,
-    check_device_options,
-    eval_loader,
-    lr_at,
-    record_data,
-    whitening_images,
-)
 from resnet_cifar.engine.splits import Splits, load_arrays, make_splits
-from resnet_cifar.engine.state import (
-    EpochStats,
-    Validation,
-    open_run_dir,
-    rank_rng_state,
-    resume_config,
-    save_state,
-    training_payload,
-    validate_weights,
-    write_outputs,
-)
 from resnet_cifar.errors import UserError, render_settings
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
@@ -99,7 +65,7 @@ class RunResult:
 # ---- the step and the epoch, as free functions ------------------------------------------------
 
 
-def train_step(parts: TrainParts, x: torch.Tensor, y: torch.Tensor
+def train_step(parts: setup.TrainParts, x: torch.Tensor, y: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward, backward and SGD update on one batch. Returns (loss, logits), still on the
     device: nothing here waits for the device."""
@@ -115,8 +81,8 @@ def train_step(parts: TrainParts, x: torch.Tensor, y: torch.Tensor
     return loss, logits
 
 
-def train_one_epoch(parts: TrainParts, loader: DeviceLoader, stats: EpochStats, *, epoch: int,
-                    lr: Callable[[float], float], start_step: int = 0,
+def train_one_epoch(parts: setup.TrainParts, loader: DeviceLoader, stats: state.EpochStats, *,
+                    epoch: int, lr: Callable[[float], float], start_step: int = 0,
                     check: Callable[[int, torch.Tensor], bool] | None = None, bar=None) -> int:
     """One pass over ``loader`` from ``start_step`` (a resumed epoch skips what was done), adding
     to ``stats``; ``lr(progress)`` sets the lr before each step. Returns the steps done.
@@ -167,7 +133,7 @@ class Trainer:
     """A run's state, where it is (epoch, step), its history and best epoch, and ``fit()``, which
     runs its epochs: train, validate, save, log. Built by ``train()``."""
 
-    def __init__(self, config: TrainConfig, *, splits: Splits, parts: TrainParts,
+    def __init__(self, config: TrainConfig, *, splits: Splits, parts: setup.TrainParts,
                  loaders: tuple[DeviceLoader, DeviceLoader], device: torch.device,
                  dist: DistContext, run_dir: Path | None, log: rundir.RunLog,
                  progress: bool = False, threads: ThreadFollower | None = None):
@@ -183,7 +149,7 @@ class Trainer:
         self.best: dict[str, Any] = {"val_acc": -1.0, "epoch": 0, "file": None}
         self.epoch_stats: dict[str, Any] | None = None  # partial epoch restored from last.pt
         self.callbacks: list[Callback] = []
-        self.last_val: Validation | None = None  # the latest validation result
+        self.last_val: state.Validation | None = None  # the latest validation result
         self.saved_at = time.monotonic()  # the latest save of last.pt (`save_every` counts from it)
         self.saved: tuple[int, int] | None = None  # (epoch, step) that last.pt holds
         self.curves_at: float | None = None  # when curves.png was last drawn
@@ -204,10 +170,10 @@ class Trainer:
         return "ema" if self.parts.ema is not None else "raw"
 
     def lr_at(self, progress: float) -> float:
-        return lr_at(self.config, progress, self.dist.world_size)
+        return setup.lr_at(self.config, progress, self.dist.world_size)
 
     def fit(self) -> RunResult:
-        for line in header_lines(
+        for line in report.header_lines(
                 self.config, self.splits, run_dir=self.run_dir, params=self.parts.params,
                 macs=self.parts.macs, lr0=self.lr_at(0.0), world_size=self.dist.world_size,
                 device=self.device, others_busy=self.threads and self.threads.others_busy,
@@ -227,14 +193,14 @@ class Trainer:
                     raise StopRequested(self.stop.exit_code, self.stopped())
         return self.finish()
 
-    def train_epoch(self) -> EpochStats:
+    def train_epoch(self) -> state.EpochStats:
         """One pass over the training split; returns early (mid-epoch) if a stop was asked."""
         self.follow_threads()
-        stats = EpochStats.zeros(self.device)
+        stats = state.EpochStats.zeros(self.device)
         if self.epoch_stats and self.step_in_epoch:
             stats.load_state_dict(self.epoch_stats)
         self.epoch_stats = None
-        bar = (progress_bar(len(self.train_loader), self.step_in_epoch, self.epoch)
+        bar = (report.progress_bar(len(self.train_loader), self.step_in_epoch, self.epoch)
                if self.progress else None)
         started, first = time.perf_counter(), self.step_in_epoch
 
@@ -282,7 +248,7 @@ class Trainer:
                 f"threads    {before} -> {now}{where}: other processes kept "
                 f"{self.threads.others_busy:.1f} core(s) busy (`threads` N fixes the count)"))
 
-    def save_mid_epoch(self, stats: EpochStats) -> None:
+    def save_mid_epoch(self, stats: state.EpochStats) -> None:
         """last.pt within the epoch, as a stop saves it: a resume continues from there, bitwise
         as if never stopped. Not when a loss since the last check was NaN/inf (a GPU checks every
         50 steps): the epoch's end reports that, and last.pt keeps its good state."""
@@ -291,7 +257,7 @@ class Trainer:
         if not float(poisoned):
             self.save("last.pt", stats)
 
-    def end_epoch(self, stats: EpochStats) -> None:
+    def end_epoch(self, stats: state.EpochStats) -> None:
         """Validate, record, save (last.pt, and the best), log, draw, call back."""
         val = self.last_val = self.validate()
         row = self.epoch_row(stats, val)
@@ -302,25 +268,25 @@ class Trainer:
         improved = val.best_accuracy > self.best["val_acc"]
         if improved:
             self.best = {"val_acc": val.best_accuracy, "epoch": self.epoch,
-                         "file": best_name(self.splits)}
+                         "file": report.best_name(self.splits)}
             if self.parts.ema is not None:
                 self.best["weights"] = val.best_weights
         self.save("last.pt")
         if improved:
-            self.save(best_name(self.splits), weights=val.best_weights)
-        self.log.info(rundir.format_row(row, self.config.epochs) + validation_words(row)
+            self.save(report.best_name(self.splits), weights=val.best_weights)
+        self.log.info(rundir.format_row(row, self.config.epochs) + report.validation_words(row)
                       + ("  *" if improved else ""))
         self.log.metrics(row)
-        if self.curves_at is None or time.monotonic() - self.curves_at >= CURVES_EVERY_S:
+        if self.curves_at is None or time.monotonic() - self.curves_at >= report.CURVES_EVERY_S:
             self.draw_curves()
         for callback in self.callbacks:
             callback(self, row)
 
-    def validate(self) -> Validation:
-        return validate_weights(self.parts, self.val_loader, self.splits.classes,
+    def validate(self) -> state.Validation:
+        return state.validate_weights(self.parts, self.val_loader, self.splits.classes,
                                 tta=self.config.tta, dist=self.dist)
 
-    def epoch_row(self, stats: EpochStats, val: Validation) -> dict[str, Any]:
+    def epoch_row(self, stats: state.EpochStats, val: state.Validation) -> dict[str, Any]:
         """The epoch's metrics row, summed over ranks."""
         sums = torch.stack([stats.loss_sum, stats.correct.double(),
                             torch.tensor(float(stats.seen), dtype=torch.float64,
@@ -347,21 +313,21 @@ class Trainer:
         with seconds-long epochs is not kept waiting)."""
         self.curves_at = time.monotonic()
         if self.dist.is_main and self.run_dir is not None:
-            draw_curves(self.run_dir, self.log)
+            report.draw_curves(self.run_dir, self.log)
 
     def diverged(self, value: float) -> None:
-        message = diverged_message(self.config, self.run_dir, value, self.epoch,
+        message = report.diverged_message(self.config, self.run_dir, value, self.epoch,
                                    self.step_in_epoch, saved=self.saved)
         self.log.write(f"error: {render_settings(message)}")
         raise TrainingDiverged(message)
 
     def stopped(self) -> str:
         """The resume hint for the CLI to print, also kept in train.log."""
-        message = resume_hint(self.run_dir, self.epoch, self.step_in_epoch)
+        message = report.resume_hint(self.run_dir, self.epoch, self.step_in_epoch)
         self.log.write(message)
         return message
 
-    def test(self) -> Validation | None:
+    def test(self) -> state.Validation | None:
         """The raw and (when kept) averaged weights on the test set (no TTA); None when the data
         has no test split (an image folder without test/), which is then never scored."""
         s = self.splits
@@ -370,49 +336,34 @@ class Trainer:
         if s.val_is_test:
             # the last validation already was the test set (validated now if resumed at the end)
             return self.last_val or self.validate()
-        loader = eval_loader(self.config, s, s.test_images, s.test_labels, self.device,
+        loader = setup.eval_loader(self.config, s, s.test_images, s.test_labels, self.device,
                              self.dist)
-        return validate_weights(self.parts, loader, s.classes, dist=self.dist)
+        return state.validate_weights(self.parts, loader, s.classes, dist=self.dist)
 
     def finish(self) -> RunResult:
         """The test-set figure of the final weights; rank 0 writes model.pth and summary.json."""
         tested = self.test()
         test = tested and (tested.ema if self.final_weights == "ema" else tested.raw)
-        summary = run_summary(
+        summary = report.run_summary(
             self.config, self.splits, self.history, best=self.best, epochs=self.epoch,
             params=self.parts.params, macs=self.parts.macs, device=self.device,
             world_size=self.dist.world_size, test_acc=test and test.accuracy,
             final_weights=self.final_weights, test_acc_raw=tested and tested.raw.accuracy)
         if self.dist.is_main and self.run_dir is not None:
-            write_outputs(self.run_dir, self.final_model, summary)
-            for line in final_lines(self.splits, self.run_dir, summary, self.best):
+            state.write_outputs(self.run_dir, self.final_model, summary)
+            for line in report.final_lines(self.splits, self.run_dir, summary, self.best):
                 self.log.info(line)
             self.draw_curves()  # with the test accuracy now in summary.json
         return RunResult(self.run_dir, self.history, self.best, test, summary)
 
-    def save(self, name: str, stats: EpochStats | None = None,
+    def save(self, name: str, stats: state.EpochStats | None = None,
              weights: str | None = None) -> None:
         """Every rank calls this (to contribute its RNG state); rank 0 writes."""
-        save_state(training_payload(self, stats, weights), name, self.run_dir, self.dist)
+        payload = state.training_payload(self, stats, weights)
+        state.save_state(payload, name, self.run_dir, self.dist)
         if name == "last.pt":
             self.saved_at = time.monotonic()
             self.saved = (self.epoch, self.step_in_epoch)
-
-    def restore(self, state: dict[str, Any], model_state: dict[str, torch.Tensor]) -> None:
-        self.model.load_state_dict(model_state)
-        self.parts.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):  # {} unless `amp` fp16
-            self.parts.scaler.load_state_dict(state["scaler"])
-        if self.parts.ema is not None:  # `ema_decay` cannot change on resume: it was saved
-            self.parts.ema.load_state_dict(state["ema"])
-        self.epoch = int(state["epoch"])
-        self.step_in_epoch = int(state.get("step", 0))
-        self.saved = (self.epoch, self.step_in_epoch)
-        self.best = dict(state.get("best", self.best))
-        self.history = list(state.get("history", []))
-        self.epoch_stats = state.get("scheduler", {}).get("partial_epoch")
-        restore_rng_state(rank_rng_state(state["rng"], self.dist))
-        self.train_loader.load_state_dict(state["loader"])
 
 
 # ---- wiring ------------------------------------------------------------------------------------
@@ -431,10 +382,11 @@ def build_trainer(config: TrainConfig, dist: DistContext, device: torch.device,
                and not config.deterministic else None)
     splits = make_splits(load_arrays(config.data, progress and dist.is_main), config.data,
                          config.seed)
-    record_data(config, splits)
-    loaders = build_loaders(config, splits, device, dist)
-    stem_images = whitening_images(splits, config.seed) if config.stem_init == "whitening" else None
-    parts = build_parts(config, splits.num_classes, device, dist, stem_images=stem_images)
+    setup.record_data(config, splits)
+    loaders = setup.build_loaders(config, splits, device, dist)
+    stem_images = (setup.whitening_images(splits, config.seed)
+                   if config.stem_init == "whitening" else None)
+    parts = setup.build_parts(config, splits.num_classes, device, dist, stem_images=stem_images)
     return Trainer(config, splits=splits, parts=parts, loaders=loaders, device=device, dist=dist,
                    run_dir=run_dir, log=log, progress=progress, threads=threads)
 
@@ -460,7 +412,7 @@ def train(
     """
     saved = None
     if resume is not None:
-        config, run_dir, saved = resume_config(resume, overrides)
+        config, run_dir, saved = state.resume_config(resume, overrides)
     else:
         config = config or TrainConfig()
         validate_config(config)
@@ -471,14 +423,14 @@ def train(
     lock = None
     try:
         device = resolve_device(device_spec)
-        check_device_options(config, device)
+        setup.check_device_options(config, device)
         if resume is None and dist.is_main:
             rundir.check_new_run_dir(run_dir, overwrite=overwrite)
         trainer = build_trainer(config, dist, device, run_dir, progress)
         if saved is not None:
-            trainer.restore(saved["state"], saved["model"])
+            state.restore_state(trainer, saved["state"], saved["model"])
         if dist.is_main:
-            lock = open_run_dir(run_dir, trainer.config, epochs_done=trainer.epoch,
+            lock = state.open_run_dir(run_dir, trainer.config, epochs_done=trainer.epoch,
                                 resumed=saved is not None, overwrite=overwrite)
         trainer.callbacks.extend(callbacks or [])
         result = trainer.fit()

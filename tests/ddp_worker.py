@@ -18,6 +18,7 @@ from resnet_cifar.cli import main
 from resnet_cifar.engine import runtime
 from resnet_cifar.engine import train as train_module
 from resnet_cifar.models import register_model
+from resnet_cifar.models.registry import build_model
 
 
 class TinyNet(nn.Module):
@@ -32,18 +33,17 @@ class TinyNet(nn.Module):
         return self.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-def tiny_cnn(num_classes: int = 10) -> TinyNet:
-    return TinyNet(num_classes)
-
-
-register_model("tiny_cnn", tiny_cnn, "test-only: two convs, no BatchNorm")
+@register_model(TinyNet)
+def tiny_cnn(pretrained=False, **kwargs) -> TinyNet:
+    """test-only: two convs, no BatchNorm"""
+    return build_model("tiny_cnn", pretrained, **kwargs)
 
 if os.environ.get("FAIL_RANK") is not None and os.environ.get("RANK") == os.environ["FAIL_RANK"]:
 
     def fail(self):
         raise RuntimeError("injected failure")
 
-    train_module.Trainer.train_one_epoch = fail
+    train_module.Trainer.train_epoch = fail
 
 if os.environ.get("SAVE_DUE_RANK") is not None:
     # `save_every` is due on one rank only (its clock ran ahead): every rank must still save
@@ -51,11 +51,12 @@ if os.environ.get("SAVE_DUE_RANK") is not None:
     train_module.Trainer.save_due = lambda self: os.environ["RANK"] == os.environ["SAVE_DUE_RANK"]
     save_mid_epoch = train_module.Trainer.save_mid_epoch
 
-    def saving(self, stats, step):
+    def saving(self, stats):
         # one write of one line: both ranks share the stderr pipe, and print() writes the text
         # and its newline apart, so the lines of two ranks could interleave
+        step = self.step_in_epoch
         os.write(2, f"rank {os.environ['RANK']} saved mid-epoch at step {step}\n".encode())
-        save_mid_epoch(self, stats, step)
+        save_mid_epoch(self, stats)
 
     train_module.Trainer.save_mid_epoch = saving
 

@@ -354,7 +354,7 @@ def test_every_model_runs_its_stages_through_the_shared_hook(name):
 
 CELLS = {
     "convrnn": lambda groups: ConvRNNCell(4, 4, groups=groups),
-    "convgru-seed": lambda groups: ConvGRUCell(4, 4, "seed", groups=groups),
+    "convgru-original": lambda groups: ConvGRUCell(4, 4, "original", groups=groups),
     "convgru-textbook": lambda groups: ConvGRUCell(4, 4, "textbook", groups=groups),
     "convlstm": lambda groups: ConvLSTMCell(4, 4, groups=groups),
 }
@@ -386,7 +386,7 @@ def test_cells_use_the_previous_state(cell_name):
 
 
 def test_gru_variants_differ_in_candidate_width():
-    seed, textbook = ConvGRUCell(3, 5, "seed"), ConvGRUCell(3, 5, "textbook")
+    seed, textbook = ConvGRUCell(3, 5, "original"), ConvGRUCell(3, 5, "textbook")
     assert seed.conv_y.in_channels == 3 + 2 * 5
     assert textbook.conv_y.in_channels == 3 + 5
     assert seed.conv_x.weight.shape == textbook.conv_x.weight.shape == (10, 8, 3, 3)
@@ -394,7 +394,7 @@ def test_gru_variants_differ_in_candidate_width():
         ConvGRUCell(3, 5, "cho")
 
 
-@pytest.mark.parametrize("variant", ["seed", "textbook"])
+@pytest.mark.parametrize("variant", ["original", "textbook"])
 def test_gru_matches_its_equations(variant):
     torch.manual_seed(0)
     cell = ConvGRUCell(3, 2, variant)
@@ -403,7 +403,7 @@ def test_gru_matches_its_equations(variant):
     wy, by = cell.conv_y.weight, cell.conv_y.bias
     gates = torch.sigmoid(F.conv2d(torch.cat([x, h], 1), wx, bx, padding=1))
     a, r = gates[:, :2], gates[:, 2:]
-    candidate_in = [x, h, r * h] if variant == "seed" else [x, r * h]
+    candidate_in = [x, h, r * h] if variant == "original" else [x, r * h]
     y = torch.tanh(F.conv2d(torch.cat(candidate_in, 1), wy, by, padding=1))
     expected = a * h + (1 - a) * y
     torch.testing.assert_close(cell(x, h), expected, rtol=1e-5, atol=1e-6)

@@ -320,7 +320,7 @@ def build_config(
     if overrides:
         merge_into(config, overrides)
     validate(config)
-    return config
+    return todays_names(config)
 
 
 def validate(config: TrainConfig) -> None:
@@ -405,6 +405,15 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
     """Rebuild a TrainConfig saved with a run (config.toml or a checkpoint)."""
     config = TrainConfig()
     merge_into(config, values)
+    return todays_names(config)
+
+
+def todays_names(config: TrainConfig) -> TrainConfig:
+    """``config`` with its model options under today's names (gru_variant "seed" is
+    "original"), so that what a run records, and compares against on resume, is one name."""
+    from resnet_cifar.models.registry import resolve_options
+
+    config.model_kwargs = resolve_options(config.model, config.model_kwargs)
     return config
 
 

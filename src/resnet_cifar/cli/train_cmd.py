@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
         help="train a model (default: the original ResNet-20 recipe)",
         description="Train a model. Precedence: --recipe, then --config FILE, then flags.",
     )
-    p.add_argument("--recipe", default="seed", help="shipped recipe (configs/<name>.toml)")
+    p.add_argument("--recipe", default="original", help="shipped recipe (configs/<name>.toml)")
     p.add_argument("--config", metavar="FILE", help="TOML config; keys as in config.toml")
     p.add_argument(
         "--resume",

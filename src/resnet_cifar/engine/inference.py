@@ -208,10 +208,10 @@ def load_named(name: str | os.PathLike, model: str | None,
     """A checkpoint file, or published weights by their tag ("resnet20.fast15_jpeg") where no
     file has that name."""
     from resnet_cifar.engine.checkpoint import pretrained_checkpoint
-    from resnet_cifar.models.pretrained import read_registry
+    from resnet_cifar.models.pretrained import canonical_tag
 
-    if not os.path.exists(name) and str(name) in read_registry():
-        return pretrained_checkpoint(str(name))
+    if not os.path.exists(name) and (tag := canonical_tag(str(name))):
+        return pretrained_checkpoint(tag)
     return load_checkpoint(name, model, model_kwargs)
 
 

@@ -1,6 +1,6 @@
 """A training run, top to bottom: set up, then per epoch train, validate, save, log.
 
-The default recipe is the original experiment (configs/seed.toml): ResNet-20, 150 epochs, batch
+The default recipe is the original experiment (configs/original.toml): ResNet-20, 150 epochs, batch
 64, SGD(0.1, momentum 0.9, weight decay 1e-4), lr x 0.1 from epoch index 80.
 
 ``train_step``, ``train_one_epoch`` and ``validate`` are free functions with explicit arguments
@@ -212,10 +212,9 @@ class Trainer:
                 self.log.info(f"torch.compile: first step {self.compile_seconds:.1f} s "
                               "(compilation; it counts in this epoch's time)")
             self.step_in_epoch = step
-            due = self.config.save_every > 0 and (
-                time.monotonic() - self.saved_at >= self.config.save_every * 60)
             flags = [torch.tensor(float(self.stop.requested), device=loss.device),
-                     (~torch.isfinite(loss)).float(), torch.tensor(float(due), device=loss.device)]
+                     (~torch.isfinite(loss)).float(),
+                     torch.tensor(float(self.save_due()), device=loss.device)]
             stop, bad, save = self.dist.any_rank(torch.stack(flags))
             if bad:
                 self.diverged(float(loss))
@@ -247,6 +246,11 @@ class Trainer:
             self.log.info(render_settings(
                 f"threads    {before} -> {now}{where}: other processes kept "
                 f"{self.threads.others_busy:.1f} core(s) busy (`threads` N fixes the count)"))
+
+    def save_due(self) -> bool:
+        """`save_every` minutes have passed since last.pt was saved."""
+        every = self.config.save_every
+        return every > 0 and time.monotonic() - self.saved_at >= every * 60
 
     def save_mid_epoch(self, stats: state.EpochStats) -> None:
         """last.pt within the epoch, as a stop saves it: a resume continues from there, bitwise

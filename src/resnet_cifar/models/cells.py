@@ -1,4 +1,4 @@
-"""Convolutional recurrent cells: ConvRNN, ConvGRU (seed and textbook), ConvLSTM.
+"""Convolutional recurrent cells: ConvRNN, ConvGRU (original and textbook), ConvLSTM.
 
 Every cell maps an input x (B, C_in, H, W) and a previous state to a new state, with 3x3 gate
 convolutions (padding 1, bias). A state of ``None`` means "all zeros": the cell then skips the
@@ -137,7 +137,7 @@ class ConvRNNCell(ConvCell):
 class ConvGRUCell(ConvCell):
     """The ConvGRU cell.
 
-    variant="seed" (default, the original repository's equations, weights interchangeable)::
+    variant="original" (default, the original repository's equations, weights interchangeable)::
 
         z    = cat[x, h]
         a, r = sigmoid(split(conv_x(z)))        # update gate a, reset gate r: (B, C_h, H, W) each
@@ -152,11 +152,11 @@ class ConvGRUCell(ConvCell):
         y    = tanh(conv_y(cat[x, r*h]))        # conv_y: C_in + C_h -> C_h
     """
 
-    variants = ("seed", "textbook")
+    variants = ("original", "textbook")
     num_states = 1  # the state is h alone
 
     def __init__(
-        self, in_channels: int, hidden_channels: int, variant: str = "seed", groups: int = 1
+        self, in_channels: int, hidden_channels: int, variant: str = "original", groups: int = 1
     ):
         super().__init__()
         if variant not in self.variants:
@@ -165,13 +165,13 @@ class ConvGRUCell(ConvCell):
         self.hidden_channels = hidden_channels
         c_in, c_h = in_channels, hidden_channels
         self.conv_x = gate_conv(c_in + c_h, 2 * c_h, c_h, groups)
-        y_in = c_in + (2 if variant == "seed" else 1) * c_h
+        y_in = c_in + (2 if variant == "original" else 1) * c_h
         self.conv_y = gate_conv(y_in, c_h, c_h, groups)
 
     def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
         a, r = torch.sigmoid(conv_cat(self.conv_x, [x, h])).chunk(2, dim=1)
         rh = None if h is None else r * h
-        y_parts = [x, h, rh] if self.variant == "seed" else [x, rh]
+        y_parts = [x, h, rh] if self.variant == "original" else [x, rh]
         y = torch.tanh(conv_cat(self.conv_y, y_parts))
         if h is None:
             return (1 - a) * y

@@ -31,8 +31,6 @@ from resnet_cifar.models.resnet import (
 )
 
 CELLS = {"convrnn": ConvRNNCell, "convgru": ConvGRUCell}
-# gru_variant -> the ConvGRUCell variant that computes it (the cell names the original's "seed")
-CELL_VARIANTS = {"original": "seed", "textbook": "textbook"}
 
 
 class RecurrentBasicBlock(nn.Module):
@@ -86,9 +84,9 @@ def convgru_resnet(depth: int, num_classes: int = 10, shortcut: str = "B",
                    gru_variant: str = "original") -> RecurrentResNet:
     """gru_variant="original" keeps the original repository's candidate (it sees h and r*h);
     "textbook" uses r*h alone (Cho et al.)."""
-    check_choice("gru_variant", gru_variant, tuple(CELL_VARIANTS))
+    check_choice("gru_variant", gru_variant, ConvGRUCell.variants)
     return recurrent_resnet(depth, "convgru", num_classes, shortcut,
-                            variant=CELL_VARIANTS[gru_variant])
+                            variant=gru_variant)
 
 
 @register_model(recurrent_resnet)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The original repository's Part 2 question -- does a recurrent cell help? -- on a budget that fits
-# a 2-core CPU: six models x two seeds, the seed recipe (SGD 0.1, batch 64, one lr step x 0.1)
+# a 2-core CPU: six models x two seeds, the original recipe (SGD 0.1, batch 64, one lr step x 0.1)
 # shortened to 10 epochs on a stratified 10,000-image training subset, lr step at epoch index 5
 # (the original's 80/150, scaled), validation after every epoch on 1,000 held-out training images,
 # test accuracy of the final weights on the full 10,000-image test split.

@@ -2,7 +2,7 @@
 # The time-to-accuracy comparison of #13 (docs/results.md): ResNet-20 for 15 epochs on the full
 # training split of the JPEG copy, validated on the test split after every epoch (no val split:
 # these runs choose nothing, they are measured), two seeds per recipe, one thread per lane:
-#   seedshort  the seed recipe shortened: batch 64, lr 0.1, x0.1 at epoch index 8
+#   seedshort  the original recipe shortened: batch 64, lr 0.1, x0.1 at epoch index 8
 #   akamaster  akamaster's schedule: batch 128, lr 0.1, x0.1 at 8 and 12, ImageNet normalization
 #   fast       configs/fast.toml (chosen on --val-split 5000 by experiments/fast_search.sh)
 #   fastbf16   the same with --amp bf16 (a CPU with AVX512-BF16 or AMX; held-out check: fast_search.sh)

@@ -176,7 +176,7 @@ def test_crop_padding_4_is_the_default_stream():
     x_default, y_default = epoch_batches(loader(), 2)
     x_four, y_four = epoch_batches(loader(crop_padding=4), 2)
     assert torch.equal(y_default, y_four) and torch.equal(x_default, x_four)
-    with pytest.raises(DataError, match="`data.crop_padding` must be >= 0"):
+    with pytest.raises(DataError, match=r"`data.crop_padding` \(--crop-padding\) must be >= 0"):
         loader(crop_padding=-1)
 
 
@@ -217,9 +217,9 @@ def test_resume_mid_epoch_reproduces_the_batches_with_both_options():
 
 
 def test_rejects_unknown_flip_and_negative_cutout():
-    with pytest.raises(DataError, match="`data.flip` 'sometimes'.*random, alternating"):
+    with pytest.raises(DataError, match=r"`data.flip` \(--flip\) 'sometimes'.*random, alternating"):
         loader(flip="sometimes")
-    with pytest.raises(DataError, match="`data.cutout` must be >= 0"):
+    with pytest.raises(DataError, match=r"`data.cutout` \(--cutout\) must be >= 0"):
         loader(cutout=-1)
 
 

@@ -1,12 +1,13 @@
-"""The library names settings by config key; the CLI's one table (cli/flags.py) spells them as
-flags, and every flag a message names exists.
+"""A message names a setting as "`key` (--flag)", from config.FLAG_OF, the one table the CLI's
+parser is built from: a library user reads the key, a command-line user the flag.
 
 - every flag the table names exists on the parser;
-- every backticked setting in a library message is a key the table knows;
-- no library message outside cli/ names a --flag, except in a full command line it prints for
-  the user to run (one that names resnet-cifar or cli_command());
+- every backticked setting a message names is a setting the config or the table knows, and one
+  that has a flag is followed by it, "`lr` (--lr)";
+- no library message outside cli/ names a --flag but after its key, or in a full command line
+  it prints for the user to run (one that names resnet-cifar or cli_command());
 - the flags of train and the shared data options are generated from the config fields'
-  metadata, and CLI output renders keys as the flags it had before.
+  metadata.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import ast
 import re
-import warnings
 from pathlib import Path
 
 import pytest
@@ -22,19 +22,25 @@ import pytest
 import resnet_cifar
 from resnet_cifar import config as config_module
 from resnet_cifar.cli import build_parser, main
-from resnet_cifar.cli.flags import FLAG_OF, field_flag, flag_of
 from resnet_cifar.cli.train_cmd import TRAIN_FLAGS
-from resnet_cifar.config import CHOICES, TrainConfig, setting_fields
-from resnet_cifar.errors import SETTING, ConfigError, UserError, render_settings
+from resnet_cifar.config import CHOICES, FLAG_OF, TrainConfig, field_flag, key, setting_fields
+from resnet_cifar.errors import ConfigError
 
 SOURCE = Path(resnet_cifar.__file__).parent
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*[a-z0-9]")
+# A backticked config key or parameter name: `lr`, `data.val_split`, `model_kwargs.shortcut`.
+SETTING = re.compile(r"`([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)`")
+# A setting named by key and flag: `lr` (--lr).
+NAMED = re.compile(SETTING.pattern + r" \((--[a-z][a-z0-9-]*)\)")
+# Backticked keys that are values, not messages: where eval's JSON says the normalization came
+# from (engine/inference.py's normalization_source).
+VALUES = {"`data.normalize`"}
 
 
-def library_sources() -> dict[str, str]:
-    """The library's modules outside cli/ (the CLI is where flags belong): path -> text."""
+def package_sources(cli: bool = True) -> dict[str, str]:
+    """The package's modules, without cli/ (where flags belong) if not ``cli``: path -> text."""
     return {str(p.relative_to(SOURCE)): p.read_text() for p in sorted(SOURCE.rglob("*.py"))
-            if p.relative_to(SOURCE).parts[0] != "cli"}
+            if cli or p.relative_to(SOURCE).parts[0] != "cli"}
 
 
 def messages(text: str) -> list[tuple[str, str]]:
@@ -106,7 +112,7 @@ def test_every_flag_named_in_the_library_exists():
 
 def test_every_flag_of_the_table_exists_on_the_parser():
     known = known_flags()
-    missing = {key: flag for key, flag in FLAG_OF.items() if flag not in known}
+    missing = {setting: flag for setting, flag in FLAG_OF.items() if flag not in known}
     assert not missing, missing
 
 
@@ -114,36 +120,62 @@ def test_every_flag_of_the_table_exists_on_the_parser():
 
 
 def unknown_settings(sources: dict[str, str]) -> dict[str, list[str]]:
-    """Backticked names in library messages that the flag table does not know: file -> names."""
+    """Backticked names in messages that are no setting of the config or the table: file ->
+    names."""
+    known = set(setting_fields()) | set(FLAG_OF)
     found: dict[str, list[str]] = {}
     for name, text in sources.items():
         for _, literal in messages(text):
-            for key in SETTING.findall(literal):
-                if key not in FLAG_OF:
-                    found.setdefault(name, []).append(key)
+            for setting in SETTING.findall(literal):
+                if setting not in known:
+                    found.setdefault(name, []).append(setting)
     return found
 
 
+def settings_without_their_flag(sources: dict[str, str]) -> dict[str, list[str]]:
+    """Settings that have a flag but are named without it, or with another: file -> names."""
+    found: dict[str, list[str]] = {}
+    for name, text in sources.items():
+        for _, literal in messages(text):
+            if literal in VALUES:
+                continue
+            wrong = [f"`{s}` ({flag})" for s, flag in NAMED.findall(literal)
+                     if FLAG_OF.get(s) != flag]
+            bare = [f"`{s}`" for s in SETTING.findall(NAMED.sub("", literal)) if s in FLAG_OF]
+            found.setdefault(name, []).extend(wrong + bare)
+    return {name: names for name, names in found.items() if names}
+
+
 def flags_outside_commands(sources: dict[str, str]) -> dict[str, list[str]]:
-    """--flags in library messages that are not part of a full command line: file -> flags."""
+    """--flags in library messages that neither follow their key nor are part of a full command
+    line: file -> flags."""
     found: dict[str, list[str]] = {}
     for name, text in sources.items():
         for statement, literal in messages(text):
             if "resnet-cifar" in statement or "cli_command(" in statement:
                 continue  # a command line printed for the user to run keeps its flags
-            found.setdefault(name, []).extend(FLAG.findall(literal))
+            if FLAG.fullmatch(literal):
+                continue  # a flag alone is a name (config.FLAG_OF's), not a message
+            found.setdefault(name, []).extend(FLAG.findall(NAMED.sub("", literal)))
     return {name: flags for name, flags in found.items() if flags}
 
 
-def test_every_setting_a_library_message_names_is_in_the_flag_table():
-    assert not unknown_settings(library_sources()), (
-        "name these settings in cli/flags.py (key -> flag) or spell them without backticks"
+def test_every_setting_a_message_names_is_known():
+    assert not unknown_settings(package_sources()), (
+        "name these settings in config.py (a field, or PARAMETER_FLAGS) or spell them without "
+        "backticks"
     )
 
 
-def test_no_library_message_names_a_flag_outside_a_command_line():
-    assert not flags_outside_commands(library_sources()), (
-        "name the setting by its config key in backticks (errors.key), not by its flag"
+def test_every_setting_a_message_names_is_followed_by_its_flag():
+    assert not settings_without_their_flag(package_sources()), (
+        "name a setting with a flag as `key` (--flag), as config.key writes it"
+    )
+
+
+def test_no_library_message_names_a_flag_but_after_its_key():
+    assert not flags_outside_commands(package_sources(cli=False)), (
+        "name the setting as `key` (--flag) (config.key), not by its flag alone"
     )
 
 
@@ -155,17 +187,19 @@ from resnet_cifar.errors import ConfigError
 def check(lr):
     """So may a function's: --lr."""
     if lr <= 0:
-        raise ConfigError(f"lr {lr} must be positive; pass {BAD}")
+        raise ConfigError(f"lr {lr} must be positive; pass {BAD} or leave `data.fingerprint`")
     print(f"rerun: resnet-cifar train --lr {lr / 2}")  # a command line keeps its flags
 '''
 
 
 @pytest.mark.parametrize("bad, check, expected", [
     ("`learning_rate`", unknown_settings, ["learning_rate"]),
+    ("`lr`", settings_without_their_flag, ["`lr`"]),
+    ("`lr` (--momentum)", settings_without_their_flag, ["`lr` (--momentum)"]),
     ("--lr 0.1", flags_outside_commands, ["--lr"]),
-], ids=["unknown-key", "flag-in-message"])
+], ids=["unknown-key", "key-without-flag", "key-with-another-flag", "flag-without-key"])
 def test_each_message_check_fails_on_a_broken_message(bad, check, expected):
-    assert check({"fine.py": BROKEN.replace("{BAD}", "`lr`")}) == {}
+    assert check({"fine.py": BROKEN.replace("{BAD}", "`lr` (--lr)")}) == {}
     assert check({"broken.py": BROKEN.replace("{BAD}", bad)}) == {"broken.py": expected}
 
 
@@ -182,17 +216,17 @@ def test_every_flag_of_train_and_data_matches_its_fields_metadata():
     parsers = subparsers()
     for command in ("train", "eval", "show", "data"):
         actions = {o: a for a in parsers[command]._actions for o in a.option_strings}
-        for key, f in setting_fields().items():
-            flag = field_flag(key, f)
+        for setting, f in setting_fields().items():
+            flag = field_flag(f)
             if flag is None or (command != "train" and f.metadata["train_only"]):
                 continue
-            if command != "train" and "." not in key:
+            if command != "train" and "." not in setting:
                 continue  # eval, show and data take the data options only
             action = actions[flag]
             assert action.default is argparse.SUPPRESS, (command, flag)
-            assert action.help == render_settings(f.metadata["help"], flag_of), (command, flag)
+            assert action.help == f.metadata["help"].replace("%", "%%"), (command, flag)
             if f.metadata["choices"]:
-                assert tuple(action.choices) == f.metadata["choices"] == CHOICES[key]
+                assert tuple(action.choices) == f.metadata["choices"] == CHOICES[setting]
 
 
 def test_choices_and_defaults_have_one_home():
@@ -202,41 +236,14 @@ def test_choices_and_defaults_have_one_home():
     assert TrainConfig().eval_batch_size == config_module.EVAL_BATCH_SIZE
 
 
-# --------------------------------------------------------------------------- rendering
+# --------------------------------------------------------------------------- one message
 
 
-def test_a_library_error_names_keys_and_the_cli_names_flags(capsys):
+def test_a_message_names_the_key_and_the_flag(capsys):
+    assert (key("lr"), key("data.path")) == ("`lr` (--lr)", "`data.path` (--data)")
+    assert key("data.fingerprint") == "`data.fingerprint`"  # no flag: the key alone
     with pytest.raises(ConfigError) as err:
         config_module.check_run_name("a/b")
-    assert "(`out` DIR)" in str(err.value)  # a library user reads the key
+    assert "use `out` (--out) DIR instead" in str(err.value)
     assert main(["train", "--name", "a/b"]) == 2
-    assert "use out (--out DIR) instead" in capsys.readouterr().err
-    assert "(`out` DIR)" in str(err.value)  # the CLI's naming ends with the command
-
-
-def test_a_warning_during_a_command_names_the_flag(monkeypatch):
-    from resnet_cifar.cli import warnings_name_flags
-    from resnet_cifar.errors import settings_named_by
-
-    seen = []
-    monkeypatch.setattr(warnings, "showwarning", lambda message, *args: seen.append(message))
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        with settings_named_by(flag_of), warnings_name_flags():
-            warnings.warn("`data.val_split` is large", RuntimeWarning, stacklevel=1)
-        warnings.warn("`data.val_split` is large", RuntimeWarning, stacklevel=1)
-    assert [(type(m), str(m)) for m in seen] == [
-        (RuntimeWarning, "--val-split is large"),  # during a command
-        (RuntimeWarning, "`data.val_split` is large"),  # after it
-    ]
-
-
-def test_render_keeps_text_that_is_not_a_known_setting():
-    text = "see `resnet-cifar models`, `no_such_key` and `lr`"
-    assert render_settings(text, flag_of) == "see `resnet-cifar models`, `no_such_key` and --lr"
-    assert render_settings(text) == text  # nothing installed: keys as written
-
-
-def test_user_errors_render_only_while_a_command_runs():
-    err = UserError("pass `data.val_split`")
-    assert str(err) == "pass `data.val_split`"
+    assert capsys.readouterr().err == f"error: {err.value}\n"  # the same words from the CLI

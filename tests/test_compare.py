@@ -138,15 +138,15 @@ def test_mixed_data_is_refused_and_allowed_with_the_flag(tmp_path, capsys, case)
 
     assert main(["compare", *map(str, dirs), "--out-dir", str(out), "--allow-mixed-data"]) == 0
     printed = capsys.readouterr().out
-    assert "Mixed data (--allow-mixed-data): runs a (" in printed
+    assert "Mixed data, allowed by `allow_mixed_data` (--allow-mixed-data): runs a (" in printed
     grouped = printed.split("## Grouped")[1]
     assert grouped.count("| 2 | 0, 1 |") == 2  # a, b and c, d: never one group of four
 
-    # called as a library, the same note names the setting by its config key
-    with pytest.raises(ConfigError, match="pass `allow_mixed_data` to compare"):
+    # called as a library, the same words: the config key, and the flag
+    with pytest.raises(ConfigError, match=r"pass `allow_mixed_data` \(--allow-mixed-data\) to"):
         compare_runs(dirs)
-    assert "Mixed data (`allow_mixed_data`): runs a (" in markdown_tables(
-        *compare_runs(dirs, allow_mixed_data=True))
+    assert "Mixed data, allowed by `allow_mixed_data` (--allow-mixed-data): runs a (" in \
+        markdown_tables(*compare_runs(dirs, allow_mixed_data=True))
 
 
 def test_baseline_with_several_recipes_is_refused_and_a_label_picks_one(tmp_path, capsys):

@@ -67,7 +67,7 @@ def test_a_failed_compilation_is_one_line_that_says_to_run_without(monkeypatch):
         compile_for_inference(trained_like(), batch=8)
     message = str(info.value)
     assert "\n" not in message and "No working C++ compiler found" in message
-    assert message.endswith("run without `compile`")
+    assert message.endswith("run without `compile` (--compile)")
 
 
 @needs_compiler

@@ -375,7 +375,7 @@ def test_a_runs_model_pth_is_evaluated_as_its_run_normalized(half_run, tiny_data
     assert "guessed" in captured.out
     warned = [line for line in captured.err.splitlines() if "normalization" in line]
     assert len(warned) == 1 and warned[0].startswith("warning: model.pth records no ")
-    assert "pass --normalize" in warned[0]  # one line, the flag named as the CLI spells it
+    assert "pass `data.normalize` (--normalize)" in warned[0]  # one line, the key and the flag
 
 
 def test_a_model_pth_beside_another_models_run_stays_foreign(half_run, tmp_path):

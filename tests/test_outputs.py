@@ -70,7 +70,8 @@ FILE_NAME = {"show": "x.png", "plot": "x.png", "report": "x.html", "export": "x.
              "eval": "plots"}
 WHAT = {"show": "show output", "plot": "plot output", "report": "report",
         "export": "export output", "eval": "eval plot"}
-FLAG = {"eval": "--out-dir"}
+FLAG = {"eval": "`out_dir` (--out-dir)"}  # how an error names the setting; else OUT
+OUT = "`out` (--out)"
 COMMANDS = list(FILE_NAME)
 
 
@@ -121,14 +122,14 @@ def test_writing_to_a_read_only_folder_is_a_one_line_error(tiny, unwritable, cap
                         unwritable / FILE_NAME[name])) == 2
     line = one_error_line(capsys)
     assert line.startswith(f"error: cannot write {WHAT[name]} {unwritable}"), line
-    assert line.endswith(f"permission denied; choose a writable {FLAG.get(name, '--out')}"), line
+    assert line.endswith(f"permission denied; choose a writable {FLAG.get(name, OUT)}"), line
 
 
 @pytest.mark.parametrize("name", ["show", "plot", "report", "export"])
 def test_out_an_existing_folder_is_a_one_line_error(tiny, tmp_path, capsys, name):
     assert main(command(tiny, name, tmp_path)) == 2
     assert one_error_line(capsys) == (f"error: cannot write {WHAT[name]} {tmp_path}: it is a "
-                                      "folder; give --out a file name")
+                                      "folder; give `out` (--out) a file name")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -139,7 +140,7 @@ def test_out_under_a_regular_file_is_a_one_line_error(tiny, tmp_path, capsys, na
     out = blocker / "sub" / FILE_NAME[name]
     assert main(command(tiny, name, out)) == 2
     line = one_error_line(capsys)
-    assert f"{blocker} is a file, not a folder; choose another {FLAG.get(name, '--out')}" in line
+    assert f"{blocker} is a file, not a folder; choose another {FLAG.get(name, OUT)}" in line
 
 
 def test_eval_plot_out_dir_a_file_is_a_one_line_error(tiny, tmp_path, capsys):
@@ -147,7 +148,7 @@ def test_eval_plot_out_dir_a_file_is_a_one_line_error(tiny, tmp_path, capsys):
     target.write_text("a file")
     assert main(command(tiny, "eval", target)) == 2
     assert one_error_line(capsys) == (f"error: cannot write eval plots into {target}: it is a "
-                                      "file, not a folder; choose another --out-dir")
+                                      "file, not a folder; choose another `out_dir` (--out-dir)")
 
 
 def test_show_refuses_an_impossible_out_before_reading_any_data(tiny, tmp_path, capsys,
@@ -182,7 +183,7 @@ def test_a_figure_on_a_full_disk_keeps_the_previous_file(tiny, tmp_path, capsys,
     assert main(command(tiny, name, tmp_path if name == "eval" else previous)) == 2
     line = one_error_line(capsys)
     assert line == (f"error: cannot write {WHAT[name]} {previous}: no space left on device; "
-                    f"free some space or choose another {FLAG.get(name, '--out')}")
+                    f"free some space or choose another {FLAG.get(name, OUT)}")
     assert previous.read_bytes() == b"the previous figure"
     assert leftovers(tmp_path) == []
 
@@ -197,7 +198,7 @@ def test_report_on_a_full_disk_keeps_the_previous_report(tiny, tmp_path, capsys,
     monkeypatch.setattr(os, "replace", full)
     assert main(command(tiny, "report", out)) == 2
     assert one_error_line(capsys) == (f"error: cannot write report {out}: no space left on "
-                                      "device; free some space or choose another --out")
+                                      "device; free some space or choose another `out` (--out)")
     assert out.read_text() == "the previous report"
     assert leftovers(tmp_path) == []
 
@@ -213,7 +214,7 @@ def test_export_to_a_full_disk_is_a_one_line_error_and_leaves_no_file(tiny, tmp_
     assert main(command(tiny, "export", out)) == 2
     line = one_error_line(capsys)
     assert line.startswith(f"error: cannot write export output {out}: "), line
-    assert line.endswith("; free some space or choose another --out"), line
+    assert line.endswith("; free some space or choose another `out` (--out)"), line
     assert list(tmp_path.iterdir()) == []
 
 
@@ -275,16 +276,16 @@ def test_an_unsupported_figure_extension_is_a_one_line_error_listing_the_support
     assert main(command(tiny, name, out)) == 2
     line = one_error_line(capsys)
     assert line.startswith(f"error: cannot write {WHAT[name]} {out}: ")
-    assert line.endswith("; end --out in one of .png, .jpg, .jpeg, .pdf, .svg"), line
+    assert line.endswith("; end `out` (--out) in one of .png, .jpg, .jpeg, .pdf, .svg"), line
     assert not out.exists()
 
 
 def test_show_of_a_vector_figure_says_it_cannot_open_a_window(tiny, tmp_path, capsys):
     out = tmp_path / "curves.pdf"
     assert main(command(tiny, "plot", out, "--show")) == 2
-    assert one_error_line(capsys) == (f"error: --show opens .png and .jpg figures only, not "
-                                      f".pdf; the figure was written to {out}: open it with a "
-                                      "viewer")
+    assert one_error_line(capsys) == (f"error: `show` (--show) opens .png and .jpg figures only, "
+                                      f"not .pdf; the figure was written to {out}: open it with "
+                                      "a viewer")
     assert out.read_bytes().startswith(MAGIC[".pdf"])
 
 

@@ -162,7 +162,7 @@ def test_data_defaults_to_what_the_run_recorded(tmp_path):
     assert data.cache_dir is None  # the recording machine's cache is not ours
     assert data_for_run(recorded, {"path": "x", "val_split": 5}).val_split == 5
     gone = {"data": {"path": str(tmp_path / "moved"), "fingerprint": "sha256:ab"}}
-    with pytest.raises(DataError, match="moved.*`data.path` PATH"):  # --data PATH in the CLI
+    with pytest.raises(DataError, match=r"moved.*`data.path` \(--data\) PATH"):
         data_for_run(gone, {})  # never silently replaced by $RESNET_CIFAR_DATA or the cache
     elsewhere = data_for_run(gone, {"path": str(tmp_path)})  # pointed elsewhere: checked later
     assert (elsewhere.path, elsewhere.fingerprint) == (str(tmp_path), "sha256:ab")

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from data_fixtures import make_cifar10_python_dir
+from refusals import assert_refused
 
 from resnet_cifar.cli import main
 from resnet_cifar.config import TrainConfig, build_config
@@ -168,22 +169,20 @@ def test_overwrite_clears_everything_a_run_left_and_nothing_else(data, tmp_path)
     assert (run / "best.pt").read_bytes() != b"stale"
 
 
-@pytest.mark.parametrize("flags, needle", [
-    (["--batch-size", "64"], "exceeds"),  # 40 training images
-    (["--val-split", "40"], "leaves no training images"),
-    (["--model", "resnet20_convgru", "--model-opt", "gru_variant=bogus"], "bogus"),
-    (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
-    (["--train-subset", "41"], "--train-subset 41 is more than the 40 training images"),
-    (["--amp", "fp16"], "needs CUDA"),
-    (["--sync-bn"], "needs CUDA"),
+@pytest.mark.parametrize("flags, named", [
+    (["--batch-size", "64"], ["64"]),  # 40 training images
+    (["--val-split", "40"], ["--val-split", "40"]),
+    (["--model", "resnet20_convgru", "--model-opt", "gru_variant=bogus"], ["bogus"]),
+    (["--weight-decay", "-1"], ["--weight-decay", "-1.0"]),
+    (["--train-subset", "41"], ["--train-subset", "41"]),
+    (["--amp", "fp16"], ["--amp", "fp16"]),  # no CUDA here
+    (["--sync-bn"], ["--sync-bn"]),
 ])
-def test_a_refused_run_leaves_no_directory_behind(data, tmp_path, capsys, flags, needle):
-    out = tmp_path / "run"
-    args = ["train", "--data", data, "--out", out, "--epochs", "1", "--threads", "1",
-            "--batch-size", "16"]
-    assert cli(*args, *flags) == 2
-    assert needle in one_line_error(capsys)
-    assert not out.exists()
+def test_a_refused_run_leaves_no_directory_behind(data, tmp_path, capsys, flags, named):
+    args = ["train", "--data", data, "--out", tmp_path / "run", "--epochs", "1", "--threads",
+            "1", "--batch-size", "16"]
+    line = assert_refused([*args, *flags], named[0], tmp_path, capsys)
+    assert all(word in line for word in named[1:]), line
 
 
 def test_a_missing_tensorboard_extra_leaves_no_directory_behind(data, tmp_path, capsys,
@@ -283,7 +282,8 @@ def test_resuming_a_finished_run_says_so_and_rewrites_nothing(data, tmp_path, ca
     capsys.readouterr()
     assert cli("train", "--resume", run) == 2
     line = one_line_error(capsys)
-    assert "has finished its 1 epochs already" in line and "--epochs N with N > 1" in line, line
+    assert "has finished its 1 epochs already" in line and "N > 1" in line, line
+    assert "--epochs" in line, line
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
@@ -304,7 +304,7 @@ def test_the_nan_advice_is_a_command_that_works(data, tmp_path, capsys):
     assert cli("train", "--data", data, "--out", out, *FAST, "--lr", "1e30") == 2
     line = one_line_error(capsys)
     assert "then --resume" not in line
-    command = line.split("warm-up: ", 1)[1].split(" (or", 1)[0]
+    command = line.split("warm-up: ", 1)[1].split(", or", 1)[0]
     argv = command.split()[1:]  # drop the program
     assert argv[:3] == ["train", "--config", str((out / "config.toml").resolve())]
     argv[argv.index("NEW_DIR")] = str(tmp_path / "again")
@@ -361,9 +361,10 @@ def test_count_flags_state_one_rule_for_every_bad_value(capsys, value):
         assert ">= 1" in err and ">= 0" not in err, err
 
 
-def test_data_val_split_larger_than_the_data_is_an_error(data, capsys):
-    assert cli("data", "--data", data, "--val-split", "5000") == 2
-    assert "--val-split 5000" in one_line_error(capsys)
+def test_data_val_split_larger_than_the_data_is_an_error(data, tmp_path, capsys):
+    line = assert_refused(["data", "--data", data, "--val-split", "5000"], "5000", tmp_path,
+                          capsys)
+    assert "--val-split" in line, line
 
 
 def test_bench_workers_message_speaks_of_workers(capsys):
@@ -549,17 +550,14 @@ def test_bench_refuses_fp16_without_cuda_as_train_and_eval_do(capsys):
     assert "fp16 needs CUDA" in one_line_error(capsys)
 
 
-@pytest.mark.parametrize("argv, config, needles", [
-    (["--warmup-epochs", "5", "--epochs", "1"], None,
-     ["--warmup-epochs must be in [0, --epochs), got 5 for 1 epochs"]),
-    ([], "[data]\nval_split = -3\n", ["--val-split must be >= 0", "got -3"]),
-    ([], "lr = -1.0\n", ["--lr must be positive, got -1.0"]),
+@pytest.mark.parametrize("argv, config, named", [
+    (["--warmup-epochs", "5", "--epochs", "1"], None, ["5", "--warmup-epochs", "--epochs"]),
+    ([], "[data]\nval_split = -3\n", ["-3", "--val-split"]),
+    ([], "lr = -1.0\n", ["-1.0", "--lr"]),
 ], ids=["warmup", "val-split-in-a-config", "lr-in-a-config"])
-def test_range_errors_name_the_flag_and_the_value(tmp_path, capsys, argv, config, needles):
+def test_range_errors_name_the_flag_and_the_value(tmp_path, capsys, argv, config, named):
     if config is not None:
         (tmp_path / "c.toml").write_text(config)
         argv = [*argv, "--config", tmp_path / "c.toml"]
-    assert cli("train", *argv, "--out", tmp_path / "run") == 2
-    line = one_line_error(capsys)
-    assert all(needle in line for needle in needles), line
-    assert not (tmp_path / "run").exists()
+    line = assert_refused(["train", *argv, "--out", tmp_path / "run"], named[0], tmp_path, capsys)
+    assert all(word in line for word in named[1:]), line

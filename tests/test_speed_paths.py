@@ -405,8 +405,8 @@ def test_eval_amp_says_so_and_refuses_what_the_device_cannot_run(tmp_path, capsy
     out = capsys.readouterr().out.splitlines()
     assert out[0].endswith("under bf16 autocast (leave --amp out for the float32 figure)")
     assert out[1].startswith("test accuracy with tta flip") and out[1].endswith("autocast")
-    for extra, message in ((["--amp", "fp16"], "--amp fp16 needs CUDA"),
-                           (["--amp", "bf16", "--compile"], "--compile and --amp: choose one")):
+    for extra, message in ((["--amp", "fp16"], "(--amp) fp16 needs CUDA"),
+                           (["--amp", "bf16", "--compile"], "(--compile) and `amp` (--amp)")):
         assert main(["eval", checkpoint, "--threads", "1", *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err

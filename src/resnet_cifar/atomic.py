@@ -161,7 +161,7 @@ def _refuse_a_file_in_the_way(path: Path, what: str, setting: str) -> None:
                            f"choose another {setting}")
 
 
-def check_target(path: str | os.PathLike, what: str, setting: str = "`out`") -> Path:
+def check_target(path: str | os.PathLike, what: str, setting: str = "`out` (--out)") -> Path:
     """``path`` as a Path; a UserError now if no file can be written there (a folder is in the
     way, or a file stands where a folder should be). Cheap: call it before the expensive work."""
     path = Path(path)
@@ -171,7 +171,8 @@ def check_target(path: str | os.PathLike, what: str, setting: str = "`out`") -> 
     return path
 
 
-def check_folder(path: str | os.PathLike, what: str, setting: str = "`out_dir`") -> Path:
+def check_folder(path: str | os.PathLike, what: str,
+                 setting: str = "`out_dir` (--out-dir)") -> Path:
     """``path`` as a Path; a UserError now if it cannot be (or become) a folder."""
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -197,7 +198,7 @@ def os_error_cause(err: OSError) -> str:
 
 @contextlib.contextmanager
 def explain_write_errors(
-    path: str | os.PathLike, what: str, setting: str = "`out`"
+    path: str | os.PathLike, what: str, setting: str = "`out` (--out)"
 ) -> Iterator[None]:
     """Turn an OSError raised inside into a one-line UserError naming ``what`` and ``path``, the
     cause and the fix (``setting``, a backticked key such as `out`, chooses another place).

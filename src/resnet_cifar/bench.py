@@ -262,11 +262,13 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
 def check(cfg: BenchConfig) -> None:
     """Refuse what cannot be measured, with the flag to change."""
     if cfg.steps < 1 or cfg.repeats < 1 or cfg.warmup < 0 or cfg.batch_size < 1:
-        raise ConfigError("`steps`, `repeats` and `batch_size` must be >= 1 and `warmup` >= 0")
+        raise ConfigError("`steps` (--steps), `repeats` (--repeats) and `batch_size` "
+                          "(--batch-size) must be >= 1 and `warmup` (--warmup) >= 0")
     if cfg.eval_images < 1 or cfg.eval_batch_size < 1:
-        raise ConfigError("`eval_images` and `eval_batch_size` must be >= 1")
+        raise ConfigError("`eval_images` (--eval-images) and `eval_batch_size` "
+                          "(--eval-batch-size) must be >= 1")
     if any(w < 0 for w in cfg.workers):
-        raise ConfigError(f"`workers` must be >= 0, got {list(cfg.workers)}")
+        raise ConfigError(f"`workers` (--workers) must be >= 0, got {list(cfg.workers)}")
     for name, overrides in {"ours": {}, **bench_variants(cfg)}.items():
         unknown = set(overrides) - set(VARIANT_FIELDS)
         if unknown:

@@ -98,8 +98,8 @@ def bench_splits(cfg: BenchConfig) -> Splits:
         if n_train > len(arrays.train_labels) or n_eval > len(arrays.test_labels):
             raise ConfigError(
                 f"{arrays.source} has {len(arrays.train_labels)} training and "
-                f"{len(arrays.test_labels)} test images; `steps` x `batch_size` needs {n_train} "
-                f"and `eval_images` {n_eval}")
+                f"{len(arrays.test_labels)} test images; `steps` (--steps) x `batch_size` "
+                f"(--batch-size) needs {n_train} and `eval_images` (--eval-images) {n_eval}")
         train_x, train_y = arrays.train_images[:n_train], arrays.train_labels[:n_train]
         eval_x, eval_y = arrays.test_images[:n_eval], arrays.test_labels[:n_eval]
         classes, mean, std, source = arrays.classes, arrays.mean, arrays.std, arrays.source

@@ -37,7 +37,7 @@ from resnet_cifar.engine.recipes import (
     target_name,
 )
 from resnet_cifar.engine.rundir import RunInfo, each_once, read_run
-from resnet_cifar.errors import ConfigError, render_settings
+from resnet_cifar.errors import ConfigError
 from resnet_cifar.seeds import (
     NoiseTest,
     check_repeats,
@@ -53,6 +53,7 @@ from resnet_cifar.viz import check_x_axis, save_figure, val_accuracy_figure
 from resnet_cifar.viz.cost import cost_figure, cost_points
 
 COMPARISON = "the comparison into"  # a write error: "cannot write the comparison into DIR: ..."
+OUT_DIR = "`out_dir` (--out-dir)"  # the setting a refusal to write there names
 
 
 def tabulate(inputs: list[RunInfo | dict[str, Any]], allow_mixed_data: bool = False,
@@ -210,8 +211,8 @@ def _seed(row: dict[str, Any], repeated: set[int]) -> str:
     return f"{row['seed']} ‡" if id(row) in repeated else str(row["seed"])
 
 
-VAL_IS_TEST_NOTE = ("† validation is the test set (no `data.val_split`): the best epoch was chosen "
-                    "on the test set, so its accuracy is optimistic.")
+VAL_IS_TEST_NOTE = ("† validation is the test set (no `data.val_split` (--val-split)): the best "
+                    "epoch was chosen on the test set, so its accuracy is optimistic.")
 
 
 def targets_of(row: dict[str, Any]) -> list[str]:
@@ -220,10 +221,11 @@ def targets_of(row: dict[str, Any]) -> list[str]:
 
 
 
-TIME_NOTE = ("Time to accuracy: the first epoch whose {val} accuracy of the final weights (their "
-             "moving average with `ema_decay`) reaches the target, and the training minutes by "
-             "its end: the sum of the epochs' times, training steps only (validation, "
-             "checkpoints and pauses not counted), on whatever machine and load each run had.")
+TIME_NOTE = ("Time to accuracy: the first epoch whose {val} accuracy of the final weights, or "
+             "of their moving average with `ema_decay` (--ema-decay), reaches the target, and "
+             "the training minutes by its end: the sum of the epochs' times, training steps only "
+             "(validation, checkpoints and pauses not counted), on whatever machine and load each "
+             "run had.")
 
 
 def time_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) -> list[str]:
@@ -325,8 +327,9 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
             f"{first['run']})" for row, first in repeats(rows)) + "."]
     conflict = data_conflict(rows)
     if conflict:
-        parts += ["", f"Mixed data (`allow_mixed_data`): {conflict}. Accuracies on different "
-                      "data are not comparable; such runs are never grouped."]
+        parts += ["", f"Mixed data, allowed by `allow_mixed_data` (--allow-mixed-data): "
+                      f"{conflict}. Accuracies on different data are not comparable; such runs "
+                      "are never grouped."]
     parts += ["", "## Grouped (mean ± std over seeds)", ""]
     if groups:
         header = ["model", "params", "MMACs", "epochs", "runs", "seeds", "best val %",
@@ -348,7 +351,7 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
     parts += recipe_notes(rows, differing)
     if baseline:
         parts += noise_tables(noise_tests(rows, baseline))
-    return render_settings("\n".join(parts) + "\n")  # the settings it names, as the CLI says
+    return "\n".join(parts) + "\n"
 
 
 def recipe_notes(rows: list[dict[str, Any]], differing: list[str] | None) -> list[str]:
@@ -397,7 +400,7 @@ def write_comparison(paths: list[str | Path], out_dir: str | Path = ".",
     (see read_inputs). Every refusal (``out_dir``, the runs, their data, the baseline, the cost)
     is a one-line UserError that comes before anything is written."""
     check_x_axis(x)
-    out_dir = check_folder(out_dir, COMPARISON, "`out_dir`")  # a file in the way: refused first
+    out_dir = check_folder(out_dir, COMPARISON, OUT_DIR)  # a file in the way: refused first
     inputs = read_inputs(paths, targets)
     rows, groups = tabulate(inputs, allow_mixed_data, targets)
     points = None if cost is None else cost_points(rows, cost)
@@ -407,15 +410,15 @@ def write_comparison(paths: list[str | Path], out_dir: str | Path = ".",
     text = "# Comparison\n\n" + markdown_tables(rows, groups, baseline) + \
         _curves_note(len(inputs) - sum(isinstance(i, RunInfo) for i in inputs), len(runs))
     markdown = out_dir / "comparison.md"
-    with explain_write_errors(out_dir, COMPARISON, "`out_dir`"):
+    with explain_write_errors(out_dir, COMPARISON, OUT_DIR):
         atomic_write_text(markdown, text)  # an unwritable folder fails here, nothing written
         written = {"markdown": markdown, "csv": write_csv(rows, out_dir / "comparison.csv")}
     if runs:
         written["figure"] = save_figure(val_accuracy_figure(runs, x=x, targets=targets),
-                                        out_dir / "comparison.png", COMPARISON, "`out_dir`")
+                                        out_dir / "comparison.png", COMPARISON, OUT_DIR)
     if points is not None:
         written["cost"] = save_figure(cost_figure(points, cost), out_dir / "accuracy_vs_cost.png",
-                                      COMPARISON, "`out_dir`")
+                                      COMPARISON, OUT_DIR)
     return written
 
 

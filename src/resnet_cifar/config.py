@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from resnet_cifar.errors import ConfigError, key
+from resnet_cifar.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,7 +48,7 @@ def opt(
     help: str,
     *,
     choices: tuple[str, ...] | None = None,
-    flag: bool = True,
+    flag: bool | str = True,
     metavar: str | None = None,
     minimum: int | None = None,
     negatable: bool = False,
@@ -57,11 +57,13 @@ def opt(
     help_order: int = 0,
 ) -> dict[str, Any]:
     """A field's metadata: its meaning (``help``), the values it accepts (``choices``,
-    ``minimum``) and how the command line spells it. ``flag``: False when the setting has no flag of
-    its own; ``negatable`` gives a bool its negative form too (--no-nesterov);
+    ``minimum``) and how the command line spells it. ``flag``: the field's name as a flag
+    (--lr-scaling for lr_scaling) by default, another flag (``"--data"``), or False when the
+    setting has no flag of its own; ``negatable`` gives a bool its negative form too
+    (--no-nesterov);
     ``group`` is the --help section; ``train_only`` data options are not offered by eval/show;
     a section lists its flags by ``help_order``, then in field order.
-    The CLI builds its flags (and its table of setting -> flag) from this, so each setting's
+    The CLI builds its flags from this (through FLAG_OF), so each setting's
     help, choices and default are written once, here."""
     return {"help": help, "choices": choices, "flag": flag, "metavar": metavar,
             "minimum": minimum, "negatable": negatable, "group": group,
@@ -75,9 +77,9 @@ class DataConfig:
     path: str | None = field(default=None, metadata=opt(
         "CIFAR in any layout: python/binary tarball or folder, image-folder tree "
         "or its .tar/.tar.gz/.zip (default: $RESNET_CIFAR_DATA, the cache, then download)",
-        metavar="PATH"))
+        flag="--data", metavar="PATH"))
     dataset: str | None = field(default=None, metadata=opt(
-        "which CIFAR: downloaded when no `data.path` is given (default cifar10), checked "
+        "which CIFAR: downloaded when no `data.path` (--data) is given (default cifar10), checked "
         "against the data when one is (default: the data says)",
         choices=("cifar10", "cifar100")))
     cache_dir: str | None = field(default=None, metadata=opt(
@@ -154,7 +156,7 @@ class TrainConfig:
     schedule: str = field(default="step", metadata=opt(
         "lr schedule", choices=SCHEDULES, group="optimization"))
     milestones: list[int] = field(default_factory=lambda: [80], metadata=opt(
-        "0-based epochs where lr is multiplied by `gamma` (step schedule)",
+        "0-based epochs where the step schedule multiplies lr by `gamma` (--gamma)",
         metavar="80[,120]", group="optimization"))
     gamma: float = field(default=0.1, metadata=opt(
         "the lr factor at each milestone", group="optimization"))
@@ -223,6 +225,61 @@ def setting_fields(config_class: type = TrainConfig, prefix: str = "") -> dict[s
 CHOICES: dict[str, tuple[str, ...]] = {
     key: f.metadata["choices"] for key, f in setting_fields().items() if f.metadata["choices"]
 }
+
+
+def field_flag(f: dataclasses.Field) -> str | None:
+    """The flag of config field ``f`` (its metadata's, or --lr-scaling for lr_scaling); None
+    when the setting has no flag of its own."""
+    flag = f.metadata["flag"]
+    if flag is True:
+        return "--" + f.name.replace("_", "-")
+    return flag or None
+
+
+# Settings that are not config fields but that messages name: model options, and parameters of
+# library functions that only a command exposes (`split` of evaluate, `n` of the prediction grid).
+PARAMETER_FLAGS = {
+    "model_kwargs.shortcut": "--shortcut",
+    "model_kwargs": "--model-opt",
+    "recipe": "--recipe",
+    "config": "--config",
+    "resume": "--resume",
+    "overwrite": "--overwrite",
+    "split": "--split",
+    "out_dir": "--out-dir",
+    "plot": "--plot",
+    "show": "--show",
+    "n": "--n",
+    "topk": "--topk",
+    "exact": "--exact",
+    "format": "--format",
+    "opset": "--opset",
+    "include_normalization": "--include-normalization",
+    "baseline": "--baseline",
+    "allow_mixed_data": "--allow-mixed-data",
+    "steps": "--steps",
+    "repeats": "--repeats",
+    "warmup": "--warmup",
+    "workers": "--workers",
+    "eval_images": "--eval-images",
+    "evaluate": "--no-eval",
+    "replace": "--replace",
+}
+
+# The one table from a setting (config key or parameter) to the flag that sets it: the CLI
+# builds its parser from it, and a message names a setting by key and flag, "`lr` (--lr)", so a
+# library user reads the key and a command-line user the flag (tests/test_cli_flags.py checks
+# every message and every flag).
+FLAG_OF: dict[str, str] = {
+    **{k: flag for k, f in setting_fields().items() if (flag := field_flag(f))},
+    **PARAMETER_FLAGS,
+}
+
+
+def key(name: str) -> str:
+    """Setting ``name`` as a message names it: "`lr` (--lr)", or "`name`" without a flag."""
+    flag = FLAG_OF.get(name)
+    return f"`{name}` ({flag})" if flag else f"`{name}`"
 
 
 def recipe_path(name: str) -> Path:
@@ -326,7 +383,7 @@ def build_config(
 def validate(config: TrainConfig) -> None:
     """Cross-field and range checks a type check alone cannot make, run before anything is read
     or created: a bad value is refused at once, never found an epoch (or a directory) later.
-    Settings are named with ``key`` (the CLI shows them as the flags the user typed)."""
+    Settings are named by key and flag, "`lr` (--lr)"."""
     at_least_one = [k for k, f in setting_fields().items() if f.metadata["minimum"] == 1]
     for name in at_least_one:
         if getattr(config, name) < 1:
@@ -335,45 +392,46 @@ def validate(config: TrainConfig) -> None:
         if not math.isfinite(getattr(config, name)):
             raise ConfigError(f"{key(name)} must be a finite number, got {getattr(config, name)}")
     if config.lr <= 0:
-        raise ConfigError(f"{key('lr')} must be positive, got {config.lr}")
+        raise ConfigError(f"`lr` (--lr) must be positive, got {config.lr}")
     if not 0 <= config.momentum < 1:
-        raise ConfigError(f"{key('momentum')} must be in [0, 1), got {config.momentum}")
+        raise ConfigError(f"`momentum` (--momentum) must be in [0, 1), got {config.momentum}")
     if config.weight_decay < 0:
-        raise ConfigError(f"{key('weight_decay')} must be >= 0, got {config.weight_decay}")
+        raise ConfigError(f"`weight_decay` (--weight-decay) must be >= 0, got "
+                          f"{config.weight_decay}")
     if config.gamma <= 0:
-        raise ConfigError(f"{key('gamma')} (the lr factor at milestones) must be > 0, got "
+        raise ConfigError(f"`gamma` (--gamma), the lr factor at milestones, must be > 0, got "
                           f"{config.gamma}")
     if config.warmup_epochs < 0 or config.warmup_epochs >= config.epochs:
         raise ConfigError(
-            f"{key('warmup_epochs')} must be in [0, {key('epochs')}), got "
+            f"`warmup_epochs` (--warmup-epochs) must be in [0, `epochs` (--epochs)), got "
             f"{config.warmup_epochs} for {config.epochs} epochs: use fewer warm-up epochs or "
             "more epochs"
         )
     if not 0 <= config.label_smoothing < 1:
-        raise ConfigError(f"{key('label_smoothing')} must be in [0, 1), got "
+        raise ConfigError(f"`label_smoothing` (--label-smoothing) must be in [0, 1), got "
                           f"{config.label_smoothing}")
     if not (math.isfinite(config.ema_decay) and 0 <= config.ema_decay < 1):
-        raise ConfigError(f"{key('ema_decay')} must be in [0, 1) (0: no EMA), got "
+        raise ConfigError(f"`ema_decay` (--ema-decay) must be in [0, 1) (0: no EMA), got "
                           f"{config.ema_decay}")
     if config.data.flip != "random" and config.data.augment == "none":
-        raise ConfigError(f"{key('data.flip')} {config.data.flip!r} needs {key('data.augment')} "
-                          "'standard' (augment 'none' flips nothing); leave the flip out or use "
-                          "the standard augmentation")
+        raise ConfigError(f"`data.flip` (--flip) {config.data.flip!r} needs `data.augment` "
+                          "(--augment) 'standard' (augment 'none' flips nothing); leave the flip "
+                          "out or use the standard augmentation")
     if not 0 <= config.data.cutout < 32:
-        raise ConfigError(f"{key('data.cutout')} must be a square side in [0, 32) pixels "
+        raise ConfigError(f"`data.cutout` (--cutout) must be a square side in [0, 32) pixels "
                           f"(0: off), got {config.data.cutout}")
     for name in ("val_split", "train_subset"):
         if getattr(config.data, name) < 0:
             raise ConfigError(f"{key('data.' + name)} must be >= 0 (0: off), got "
                               f"{getattr(config.data, name)}")
     if config.threads < 0:
-        raise ConfigError(f"{key('threads')} must be >= 0 (0: one per idle core), got "
+        raise ConfigError(f"`threads` (--threads) must be >= 0 (0: one per idle core), got "
                           f"{config.threads}")
     if not (math.isfinite(config.save_every) and config.save_every >= 0):
-        raise ConfigError(f"{key('save_every')} must be minutes >= 0 (0: at epoch ends only), "
-                          f"got {config.save_every}")
+        raise ConfigError(f"`save_every` (--save-every) must be minutes >= 0 (0: at epoch ends "
+                          f"only), got {config.save_every}")
     if config.out is not None and not config.out.strip():  # "" would be the current folder
-        raise ConfigError(f"{key('out')} is empty ({config.out!r}): give the run's folder, or "
+        raise ConfigError(f"`out` (--out) is empty ({config.out!r}): give the run's folder, or "
                           "leave it out for one under runs/")
     check_run_name(config.name)
     check_model(config.model, config.model_kwargs)
@@ -381,7 +439,7 @@ def validate(config: TrainConfig) -> None:
     steps_up = all(a < b for a, b in zip(milestones, milestones[1:], strict=False))
     if not steps_up or any(m < 0 for m in milestones):
         raise ConfigError(
-            f"{key('milestones')} must be strictly increasing epoch indices >= 0, got "
+            f"`milestones` (--milestones) must be strictly increasing epoch indices >= 0, got "
             f"{milestones}"
         )
 
@@ -393,7 +451,7 @@ def check_run_name(name: str | None) -> None:
     if not name or "/" in name or "\\" in name or name.startswith(".") or Path(name).is_absolute():
         raise ConfigError(
             f"run name {name!r} must be a plain folder name (no '/', no leading '.'); "
-            "to choose the whole path, use out (`out` DIR) instead"
+            "to choose the whole path, use `out` (--out) DIR instead"
         )
 
 

@@ -50,7 +50,7 @@ from torch import nn
 from resnet_cifar.atomic import atomic_path, check_target, explain_write_errors
 from resnet_cifar.engine.checkpoint import Checkpoint
 from resnet_cifar.engine.inference import InferenceContext
-from resnet_cifar.errors import UserError, render_settings
+from resnet_cifar.errors import UserError
 from resnet_cifar.export_check import (
     NOISE_FACTOR,
     PARITY_IMAGES,  # noqa: F401 (API)
@@ -118,7 +118,7 @@ class ExportReport:
                            f"({noise}max |logit| {c.max_abs_logit:.3g})  "
                            f"top-1 agrees {c.top1_agree}/{c.batch}"
                            + ("" if c.passed(self.tolerance) else "  FAILED"))
-        out += [f"note: {render_settings(note)}" for note in self.notes]
+        out += [f"note: {note}" for note in self.notes]
         return out
 
 
@@ -159,7 +159,7 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: in
     if exporter == "legacy":
         opset = DEFAULT_OPSET if opset is None else opset
         if opset not in LEGACY_OPSETS:
-            raise UserError(f"`opset` {opset}: the ONNX exporter supports opsets "
+            raise UserError(f"`opset` (--opset) {opset}: the ONNX exporter supports opsets "
                             f"{LEGACY_OPSETS.start}-{LEGACY_OPSETS.stop - 1}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # upstream deprecation notice
@@ -172,7 +172,7 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: in
             )
         return f"torch.onnx.export (TorchScript-based), opset {opset}"
     if opset is not None and opset < DYNAMO_MIN_OPSET:
-        raise UserError(f"`opset` {opset}: the dynamo ONNX exporter needs opset >= "
+        raise UserError(f"`opset` (--opset) {opset}: the dynamo ONNX exporter needs opset >= "
                         f"{DYNAMO_MIN_OPSET}")
     batch = torch.export.Dim("batch", min=1)
     program = torch.onnx.export(
@@ -301,14 +301,14 @@ def resolve_format(out: str | os.PathLike | None, format: str | None) -> str:
     if format is None:
         if out is not None and named is None:
             raise UserError(
-                f"cannot tell the format from the name {out}: pass `format` (onnx, torchscript "
-                "or pt2) or end it in .onnx, .pt (TorchScript) or .pt2"
+                f"cannot tell the format from the name {out}: pass `format` (--format) onnx, "
+                "torchscript or pt2, or end it in .onnx, .pt (TorchScript) or .pt2"
             )
         return named or "onnx"
     if named is not None and named != format:
         raise UserError(
-            f"{out} is named as {named} but `format` {format} writes {format}: name it "
-            f"{Path(out).stem}{FORMATS[format]}, or leave `format` out to write {named}"
+            f"{out} is named as {named} but `format` (--format) {format} writes {format}: name it "
+            f"{Path(out).stem}{FORMATS[format]}, or leave `format` (--format) out to write {named}"
         )
     return format
 

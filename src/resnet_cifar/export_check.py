@@ -67,7 +67,7 @@ def load_parity_images(ckpt: Checkpoint, data=None, n: int = PARITY_IMAGES
     recorded = ((ckpt.config or {}).get("data") or {})
     if data is None and not recorded.get("path"):
         return None, ("no data set given and none recorded in the checkpoint: parity checked "
-                      "on random inputs only (pass `data.path` for real images)")
+                      "on random inputs only (pass `data.path` (--data) for real images)")
     # The run's data is read where it was, never downloaded, and not checked against its
     # fingerprint: any images of the right shape check parity.
     run_data = DataConfig(path=recorded.get("path"), cache_dir=recorded.get("cache_dir"),
@@ -78,7 +78,7 @@ def load_parity_images(ckpt: Checkpoint, data=None, n: int = PARITY_IMAGES
         if data is not None:
             raise
         return None, (f"the checkpoint's data set could not be read ({err}): parity checked "
-                      "on random inputs only (pass `data.path` for real images)")
+                      "on random inputs only (pass `data.path` (--data) for real images)")
     split, images = "test", arrays.test_images
     if len(images) == 0:
         split, images = "training", arrays.train_images

@@ -349,7 +349,7 @@ class Predictor:
         A single image still gives a list (of one). ``topk`` is capped at the number of classes.
         """
         if topk < 1:
-            raise UserError(f"`topk` must be at least 1, got {topk}")
+            raise UserError(f"`topk` (--topk) must be at least 1, got {topk}")
         batch, infos = to_uint8_batch(images, self.exact)
         probs = self.logits(batch).softmax(dim=1)
         top_probs, top_indices = probs.topk(min(topk, len(self.classes)), dim=1)

@@ -66,8 +66,8 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
     registry = read_registry(folder)
     tag = canonical_tag(tag, registry) or tag
     if tag in registry and not replace:
-        raise ConfigError(f"weights {tag!r} are published already; pass `replace` to replace "
-                          "them")
+        raise ConfigError(f"weights {tag!r} are published already; pass `replace` (--replace) "
+                          "to replace them")
     if not tag.startswith(f"{run.model}."):
         raise ConfigError(f"tag {tag!r} must start with the model's name: {run.model}.<recipe>")
     last = load_checkpoint(run.path / LAST)

@@ -24,7 +24,6 @@ from resnet_cifar.engine.recipes import model_label, run_labels, run_row
 from resnet_cifar.engine.report import describe_threads
 from resnet_cifar.engine.rundir import RunInfo, pick_checkpoint, read_run
 from resnet_cifar.engine.splits import data_for_run, describe_data
-from resnet_cifar.errors import render_settings
 
 REPORT = "report"  # what a write error calls the file
 STYLE = """
@@ -114,7 +113,7 @@ def build_report(
     curves = InlineImage("Training curves", figure_png(curves_figure([run])),
                          "Solid: training, dashed: validation. Vertical dashed lines: "
                          "learning-rate steps.")
-    evaluation, evaluated = [], render_settings("Not evaluated (`evaluate`).")
+    evaluation, evaluated = [], "Not evaluated, as `evaluate` (--no-eval) asked."
     if evaluate:
         ckpt_path = pick_checkpoint(run.path, checkpoint)
         evaluation, evaluated = evaluation_figures(
@@ -223,11 +222,11 @@ def render_html(run: RunInfo, curves: InlineImage, evaluation: list[InlineImage]
     status = "finished" if run.finished else "in progress (no summary.json yet)"
     note = ""
     if run.val_is_test:
-        note = render_settings(
-            '<p class="note">Validation is the test set (trained without `data.val_split`): the '
-            "best epoch was chosen on the test set, so the best accuracy is optimistic. "
-            "The test-set evaluation below says which checkpoint it used: by default the "
-            "final weights (last.pt), not best_on_test.pt.</p>")
+        note = ('<p class="note">Validation is the test set (trained without '
+                "`data.val_split` (--val-split)): the best epoch was chosen on the test set, so "
+                "the best accuracy is optimistic. The test-set evaluation below says which "
+                "checkpoint it used: by default the final weights (last.pt), not "
+                "best_on_test.pt.</p>")
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',

@@ -164,16 +164,17 @@ def noise_test(rows: list[dict[str, Any]], baseline: str,
                   if len(g) > 1 and _is_named(baseline, label, g)]
     if not candidates:
         labels = sorted({label for label, g in groups if len(g) > 1})
-        raise ConfigError(f"`baseline` {baseline!r} matches no model with two runs or more of "
-                          f"one recipe among these runs; choose from "
+        raise ConfigError(f"`baseline` (--baseline) {baseline!r} matches no model with two runs "
+                          f"or more of one recipe among these runs; choose from "
                           f"{', '.join(labels) or '(none: give each model two seeds)'}")
     tests = []
     for epochs in sorted({g[0]["epochs"] for _, g in groups}):
         bases = [(label, g) for label, g in candidates if g[0]["epochs"] == epochs]
         if len(bases) > 1:
-            raise ConfigError(f"`baseline` {baseline!r} matches {len(bases)} recipes of {epochs} "
-                              f"epochs: {', '.join(repr(label) for label, _ in bases)}; give one "
-                              "of these labels as `baseline`")
+            raise ConfigError(f"`baseline` (--baseline) {baseline!r} matches {len(bases)} "
+                              f"recipes of {epochs} epochs: "
+                              f"{', '.join(repr(label) for label, _ in bases)}; give one of "
+                              "these labels as `baseline` (--baseline)")
         base_group = bases[0][1] if bases else None
         accs = [(label, g, [r["test_acc"] for r in g if r["test_acc"] is not None])
                 for label, g in groups if g[0]["epochs"] == epochs]
@@ -212,8 +213,8 @@ def baseline_pairs(baseline: str | Sequence[str]) -> list[tuple[str | None, str]
         for part in _split_outside_brackets(item, ","):
             sides = _split_outside_brackets(part, "=")
             if len(sides) > 2 or not all(sides):
-                raise ConfigError(f"`baseline` {item!r}: {part!r} is neither MODEL nor "
-                                  "MODEL=BASELINE; give a model, or a model and its baseline")
+                raise ConfigError(f"`baseline` (--baseline) {item!r}: {part!r} is neither MODEL "
+                                  "nor MODEL=BASELINE; give a model, or a model and its baseline")
             pairs.append((sides[0] if len(sides) == 2 else None, sides[-1]))
     return pairs
 
@@ -237,8 +238,8 @@ def noise_tests(rows: list[dict[str, Any]], baseline: str | Sequence[str]) -> li
     for model, base in baseline_pairs(baseline):
         if model is not None and not any(_is_named(model, label, g) for label, g in groups):
             labels = ", ".join(sorted({label for label, _ in groups}))
-            raise ConfigError(f"`baseline` {model}={base}: {model!r} matches no model among "
-                              f"these runs; choose from {labels}")
+            raise ConfigError(f"`baseline` (--baseline) {model}={base}: {model!r} matches no "
+                              f"model among these runs; choose from {labels}")
         if model is None:
             against[base] = None  # every model: the pairs of this baseline among them
         elif against.get(base, []) is not None and model not in against.setdefault(base, []):
@@ -283,4 +284,5 @@ def check_same_data(rows: list[dict[str, Any]], allow_mixed_data: bool = False) 
     conflict = data_conflict(rows)
     if conflict and not allow_mixed_data:
         raise ConfigError(f"{conflict}: their accuracies are not comparable; compare runs on "
-                          "one dataset, or pass `allow_mixed_data` to compare them anyway")
+                          "one dataset, or pass `allow_mixed_data` (--allow-mixed-data) to "
+                          "compare them anyway")

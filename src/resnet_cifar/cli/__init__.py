@@ -1,8 +1,8 @@
 """`resnet-cifar`: one subcommand per module in this package; each parses, then calls the library.
 
-Every user error (UserError) becomes one line on stderr and exit code 2; an interrupted training
-run exits 130 (SIGINT) or 143 (SIGTERM) after saving. While a command runs, the settings the
-library names by config key (`lr`, `data.val_split`) read as their flags (cli/flags.py).
+Every user error (UserError) becomes one line on stderr and exit code 2, and each warning of the
+library one line, ``warning: ...``; an interrupted training run exits 130 (SIGINT) or 143
+(SIGTERM) after saving.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from resnet_cifar.cli import (
     viz_cmd,
     weights_cmd,
 )
-from resnet_cifar.cli.flags import flag_of
 from resnet_cifar.engine import runtime
-from resnet_cifar.errors import UserError, render_settings, settings_named_by
+from resnet_cifar.errors import UserError
 
 # Modules that each define add_parser(subparsers). Order is the order of `--help`.
 COMMANDS = [models_cmd, weights_cmd, data_cmd, train_cmd, eval_cmd, viz_cmd, predict_cmd,
@@ -80,21 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def warnings_name_flags() -> Iterator[None]:
-    """Show warnings with their settings named as flags, as errors are; the library's own (those
-    that point into it) as one line each, ``warning: ...``, others in Python's format."""
+def one_line_warnings() -> Iterator[None]:
+    """Show the library's own warnings (those that point into it) as one line each, ``warning:
+    ...``, as errors are; others in Python's format."""
     show = warnings.showwarning
 
-    def show_rendered(message, category, filename, lineno, file=None, line=None):
-        text = render_settings(str(message))
+    def show_one_line(message, category, filename, lineno, file=None, line=None):
         if "resnet_cifar" in str(filename):
-            print(f"warning: {text}", file=file or sys.stderr)
+            print(f"warning: {message}", file=file or sys.stderr)
             return
-        if text != str(message):
-            message = category(text)
         show(message, category, filename, lineno, file, line)
 
-    warnings.showwarning = show_rendered
+    warnings.showwarning = show_one_line
     try:
         yield
     finally:
@@ -102,7 +98,7 @@ def warnings_name_flags() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    with settings_named_by(flag_of), warnings_name_flags():
+    with one_line_warnings():
         status = run_command(argv)
     if runtime.in_torchrun_job():
         runtime.leave_rank(status)  # all done: skip an exit that can abort natively

@@ -10,10 +10,9 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from resnet_cifar.cli.flags import FLAG_OF, field_flag, flag_of
-from resnet_cifar.config import DataConfig, TrainConfig, setting_fields
+from resnet_cifar.config import FLAG_OF, DataConfig, TrainConfig, field_flag, setting_fields
 from resnet_cifar.engine.rundir import strict_json
-from resnet_cifar.errors import ConfigError, UserError, render_settings
+from resnet_cifar.errors import ConfigError, UserError
 
 
 def _whole_number(text: str) -> int:
@@ -118,7 +117,7 @@ def add_setting(group, key: str) -> None:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # str | None: a str
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     extra = {"metavar": f.metadata["metavar"]} if f.metadata["metavar"] else {}
-    help_text = render_settings(f.metadata["help"], flag_of).replace("%", "%%")
+    help_text = f.metadata["help"].replace("%", "%%")
     group.add_argument(FLAG_OF[key], default=argparse.SUPPRESS, help=help_text,
                        **setting_type(key, f, annotation), **extra)
 
@@ -127,7 +126,7 @@ def data_settings(training: bool = True) -> list[str]:
     """The data options a command offers: all for train, less the train-only ones elsewhere."""
     return in_help_order(
         key for key, f in setting_fields().items()
-        if key.startswith("data.") and field_flag(key, f)
+        if key.startswith("data.") and field_flag(f)
         and (training or not f.metadata["train_only"])
     )
 

@@ -20,7 +20,6 @@ from resnet_cifar.cli.common import (
     use_threads,
 )
 from resnet_cifar.config import AMP_MODES, TTA_MODES, TrainConfig
-from resnet_cifar.errors import render_settings
 
 
 def add_parser(sub) -> None:
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     ckpt = checkpoint_from_args(args)
     if args.plot:  # refuse a folder that cannot take the plots before evaluating
-        check_folder(plot_dir(args), "eval plots into", "--out-dir")
+        check_folder(plot_dir(args), "eval plots into", "`out_dir` (--out-dir)")
     result = evaluate_checkpoint(
         ckpt,
         run_data_config(args, ckpt.config),
@@ -137,9 +136,9 @@ def normalization_line(norm: dict) -> str:
     stats = (f"mean {', '.join(f'{v:.4f}' for v in norm['mean'])}; "
              f"std {', '.join(f'{v:.4f}' for v in norm['std'])}")
     where = {"checkpoint": "as the checkpoint records",
-             "`data.normalize`": "as `data.normalize` asks"}.get(norm["source"],
-                                                                 "guessed (see the warning)")
-    return render_settings(f"normalized {norm['mode'] or 'with'} ({stats}), {where}")
+             "`data.normalize`": "as `data.normalize` (--normalize) asks"}.get(
+                 norm["source"], "guessed (see the warning)")
+    return f"normalized {norm['mode'] or 'with'} ({stats}), {where}"
 
 
 def print_tta(tta, split: str, amp: str = "none") -> None:

@@ -6,13 +6,12 @@ import argparse
 import sys
 
 from resnet_cifar.cli.common import add_data_args, add_setting, data_overrides, in_help_order
-from resnet_cifar.cli.flags import field_flag
-from resnet_cifar.config import setting_fields
+from resnet_cifar.config import field_flag, setting_fields
 
 # The TrainConfig keys with a flag of their own (data flags are handled by add_data_args); each
 # flag's dest is its key. Read from the dataclass, so a new field is a new flag.
 TRAIN_FLAGS = tuple(
-    key for key, f in setting_fields().items() if "." not in key and field_flag(key, f)
+    key for key, f in setting_fields().items() if "." not in key and field_flag(f)
 )
 GROUPS = ("model", "optimization", "runtime", "output")  # the --help sections, in order
 
@@ -70,7 +69,7 @@ def parse_model_opts(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ConfigError(f"`model_kwargs` {pair!r}: expected KEY=VALUE")
+            raise ConfigError(f"`model_kwargs` (--model-opt) {pair!r}: expected KEY=VALUE")
         for cast in (int, float):
             try:
                 value = cast(value)
@@ -98,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
     from resnet_cifar.config import build_config
     from resnet_cifar.engine.runtime import StopRequested
     from resnet_cifar.engine.train import train
-    from resnet_cifar.errors import render_settings
 
     overrides = overrides_from_args(args)
     try:
@@ -112,6 +110,6 @@ def run(args: argparse.Namespace) -> int:
             config = build_config(args.recipe, args.config, overrides)
             train(config, overwrite=args.overwrite, progress=args.progress)
     except StopRequested as stop:
-        print(render_settings(str(stop)), file=sys.stderr)
+        print(stop, file=sys.stderr)
         return stop.exit_code
     return 0

@@ -242,8 +242,8 @@ def load_cifar(path: str | os.PathLike | None = None, *, cache_dir: str | os.Pat
             raise DataError(
                 f"{arrays.source} holds {len(arrays.classes)} classes, not the "
                 f"{'10' if dataset == 'cifar10' else '100 (or 20 coarse)'} of `data.dataset` "
-                f"{dataset}: leave `data.dataset` out for this data, or point `data.path` at "
-                f"{dataset}"
+                f"(--dataset) {dataset}: leave `data.dataset` (--dataset) out for this data, or "
+                f"point `data.path` (--data) at {dataset}"
             )
         return arrays
     return _load_official(dataset or "cifar10", folder, coarse=coarse, resize=resize,

@@ -71,7 +71,7 @@ def split_train_val(images, labels, val_size: int, seed: int):
         return images, labels, images[:0], labels[:0]
     if not 0 < val_size < n:
         raise DataError(f"validation split of {val_size} images is impossible with {n} training "
-                        f"images: choose `data.val_split` between 0 and {n - 1}")
+                        f"images: choose `data.val_split` (--val-split) between 0 and {n - 1}")
     val = _stratified_indices(labels, val_size, seed)
     train = np.setdiff1d(np.arange(n), val, assume_unique=True)
     return _take(images, train), _take(labels, train), _take(images, val), _take(labels, val)
@@ -86,7 +86,7 @@ def stratified_subset(images, labels, n: int, seed: int):
         return images, labels
     if n <= 0:
         raise DataError(f"subset size must be positive, got {n}: "
-                        "pass a positive `data.train_subset`")
+                        "pass a positive `data.train_subset` (--train-subset)")
     index = _stratified_indices(labels, n, seed)
     return _take(images, index), _take(labels, index)
 
@@ -157,11 +157,13 @@ class DeviceLoader:
             raise DataError(f"unknown augmentation {augment!r}: choose one of "
                             f"{', '.join(AUGMENTATIONS)}")
         if flip not in FLIP_MODES:
-            raise DataError(f"unknown `data.flip` {flip!r}: choose one of {', '.join(FLIP_MODES)}")
+            raise DataError(f"unknown `data.flip` (--flip) {flip!r}: choose one of "
+                            f"{', '.join(FLIP_MODES)}")
         if cutout < 0:
-            raise DataError(f"`data.cutout` must be >= 0 (0: off), got {cutout}")
+            raise DataError(f"`data.cutout` (--cutout) must be >= 0 (0: off), got {cutout}")
         if crop_padding < 0:
-            raise DataError(f"`data.crop_padding` must be >= 0 (0: flips only), got {crop_padding}")
+            raise DataError(f"`data.crop_padding` (--crop-padding) must be >= 0 (0: flips only), "
+                            f"got {crop_padding}")
         if batch_size < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         if not 0 <= rank < world_size:

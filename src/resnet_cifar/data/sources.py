@@ -45,7 +45,7 @@ from resnet_cifar.data.constants import CIFAR10_CLASSES, IMAGE_SHAPE, PIXELS_PER
 from resnet_cifar.data.filetree import ACCEPTED_LAYOUTS, FileTree, open_tree
 from resnet_cifar.data.images import read_rgb
 from resnet_cifar.data.safe_pickle import safe_loads
-from resnet_cifar.errors import DataError, render_settings
+from resnet_cifar.errors import DataError
 
 Stats = tuple[float, float, float]
 
@@ -128,8 +128,8 @@ def find_layout(tree: FileTree) -> Layout:
         raise DataError(f"no CIFAR layout found in {tree.label}: expected {ACCEPTED_LAYOUTS}")
     if len(found) > 1:
         where = ", ".join(f"{f.kind} at {f.where(tree)}" for f in found)
-        raise DataError(f"{tree.label} holds more than one data set ({where}): point `data.path` "
-                        "at the one you mean, or move the others away")
+        raise DataError(f"{tree.label} holds more than one data set ({where}): point "
+                        "`data.path` (--data) at the one you mean, or move the others away")
     return found[0]
 
 
@@ -297,7 +297,7 @@ def _decode_image(data: bytes, source: str, resize: bool) -> np.ndarray:
         if not resize:
             width, height = rgb.size
             raise DataError(f"image {source} is {width}x{height}, not 32x32: pass `data.resize` "
-                            "(resize=True) to resize images to 32x32, or fix the file")
+                            "(--resize) to resize images to 32x32, or fix the file")
         rgb = rgb.resize((32, 32), Image.Resampling.BICUBIC)
     return np.asarray(rgb)
 
@@ -380,7 +380,7 @@ def decode_tree(tree: FileTree, layout: Layout, *, coarse: bool = False, resize:
     """Decode a listed tree whose layout is known (see `read_source`)."""
     if coarse and not layout.kind.startswith("cifar100"):
         raise DataError(f"{tree.label} is {layout.kind}: coarse labels exist only for CIFAR-100, "
-                        "drop `data.coarse`")
+                        "drop `data.coarse` (--coarse)")
     if layout.kind == "cifar10-python":
         train, test, classes = _decode_cifar10_python(tree, layout)
     elif layout.kind == "cifar100-python":
@@ -409,8 +409,8 @@ def decode_tree(tree: FileTree, layout: Layout, *, coarse: bool = False, resize:
 def resolve_path(path: str | os.PathLike) -> Path:
     """`path` made absolute; an empty one is refused (Path("") would be the current folder)."""
     if not os.fspath(path):
-        raise DataError("the data path is empty (''): pass `data.path` the folder or archive that "
-                        "holds CIFAR, or leave it out to use the cache / download")
+        raise DataError("the data path is empty (''): pass `data.path` (--data) the folder or "
+                        "archive that holds CIFAR, or leave it out to use the cache / download")
     return Path(path).expanduser().resolve()
 
 
@@ -440,7 +440,6 @@ def summarize(arrays: CifarArrays) -> dict[str, Any]:
         "fingerprint": arrays.fingerprint,
     }
     if len(arrays.test_labels) == 0:
-        # Not an exception, so rendered here: the CLI's naming makes the key read as its flag.
-        summary["note"] = render_settings("no test split in this source: hold out a validation "
-                                          "split (`data.val_split`) to measure accuracy")
+        summary["note"] = ("no test split in this source: hold out a validation split with "
+                           "`data.val_split` (--val-split) to measure accuracy")
     return summary

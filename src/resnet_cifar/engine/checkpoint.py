@@ -137,7 +137,7 @@ def load_state_dict_checked(
             raise CheckpointError(
                 f"{path}: class-count mismatch: the checkpoint has {found} classes, "
                 f"expected {want}: evaluate it on a {found}-class dataset "
-                "(`data.path`, `data.dataset`, `data.coarse`)"
+                "(`data.path` (--data), `data.dataset` (--dataset), `data.coarse` (--coarse))"
             )
     if missing or unexpected:
         parts = []
@@ -200,7 +200,7 @@ def load_checkpoint(
     name = model or infer_model_name(state_dict)
     if name is None:
         raise CheckpointError(
-            f"{path} is a plain state_dict of an unknown architecture; pass `model` NAME"
+            f"{path} is a plain state_dict of an unknown architecture; pass `model` (--model) NAME"
         )
     kwargs = dict(model_kwargs or {})
     if "shortcut" not in kwargs and name.startswith("resnet") and "_" not in name:
@@ -269,7 +269,8 @@ def _from_ours(
                               "weights); save or download it again")
     saved_name = obj["model_name"]
     if model and model != saved_name:
-        raise CheckpointError(f"{path} holds a {saved_name!r}, not the {model!r} given by `model`")
+        raise CheckpointError(f"{path} holds a {saved_name!r}, not the {model!r} given by "
+                              "`model` (--model)")
     try:
         get_model_entry(saved_name)
     except UserError as err:

@@ -18,7 +18,7 @@ from torch import nn
 from resnet_cifar.config import EVAL_BATCH_SIZE, TTA_MODES, DataConfig
 from resnet_cifar.engine.checkpoint import Checkpoint
 from resnet_cifar.engine.inference import InferenceContext
-from resnet_cifar.errors import ConfigError, DataError, key
+from resnet_cifar.errors import ConfigError, DataError
 
 # On CPU the model sees at most this many images at a time: the activations of 32 images (2 MB
 # for ResNet-20's first stage) stay near the core, those of a 1000-image loader batch do not, which
@@ -218,7 +218,8 @@ def evaluate_split(context: InferenceContext, split: str = "test",
     but not the float32 result (a near tie may flip), so ``result.amp`` says so; not with
     ``compile``."""
     if compile and amp != "none":
-        raise ConfigError("`compile` and `amp`: choose one (the compiled copy is float32)")
+        raise ConfigError("`compile` (--compile) and `amp` (--amp): choose one (the compiled "
+                          "copy is float32)")
     model = context.model  # first: a broken checkpoint is refused before the data is decoded
     images, labels = context.split(split)
     loader = context.loader(images, labels, batch_size)
@@ -262,7 +263,7 @@ TTA_WEIGHTS = {
 def check_tta_mode(mode: str) -> None:
     """Refuse a mode that is not one of config.TTA_MODES, naming the setting."""
     if mode not in TTA_MODES:
-        raise ConfigError(f"{key('tta')} must be one of {', '.join(TTA_MODES)}, got {mode!r}")
+        raise ConfigError(f"`tta` (--tta) must be one of {', '.join(TTA_MODES)}, got {mode!r}")
 
 
 def shift_batch(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:

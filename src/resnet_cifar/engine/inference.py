@@ -121,7 +121,7 @@ class InferenceContext:
         """Where the normalization comes from: "`data.normalize`" (given), "checkpoint", or,
         for a checkpoint that records none, "data" or "default" (CIFAR-10's): a guess."""
         if self.normalize is not None:
-            return "`data.normalize`"
+            return "`data.normalize`"  # a value eval's JSON records
         if self.checkpoint.mean is not None and self.checkpoint.std is not None:
             return "checkpoint"
         return "data" if self.data is not None else "default"
@@ -132,8 +132,8 @@ class InferenceContext:
             return None
         return (f"{self.checkpoint.path.name} records no normalization: inputs are normalized "
                 f"with {'this data' if source == 'data' else 'CIFAR-10'}'s {norm.mode!r} "
-                "statistics; if it was trained otherwise, pass `data.normalize` (dataset, half "
-                "or imagenet), or its results here are not its own")
+                "statistics; if it was trained otherwise, pass `data.normalize` (--normalize) "
+                "dataset, half or imagenet, or its results here are not its own")
 
     def normalization_info(self) -> dict[str, Any]:
         """How inputs are normalized and why (eval prints it, its JSON records it), with the
@@ -186,8 +186,8 @@ class InferenceContext:
                else "held out no images (it trained on the whole training split)")
         raise DataError(
             f"{self.checkpoint.path}: its run {ran}, so a val split of {asked} images drawn with "
-            f"seed {self.seed} holds images it trained on; leave `data.val_split` and the seed "
-            "as the run recorded them, or evaluate on the test split"
+            f"seed {self.seed} holds images it trained on; leave `data.val_split` (--val-split) "
+            "and the seed as the run recorded them, or evaluate on the test split"
         )
 
     @property
@@ -292,7 +292,7 @@ def compile_for_inference(model: nn.Module, batch: int,
     except Exception as err:  # dynamo wraps every backend failure; its first line says which
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"torch.compile could not compile {type(model).__name__} on {device} "
-                          f"({first[:200]}); run without `compile`") from None
+                          f"({first[:200]}); run without `compile` (--compile)") from None
     finally:
         torch.set_num_threads(threads)
     if device.type == "cuda":

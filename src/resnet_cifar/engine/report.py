@@ -2,8 +2,7 @@
 message on a diverged loss and the command that resumes a stopped run.
 
 Pure functions of the run's state: they compute text and dicts and print nothing (the Trainer's
-RunLog prints). Settings are named by config key in backticks, and rendered as the CLI installed
-(errors.render_settings), so train.log reads the same words the terminal showed.
+RunLog prints). Settings are named by key and flag, "`save_every` (--save-every)".
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from resnet_cifar.engine.rundir import best_checkpoint_name
 from resnet_cifar.engine.runtime import FOLLOW_SECONDS
 from resnet_cifar.engine.setup import ema_decay_at
 from resnet_cifar.engine.splits import Splits
-from resnet_cifar.errors import render_settings
 from resnet_cifar.version import __version__
 
 
@@ -62,7 +60,7 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
     ``steps_per_epoch``: optimizer steps per epoch, for the note on an unreached `ema_decay`."""
     cfg, s = config, splits
     val = (
-        "TEST set (no `data.val_split`): validation and the best checkpoint "
+        "TEST set (no `data.val_split` (--val-split)): validation and the best checkpoint "
         f"({best_name(s)}) use the test set"
         if s.val_is_test
         else f"{len(s.val_labels)} held-out training images"
@@ -75,8 +73,8 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
     )
     lines = [
         f"run        {run_dir}" + (f" (last.pt saved after each epoch and every "
-                                   f"{cfg.save_every:g} min within one, `save_every`)"
-                                   if cfg.save_every else ""),
+                                   f"{cfg.save_every:g} min within one: `save_every` "
+                                   "(--save-every))" if cfg.save_every else ""),
         f"model      {cfg.model} {cfg.model_kwargs or ''} ({params:,} params, "
         f"{macs / 1e6:.1f} MMACs)",
         f"data       {s.source}: {len(s.train_labels)} train images, {len(s.classes)} classes, "
@@ -88,7 +86,8 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
         + (", deterministic" if cfg.deterministic else "")
         + (f", {cfg.amp} autocast in training" if cfg.amp != "none" else "")
         + (f" (one per idle core: others keep {others_busy:.1f} busy; chosen again every "
-           f"{FOLLOW_SECONDS:.0f} s, `threads` N fixes it)" if others_busy is not None else ""),
+           f"{FOLLOW_SECONDS:.0f} s; `threads` (--threads) N fixes it)"
+           if others_busy is not None else ""),
     ]
     options = recipe_options(cfg)
     if options:
@@ -98,16 +97,18 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
     late = [m for m in cfg.milestones if m >= cfg.epochs] if cfg.schedule == "step" else []
     if late:
         lines.append(f"note       milestone(s) {late} are past the last epoch index "
-                     f"({cfg.epochs - 1}): the lr never drops there; pass `milestones`")
+                     f"({cfg.epochs - 1}): the lr never drops there; pass `milestones` "
+                     "(--milestones)")
     if cfg.ema_decay > 0:
         last = cfg.epochs * steps_per_epoch - 1  # the steps done before the run's last update
         reached = ema_decay_at(cfg.ema_decay, last)
         if reached < cfg.ema_decay:
-            lines.append(f"note       `ema_decay` {cfg.ema_decay:g} is never reached: the "
-                         f"average's warm-up, (1 + step) / (10 + step), stays below it for all "
-                         f"{last + 1:,} steps ({reached:.5f} at the last), so it sets the decay "
-                         "throughout; a higher `ema_decay` changes nothing here")
-    return [render_settings(line) for line in lines]
+            lines.append(f"note       `ema_decay` (--ema-decay) {cfg.ema_decay:g} is never "
+                         "reached: the average's warm-up, (1 + step) / (10 + step), stays below "
+                         f"it for all {last + 1:,} steps ({reached:.5f} at the last), so it sets "
+                         "the decay throughout; a higher `ema_decay` (--ema-decay) changes "
+                         "nothing here")
+    return lines
 
 
 def optimizer_words(config: TrainConfig, lr0: float, world_size: int = 1) -> str:
@@ -135,22 +136,25 @@ def recipe_options(config: TrainConfig) -> str:
     beyond the original recipe, in words ("" when none is on)."""
     words = []
     if config.data.flip != "random":
-        words.append(f"{config.data.flip} flips (`data.flip`)")
+        words.append(f"{config.data.flip} flips, `data.flip` (--flip)")
     if config.data.crop_padding != CROP_PADDING and config.data.augment == "standard":
-        words.append(f"crops from {config.data.crop_padding}-pixel padding (`data.crop_padding`)")
+        words.append(f"crops from {config.data.crop_padding}-pixel padding, "
+                     "`data.crop_padding` (--crop-padding)")
     if config.data.cutout:
-        words.append(f"cutout {config.data.cutout}x{config.data.cutout} (`data.cutout`)")
+        words.append(f"cutout {config.data.cutout}x{config.data.cutout}, `data.cutout` (--cutout)")
     if config.ema_decay > 0:
-        words.append(f"weights averaged (`ema_decay` {config.ema_decay:g}; the average is the "
-                     "final weights)")
+        words.append(f"weights averaged, `ema_decay` (--ema-decay) {config.ema_decay:g} (the "
+                     "average is the final weights)")
     if config.no_decay_bn_bias:
-        words.append("no weight decay on BatchNorm and biases (`no_decay_bn_bias`)")
+        words.append("no weight decay on BatchNorm and biases, `no_decay_bn_bias` "
+                     "(--no-decay-bn-bias)")
     if config.zero_init_residual:
-        words.append("residual branches start at 0 (`zero_init_residual`)")
+        words.append("residual branches start at 0, `zero_init_residual` (--zero-init-residual)")
     if config.stem_init != "kaiming":
-        words.append(f"first convolution starts as a {config.stem_init} (`stem_init`)")
+        words.append(f"first convolution starts as a {config.stem_init}, `stem_init` "
+                     "(--stem-init)")
     if config.tta != "none":
-        words.append(f"validation also with test-time augmentation (`tta` {config.tta})")
+        words.append(f"validation also with test-time augmentation, `tta` (--tta) {config.tta}")
     return "; ".join(words)
 
 
@@ -280,7 +284,7 @@ def diverged_message(config: TrainConfig, run_dir: Path | None, value: float, ep
         kept = f"last.pt holds epoch {saved[0]}"
     return (f"loss became {value} at epoch {epoch + 1}, step {step}; "
             f"stopped without saving it ({kept}). Start again with a lower lr or a "
-            f"warm-up: {rerun} (or `out` on this run with `overwrite`)")
+            f"warm-up: {rerun}, or `out` (--out) on this run with `overwrite` (--overwrite)")
 
 
 # Drawing curves.png takes 0.2-0.4 s, on the training thread: after every epoch of a run whose

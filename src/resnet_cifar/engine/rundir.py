@@ -34,7 +34,7 @@ from typing import Any
 
 from resnet_cifar.atomic import atomic_write_text, os_error_cause
 from resnet_cifar.config import read_toml
-from resnet_cifar.errors import CheckpointError, ConfigError, render_settings
+from resnet_cifar.errors import CheckpointError, ConfigError
 
 try:  # advisory locks: POSIX. Elsewhere runs are not locked (documented in the README).
     import fcntl
@@ -94,27 +94,28 @@ def holds_run(path: Path) -> bool:
 def check_new_run_dir(path: Path, *, overwrite: bool) -> None:
     """Refuse, before anything is read or created, an ``out`` that cannot take a new run."""
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"`out` {path} is a file; give a directory")
+        raise ConfigError(f"`out` (--out) {path} is a file; give a directory")
     if not holds_run(path) or overwrite:
         return
     if not (path / LAST).exists():  # a run that stopped before its first epoch ended
         raise ConfigError(
             f"{path} holds a run that saved no checkpoint (it stopped before its first epoch "
-            "ended), so there is nothing to resume; pass `overwrite` to start it again, or "
-            "another `out`"
+            "ended), so there is nothing to resume; pass `overwrite` (--overwrite) to start it "
+            "again, or another `out` (--out)"
         )
     holder = RunLock.holder(path)
     if holder is not None:  # resuming or replacing a run that is training would be refused too
         raise ConfigError(f"{path} holds a run that is training now (pid {holder}); wait for it "
-                          "to finish or stop it, or choose another `out`")
+                          "to finish or stop it, or choose another `out` (--out)")
     if (path / "summary.json").exists():  # finished: `resume` alone has nothing to do
         raise ConfigError(
-            f"{path} holds a finished run; pass `overwrite` to replace it, `resume` {path} with "
-            "more `epochs` to train it longer, or another `out`"
+            f"{path} holds a finished run; pass `overwrite` (--overwrite) to replace it, `resume` "
+            f"(--resume) {path} with more `epochs` (--epochs) to train it longer, or another "
+            "`out` (--out)"
         )
     raise ConfigError(
-        f"{path} already holds a run; pass `resume` {path} to continue it, "
-        "`overwrite` to replace it, or another `out`"
+        f"{path} already holds a run; pass `resume` (--resume) {path} to continue it, "
+        "`overwrite` (--overwrite) to replace it, or another `out` (--out)"
     )
 
 
@@ -126,7 +127,8 @@ def create_run_dir(path: Path, *, overwrite: bool) -> RunLock:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(
-            f"cannot create run directory {path}: {os_error_cause(err)}; choose a writable `out`"
+            f"cannot create run directory {path}: {os_error_cause(err)}; choose a writable "
+            "`out` (--out)"
         ) from None
     lock = RunLock(path)
     try:
@@ -163,7 +165,7 @@ class RunLock:
         except OSError as err:
             raise ConfigError(
                 f"cannot write in run directory {run_dir}: {os_error_cause(err)}; "
-                "choose a writable `out`"
+                "choose a writable `out` (--out)"
             ) from None
         if fcntl is None:  # pragma: no cover
             return
@@ -176,7 +178,7 @@ class RunLock:
             self.file = None
             raise ConfigError(
                 f"{run_dir} is in use by another training run (pid {holder}); wait for it to "
-                "finish or stop it, or choose another `out`"
+                "finish or stop it, or choose another `out` (--out)"
             ) from None
         self.file.seek(0)
         self.file.truncate()
@@ -220,7 +222,7 @@ class RunLog:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise ConfigError(
-                    "`tensorboard` needs the tensorboard package: "
+                    "`tensorboard` (--tensorboard) needs the tensorboard package: "
                     "pip install 'resnet-cifar[tb]' (or pip install tensorboard)"
                 ) from None
             self.summary_writer = SummaryWriter
@@ -229,7 +231,6 @@ class RunLog:
         """Print ``message`` and append it to train.log."""
         if not self.enabled:
             return
-        message = render_settings(message)  # settings named as the CLI spells them
         print(message, flush=True)
         self.write(message)
 
@@ -237,7 +238,7 @@ class RunLog:
         """Append ``message`` to train.log only (for what the CLI prints itself)."""
         if self.enabled and self.run_dir is not None and self.run_dir.is_dir():
             with open(self.run_dir / "train.log", "a") as f:
-                f.write(render_settings(message) + "\n")
+                f.write(message + "\n")
 
     def metrics(self, row: dict[str, Any]) -> None:
         if not self.enabled or self.run_dir is None:

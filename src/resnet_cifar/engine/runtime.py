@@ -36,15 +36,18 @@ def resolve_device(spec: str = "auto") -> torch.device:
         raise ConfigError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"`device` {spec}: CUDA is not available here; use `device` cpu")
+            raise ConfigError(f"`device` (--device) {spec}: CUDA is not available here; use "
+                              "`device` (--device) cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(
-                f"`device` {spec}: only {torch.cuda.device_count()} CUDA device(s) present"
+                f"`device` (--device) {spec}: only {torch.cuda.device_count()} CUDA device(s) "
+                "present"
             )
         if device.index is not None:  # else stray work (a new tensor, a cudnn handle) lands
             torch.cuda.set_device(device.index)  # on GPU 0 and holds a context there
     elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"`device` {spec}: MPS is not available here; use `device` cpu")
+        raise ConfigError(f"`device` (--device) {spec}: MPS is not available here; use "
+                          "`device` (--device) cpu")
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unsupported device {spec!r}; use auto, cpu, cuda, cuda:N or mps")
     return device

@@ -78,7 +78,7 @@ def build_loaders(config: TrainConfig, splits: Splits, device: torch.device,
     if len(train_loader) == 0:
         raise ConfigError(
             f"batch size {config.batch_size} x {dist.world_size} process(es) exceeds the "
-            f"{len(splits.train_labels)} training images; lower `batch_size`"
+            f"{len(splits.train_labels)} training images; lower `batch_size` (--batch-size)"
         )
     val = eval_loader(config, splits, splits.val_images, splits.val_labels, device, dist)
     return train_loader, val
@@ -242,24 +242,25 @@ def check_device_options(config: TrainConfig, device: torch.device) -> None:
     that would only emulate it)."""
     check_amp(config.amp, device)
     if config.sync_bn and device.type != "cuda":
-        raise ConfigError(f"`sync_bn` needs CUDA: PyTorch's SyncBatchNorm has no {device.type} "
-                          "kernel; leave it out")
+        raise ConfigError(f"`sync_bn` (--sync-bn) needs CUDA: PyTorch's SyncBatchNorm has no "
+                          f"{device.type} kernel; leave it out")
 
 
 def check_amp(amp: str, device: torch.device) -> None:
     """Refuse an autocast mode the device cannot run (fp16 needs CUDA; bf16 runs on CUDA and
     the CPU), and warn where the CPU would only emulate bf16."""
     if amp not in AMP_MODES:
-        raise ConfigError(f"`amp` {amp!r}: choose one of {', '.join(AMP_MODES)}")
+        raise ConfigError(f"`amp` (--amp) {amp!r}: choose one of {', '.join(AMP_MODES)}")
     if amp == "fp16" and device.type != "cuda":
-        raise ConfigError(f"`amp` fp16 needs CUDA (the device is {device}); on a CPU use bf16, "
-                          "or leave it out")
+        raise ConfigError(f"`amp` (--amp) fp16 needs CUDA (the device is {device}); on a CPU use "
+                          "bf16, or leave it out")
     if amp == "bf16" and device.type not in ("cuda", "cpu"):
-        raise ConfigError(f"`amp` bf16 needs CUDA or the CPU (the device is {device}); "
+        raise ConfigError(f"`amp` (--amp) bf16 needs CUDA or the CPU (the device is {device}); "
                           "leave it out")
     if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn("`amp` bf16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), "
-                      "so bf16 is emulated and slower than float32 here; leave `amp` out",
+        warnings.warn("`amp` (--amp) bf16: this CPU has no bfloat16 instructions (AVX512-BF16 or "
+                      "AMX), so bf16 is emulated and slower than float32 here; leave `amp` (--amp) "
+                      "out",
                       RuntimeWarning, stacklevel=3)
 
 

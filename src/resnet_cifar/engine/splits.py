@@ -11,7 +11,7 @@ import numpy as np
 from resnet_cifar.config import DataConfig, merge_into
 from resnet_cifar.data import CifarArrays, load_cifar, split_train_val, stratified_subset
 from resnet_cifar.data.normalization import Normalization
-from resnet_cifar.errors import DataError, render_settings
+from resnet_cifar.errors import DataError
 
 
 @dataclass
@@ -59,12 +59,13 @@ class Splits:
 
 def describe_data(info: dict[str, Any]) -> str:
     """``Splits.data_info()`` in one line of text: where, which content, and whether it is the
-    data the run recorded. Settings are named as the CLI's table says, when one is installed."""
+    data the run recorded."""
     verdict = {True: "the data the run recorded",
                None: "the run recorded no fingerprint to check it against",
                False: f"NOT the data the run recorded ({short(info['recorded_fingerprint'])}); "
-                      "used because of `data.allow_other_data`"}[info["matches_run"]]
-    return render_settings(f"data {info['source']} ({short(info['fingerprint'])}): {verdict}")
+                      "used because of `data.allow_other_data` (--allow-other-data)"
+               }[info["matches_run"]]
+    return f"data {info['source']} ({short(info['fingerprint'])}): {verdict}"
 
 
 def short(fingerprint: str | None) -> str:
@@ -96,8 +97,8 @@ def check_fingerprint(arrays: CifarArrays, data: DataConfig) -> None:
         raise DataError(
             f"{arrays.source} is not the data the run recorded: its content fingerprint is "
             f"{short(arrays.fingerprint)}, the run's is {short(data.fingerprint)}; pass the run's "
-            "data with `data.path` PATH, or add `data.allow_other_data` to use this data anyway "
-            "(every result then says so)"
+            "data with `data.path` (--data) PATH, or add `data.allow_other_data` "
+            "(--allow-other-data) to use this data anyway (every result then says so)"
         )
 
 
@@ -108,19 +109,20 @@ def make_splits(arrays: CifarArrays, data: DataConfig, seed: int) -> Splits:
     if data.val_split:
         if data.val_split >= len(train_y):
             raise DataError(
-                f"`data.val_split` {data.val_split} leaves no training images "
+                f"`data.val_split` (--val-split) {data.val_split} leaves no training images "
                 f"({len(train_y)} in {arrays.source}); choose a smaller value"
             )
         train_x, train_y, val_x, val_y = split_train_val(train_x, train_y, data.val_split, seed)
     else:
         if len(arrays.test_labels) == 0:
             raise DataError(f"{arrays.source} has no test split to validate on; "
-                            "pass `data.val_split` N")
+                            "pass `data.val_split` (--val-split) N")
         val_x, val_y = arrays.test_images, arrays.test_labels
     if data.train_subset > len(train_y):  # a typo, or other data than meant: never a silent "all"
         raise DataError(
-            f"`data.train_subset` {data.train_subset} is more than the {len(train_y)} training "
-            f"images of {arrays.source}" + (" left by `data.val_split`" if data.val_split else "")
+            f"`data.train_subset` (--train-subset) {data.train_subset} is more than the "
+            f"{len(train_y)} training images of {arrays.source}"
+            + (" left by `data.val_split` (--val-split)" if data.val_split else "")
             + f"; choose at most {len(train_y)}, or leave it out to train on all of them"
         )
     if 0 < data.train_subset < len(train_y):
@@ -148,14 +150,14 @@ def pick_split(splits: Splits, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The images and labels of ``test``, ``val`` or ``train``."""
     if split == "test":
         if len(splits.test_labels) == 0:
-            raise DataError(f"{splits.source} has no test split; use `split` val "
-                            "with `data.val_split`")
+            raise DataError(f"{splits.source} has no test split; use `split` (--split) val "
+                            "with `data.val_split` (--val-split)")
         return splits.test_images, splits.test_labels
     if split == "val":
         if splits.val_is_test:  # a val split drawn now would hold images the run trained on
             raise DataError(
-                "`split` val: no images were held out (without `data.val_split`, validation is "
-                "the test set); evaluate on `split` test"
+                "`split` (--split) val: no images were held out (without `data.val_split` "
+                "(--val-split), validation is the test set); evaluate on `split` (--split) test"
             )
         return splits.val_images, splits.val_labels
     if split == "train":
@@ -179,8 +181,8 @@ def data_for_run(run_config: dict[str, Any] | None, flags: dict[str, Any]) -> Da
     if path and not flags.get("path") and not Path(path).exists():
         raise DataError(
             f"the data this run was trained on, {path}, is not there any more (moved, deleted, or "
-            "a run directory from another machine); pass `data.path` PATH to where that data is "
-            "now (it is checked against the run's fingerprint)"
+            "a run directory from another machine); pass `data.path` (--data) PATH to where that "
+            "data is now (it is checked against the run's fingerprint)"
         )
     config = DataConfig()
     merge_into(config, {**values, **flags}, prefix="data.")

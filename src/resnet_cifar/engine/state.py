@@ -243,9 +243,9 @@ def resume_config(
     done = int(ckpt.training_state.get("epoch", 0))
     if overrides.get("epochs", done) < done:
         raise ConfigError(
-            f"`epochs` {overrides['epochs']} is fewer than the {done} epochs {ckpt_path} has "
-            f"already done; give `epochs` {done} or more (or leave it out to keep "
-            f"{config.epochs})"
+            f"`epochs` (--epochs) {overrides['epochs']} is fewer than the {done} epochs "
+            f"{ckpt_path} has already done; give `epochs` (--epochs) {done} or more (or leave "
+            f"it out to keep {config.epochs})"
         )
     for key, value in overrides.items():
         setattr(config, key, value)
@@ -253,7 +253,8 @@ def resume_config(
         # finished and summarized: going on would only evaluate and rewrite its outputs again
         raise ConfigError(
             f"{ckpt_path.parent} has finished its {done} epochs already (summary.json is "
-            f"there): nothing to resume; to train it longer, add `epochs` N with N > {done}"
+            "there): nothing to resume; to train it longer, add `epochs` (--epochs) N with "
+            f"N > {done}"
         )
     for key, value in data_overrides.items():
         setattr(config.data, key, value)
@@ -261,7 +262,7 @@ def resume_config(
     if recorded and "path" not in data_overrides and not Path(recorded).exists():
         raise ConfigError(
             f"the data this run trains on, {recorded}, is not there any more; resume with "
-            f"`data.path` PATH where that data is now (it is checked against the run's "
+            f"`data.path` (--data) PATH where that data is now (it is checked against the run's "
             f"fingerprint): {cli_command()} train --resume "
             f"{shlex.quote(str(ckpt_path.parent.resolve()))} --data PATH"
         )

@@ -44,7 +44,7 @@ from resnet_cifar.engine.runtime import (
     seed_everything,
 )
 from resnet_cifar.engine.splits import Splits, load_arrays, make_splits
-from resnet_cifar.errors import UserError, render_settings
+from resnet_cifar.errors import UserError
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
 
@@ -243,9 +243,10 @@ class Trainer:
         before, now = self.threads.follow()
         if now != before and (self.history or step is not None):
             where = f" (epoch {self.epoch + 1}, step {step})" if step is not None else ""
-            self.log.info(render_settings(
+            self.log.info(
                 f"threads    {before} -> {now}{where}: other processes kept "
-                f"{self.threads.others_busy:.1f} core(s) busy (`threads` N fixes the count)"))
+                f"{self.threads.others_busy:.1f} core(s) busy; `threads` (--threads) N fixes "
+                "the count")
 
     def save_due(self) -> bool:
         """`save_every` minutes have passed since last.pt was saved."""
@@ -322,7 +323,7 @@ class Trainer:
     def diverged(self, value: float) -> None:
         message = report.diverged_message(self.config, self.run_dir, value, self.epoch,
                                    self.step_in_epoch, saved=self.saved)
-        self.log.write(f"error: {render_settings(message)}")
+        self.log.write(f"error: {message}")
         raise TrainingDiverged(message)
 
     def stopped(self) -> str:

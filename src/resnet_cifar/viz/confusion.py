@@ -91,6 +91,6 @@ def eval_figures(result: EvalResult) -> dict[str, Figure]:
 
 def save_eval_plots(result: EvalResult, out_dir: str | Path) -> list[Path]:
     """Write confusion.png and per_class.png into ``out_dir``; returns their paths."""
-    out_dir = check_folder(out_dir, "eval plots into", "`out_dir`")
-    return [save_figure(fig, out_dir / name, "eval plot", "`out_dir`")
+    out_dir = check_folder(out_dir, "eval plots into", "`out_dir` (--out-dir)")
+    return [save_figure(fig, out_dir / name, "eval plot", "`out_dir` (--out-dir)")
             for name, fig in eval_figures(result).items()]

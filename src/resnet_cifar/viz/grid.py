@@ -134,7 +134,7 @@ def check_count(n: int) -> None:
     from resnet_cifar.errors import ConfigError
 
     if n < 1:
-        raise ConfigError(f"`n` must be at least 1, got {n}")
+        raise ConfigError(f"`n` (--n) must be at least 1, got {n}")
 
 
 def sample_predictions(context: InferenceContext, *, n: int = 16, seed: int = 0,

@@ -25,7 +25,7 @@ FIGURE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".pdf": "pdf",
 WINDOW_FORMATS = {"png", "jpeg"}  # what plt.imread can read back for --show
 
 
-def figure_format(path: str | Path, what: str = "figure", flag: str = "`out`") -> str:
+def figure_format(path: str | Path, what: str = "figure", flag: str = "`out` (--out)") -> str:
     """The matplotlib format ``path``'s extension names; a one-line UserError for any other."""
     suffix = Path(path).suffix.lower()
     if suffix not in FIGURE_FORMATS:
@@ -35,7 +35,8 @@ def figure_format(path: str | Path, what: str = "figure", flag: str = "`out`") -
     return FIGURE_FORMATS[suffix]
 
 
-def check_figure_target(path: str | Path, what: str = "figure", flag: str = "`out`") -> Path:
+def check_figure_target(path: str | Path, what: str = "figure",
+                        flag: str = "`out` (--out)") -> Path:
     """``path`` as a Path, once it is known that a figure can be written there (a supported
     extension, not a folder): cheap, so call it before the data is loaded."""
     path = check_target(path, what, flag)  # a folder first: "no file extension" would mislead
@@ -43,7 +44,8 @@ def check_figure_target(path: str | Path, what: str = "figure", flag: str = "`ou
     return path
 
 
-def save_figure(fig: Figure, path: str | Path, what: str = "figure", flag: str = "`out`") -> Path:
+def save_figure(fig: Figure, path: str | Path, what: str = "figure",
+                flag: str = "`out` (--out)") -> Path:
     """Write ``fig`` atomically in the format of ``path``'s extension (parent folders created)
     and return the path. Any failure is a one-line UserError naming ``what`` and the path."""
     path = check_figure_target(path, what, flag)
@@ -71,12 +73,13 @@ def open_in_window(paths: list[Path]) -> None:
     written = ", ".join(str(p) for p in paths)
     vector = [p for p in paths if figure_format(p) not in WINDOW_FORMATS]
     if vector:
-        raise UserError(f"`show` opens .png and .jpg figures only, not {vector[0].suffix}; "
-                        f"the figure was written to {written}: open it with a viewer")
+        raise UserError(f"`show` (--show) opens .png and .jpg figures only, not "
+                        f"{vector[0].suffix}; the figure was written to {written}: open it with "
+                        "a viewer")
     backend = plt.get_backend().lower()
     if backend.replace("module://", "") in NON_INTERACTIVE:
         raise UserError(
-            f"`show`: no display to open a window on (matplotlib backend {backend!r}); "
+            f"`show` (--show): no display to open a window on (matplotlib backend {backend!r}); "
             f"the figure was written to {written}"
         )
     for path in paths:

@@ -38,9 +38,8 @@ FLIP_MODES = ("random", "alternating")  # how training images are flipped (data/
 X_AXES = ("epoch", "time")
 CROP_PADDING = 4  # "standard" augmentation: a random 32x32 crop of the image zero-padded by 4
 STEM_INITS = ("kaiming", "whitening")  # how the first convolution starts (models/init.py)
-# minutes of training between the saves of last.pt within an epoch: one save costs well under a
-# second for these models, and a kill loses at most this much (an epoch of a recurrent model on
-# a CPU can take a quarter of an hour)
+# minutes between saves of last.pt within an epoch: a save costs under a second, a kill loses at
+# most this much (a recurrent model's CPU epoch can take a quarter of an hour)
 SAVE_EVERY_MINUTES = 10.0
 
 
@@ -56,15 +55,11 @@ def opt(
     train_only: bool = False,
     help_order: int = 0,
 ) -> dict[str, Any]:
-    """A field's metadata: its meaning (``help``), the values it accepts (``choices``,
-    ``minimum``) and how the command line spells it. ``flag``: the field's name as a flag
-    (--lr-scaling for lr_scaling) by default, another flag (``"--data"``), or False when the
-    setting has no flag of its own; ``negatable`` gives a bool its negative form too
-    (--no-nesterov);
-    ``group`` is the --help section; ``train_only`` data options are not offered by eval/show;
-    a section lists its flags by ``help_order``, then in field order.
-    The CLI builds its flags from this (through FLAG_OF), so each setting's
-    help, choices and default are written once, here."""
+    """A field's metadata: its meaning, the values it accepts and how the command line spells
+    it (the CLI builds its flags from this, so each is written once, here). ``flag``: --lr-scaling
+    for lr_scaling by default, another flag ("--data"), or False for none; ``negatable``: a bool
+    gets --no-X too; ``group``: the --help section, ordered by ``help_order`` then field order;
+    ``train_only``: a data option that eval and show do not offer."""
     return {"help": help, "choices": choices, "flag": flag, "metavar": metavar,
             "minimum": minimum, "negatable": negatable, "group": group,
             "train_only": train_only, "help_order": help_order}
@@ -238,33 +233,13 @@ def field_flag(f: dataclasses.Field) -> str | None:
 
 # Settings that are not config fields but that messages name: model options, and parameters of
 # library functions that only a command exposes (`split` of evaluate, `n` of the prediction grid).
-PARAMETER_FLAGS = {
-    "model_kwargs.shortcut": "--shortcut",
-    "model_kwargs": "--model-opt",
-    "recipe": "--recipe",
-    "config": "--config",
-    "resume": "--resume",
-    "overwrite": "--overwrite",
-    "split": "--split",
-    "out_dir": "--out-dir",
-    "plot": "--plot",
-    "show": "--show",
-    "n": "--n",
-    "topk": "--topk",
-    "exact": "--exact",
-    "format": "--format",
-    "opset": "--opset",
-    "include_normalization": "--include-normalization",
-    "baseline": "--baseline",
-    "allow_mixed_data": "--allow-mixed-data",
-    "steps": "--steps",
-    "repeats": "--repeats",
-    "warmup": "--warmup",
-    "workers": "--workers",
-    "eval_images": "--eval-images",
-    "evaluate": "--no-eval",
-    "replace": "--replace",
-}
+PARAMETERS = ("recipe", "config", "resume", "overwrite", "split", "out_dir", "plot", "show", "n",
+              "topk", "exact", "format", "opset", "include_normalization", "baseline",
+              "allow_mixed_data", "steps", "repeats", "warmup", "workers", "eval_images",
+              "replace")
+PARAMETER_FLAGS = {**{name: "--" + name.replace("_", "-") for name in PARAMETERS},
+                   "model_kwargs.shortcut": "--shortcut", "model_kwargs": "--model-opt",
+                   "evaluate": "--no-eval"}
 
 # The one table from a setting (config key or parameter) to the flag that sets it: the CLI
 # builds its parser from it, and a message names a setting by key and flag, "`lr` (--lr)", so a

@@ -376,5 +376,7 @@ def why_not(path: Path, err: Exception) -> str:
         first_line = head.decode().strip().splitlines()[0][:40]
         return f"it is text, starting {first_line!r}"
     except (UnicodeDecodeError, IndexError):
-        first = (str(err).strip().splitlines() or [""])[0][:120]
-        return f"{type(err).__name__}: {first}" if first else type(err).__name__
+        pass
+    if head.startswith((b"PK", b"\x80")):  # torch.save's zip, or a legacy pickle
+        return f"a damaged or truncated file ({type(err).__name__})"
+    return "binary, neither a zip archive nor a pickle"

@@ -58,8 +58,8 @@ def opt(
     """A field's metadata: its meaning, the values it accepts and how the command line spells
     it (the CLI builds its flags from this, so each is written once, here). ``flag``: --lr-scaling
     for lr_scaling by default, another flag ("--data"), or False for none; ``negatable``: a bool
-    gets --no-X too; ``group``: the --help section, ordered by ``help_order`` then field order;
-    ``train_only``: a data option that eval and show do not offer."""
+    gets its negative form (--no-nesterov); ``group``: the --help section, ordered by
+    ``help_order`` then field order; ``train_only``: a data option that eval and show lack."""
     return {"help": help, "choices": choices, "flag": flag, "metavar": metavar,
             "minimum": minimum, "negatable": negatable, "group": group,
             "train_only": train_only, "help_order": help_order}

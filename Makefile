@@ -72,12 +72,11 @@ browser:
 		echo "note: installing chromium failed; the browser test of the report will be skipped"; \
 	fi
 
-# The whole suite. test-fast leaves out the heavy tests (torchrun, subprocesses, torch.compile,
-# every export, the browser: tests/conftest.py lists them) and the slow ones that decode the real
-# data under ../shared: together more than half of the suite's time. The rest runs on two
-# pytest-xdist workers (the dev extra), one per core.
+# The whole suite, on two pytest-xdist workers (the dev extra), one per core. test-fast leaves
+# out the heavy tests (torchrun, subprocesses, torch.compile, every export, the browser:
+# tests/conftest.py lists them) and the slow ones that decode the real data under ../shared.
 test: lint browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 test-fast: lint
 	$(PY) -m pytest -m "not heavy and not slow" -n 2

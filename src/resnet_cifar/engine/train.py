@@ -67,8 +67,7 @@ class RunResult:
 
 def train_step(parts: setup.TrainParts, x: torch.Tensor, y: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward, backward and SGD update on one batch. Returns (loss, logits), still on the
-    device: nothing here waits for the device."""
+    """Forward, backward and SGD update on one batch: (loss, logits), left on the device."""
     if parts.compile_mode == "reduce-overhead":
         torch.compiler.cudagraph_mark_step_begin()  # a new iteration: replay, don't chain
     with parts.autocast():
@@ -84,13 +83,10 @@ def train_step(parts: setup.TrainParts, x: torch.Tensor, y: torch.Tensor
 def train_one_epoch(parts: setup.TrainParts, loader: DeviceLoader, stats: state.EpochStats, *,
                     epoch: int, lr: Callable[[float], float], start_step: int = 0,
                     check: Callable[[int, torch.Tensor], bool] | None = None, bar=None) -> int:
-    """One pass over ``loader`` from ``start_step`` (a resumed epoch skips what was done), adding
-    to ``stats``; ``lr(progress)`` sets the lr before each step. Returns the steps done.
-
-    ``check(steps done, loss)`` runs after the first step, then every step on a CPU (free) and
-    every 50 on a GPU (reading a value back is a host-device sync), and after the last; it
-    returns True to leave the epoch. Its own time (a save, a stop agreed across ranks) is not
-    counted in ``stats.seconds``."""
+    """One pass over ``loader`` from ``start_step``, adding to ``stats``; ``lr(progress)`` sets
+    the lr before each step. ``check(steps done, loss)``, True to leave the epoch, runs after the
+    first and last steps and every step on a CPU, every 50 on a GPU (a read-back syncs); its own
+    time (a save, a stop agreed across ranks) is not counted. Returns the steps done."""
     parts.forward_model.train()
     loader.set_epoch(epoch)
     steps = len(loader)
@@ -235,9 +231,8 @@ class Trainer:
         return stats
 
     def follow_threads(self, step: int | None = None) -> None:
-        """As many threads as cores the other processes left idle: before each epoch, and
-        (``step``: steps done in it) within one once runtime.FOLLOW_SECONDS have passed, so a
-        neighbour who starts mid-epoch does not collapse the rest of it."""
+        """One thread per core other processes leave idle: before each epoch and, within one
+        (``step``: steps done), every runtime.FOLLOW_SECONDS, so a new neighbour costs seconds."""
         if self.threads is None or (step is not None and not self.threads.due()):
             return
         before, now = self.threads.follow()
@@ -254,9 +249,8 @@ class Trainer:
         return every > 0 and time.monotonic() - self.saved_at >= every * 60
 
     def save_mid_epoch(self, stats: state.EpochStats) -> None:
-        """last.pt within the epoch, as a stop saves it: a resume continues from there, bitwise
-        as if never stopped. Not when a loss since the last check was NaN/inf (a GPU checks every
-        50 steps): the epoch's end reports that, and last.pt keeps its good state."""
+        """last.pt within the epoch, as a stop saves it (a resume continues bitwise); not after a
+        NaN/inf loss since the last check, which the epoch's end reports: last.pt stays good."""
         poisoned = (~torch.isfinite(stats.loss_sum)).double()
         self.dist.all_reduce(poisoned)  # every rank saves (the save is collective) or none
         if not float(poisoned):
@@ -322,7 +316,7 @@ class Trainer:
 
     def diverged(self, value: float) -> None:
         message = report.diverged_message(self.config, self.run_dir, value, self.epoch,
-                                   self.step_in_epoch, saved=self.saved)
+                                          self.step_in_epoch, saved=self.saved)
         self.log.write(f"error: {message}")
         raise TrainingDiverged(message)
 

@@ -561,3 +561,15 @@ def test_range_errors_name_the_flag_and_the_value(tmp_path, capsys, argv, config
         argv = [*argv, "--config", tmp_path / "c.toml"]
     line = assert_refused(["train", *argv, "--out", tmp_path / "run"], named[0], tmp_path, capsys)
     assert all(word in line for word in named[1:]), line
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--lr", "inf"), ("--lr", "0"), ("--momentum", "1"), ("--weight-decay", "-1"),
+    ("--gamma", "0"), ("--label-smoothing", "1"), ("--ema-decay", "nan"), ("--threads", "-1"),
+    ("--save-every", "-1"), ("--cutout", "32"), ("--val-split", "-1"), ("--train-subset", "-1"),
+])
+def test_each_setting_out_of_its_range_is_refused_naming_flag_and_value(tmp_path, capsys, flag,
+                                                                        value):
+    line = assert_refused(["train", flag, value, "--out", tmp_path / "run"], value, tmp_path,
+                          capsys)
+    assert flag in line, line

@@ -13,6 +13,7 @@ import math
 import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -355,6 +356,22 @@ def build_config(
     return todays_names(config)
 
 
+# Each setting's valid range, and how a refusal says it (a float's must also be finite).
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "lr": (lambda v: math.isfinite(v) and v > 0, "positive"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: math.isfinite(v) and v >= 0, ">= 0"),
+    "gamma": (lambda v: math.isfinite(v) and v > 0, "> 0 (the lr factor at milestones)"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (0: no EMA)"),
+    "threads": (lambda v: v >= 0, ">= 0 (0: one per idle core)"),
+    "save_every": (lambda v: math.isfinite(v) and v >= 0, "minutes >= 0 (0: at epoch ends only)"),
+    "data.cutout": (lambda v: 0 <= v < 32, "a square side in [0, 32) pixels (0: off)"),
+    "data.val_split": (lambda v: v >= 0, ">= 0 (0: off)"),
+    "data.train_subset": (lambda v: v >= 0, ">= 0 (0: off)"),
+}
+
+
 def validate(config: TrainConfig) -> None:
     """Cross-field and range checks a type check alone cannot make, run before anything is read
     or created: a bad value is refused at once, never found an epoch (or a directory) later.
@@ -363,48 +380,21 @@ def validate(config: TrainConfig) -> None:
     for name in at_least_one:
         if getattr(config, name) < 1:
             raise ConfigError(f"{key(name)} must be at least 1, got {getattr(config, name)}")
-    for name in ("lr", "momentum", "weight_decay", "gamma", "label_smoothing"):
-        if not math.isfinite(getattr(config, name)):
-            raise ConfigError(f"{key(name)} must be a finite number, got {getattr(config, name)}")
-    if config.lr <= 0:
-        raise ConfigError(f"`lr` (--lr) must be positive, got {config.lr}")
-    if not 0 <= config.momentum < 1:
-        raise ConfigError(f"`momentum` (--momentum) must be in [0, 1), got {config.momentum}")
-    if config.weight_decay < 0:
-        raise ConfigError(f"`weight_decay` (--weight-decay) must be >= 0, got "
-                          f"{config.weight_decay}")
-    if config.gamma <= 0:
-        raise ConfigError(f"`gamma` (--gamma), the lr factor at milestones, must be > 0, got "
-                          f"{config.gamma}")
+    for name, (fits, what) in RANGES.items():
+        value = getattr(config.data if name.startswith("data.") else config,
+                        name.removeprefix("data."))
+        if not fits(value):
+            raise ConfigError(f"{key(name)} must be {what}, got {value}")
     if config.warmup_epochs < 0 or config.warmup_epochs >= config.epochs:
         raise ConfigError(
             f"`warmup_epochs` (--warmup-epochs) must be in [0, `epochs` (--epochs)), got "
             f"{config.warmup_epochs} for {config.epochs} epochs: use fewer warm-up epochs or "
             "more epochs"
         )
-    if not 0 <= config.label_smoothing < 1:
-        raise ConfigError(f"`label_smoothing` (--label-smoothing) must be in [0, 1), got "
-                          f"{config.label_smoothing}")
-    if not (math.isfinite(config.ema_decay) and 0 <= config.ema_decay < 1):
-        raise ConfigError(f"`ema_decay` (--ema-decay) must be in [0, 1) (0: no EMA), got "
-                          f"{config.ema_decay}")
     if config.data.flip != "random" and config.data.augment == "none":
         raise ConfigError(f"`data.flip` (--flip) {config.data.flip!r} needs `data.augment` "
                           "(--augment) 'standard' (augment 'none' flips nothing); leave the flip "
                           "out or use the standard augmentation")
-    if not 0 <= config.data.cutout < 32:
-        raise ConfigError(f"`data.cutout` (--cutout) must be a square side in [0, 32) pixels "
-                          f"(0: off), got {config.data.cutout}")
-    for name in ("val_split", "train_subset"):
-        if getattr(config.data, name) < 0:
-            raise ConfigError(f"{key('data.' + name)} must be >= 0 (0: off), got "
-                              f"{getattr(config.data, name)}")
-    if config.threads < 0:
-        raise ConfigError(f"`threads` (--threads) must be >= 0 (0: one per idle core), got "
-                          f"{config.threads}")
-    if not (math.isfinite(config.save_every) and config.save_every >= 0):
-        raise ConfigError(f"`save_every` (--save-every) must be minutes >= 0 (0: at epoch ends "
-                          f"only), got {config.save_every}")
     if config.out is not None and not config.out.strip():  # "" would be the current folder
         raise ConfigError(f"`out` (--out) is empty ({config.out!r}): give the run's folder, or "
                           "leave it out for one under runs/")

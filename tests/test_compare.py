@@ -14,7 +14,8 @@ from refusals import assert_refused
 
 from resnet_cifar.cli import build_parser, main
 from resnet_cifar.compare import compare_runs, markdown_tables
-from resnet_cifar.config import DataConfig, TrainConfig, to_toml
+from resnet_cifar.config import DataConfig, TrainConfig
+from resnet_cifar.config_files import to_toml
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.models import model_complexity
 from resnet_cifar.seeds import noise_test, repeats

@@ -21,6 +21,7 @@ BENCHMARKS = SOURCE.parents[1] / "benchmarks"
 # module it re-exports, and only the CLI (and the entry point) may import it.
 LAYERS = (
     ("errors", "version", "atomic"),
+    ("config_files",),
     ("config", "models"),
     ("data",),
     ("engine",),

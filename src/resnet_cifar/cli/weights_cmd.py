@@ -111,7 +111,8 @@ def train_command(run_dir: str) -> str:
     names it; other paths, threads and devices left out)."""
     from pathlib import Path
 
-    from resnet_cifar.config import FLAG_OF, TrainConfig, read_toml, to_dict
+    from resnet_cifar.config import FLAG_OF, TrainConfig, to_dict
+    from resnet_cifar.config_files import read_toml
     from resnet_cifar.engine.recipes import flatten
     from resnet_cifar.publish import shipped_config
 

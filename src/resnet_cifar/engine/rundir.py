@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet_cifar.atomic import atomic_write_text, os_error_cause
-from resnet_cifar.config import read_toml
+from resnet_cifar.config_files import read_toml
 from resnet_cifar.errors import CheckpointError, ConfigError
 
 try:  # advisory locks: POSIX. Elsewhere runs are not locked (documented in the README).

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from resnet_cifar.atomic import atomic_write_text, os_error_cause
-from resnet_cifar.config import TrainConfig, from_dict, read_toml, to_dict, to_toml
+from resnet_cifar.config import TrainConfig, from_dict, to_dict
+from resnet_cifar.config_files import read_toml, to_toml
 from resnet_cifar.engine import rundir
 from resnet_cifar.engine.checkpoint import atomic_save, checkpoint_payload, load_checkpoint
 from resnet_cifar.engine.evaluate import EvalResult, evaluate_model

@@ -4,17 +4,12 @@ errors, and a run's config written back as TOML."""
 from __future__ import annotations
 
 import dataclasses
-import sys
+import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from resnet_cifar.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 
 def recipe_path(name: str) -> Path:

@@ -14,7 +14,7 @@ RUN ?= runs/demo
 # torch first and pinned: a bare `pip install torch` may pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo train test test-fast lint browser bench clean
+.PHONY: setup demo train test test-fast lint browser bench wheel-check clean
 
 setup: $(VENV)/.installed
 
@@ -84,5 +84,11 @@ test-fast: lint
 bench: setup
 	$(PY) benchmarks/bench_train.py
 
+# The package as users get it: the sdist and the wheel built into dist/ and checked (twine), the
+# wheel installed in a fresh venv after $(TORCH), then used from a folder outside the repository:
+# the CLI, the published weights (logits equal to src/'s) and a one-epoch run on synthetic images.
+wheel-check: setup
+	PY=$(abspath $(PY)) TORCH=$(TORCH) bash .ci/wheel_check.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info src/*.egg-info

@@ -25,6 +25,7 @@ HEAVY: dict[str, tuple[str, ...] | None] = {
         "test_dynamo_onnx_exporter",
     ),
     "test_hub.py": ("test_hubconf_finds_the_package_in_src_without_an_install",),  # subprocess
+    "test_notebook.py": ("test_the_quickstart_runs_on_tiny_data",),  # a Jupyter kernel, two runs
     "test_report.py": ("test_report_renders_in_headless_chromium",),
     "test_compiled.py": ("test_compiled_logits_equal_eager_for_any_batch_with_one_compilation",
                          "test_eval_compile_counts_what_eager_eval_counts"),  # torch.compile

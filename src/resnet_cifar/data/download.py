@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from resnet_cifar.atomic import atomic_write
 from resnet_cifar.errors import DataError

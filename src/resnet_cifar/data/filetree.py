@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from resnet_cifar.errors import DataError
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from resnet_cifar.data.constants import CIFAR10_CLASSES, IMAGE_SHAPE, PIXELS_PER_IMAGE
 from resnet_cifar.data.filetree import ACCEPTED_LAYOUTS, FileTree, open_tree

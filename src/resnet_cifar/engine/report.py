@@ -253,7 +253,7 @@ def run_summary(config: TrainConfig, splits: Splits, history: list[dict[str, Any
 
 def progress_bar(total: int, initial: int, epoch: int):
     """A tqdm bar over one epoch's steps (it is left off the screen when the epoch ends)."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm  # a widget in a notebook, text elsewhere
 
     return tqdm(total=total, initial=initial, leave=False, desc=f"epoch {epoch + 1}",
                 dynamic_ncols=True)

@@ -35,6 +35,7 @@ from typing import Any
 from resnet_cifar.atomic import atomic_write_text, os_error_cause
 from resnet_cifar.config_files import read_toml
 from resnet_cifar.errors import CheckpointError, ConfigError
+from resnet_cifar.log import logger
 
 try:  # advisory locks: POSIX. Elsewhere runs are not locked (documented in the README).
     import fcntl
@@ -205,7 +206,8 @@ class RunLock:
 
 
 class RunLog:
-    """Prints a line and appends it to train.log; appends metric rows to the CSV and JSONL, and
+    """Reports a line through the ``resnet_cifar`` logger (resnet_cifar/log.py: printed by
+    default) and appends it to train.log; appends metric rows to the CSV and JSONL, and
     to TensorBoard event files in ``<run_dir>/tensorboard`` when asked.
 
     ``enabled=False`` (a non-zero DDP rank) turns every call into a no-op.
@@ -228,10 +230,10 @@ class RunLog:
             self.summary_writer = SummaryWriter
 
     def info(self, message: str) -> None:
-        """Print ``message`` and append it to train.log."""
+        """Log ``message`` at INFO and append it to train.log, whatever the logger's level."""
         if not self.enabled:
             return
-        print(message, flush=True)
+        logger().info(message)
         self.write(message)
 
     def write(self, message: str) -> None:

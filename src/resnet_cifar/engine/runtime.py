@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.log import logger
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -343,7 +344,7 @@ class GracefulStop:
     def __init__(self, on_signal: Callable[[str], None] | None = None):
         self.signal: signal.Signals | None = None
         self._previous: dict[int, object] = {}
-        self.on_signal = on_signal  # also given the message printed (the run's train.log)
+        self.on_signal = on_signal  # also given each message logged (the run's train.log)
 
     @property
     def requested(self) -> bool:
@@ -363,12 +364,12 @@ class GracefulStop:
             self._tell(f"second {name}: quitting at once; last.pt keeps its latest save")
             raise KeyboardInterrupt  # second Ctrl-C: stop now
         self.request(signum)
-        print()
+        logger().info("")  # off the line a progress bar or the echoed ^C left
         self._tell(f"{name} received: finishing this step and saving last.pt "
                    "(Ctrl-C again to quit at once)")
 
     def _tell(self, message: str) -> None:
-        print(message, flush=True)
+        logger().info(message)
         if self.on_signal is not None:
             self.on_signal(message)
 

@@ -45,6 +45,7 @@ from resnet_cifar.engine.runtime import (
 )
 from resnet_cifar.engine.splits import Splits, load_arrays, make_splits
 from resnet_cifar.errors import UserError
+from resnet_cifar.log import default_progress
 
 Callback = Callable[["Trainer", dict[str, Any]], None]
 
@@ -376,7 +377,7 @@ def build_trainer(config: TrainConfig, dist: DistContext, device: torch.device,
     configure_determinism(config.deterministic, device)
     seed_everything(config.seed)
     log = rundir.RunLog(run_dir, enabled=dist.is_main, tensorboard=config.tensorboard)
-    progress = sys.stdout.isatty() if progress is None else progress
+    progress = default_progress() if progress is None else progress
     threads = (ThreadFollower() if config.threads == 0 and device.type == "cpu"
                and not config.deterministic else None)
     splits = make_splits(load_arrays(config.data, progress and dist.is_main), config.data,
@@ -403,7 +404,7 @@ def train(
 
     Everything that can be checked is checked before the run directory is created (config,
     device, data, model), so a refused run leaves nothing behind. The directory is locked while
-    the run trains.
+    the run trains. ``progress``: tqdm bars; None (default): on a terminal or in a notebook.
 
     ``callbacks`` run after every epoch with the trainer and the epoch's metrics row; one may call
     ``trainer.stop.request()`` to stop as SIGINT would. Raises StopRequested after saving when

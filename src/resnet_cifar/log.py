@@ -1,0 +1,56 @@
+"""How the library talks: the ``resnet_cifar`` logger, and whether progress bars are on.
+
+Unless the ``resnet_cifar`` logger has a handler before the library first reports, it gets one
+that prints each message, bare, to stdout at INFO, and stops propagating (a root handler would
+print it twice). So a script or a notebook shows what the CLI shows, and
+
+    logging.getLogger("resnet_cifar").setLevel(logging.WARNING)
+
+quiets it; a run's train.log keeps every line whatever the level.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+_defaulted = False  # the default handler is considered once per process, not at each call
+
+
+class _Stdout(logging.StreamHandler):
+    """A handler on the sys.stdout of the moment of each message, not of its creation: pytest's
+    capsys and notebook kernels swap sys.stdout. (The stdlib's last-resort handler does the
+    same for stderr.)"""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ sets it; the property decides
+        pass
+
+
+def logger() -> logging.Logger:
+    """The ``resnet_cifar`` logger, given the default handler on first use (module docstring)."""
+    global _defaulted
+    log = logging.getLogger("resnet_cifar")
+    if not _defaulted:
+        _defaulted = True
+        if not log.handlers:  # the user has configured nothing: print as the CLI does
+            log.addHandler(_Stdout())
+            log.propagate = False
+            if log.level == logging.NOTSET:
+                log.setLevel(logging.INFO)
+    return log
+
+
+def in_notebook() -> bool:
+    """Running in a Jupyter kernel (IPython is then imported already, so this imports nothing)."""
+    get_ipython = getattr(sys.modules.get("IPython"), "get_ipython", None)
+    return get_ipython is not None and hasattr(get_ipython(), "kernel")
+
+
+def default_progress() -> bool:
+    """Progress bars unless told otherwise: on a terminal, or in a notebook."""
+    return sys.stdout.isatty() or in_notebook()

@@ -45,10 +45,27 @@ def registry(tiny, tmp_path, monkeypatch):
     return folder, entry
 
 
+def safetensors_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, which must be nothing else: an 8-byte header length,
+    a JSON header, then exactly the bytes of its tensors (no room for a pickle)."""
+    from safetensors.torch import load_file
+
+    blob = path.read_bytes()
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + size])
+    header.pop("__metadata__", None)
+    assert max(t["data_offsets"][1] for t in header.values()) == len(blob) - 8 - size
+    assert b"torch._utils" not in blob and not blob.startswith(b"PK")
+    return load_file(path)
+
+
 def test_the_entry_records_what_the_issue_asks_for(tiny, registry):
     folder, entry = registry
     meta = json.loads((folder / "registry.json").read_text())[TAG]
-    assert (folder / meta["file"]).read_bytes() == (tiny[1] / "model.pth").read_bytes()
+    run_weights = torch.load(tiny[1] / "model.pth", weights_only=True)
+    published = safetensors_tensors(folder / meta["file"])  # tensor for tensor, no pickle
+    assert published.keys() == run_weights.keys()
+    assert all(torch.equal(published[k], v) for k, v in run_weights.items())
     assert meta["model"] == "resnet20" and meta["model_kwargs"] == {"shortcut": "B"}
     assert meta["params"] == 272_474 and meta["macs"] > 0
     assert meta["normalization"] == {"mode": "half", "mean": [0.5] * 3, "std": [0.5] * 3}
@@ -96,7 +113,7 @@ def test_a_file_whose_sha256_differs_is_refused_in_one_line(registry, capsys):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one byte inside a tensor
     path.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="has sha256 .*not the published") as info:
+    with pytest.raises(CheckpointError, match=str(path)) as info:
         create_model("resnet20", pretrained=True)
     assert "\n" not in str(info.value)
     assert main(["eval", "--pretrained", TAG]) == 2
@@ -169,7 +186,8 @@ def test_show_and_export_of_published_weights_write_here_not_into_the_package(
     assert main(["export", "--pretrained", TAG, "--format", "torchscript", "--data",
                  str(tiny[0])]) == 0
     assert (tmp_path / f"{TAG}.torchscript.pt").is_file()
-    assert sorted(p.name for p in registry[0].iterdir()) == ["registry.json", f"{TAG}.pth"]
+    assert sorted(p.name for p in registry[0].iterdir()) == ["registry.json",
+                                                             f"{TAG}.safetensors"]
 
 
 def test_publishing_refuses_an_unfinished_run_a_taken_tag_and_a_wrong_model(tiny, registry):
@@ -220,7 +238,7 @@ def test_shipped_files_match_their_registry():
     """Every shipped file is in the registry with the right sha256, and every entry's file
     ships: a file added or replaced without publishing is caught here."""
     folder = pretrained.weights_dir()
-    files = {p.name for p in folder.glob("*.pth")}
+    files = {p.name for p in folder.glob("*.safetensors")}
     entries = list_weights()
     assert files == {e.meta["file"] for e in entries}
     for entry in entries:
@@ -284,7 +302,7 @@ def test_the_renamed_tag_answers_to_its_old_name_with_the_same_weights(capsys):
     entry, the same weights and logits, and `resnet-cifar weights` names both."""
     old, new = get_weights(ORIGINAL_ALIAS), get_weights(ORIGINAL)
     assert old.tag == new.tag == ORIGINAL and old.aliases == [ORIGINAL_ALIAS]
-    assert old.meta["sha256"] == "9ca5144382ce64a48d54113ca001049e89e29262591ecfc519e52b3e2ca73147"
+    assert old.meta["sha256"] == "c4acec239b37eecbaab46873a7616d8c91bccd6d74aa25fd82c61c8bc0667d84"
     assert get_weights(True, "resnet20").tag == ORIGINAL
     by_old = create_model("resnet20", pretrained=ORIGINAL_ALIAS).eval()
     by_new = create_model("resnet20", pretrained=ORIGINAL).eval()
@@ -365,3 +383,110 @@ def test_a_run_made_under_the_old_names_resumes_and_evaluates(tmp_path, capsys):
     assert main(["eval", str(run / "last.pt"), "--data", str(data), "--json",
                  "--threads", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["total"] == 10
+
+
+# ---------------------------------------------------------------- weights folders and timm names
+
+IMAGES = torch.linspace(0, 1, 2 * 3 * 32 * 32).reshape(2, 3, 32, 32)
+
+
+def logits_of(model) -> torch.Tensor:
+    with torch.no_grad():
+        return model.eval()(IMAGES)
+
+
+def test_a_saved_folder_loads_back_to_the_same_logits_everywhere(registry, tiny, tmp_path,
+                                                                  monkeypatch, capsys):
+    """`weights --save TAG DIR`: the weights (safetensors), config.json and the card; the folder
+    then loads wherever a tag does, to the same logits, and reproduces the same accuracy. A
+    DIR ending in .pth is a plain state_dict, as the original code loads."""
+    from resnet_cifar import Predictor, load_pretrained
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["weights", "--save", TAG, "r20"]) == 0
+    folder = tmp_path / "r20"
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json",
+                                                        "model.safetensors"]
+    safetensors_tensors(folder / "model.safetensors")
+    want = logits_of(create_model("resnet20", pretrained=TAG))
+    for model in (create_model("resnet20", pretrained="r20"), load_pretrained(folder),
+                  create_model("resnet20", pretrained=folder)):
+        assert torch.equal(logits_of(model), want)
+    images = (IMAGES * 255).to(torch.uint8)
+    assert torch.equal(Predictor("r20").logits(images), Predictor(TAG).logits(images))
+    record = json.loads((folder / "config.json").read_text())
+    assert record["tag"] == TAG and record["architecture"] == "resnet20"
+    assert record["metrics"] == registry[1].meta["metrics"]
+    capsys.readouterr()
+    assert main(["eval", "--pretrained", "r20", "--data", str(tiny[0]), "--json",
+                 "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == registry[1].test_acc
+    assert main(["weights", "--save", TAG, "r20.pth"]) == 0
+    plain = create_model("resnet20")
+    plain.load_state_dict(torch.load("r20.pth", weights_only=True))  # strict
+    assert torch.equal(logits_of(plain), want)
+
+
+def test_the_model_card_is_yaml_front_matter_then_what_the_record_says(registry, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    from resnet_cifar import save_pretrained
+
+    folder = save_pretrained(create_model("resnet20", pretrained=TAG), tmp_path / "r20")
+    _, front, body = (folder / "README.md").read_text().split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert {"library_name", "license", "tags", "datasets", "metrics"} <= set(meta)
+    assert meta["license"] == "mit" and meta["datasets"] == ["cifar10"]
+    assert f"# {TAG}" in body and "synthetic test images" in body
+    assert f"{100 * registry[1].test_acc:.2f}%" in body and "resnet-cifar train" in body
+
+
+def test_a_model_trained_further_claims_none_of_the_published_results(registry, tmp_path):
+    from resnet_cifar import save_pretrained
+
+    model = create_model("resnet20", pretrained=TAG)
+    with torch.no_grad():
+        model.linear.bias += 1.0
+    folder = save_pretrained(model, tmp_path / "tuned")
+    record = json.loads((folder / "config.json").read_text())
+    assert record["tag"] is None and record["derived_from"] == TAG and "metrics" not in record
+    assert "No results" in (folder / "README.md").read_text()
+    assert torch.equal(logits_of(create_model("resnet20", pretrained=folder)), logits_of(model))
+
+
+def test_arch_dot_tag_builds_with_its_weights_and_preprocessing(registry):
+    """timm's "arch.tag": the tag's weights with pretrained=True, the bare architecture without;
+    a model built with weights carries pretrained_cfg, in training mode as torch builds it."""
+    model = create_model(TAG, pretrained=True)
+    assert torch.equal(logits_of(model), logits_of(create_model("resnet20", pretrained=TAG)))
+    cfg = create_model(TAG, pretrained=True).pretrained_cfg
+    assert cfg["tag"] == TAG and cfg["architecture"] == "resnet20"
+    assert cfg["mean"] == cfg["std"] == [0.5] * 3 and cfg["input_size"] == [3, 32, 32]
+    assert len(cfg["classes"]) == 10 and create_model(TAG, pretrained=True).training
+    assert not hasattr(create_model(TAG), "pretrained_cfg")
+    with pytest.raises(UserError, match="names its weights"):
+        create_model(TAG, pretrained="resnet20.fast15_jpeg")
+
+
+def test_the_shipped_weights_load_by_arch_dot_tag_and_through_a_folder(tmp_path):
+    from resnet_cifar import Predictor, load_pretrained, save_pretrained
+
+    model = create_model("resnet20.fast15_jpeg", pretrained=True)
+    assert model.pretrained_cfg["metrics"]["test_acc"] == get_weights(
+        "resnet20.fast15_jpeg").test_acc
+    folder = save_pretrained(model, tmp_path / "fast")
+    assert torch.equal(logits_of(load_pretrained(folder)), logits_of(model))
+    assert Predictor("resnet20.fast15_jpeg").classes == model.pretrained_cfg["classes"]
+
+
+def test_bad_weights_folders_and_tags_are_refused(registry, tmp_path, capsys):
+    from refusals import assert_refused
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "file").write_text("x")
+    for argv, named in (
+            (["weights", "--save", "resnet20.nope", tmp_path / "a"], "resnet20.nope"),
+            (["weights", "--save", empty, tmp_path / "b"], empty),
+            (["weights", "--save", TAG, tmp_path / "file" / "c"], tmp_path / "file"),
+            (["eval", "--pretrained", empty], empty)):
+        assert_refused(argv, named, tmp_path, capsys)

@@ -3,10 +3,11 @@
     publish_run("runs/r20-original150", "resnet20.original150_jpeg",
                 provenance="trained and evaluated on the CIFAR-10 JPEG q75 copy, ...")
 
-The weights are the run's model.pth, copied byte for byte (a plain state_dict that the original
-code loads). Their test metrics are computed here, through the very path ``eval --pretrained``
-takes (engine/checkpoint.pretrained_checkpoint's Checkpoint, evaluate_split), so that it
-reproduces them exactly on the same data. The registry (models/pretrained.py) is rewritten
+The weights are the run's model.pth (its final weights), tensor for tensor, as safetensors
+(`resnet-cifar weights --save TAG model.pth` gives original-code users a plain state_dict
+again). Their test metrics are computed here, through the very path ``eval --pretrained`` takes
+(engine/checkpoint.pretrained_checkpoint's Checkpoint, evaluate_split), so that it reproduces
+them exactly on the same data. The registry (models/pretrained.py) is rewritten
 atomically, one entry per tag; an existing tag is refused unless replaced on purpose. A tag's
 aliases (its former names) name it here too, and stay with it when it is replaced.
 """
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 import datetime
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from resnet_cifar.atomic import atomic_path, atomic_write_text
 from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
@@ -34,8 +35,11 @@ from resnet_cifar.models.pretrained import (
     REGISTRY,
     WeightsEntry,
     canonical_tag,
+    name_only,
     read_registry,
+    safetensors_bytes,
     sha256_of,
+    shipped_config,
     weights_dir,
 )
 
@@ -72,16 +76,16 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
         raise ConfigError(f"tag {tag!r} must start with the model's name: {run.model}.<recipe>")
     last = load_checkpoint(run.path / LAST)
     data = data_for_run(last.config, data_flags or {})
-    file = folder / f"{tag}.pth"
+    file = folder / f"{tag}.safetensors"
     folder.mkdir(parents=True, exist_ok=True)
-    # Evaluate the copy before it takes the tag's name: if anything fails on the way (the data,
+    # Evaluate the file before it takes the tag's name: if anything fails on the way (the data,
     # an interrupt), the folder is as it was, and a replaced tag keeps its old, matching file.
-    with atomic_path(file, suffix=".pth") as staged:
-        shutil.copyfile(run.path / WEIGHTS, staged)
+    with atomic_path(file, suffix=".safetensors") as staged:
+        state = torch.load(run.path / WEIGHTS, map_location="cpu", weights_only=True)
+        staged.write_bytes(safetensors_bytes(state))
         checkpoint = Checkpoint(
             path=file, model_name=last.model_name, model_kwargs=last.model_kwargs,
-            num_classes=last.num_classes,
-            state_dict=torch.load(staged, map_location="cpu", weights_only=True),
+            num_classes=last.num_classes, state_dict=load_file(staged),
             classes=last.classes, mean=last.mean, std=last.std, normalize=last.normalize,
             config=last.config)
         context = InferenceContext.build(checkpoint, data, device=device)
@@ -134,19 +138,6 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
                 other["default"] = False
     write_registry(with_entry(registry, tag, record), folder)
     return WeightsEntry(tag, record)
-
-
-def shipped_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The run's config without the folders of the machine that trained it: the run's and the
-    data file's names only, no cache folder. The data's fingerprint says which data it was."""
-    data = config.get("data") or {}
-    return {**config, "out": name_only(config.get("out")),
-            "data": {**data, "path": name_only(data.get("path")), "cache_dir": None}}
-
-
-def name_only(path: str | None) -> str | None:
-    """The last name of ``path`` (a file's or a folder's), which says what it was, not where."""
-    return Path(path).name if path else path
 
 
 def with_entry(registry: dict[str, Any], tag: str, record: dict[str, Any]) -> dict[str, Any]:

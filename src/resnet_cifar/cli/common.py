@@ -177,11 +177,12 @@ CHECKPOINT_HELP = "last.pt / best.pt / model.pth / a foreign checkpoint"
 
 
 def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
-    """The checkpoint to run: a file, or --pretrained TAG for published weights."""
+    """The checkpoint to run: a file, or --pretrained TAG|DIR for published weights or a weights
+    folder."""
     parser.add_argument("checkpoint", nargs="?", help=CHECKPOINT_HELP + " (or --pretrained)")
-    parser.add_argument("--pretrained", metavar="TAG",
-                        help="published weights instead of a checkpoint file (see `resnet-cifar "
-                             "weights`)")
+    parser.add_argument("--pretrained", metavar="TAG|DIR",
+                        help="published weights (see `resnet-cifar weights`) or a weights folder "
+                             "(`weights --save`) instead of a checkpoint file")
     add_foreign_model_args(parser)
 
 
@@ -190,7 +191,7 @@ def checkpoint_from_args(args: argparse.Namespace):
     from resnet_cifar.engine.checkpoint import load_checkpoint, pretrained_checkpoint
 
     if (args.checkpoint is None) == (args.pretrained is None):
-        raise UserError("give a checkpoint file or --pretrained TAG" +
+        raise UserError("give a checkpoint file or --pretrained TAG|DIR" +
                         (", not both" if args.checkpoint else ""))
     if args.pretrained is not None:
         if args.model or getattr(args, "shortcut", None):
@@ -202,10 +203,16 @@ def checkpoint_from_args(args: argparse.Namespace):
 
 def output_beside(args: argparse.Namespace, name: str) -> Path:
     """Where a command writes by default: beside the checkpoint file, or for --pretrained
-    weights (which live inside the package) in the current directory, named after the tag."""
+    weights (which live inside the package) in the current directory, named after the tag or
+    the weights folder."""
     if getattr(args, "pretrained", None):
-        return Path(f"{args.pretrained}-{name}")
+        return Path(f"{pretrained_name(args)}-{name}")
     return Path(args.checkpoint).resolve().parent / name
+
+
+def pretrained_name(args: argparse.Namespace) -> str:
+    """--pretrained's tag, or its weights folder's name."""
+    return Path(args.pretrained).name
 
 
 def add_foreign_model_args(parser: argparse.ArgumentParser) -> None:

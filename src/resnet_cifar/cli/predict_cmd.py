@@ -31,6 +31,7 @@ from resnet_cifar.cli.common import (
     data_config,
     data_overrides,
     positive_int,
+    pretrained_name,
     print_json,
     use_threads,
 )
@@ -125,7 +126,7 @@ def run_predict(args: argparse.Namespace) -> int:
         args.checkpoint = None
     elif not args.pretrained and args.checkpoint is None:
         raise UserError(f"give the checkpoint, then the images (only {args.inputs[0]} was "
-                        "given), or --pretrained TAG and the images")
+                        "given), or --pretrained TAG|DIR and the images")
     paths = find_images(args.inputs)
     if not paths:
         raise UserError(f"no images found in {', '.join(args.inputs)} "
@@ -214,7 +215,7 @@ def run_export(args: argparse.Namespace) -> int:
     ckpt = checkpoint_from_args(args)
     # an --out that cannot be written is refused before the parity images are decoded
     # published weights live inside the package: their export goes here, named after the tag
-    named = Path(f"{args.pretrained}.pth") if args.pretrained else ckpt.path
+    named = Path(f"{pretrained_name(args)}.pth") if args.pretrained else ckpt.path
     default = default_output(named, fmt)
     out = check_target(args.out or default, EXPORT_OUTPUT)
     # Data flags other than --normalize (or $RESNET_CIFAR_DATA) choose the real parity images;

@@ -16,6 +16,11 @@ def add_parser(sub) -> None:
                     "show, predict, export) or create_model(name, pretrained=TAG).")
     p.add_argument("--model", metavar="NAME", help="only this model's weights")
     p.add_argument("--json", action="store_true", help="print every entry's full metadata")
+    p.add_argument("--save", nargs=2, metavar=("TAG", "DIR"),
+                   help="write weights (a tag, a weights folder or a checkpoint file) as a "
+                        "folder: model.safetensors, config.json and a model card (README.md); "
+                        "a DIR ending in .pth gets a plain state_dict, as the original code "
+                        "loads")
     add = p.add_argument_group("publishing a finished run (maintainers)")
     add.add_argument("--add", metavar="RUN_DIR",
                      help="publish this finished run's model.pth, evaluated on the test split")
@@ -33,6 +38,8 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.add:
         return run_add(args)
+    if args.save:
+        return run_save(*args.save)
     from resnet_cifar.models import get_model_entry
     from resnet_cifar.models.pretrained import list_weights
 
@@ -89,6 +96,27 @@ def training_minutes(meta: dict) -> str:
     return "–" if minutes is None else f"{minutes:.0f}"
 
 
+def run_save(source: str, dest: str) -> int:
+    """weights --save: the weights ``source`` names (a tag, a weights folder, a checkpoint file)
+    as a weights folder, or as a plain state_dict where ``dest`` ends in .pth."""
+    from resnet_cifar.engine.inference import load_named
+    from resnet_cifar.models.pretrained import save_pretrained
+
+    model = load_named(source, None, None).build_model()
+    if dest.endswith(".pth"):
+        from resnet_cifar.atomic import check_target
+        from resnet_cifar.engine.checkpoint import atomic_save
+
+        atomic_save(model.state_dict(), check_target(dest, "the state_dict", "DIR"))
+        print(f"wrote {dest}: a plain state_dict (torch.load it, then load_state_dict)")
+        return 0
+    folder = save_pretrained(model, dest)
+    record = model.pretrained_cfg
+    print(f"wrote {folder}/: model.safetensors, config.json, README.md"
+          f" ({record.get('tag') or record['architecture']})")
+    return 0
+
+
 def run_add(args: argparse.Namespace) -> int:
     from resnet_cifar.errors import UserError
     from resnet_cifar.publish import publish_run
@@ -114,7 +142,7 @@ def train_command(run_dir: str) -> str:
     from resnet_cifar.config import FLAG_OF, TrainConfig, to_dict
     from resnet_cifar.config_files import read_toml
     from resnet_cifar.engine.recipes import flatten
-    from resnet_cifar.publish import shipped_config
+    from resnet_cifar.models.pretrained import shipped_config
 
     config = flatten(shipped_config(read_toml(Path(run_dir) / "config.toml")))
     defaults = flatten(to_dict(TrainConfig()))

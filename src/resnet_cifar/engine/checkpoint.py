@@ -13,6 +13,7 @@ Three shapes are read:
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,7 @@ class Checkpoint:
     foreign: bool = False
     weights: str = "raw"  # "ema": state_dict is the weights' moving average (`ema_decay`)
     raw_state_dict: dict[str, torch.Tensor] | None = None  # the trained weights, when "ema"
+    published: dict[str, Any] | None = None  # published weights' pretrained_cfg (their record)
 
     def build_model(self) -> nn.Module:
         """A fresh model of the checkpoint's architecture with its weights loaded."""
@@ -87,7 +89,22 @@ class Checkpoint:
             warnings.warn(f"{self.path}: {bad:,} of its weights are NaN or infinite, so whatever "
                           "it computes is meaningless; use a checkpoint from before the run "
                           "diverged", RuntimeWarning, stacklevel=2)
+        model.pretrained_cfg = self.published or self.pretrained_cfg()
         return model
+
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """What its model needs beside the weights (models/pretrained.py): the input it takes,
+        the classes, and the recipe without this machine's paths."""
+        from resnet_cifar.models.pretrained import shipped_config
+
+        mean, std = (list(v) if v else None for v in (self.mean, self.std))
+        return {"tag": None, "architecture": self.model_name, "input_size": [3, 32, 32],
+                "mean": mean, "std": std, "model_kwargs": dict(self.model_kwargs),
+                "num_classes": self.num_classes,
+                "classes": list(self.classes) if self.classes else None,
+                "normalization": {"mode": self.normalize, "mean": mean, "std": std},
+                "weights": self.weights,
+                "config": shipped_config(self.config) if self.config else None}
 
 
 def infer_model_name(state_dict: dict[str, torch.Tensor]) -> str | None:
@@ -211,11 +228,11 @@ def load_checkpoint(
     return described_by_its_run(plain, model, model_kwargs) or plain
 
 
-def pretrained_checkpoint(tag: str) -> Checkpoint:
-    """Published weights (models/pretrained.py) as a Checkpoint: the state_dict, checked
-    against its sha256, with the normalization, classes, options and recipe its entry records,
-    so that eval, show, predict and export treat it as the run that made it."""
-    from resnet_cifar.models.pretrained import get_weights, load_weights
+def pretrained_checkpoint(tag: str | os.PathLike) -> Checkpoint:
+    """Published weights or a weights folder (models/pretrained.py) as a Checkpoint: the
+    state_dict, checked against its sha256, with the normalization, classes, options and recipe
+    its entry records, so that eval, show, predict and export treat it as the run that made it."""
+    from resnet_cifar.models.pretrained import get_weights, load_weights, pretrained_cfg
 
     entry = get_weights(tag)
     meta, norm = entry.meta, entry.meta.get("normalization") or {}
@@ -225,7 +242,7 @@ def pretrained_checkpoint(tag: str) -> Checkpoint:
         classes=meta.get("classes"),
         mean=tuple(norm["mean"]) if norm.get("mean") else None,
         std=tuple(norm["std"]) if norm.get("std") else None,
-        normalize=norm.get("mode"), config=meta.get("config"))
+        normalize=norm.get("mode"), config=meta.get("config"), published=pretrained_cfg(entry))
 
 
 def described_by_its_run(plain: Checkpoint, model: str | None,

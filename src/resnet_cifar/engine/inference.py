@@ -24,6 +24,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -203,15 +204,23 @@ class InferenceContext:
                             normalization=self.normalization, device=self.device)
 
 
+CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".tar", ".bin", ".safetensors"}
+
+
 def load_named(name: str | os.PathLike, model: str | None,
                model_kwargs: dict[str, Any] | None) -> Checkpoint:
-    """A checkpoint file, or published weights by their tag ("resnet20.fast15_jpeg") where no
-    file has that name."""
+    """A checkpoint file, a weights folder, or published weights by their tag
+    ("resnet20.fast15_jpeg") where no file has that name."""
     from resnet_cifar.engine.checkpoint import pretrained_checkpoint
     from resnet_cifar.models.pretrained import canonical_tag
 
-    if not os.path.exists(name) and (tag := canonical_tag(str(name))):
-        return pretrained_checkpoint(tag)
+    if os.path.isdir(name):
+        return pretrained_checkpoint(name)
+    if not os.path.exists(name):
+        path = Path(name)
+        tag = canonical_tag(str(name))
+        if tag or (path.name == str(name) and path.suffix not in CHECKPOINT_SUFFIXES):
+            return pretrained_checkpoint(tag or name)  # a mistyped tag: the error lists them
     return load_checkpoint(name, model, model_kwargs)
 
 

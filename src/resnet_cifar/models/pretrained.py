@@ -7,18 +7,27 @@
 A tag that was renamed keeps working as an alias (an entry's ``aliases``: resnet20.seed150_jpeg
 is resnet20.original150_jpeg); ``canonical_tag`` translates it, so what follows sees one name.
 
-The files ship inside the package (``resnet_cifar/weights/<tag>.pth``, plain state_dicts that
-the original code loads) with one ``registry.json`` that describes each: the model and its
-options, the file's sha256, params and MACs, the normalization and the classes, the full recipe
-(the run's config.toml) and the command, the test metrics on the data it was evaluated on, the
-device, wall time, torch version and date, and the data's provenance. A file whose sha256 does
-not match is refused. ``resnet-cifar weights --add RUN`` (resnet_cifar/publish.py) writes entries.
+The files ship inside the package (``resnet_cifar/weights/<tag>.safetensors``: tensors only, no
+pickle) with one ``registry.json`` that describes each: the model and its options, the file's
+sha256, params and MACs, the normalization and the classes, the full recipe (the run's
+config.toml) and the command, the test metrics on the data it was evaluated on, the device, wall
+time, torch version and date, and the data's provenance. A file whose sha256 does not match is
+refused. ``resnet-cifar weights --add RUN`` (resnet_cifar/publish.py) writes entries.
+
+A weights folder (Hugging Face's layout) is the same record for one model, to pass around::
+
+    save_pretrained(model, "r20")     # r20/model.safetensors, config.json, README.md (model card)
+    load_pretrained("r20")            # or create_model("resnet20", pretrained="r20")
+
+Every model built with weights carries ``model.pretrained_cfg`` (timm's name): the tag, mean, std,
+classes and input size it needs, with the record's metrics and recipe.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,6 +38,8 @@ import torch
 from resnet_cifar.errors import CheckpointError, UserError
 
 REGISTRY = "registry.json"
+# a weights folder: the weights, their record, and the model card
+MODEL_FILE, CONFIG_FILE, CARD_FILE = "model.safetensors", "config.json", "README.md"
 
 
 def weights_dir() -> Path:
@@ -42,6 +53,7 @@ class WeightsEntry:
 
     tag: str
     meta: dict[str, Any]  # the registry's record, as written by publish.py
+    folder: Path | None = None  # a weights folder's; None: the package's weights
 
     @property
     def model(self) -> str:
@@ -57,7 +69,7 @@ class WeightsEntry:
 
     @property
     def path(self) -> Path:
-        return weights_dir() / self.meta["file"]
+        return (self.folder or weights_dir()) / self.meta["file"]
 
     @property
     def aliases(self) -> list[str]:
@@ -101,11 +113,16 @@ def list_weights(model: str | None = None) -> list[WeightsEntry]:
     return [e for e in entries if model is None or e.model == model]
 
 
-def get_weights(pretrained: bool | str, model: str | None = None) -> WeightsEntry:
-    """The entry ``pretrained`` names: a tag (or an alias of one: the entry has the tag), or True
-    for ``model``'s default tag. An unknown tag, a tag of another model, or a model with no
-    weights is a one-line UserError that lists what there is."""
+def get_weights(pretrained: bool | str | os.PathLike, model: str | None = None) -> WeightsEntry:
+    """The entry ``pretrained`` names: a weights folder, a tag (or an alias of one: the entry has
+    the tag), or True for ``model``'s default tag. An unknown tag, weights of another model, or a
+    model with no weights is a one-line UserError that lists what there is."""
     tags = ", ".join(e.tag for e in list_weights()) or "none yet"
+    if isinstance(pretrained, (str, os.PathLike)) and os.path.isdir(pretrained):
+        entry = read_folder(Path(pretrained))
+        if model is not None and entry.model != model:
+            raise UserError(f"weights folder {pretrained} holds {entry.model!r}, not {model!r}")
+        return entry
     if pretrained is True:
         mine = list_weights(model)
         if not mine:
@@ -133,14 +150,142 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_folder(folder: Path) -> WeightsEntry:
+    """The weights folder ``folder`` (save_pretrained's) as an entry; its config.json is the
+    record, with ``architecture`` for the model."""
+    config = folder / CONFIG_FILE
+    if not config.is_file():
+        raise UserError(f"{folder} is not a weights folder: it has no {CONFIG_FILE} (one is "
+                        "written by `resnet-cifar weights --save TAG DIR` or save_pretrained)")
+    try:
+        meta = json.loads(config.read_text())
+        meta = {**meta, "model": meta["architecture"]}
+        return WeightsEntry(meta.get("tag") or folder.name, meta, folder)
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{config} is not a weights record ({type(err).__name__}: {err}); "
+                              "write the folder again with `resnet-cifar weights --save`") from None
+
+
 def load_weights(entry: WeightsEntry) -> dict[str, torch.Tensor]:
-    """The entry's state_dict, read with weights_only=True once its sha256 matches."""
+    """The entry's state_dict, read once its sha256 matches (safetensors: no pickle at all; a
+    .pth: weights_only=True)."""
     path = entry.path
+    fix = "write the folder again" if entry.folder else "reinstall resnet-cifar"
     if not path.is_file():
-        raise CheckpointError(f"weights {entry.tag!r}: {path} is missing; reinstall resnet-cifar")
+        raise CheckpointError(f"weights {entry.tag!r}: {path} is missing; {fix}")
     found = sha256_of(path)
-    if found != entry.meta["sha256"]:
+    if found != entry.meta.get("sha256"):
         raise CheckpointError(f"weights {entry.tag!r}: {path} has sha256 {found[:12]}…, not the "
-                              f"published {entry.meta['sha256'][:12]}…; the file is damaged or "
-                              "was replaced: reinstall resnet-cifar")
+                              f"recorded {str(entry.meta.get('sha256'))[:12]}…; the file is "
+                              f"damaged or was replaced: {fix}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def pretrained_cfg(entry: WeightsEntry) -> dict[str, Any]:
+    """What a model built with ``entry``'s weights carries (``model.pretrained_cfg``): the tag,
+    architecture, input size, mean, std and classes first, then the rest of the record (options,
+    metrics, recipe, provenance). A weights folder's config.json is this, plus its file's name."""
+    norm = entry.meta.get("normalization") or {}
+    rest = {k: v for k, v in entry.meta.items()
+            if k not in ("model", "file", "size_bytes", "default", "aliases", "tag")}
+    return {"tag": entry.tag, "architecture": entry.model, "input_size": [3, 32, 32],
+            "mean": norm.get("mean"), "std": norm.get("std"), **rest}
+
+
+def shipped_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's config without the folders of the machine that trained it: the run's and the
+    data file's names only, no cache folder. The data's fingerprint says which data it was."""
+    data = config.get("data") or {}
+    return {**config, "out": name_only(config.get("out")),
+            "data": {**data, "path": name_only(data.get("path")), "cache_dir": None}}
+
+
+def name_only(path: str | None) -> str | None:
+    """The last name of ``path`` (a file's or a folder's), which says what it was, not where."""
+    return Path(path).name if path else path
+
+
+def load_pretrained(source: str | os.PathLike) -> torch.nn.Module:
+    """The model a weights folder or a tag holds, with its weights and ``pretrained_cfg`` (in
+    training mode, as torch builds every model: call ``.eval()`` to predict)."""
+    from resnet_cifar.models.registry import create_model
+
+    return create_model(get_weights(source).model, pretrained=source)
+
+
+def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike) -> Path:
+    """Write ``model`` as a weights folder: model.safetensors, config.json (its pretrained_cfg,
+    with the file's sha256) and README.md (a model card). The record's tag, metrics and test
+    date are kept only while the weights are still those it measured (the same sha256): a model
+    trained further gets a folder that says which tag it came from and claims no accuracy."""
+    from resnet_cifar.atomic import atomic_write, atomic_write_text, check_folder
+
+    cfg = getattr(model, "pretrained_cfg", None)
+    if not cfg:
+        raise UserError("the model carries no pretrained_cfg (its classes and normalization): "
+                        "build it with create_model(NAME, pretrained=TAG or DIR) or "
+                        "load_checkpoint(PATH).build_model()")
+    folder = check_folder(folder, "the weights folder", "folder")
+    blob = safetensors_bytes(model.state_dict())
+    sha256 = hashlib.sha256(blob).hexdigest()
+    if sha256 != cfg.get("sha256"):
+        cfg = {k: v for k, v in cfg.items() if k not in ("metrics", "evaluated")}
+        cfg["derived_from"], cfg["tag"] = cfg.get("tag"), None
+    record = {**cfg, "file": MODEL_FILE, "sha256": sha256, "size_bytes": len(blob)}
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_write(folder / MODEL_FILE) as f:
+        f.write(blob)
+    atomic_write_text(folder / CARD_FILE, model_card(record, folder.name))
+    # last: a folder whose record names these weights is a complete one
+    atomic_write_text(folder / CONFIG_FILE, json.dumps(record, indent=2) + "\n")
+    return folder
+
+
+def safetensors_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
+    """``state_dict`` as a safetensors file: contiguous CPU tensors (a channels-last run's are
+    not), the same bytes for the same tensors."""
+    from safetensors.torch import save
+
+    return save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
+                metadata={"format": "pt"})
+
+
+def model_card(record: dict[str, Any], name: str) -> str:
+    """A Hugging Face model card: YAML front matter (JSON values are YAML), then what the model
+    is, how to load it, its recipe and results (on the data it records), and the license."""
+    from resnet_cifar.models.registry import get_model_entry
+
+    tag = record.get("tag") or name
+    metrics, data = record.get("metrics") or {}, record.get("data") or {}
+    front = {"library_name": "pytorch", "license": "mit", "pipeline_tag": "image-classification",
+             "tags": ["resnet-cifar", "image-classification", record["architecture"]],
+             "datasets": ["cifar10"], "metrics": ["accuracy"]}
+    lines = ["---", *(f"{k}: {json.dumps(v)}" for k, v in front.items()), "---", "",
+             f"# {tag}", "",
+             f"{get_model_entry(record['architecture']).description}: "
+             f"{record.get('params', 0):,} parameters, {record.get('macs', 0) / 1e6:.1f} MMACs "
+             f"for one 32×32 image, {record.get('num_classes')} classes.", "",
+             "## Use", "", "```python",
+             "from resnet_cifar import load_pretrained, Predictor", "",
+             f'model = load_pretrained("{name}").eval()   # model.pretrained_cfg: mean, std, '
+             "classes",
+             f'predictor = Predictor("{name}")            # predictor.predict(images)', "```",
+             "", "## Training", ""]
+    if record.get("command"):
+        lines += ["```", record["command"], "```", ""]
+    if record.get("derived_from"):
+        lines += [f"Trained further from `{record['derived_from']}`; its recorded results "
+                  "describe those weights, not these, so none are given here.", ""]
+    lines += ["## Results", ""]
+    if metrics:
+        lines += [f"Test accuracy {100 * metrics['test_acc']:.2f}% "
+                  f"({metrics['correct']}/{metrics['total']}) on the test split of the data it "
+                  f"was trained on: {data.get('provenance') or 'see config.json'}.", ""]
+    else:
+        lines += ["No results recorded for these weights.", ""]
+    lines += ["## License", "", "MIT (the resnet-cifar package's license).", ""]
+    return "\n".join(lines)

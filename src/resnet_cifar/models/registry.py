@@ -129,9 +129,17 @@ def create_model(name: str, num_classes: int | None = None, pretrained: bool | s
                  **kwargs) -> nn.Module:
     """Build a registered model. Unknown names and options raise a UserError listing valid ones.
 
-    ``pretrained``: True for the model's default published weights, or a tag (see
-    ``resnet-cifar weights``); the model is then built with the options and class count the
-    weights were trained with, and any option or ``num_classes`` given must agree with them."""
+    ``pretrained``: True for the model's default published weights, a tag (see
+    ``resnet-cifar weights``) or a weights folder (save_pretrained's); the model is then built
+    with the options and class count the weights were trained with (any option or
+    ``num_classes`` given must agree with them) and carries ``pretrained_cfg``. timm's
+    ``"arch.tag"`` names a tag: ``create_model("resnet20.fast15_jpeg", pretrained=True)``.
+    Models come back in training mode, as torch builds them."""
+    if name not in _REGISTRY and "." in name:
+        name, tag = name.split(".", 1)[0], name
+        if pretrained not in (True, False, None, tag):
+            raise UserError(f"{tag!r} names its weights; pretrained={pretrained!r} names others")
+        pretrained = tag if pretrained else False
     entry = get_model_entry(name)
     check_options(name, kwargs)
     if num_classes is not None:
@@ -150,7 +158,7 @@ def build_model(name: str, pretrained: bool | str = False, **kwargs) -> nn.Modul
     kwargs = resolve_options(name, kwargs)
     if pretrained is False or pretrained is None:
         return construct(entry, kwargs)
-    from resnet_cifar.models.pretrained import get_weights, load_weights
+    from resnet_cifar.models.pretrained import get_weights, load_weights, pretrained_cfg
 
     weights = get_weights(pretrained, name)
     trained = {**resolve_options(name, weights.model_kwargs), "num_classes": weights.num_classes}
@@ -163,6 +171,7 @@ def build_model(name: str, pretrained: bool | str = False, **kwargs) -> nn.Modul
             "pretrained=False")
     model = construct(entry, {**trained, **kwargs})
     model.load_state_dict(load_weights(weights))  # strict: every key and shape
+    model.pretrained_cfg = pretrained_cfg(weights)
     return model
 
 

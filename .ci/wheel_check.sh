@@ -113,6 +113,21 @@ for tag in ref:
     assert diff <= 1e-6, f"{tag}: the wheel's logits differ from the source's by {diff}"
 EOF
 
+step "resnet-cifar weights --save: a safetensors folder with its card, read back the same"
+"$work/venv/bin/resnet-cifar" weights --save resnet20.fast15_jpeg "$work/r20"
+"$VPY" - "$work/r20" <<'EOF'
+import sys
+import torch
+from resnet_cifar import create_model, load_pretrained
+x = torch.linspace(0, 1, 3 * 32 * 32).reshape(1, 3, 32, 32)
+with torch.no_grad():
+    a = create_model("resnet20.fast15_jpeg", pretrained=True).eval()(x)
+    b = load_pretrained(sys.argv[1]).eval()(x)
+assert torch.equal(a, b), "the saved folder gives other logits"
+print("ok: the folder's logits equal the tag's")
+EOF
+[ -s "$work/r20/README.md" ] || fail "weights --save wrote no model card"
+
 step "resnet-cifar train --epochs 1 on 40 synthetic 32x32 PNGs (train/<class>/, test/<class>/)"
 "$VPY" - "$work/data" <<'EOF'
 import sys

@@ -1,14 +1,10 @@
 """Checkpoints: written atomically, read with ``weights_only=True``, foreign formats mapped.
 
-Three shapes are read:
-  * ours (``last.pt``/``best.pt``): a dict with ``format == FORMAT`` holding the model name and
-    options, the state_dict, normalization, class names, and (for resume) optimizer, schedule,
-    epoch and every RNG state; with `ema_decay`, also ``ema`` (the averaged weights) and
-    ``weights`` ("ema" | "raw"): which of the two the checkpoint gives to eval, show, predict and
-    export (``model`` always holds the raw trained weights, which resume continues from);
-  * a plain ``state_dict`` (``model.pth``, as the original repository saved it), given ``--model``;
-  * ``{'state_dict': ..., ...}`` as akamaster/pytorch_resnet_cifar10 and most training scripts
-    save, whose keys may carry the ``module.`` prefix of DataParallel/DDP.
+Three shapes are read: ours (last.pt, best.pt: ``format == FORMAT``, the model, its options,
+normalization and classes, the training state; with `ema_decay` also ``ema`` and ``weights``, which
+of the two inference gets, while ``model`` stays the raw weights resume continues from); a plain
+state_dict (model.pth, as the original repository saved it); and ``{'state_dict': ...}`` as most
+training scripts save it, keys perhaps prefixed ``module.`` (DataParallel/DDP).
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ import torch
 from torch import nn
 
 from resnet_cifar.atomic import atomic_save_bytes
-from resnet_cifar.engine.rundir import TRAINING_CHECKPOINTS
+from resnet_cifar.engine.rundir import LAST, TRAINING_CHECKPOINTS, WEIGHTS
 from resnet_cifar.errors import CheckpointError, UserError
 from resnet_cifar.models import create_model, get_model_entry
 
@@ -54,7 +50,7 @@ def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.
     for key, value in state_dict.items():
         for prefix in ("module.", "_orig_mod."):
             while key.startswith(prefix):
-                key = key[len(prefix) :]
+                key = key.removeprefix(prefix)
         out[key] = value
     return out
 
@@ -112,17 +108,11 @@ def infer_model_name(state_dict: dict[str, torch.Tensor]) -> str | None:
     blocks = {k.split(".")[1] for k in state_dict if k.startswith("layer1.")}
     if not blocks or "linear.weight" not in state_dict:
         return None
-    depth = 6 * len(blocks) + 2
-    if any(".rnn.conv_y." in k for k in state_dict):
-        name = f"resnet{depth}_convgru"
-    elif any(".rnn.conv_x." in k for k in state_dict):
-        name = f"resnet{depth}_convrnn"
-    else:
-        name = f"resnet{depth}"
+    cell = ("_convgru" if any(".rnn.conv_y." in k for k in state_dict) else
+            "_convrnn" if any(".rnn.conv_x." in k for k in state_dict) else "")
+    name = f"resnet{6 * len(blocks) + 2}{cell}"
     try:
         get_model_entry(name)
-    except CheckpointError:
-        return None
     except Exception:
         return None
     return name
@@ -132,18 +122,15 @@ def infer_shortcut(state_dict: dict[str, torch.Tensor]) -> str:
     return "B" if "layer2.0.shortcut.0.weight" in state_dict else "A"
 
 
-def load_state_dict_checked(
-    model: nn.Module, state_dict: dict[str, torch.Tensor], path: Path | str, name: str
-) -> None:
+def load_state_dict_checked(model: nn.Module, state_dict: dict[str, torch.Tensor],
+                            path: Path | str, name: str) -> None:
     """load_state_dict(strict=True) whose failures say what was expected and what was found."""
     expected = model.state_dict()
-    given = state_dict  # what the file holds, for the guess below (not the padded copy)
-    # Checkpoints from PyTorch < 0.4.1 predate BatchNorm's num_batches_tracked counter; it only
-    # matters for momentum=None, so the model's own (zero) counter stands in.
-    state_dict = {
-        **{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")},
-        **state_dict,
-    }
+    given = state_dict  # what the file holds, for the guess below
+    # Checkpoints from PyTorch < 0.4.1 lack BatchNorm's num_batches_tracked (it only matters for
+    # momentum=None): the model's own (zero) counter stands in.
+    state_dict = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")},
+                  **state_dict}
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     if "linear.weight" in state_dict and "linear.weight" in expected:
@@ -154,71 +141,47 @@ def load_state_dict_checked(
             raise CheckpointError(
                 f"{path}: class-count mismatch: the checkpoint has {found} classes, "
                 f"expected {want}: evaluate it on a {found}-class dataset "
-                "(`data.path` (--data), `data.dataset` (--dataset), `data.coarse` (--coarse))"
-            )
+                "(`data.path` (--data), `data.dataset` (--dataset), `data.coarse` (--coarse))")
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(
-                f"missing key {missing[0]!r}"
-                + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
-            )
-        if unexpected:
-            parts.append(
-                f"unexpected key {unexpected[0]!r}"
-                + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else "")
-            )
+        parts = [f"{what} key {keys[0]!r}" + (f" and {len(keys) - 1} more" if len(keys) > 1 else "")
+                 for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
         guess = infer_model_name(given)
         hint = f"; it looks like a {guess} (shortcut {infer_shortcut(given)})" if guess else ""
         raise CheckpointError(f"{path} does not fit model {name!r}: {', '.join(parts)}{hint}")
     for key, tensor in state_dict.items():
         if tensor.shape != expected[key].shape:
-            raise CheckpointError(
-                f"{path}: {key} has shape {tuple(tensor.shape)}, model {name!r} expects "
-                f"{tuple(expected[key].shape)}"
-            )
+            raise CheckpointError(f"{path}: {key} has shape {tuple(tensor.shape)}, model {name!r} "
+                                  f"expects {tuple(expected[key].shape)}")
     model.load_state_dict(state_dict, strict=True)
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return (
-        isinstance(obj, dict)
-        and bool(obj)
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
-    )
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
-def load_checkpoint(
-    path: str | Path,
-    model: str | None = None,
-    model_kwargs: dict[str, Any] | None = None,
-) -> Checkpoint:
+def load_checkpoint(path: str | Path, model: str | None = None,
+                    model_kwargs: dict[str, Any] | None = None) -> Checkpoint:
     """Read any supported checkpoint. ``model``/``model_kwargs`` are needed for foreign files
     (``--model``, ``--shortcut``) and override what an inferred guess would give."""
     path = Path(path)
     obj = read_checkpoint_file(path)
     if isinstance(obj, dict) and isinstance(obj.get("format"), str) and obj["format"] == FORMAT:
         return _from_ours(path, obj, model, model_kwargs)
-    if isinstance(obj, dict) and _is_state_dict(obj.get("state_dict")):
-        state_dict = obj["state_dict"]
-    elif isinstance(obj, dict) and _is_state_dict(obj.get("model")):
-        state_dict = obj["model"]
-    elif _is_state_dict(obj):
-        state_dict = obj
-    else:
+    found = [obj.get("state_dict"), obj.get("model"), obj] if isinstance(obj, dict) else [obj]
+    state_dict = next((d for d in found if _is_state_dict(d)), None)
+    if state_dict is None:
         kind = ("an empty " if isinstance(obj, dict) and not obj else "a ") + type(obj).__name__
         keys = ", ".join(map(str, list(obj)[:5])) if isinstance(obj, dict) else ""
         raise CheckpointError(
             f"{path} is not a model checkpoint: found {kind}"
             + (f" with keys {keys}" if keys else "")
-            + "; expected a state_dict, {'state_dict': ...} or a resnet-cifar checkpoint"
-        )
+            + "; expected a state_dict, {'state_dict': ...} or a resnet-cifar checkpoint")
     state_dict = strip_module_prefix(state_dict)
     name = model or infer_model_name(state_dict)
     if name is None:
-        raise CheckpointError(
-            f"{path} is a plain state_dict of an unknown architecture; pass `model` (--model) NAME"
-        )
+        raise CheckpointError(f"{path} is a plain state_dict of an unknown architecture; pass "
+                              "`model` (--model) NAME")
     kwargs = dict(model_kwargs or {})
     if "shortcut" not in kwargs and name.startswith("resnet") and "_" not in name:
         kwargs["shortcut"] = infer_shortcut(state_dict)
@@ -229,9 +192,8 @@ def load_checkpoint(
 
 
 def pretrained_checkpoint(tag: str | os.PathLike) -> Checkpoint:
-    """Published weights or a weights folder (models/pretrained.py) as a Checkpoint: the
-    state_dict, checked against its sha256, with the normalization, classes, options and recipe
-    its entry records, so that eval, show, predict and export treat it as the run that made it."""
+    """Published weights or a weights folder (models/pretrained.py) as a Checkpoint, with what
+    its entry records, so that eval, predict and export treat it as the run that made it."""
     from resnet_cifar.models.pretrained import get_weights, load_weights, pretrained_cfg
 
     entry = get_weights(tag)
@@ -247,15 +209,10 @@ def pretrained_checkpoint(tag: str | os.PathLike) -> Checkpoint:
 
 def described_by_its_run(plain: Checkpoint, model: str | None,
                          model_kwargs: dict[str, Any] | None) -> Checkpoint | None:
-    """A run's own model.pth (rundir.WEIGHTS) read with what the run's last.pt beside it
-    records: the normalization it was trained with, the classes, the model options, the config
-    and the data. The file itself is a plain state_dict so that the original code loads it, and
-    without this, eval would normalize as the data's default and quietly report another accuracy
-    for a run trained with `data.normalize` imagenet or half. None (the file stays foreign) when
-    the file is not named so, no readable last.pt is beside it, ``model``/``model_kwargs`` name
-    another architecture, or its tensors are not that run's model's."""
-    from resnet_cifar.engine.rundir import LAST, WEIGHTS
-
+    """A run's own model.pth (a plain state_dict) read with what its last.pt records
+    (normalization, classes, options, config), or eval would normalize it as the data's default
+    and quietly report another accuracy. None (it stays foreign) where last.pt is missing,
+    unreadable, or of another architecture than ``model``/``model_kwargs`` or the tensors."""
     last_path = plain.path.parent / LAST
     if plain.path.name != WEIGHTS or not last_path.is_file():
         return None
@@ -278,9 +235,8 @@ def described_by_its_run(plain: Checkpoint, model: str | None,
                       normalize=run.normalize, config=run.config)
 
 
-def _from_ours(
-    path: Path, obj: dict[str, Any], model: str | None, model_kwargs: dict[str, Any] | None
-) -> Checkpoint:
+def _from_ours(path: Path, obj: dict[str, Any], model: str | None,
+               model_kwargs: dict[str, Any] | None) -> Checkpoint:
     if not _is_state_dict(obj.get("model")) or not isinstance(obj.get("model_name"), str):
         raise CheckpointError(f"{path} is a damaged resnet-cifar checkpoint (no model name or "
                               "weights); save or download it again")
@@ -295,74 +251,40 @@ def _from_ours(
     weights = obj.get("weights", "raw")
     norm = obj.get("normalization") or {}
     return Checkpoint(
-        path=path,
-        model_name=saved_name,
+        path=path, model_name=saved_name,
         model_kwargs={**(obj.get("model_kwargs") or {}), **(model_kwargs or {})},
-        num_classes=obj["num_classes"],
-        state_dict=obj["ema"] if weights == "ema" else obj["model"],
-        weights=weights,
-        raw_state_dict=obj["model"] if weights == "ema" else None,
+        num_classes=obj["num_classes"], state_dict=obj["ema"] if weights == "ema" else obj["model"],
+        weights=weights, raw_state_dict=obj["model"] if weights == "ema" else None,
         classes=list(obj["classes"]) if obj.get("classes") else None,
         mean=tuple(norm["mean"]) if norm.get("mean") else None,
         std=tuple(norm["std"]) if norm.get("std") else None,
-        normalize=norm.get("mode"),
-        config=obj.get("config"),
-        training_state={k: obj[k] for k in TRAINING_STATE_KEYS if k in obj},
-    )
+        normalize=norm.get("mode"), config=obj.get("config"),
+        training_state={k: obj[k] for k in TRAINING_STATE_KEYS if k in obj})
 
 
-TRAINING_STATE_KEYS = (
-    "ema",  # the moving average's state_dict (`ema_decay` > 0)
-    "weights",
-    "optimizer",
-    "scaler",  # fp16's loss scale and growth tracker (`amp` fp16), which resume continues
-    "scheduler",
-    "epoch",
-    "step",
-    "rng",
-    "loader",
-    "best",
-    "history",
-)
+# ema: the average's state_dict (`ema_decay`); scaler: fp16's loss scale, which resume continues
+TRAINING_STATE_KEYS = ("ema", "weights", "optimizer", "scaler", "scheduler", "epoch", "step",
+                       "rng", "loader", "best", "history")
 
 
-def checkpoint_payload(
-    model: nn.Module,
-    *,
-    model_name: str,
-    model_kwargs: dict[str, Any],
-    num_classes: int,
-    classes: list[str],
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    normalize: str,
-    config: dict[str, Any],
-    package_version: str,
-    **training_state: Any,
-) -> dict[str, Any]:
-    """The dict written as last.pt/best.pt. Only plain containers, tensors and numbers, so it
+def checkpoint_payload(model: nn.Module, *, model_name: str, model_kwargs: dict[str, Any],
+                       num_classes: int, classes: list[str], mean: tuple[float, ...],
+                       std: tuple[float, ...], normalize: str, config: dict[str, Any],
+                       package_version: str, **training_state: Any) -> dict[str, Any]:
+    """The dict written as last.pt/best.pt: plain containers, tensors and numbers only, so it
     loads with weights_only=True."""
     unknown = set(training_state) - set(TRAINING_STATE_KEYS)
     assert not unknown, f"unknown training-state keys {unknown}"
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "package_version": package_version,
-        "model_name": model_name,
-        "model_kwargs": dict(model_kwargs),
-        "num_classes": num_classes,
-        "classes": list(classes),
-        "normalization": {"mode": normalize, "mean": list(mean), "std": list(std)},
-        "config": config,
-        "model": strip_module_prefix(model.state_dict()),
-        **training_state,
-    }
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "package_version": package_version,
+            "model_name": model_name, "model_kwargs": dict(model_kwargs),
+            "num_classes": num_classes, "classes": list(classes),
+            "normalization": {"mode": normalize, "mean": list(mean), "std": list(std)},
+            "config": config, "model": strip_module_prefix(model.state_dict()), **training_state}
 
 
 def read_checkpoint_file(path: str | Path) -> Any:
-    """torch.load(weights_only=True) of ``path``. A file it refuses is "not a checkpoint", with
-    the reason in a few words where they are cheap to tell (a folder, an empty or a text file);
-    one that needs arbitrary pickle is refused as such."""
+    """torch.load(weights_only=True) of ``path``; a file it refuses is "not a checkpoint", with
+    the reason in a few words, or one that needs arbitrary pickle."""
     path = Path(path)
     if path.is_dir():
         present = [str(path / name) for name in TRAINING_CHECKPOINTS if (path / name).is_file()]

@@ -1,22 +1,11 @@
-"""The run directory: what a training run leaves behind, and how it is written.
+"""The run directory: what a training run leaves behind, how it is written and read back.
 
-config.toml      the resolved config: `resnet-cifar train --config config.toml` reruns it
-train.log        everything printed, as printed
-metrics.csv      one row per epoch (also metrics.jsonl, one JSON object per line, which
-                 also holds each epoch's thread count)
-last.pt          full training state after the latest epoch, or within it (a stop, or every
-                 `save_every` minutes), written atomically: what --resume reads
-best.pt          best validation accuracy so far; best_on_test.pt when validation is the test set
-model.pth        a plain state_dict, as the original repository saved, loadable by its code
-summary.json     the final figures: accuracies, params, MACs, speed, threads per stretch of epochs
-.lock            held (flock) by the training process writing the directory
-
-A directory is created only once the run is known to start (config, data and model checked), it
-is locked against a second writer while a run trains, and ``overwrite`` removes exactly the files
-a run directory can hold (RUN_FILES), leaving anything else the user put there.
-
-Reading a run back is here too: RunInfo (its metrics, summary and config, see read_run) and the
-choice of its checkpoint (pick_checkpoint). Which runs are seeds of one recipe is engine/recipes.
+config.toml   the resolved config: `resnet-cifar train --config config.toml` reruns it
+train.log     everything printed; metrics.csv and metrics.jsonl: one row per epoch
+last.pt       full training state after the latest epoch or within it: what --resume reads
+best.pt       best validation accuracy so far; best_on_test.pt when validation is the test set
+model.pth     a plain state_dict, as the original repository saved; summary.json: the figures
+.lock         held (flock) by the training process writing the directory
 """
 
 from __future__ import annotations
@@ -42,37 +31,24 @@ try:  # advisory locks: POSIX. Elsewhere runs are not locked (documented in the 
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-METRIC_FIELDS = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "epoch_time",
-    "img_per_s",
-)
-# Columns a row has only with the option behind them (`ema_decay`, `tta`), after METRIC_FIELDS: a
-# run without the options writes exactly the columns it always did.
+METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time",
+                 "img_per_s")
+# Columns only with the option behind them (`ema_decay`, `tta`), so a run without them writes the
+# columns it always did.
 OPTIONAL_METRIC_FIELDS = ("ema_val_loss", "ema_val_acc", "val_tta_acc", "ema_val_tta_acc")
-# Keys of metrics.jsonl only, never CSV columns: a run started before they existed keeps a CSV
-# whose header still matches every row it appends on resume.
+# metrics.jsonl only: a run started before they existed keeps a CSV header that matches on resume.
 JSONL_ONLY_FIELDS = ("threads",)
 
 
 def metric_fields(row: dict[str, Any]) -> tuple[str, ...]:
-    """The CSV columns of a run whose rows look like ``row``."""
     return METRIC_FIELDS + tuple(k for k in OPTIONAL_METRIC_FIELDS if k in row)
 
-LAST = "last.pt"  # the full training state at the latest save: what resume reads
-BEST = "best.pt"  # the best validation accuracy so far, chosen on held-out validation
-BEST_ON_TEST = "best_on_test.pt"  # the same, when validation is the test set (no val split)
-WEIGHTS = "model.pth"  # the final weights as a plain state_dict
+
+LAST, BEST, BEST_ON_TEST, WEIGHTS = "last.pt", "best.pt", "best_on_test.pt", "model.pth"
 RUN_MARKERS = ("config.toml", LAST, "metrics.csv")
 LOCK_FILE = ".lock"
-# Every file a run directory can hold: what train writes, and what eval --plot, show, report and
-# export write beside its checkpoints by default. --overwrite removes exactly these (and the
-# temporary files of an interrupted atomic write of any of them).
+# Every file a run directory can hold, what --overwrite removes (and nothing else): what train
+# writes, and what eval --plot, show, report and export write beside its checkpoints by default.
 TRAINING_CHECKPOINTS = (LAST, BEST, BEST_ON_TEST)  # full training states
 CHECKPOINTS = (*TRAINING_CHECKPOINTS, WEIGHTS)
 EXPORT_SUFFIXES = (".onnx", ".torchscript.pt", ".pt2")  # export.FORMATS' (a test checks)
@@ -98,39 +74,32 @@ def check_new_run_dir(path: Path, *, overwrite: bool) -> None:
         raise ConfigError(f"`out` (--out) {path} is a file; give a directory")
     if not holds_run(path) or overwrite:
         return
-    if not (path / LAST).exists():  # a run that stopped before its first epoch ended
+    if not (path / LAST).exists():
         raise ConfigError(
             f"{path} holds a run that saved no checkpoint (it stopped before its first epoch "
             "ended), so there is nothing to resume; pass `overwrite` (--overwrite) to start it "
-            "again, or another `out` (--out)"
-        )
+            "again, or another `out` (--out)")
     holder = RunLock.holder(path)
-    if holder is not None:  # resuming or replacing a run that is training would be refused too
+    if holder is not None:
         raise ConfigError(f"{path} holds a run that is training now (pid {holder}); wait for it "
                           "to finish or stop it, or choose another `out` (--out)")
-    if (path / "summary.json").exists():  # finished: `resume` alone has nothing to do
+    if (path / "summary.json").exists():
         raise ConfigError(
             f"{path} holds a finished run; pass `overwrite` (--overwrite) to replace it, `resume` "
             f"(--resume) {path} with more `epochs` (--epochs) to train it longer, or another "
-            "`out` (--out)"
-        )
-    raise ConfigError(
-        f"{path} already holds a run; pass `resume` (--resume) {path} to continue it, "
-        "`overwrite` (--overwrite) to replace it, or another `out` (--out)"
-    )
+            "`out` (--out)")
+    raise ConfigError(f"{path} already holds a run; pass `resume` (--resume) {path} to continue "
+                      "it, `overwrite` (--overwrite) to replace it, or another `out` (--out)")
 
 
 def create_run_dir(path: Path, *, overwrite: bool) -> RunLock:
-    """Create and lock ``path`` for a new run; with ``overwrite``, clear what a run left there.
-    Returns the lock, held until the run ends."""
+    """Create and lock ``path`` for a new run (with ``overwrite``, cleared); returns the lock."""
     check_new_run_dir(path, overwrite=overwrite)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ConfigError(
-            f"cannot create run directory {path}: {os_error_cause(err)}; choose a writable "
-            "`out` (--out)"
-        ) from None
+        raise ConfigError(f"cannot create run directory {path}: {os_error_cause(err)}; choose a "
+                          "writable `out` (--out)") from None
     lock = RunLock(path)
     try:
         check_new_run_dir(path, overwrite=overwrite)  # again, now that no other run can start
@@ -143,7 +112,6 @@ def create_run_dir(path: Path, *, overwrite: bool) -> RunLock:
 
 
 def clear_run_dir(path: Path) -> None:
-    """Remove every file a run directory can hold (RUN_FILES, RUN_SUBDIRS) and nothing else."""
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
         for leftover in path.glob(f".{name}.*"):  # an atomic write interrupted by kill -9
@@ -154,20 +122,16 @@ def clear_run_dir(path: Path) -> None:
 
 
 class RunLock:
-    """An exclusive advisory lock on a run directory (flock on ``.lock``): a second training
-    process on the same directory is refused at once. The kernel drops it when the process
-    dies, however it dies, so a crash never leaves a stale lock behind."""
+    """An exclusive flock on ``.lock``: a second training process is refused at once, and the
+    kernel drops it when the process dies, so a crash never leaves a stale lock."""
 
     def __init__(self, run_dir: Path):
         self.file = None
-        lock_path = run_dir / LOCK_FILE
         try:
-            self.file = open(lock_path, "a+")  # noqa: SIM115 - held open for the run's life
+            self.file = open(run_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the run's life
         except OSError as err:
-            raise ConfigError(
-                f"cannot write in run directory {run_dir}: {os_error_cause(err)}; "
-                "choose a writable `out` (--out)"
-            ) from None
+            raise ConfigError(f"cannot write in run directory {run_dir}: {os_error_cause(err)}; "
+                              "choose a writable `out` (--out)") from None
         if fcntl is None:  # pragma: no cover
             return
         try:
@@ -177,10 +141,9 @@ class RunLock:
             holder = self.file.read().strip() or "unknown"
             self.file.close()
             self.file = None
-            raise ConfigError(
-                f"{run_dir} is in use by another training run (pid {holder}); wait for it to "
-                "finish or stop it, or choose another `out` (--out)"
-            ) from None
+            raise ConfigError(f"{run_dir} is in use by another training run (pid {holder}); wait "
+                              "for it to finish or stop it, or choose another `out` (--out)"
+                              ) from None
         self.file.seek(0)
         self.file.truncate()
         self.file.write(f"{os.getpid()}\n")
@@ -188,7 +151,7 @@ class RunLock:
 
     @staticmethod
     def holder(run_dir: Path) -> str | None:
-        """The pid of the process training in ``run_dir`` now, or None when none is."""
+        """The pid of the process training in ``run_dir`` now, or None."""
         lock_path = run_dir / LOCK_FILE
         if fcntl is None or not lock_path.is_file():  # pragma: no cover
             return None
@@ -206,35 +169,26 @@ class RunLock:
 
 
 class RunLog:
-    """Reports a line through the ``resnet_cifar`` logger (resnet_cifar/log.py: printed by
-    default) and appends it to train.log; appends metric rows to the CSV and JSONL, and
-    to TensorBoard event files in ``<run_dir>/tensorboard`` when asked.
-
-    ``enabled=False`` (a non-zero DDP rank) turns every call into a no-op.
-    """
+    """Lines to the ``resnet_cifar`` logger and train.log; metric rows to the CSV, the JSONL and
+    TensorBoard when asked. ``enabled=False`` (a non-zero DDP rank): every call is a no-op."""
 
     def __init__(self, run_dir: Path | None, enabled: bool = True, tensorboard: bool = False):
-        self.run_dir = run_dir
-        self.enabled = enabled
-        self.writer = None
-        self.summary_writer = None
+        self.run_dir, self.enabled = run_dir, enabled
+        self.writer = self.summary_writer = None  # the writer starts with the first metrics
         if tensorboard and enabled and run_dir is not None:
-            # checked now, before the run directory exists; the writer starts with the metrics
-            try:
+            try:  # checked now, before the run directory exists
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise ConfigError(
-                    "`tensorboard` (--tensorboard) needs the tensorboard package: "
-                    "pip install 'resnet-cifar[tb]' (or pip install tensorboard)"
-                ) from None
+                raise ConfigError("`tensorboard` (--tensorboard) needs the tensorboard package: "
+                                  "pip install 'resnet-cifar[tb]' (or pip install tensorboard)"
+                                  ) from None
             self.summary_writer = SummaryWriter
 
     def info(self, message: str) -> None:
         """Log ``message`` at INFO and append it to train.log, whatever the logger's level."""
-        if not self.enabled:
-            return
-        logger().info(message)
-        self.write(message)
+        if self.enabled:
+            logger().info(message)
+            self.write(message)
 
     def write(self, message: str) -> None:
         """Append ``message`` to train.log only (for what the CLI prints itself)."""
@@ -264,8 +218,7 @@ class RunLog:
 
 
 def strict_json(value: Any, indent: int | None = None) -> str:
-    """JSON that strict parsers read: a NaN or infinite number (a diverged loss, NaN weights)
-    is written as null, never as a bare NaN."""
+    """JSON that strict parsers read: a NaN or infinite number is written as null."""
     return json.dumps(_finite_or_null(value), indent=indent, allow_nan=False)
 
 
@@ -287,14 +240,11 @@ def truncate_metrics(run_dir: Path, epochs_done: int) -> None:
     rows = [r for r in parse_metrics(jsonl) if r["epoch"] <= epochs_done]
     atomic_write_text(jsonl, "".join(strict_json(r) + "\n" for r in rows))
     fields = metric_fields(rows[0]) if rows else METRIC_FIELDS
-    lines = [",".join(fields)]
-    for r in rows:
-        lines.append(",".join(str(r.get(k, "")) for k in fields))
+    lines = [",".join(fields)] + [",".join(str(r.get(k, "")) for k in fields) for r in rows]
     atomic_write_text(run_dir / "metrics.csv", "\n".join(lines) + "\n")
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch rows of a run, from metrics.jsonl."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         raise ConfigError(f"{run_dir} holds no metrics.jsonl; is it a resnet-cifar run directory?")
@@ -302,9 +252,8 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def parse_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl. A torn last line (the process died while writing it) is
-    ignored with a warning, since every complete row before it is good; a bad line anywhere else
-    means the file was damaged, and is an error naming the line."""
+    """The rows of a metrics.jsonl. A torn last line (the process died writing it) is ignored with
+    a warning; a bad line anywhere else is a damaged file, an error naming the line."""
     lines = [(i, line) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
              if line.strip()]
     rows = []
@@ -326,36 +275,23 @@ def parse_metrics(path: Path) -> list[dict[str, Any]]:
 
 def format_row(row: dict[str, Any], epochs: int) -> str:
     width = len(str(epochs))
-    return (
-        f"{row['epoch']:>{width}}/{epochs}  lr {row['lr']:<8.4g} "
-        f"train {row['train_loss']:.4f} {100 * row['train_acc']:6.2f}%  "
-        f"val {row['val_loss']:.4f} {100 * row['val_acc']:6.2f}%  "
-        f"{row['epoch_time']:7.1f}s {row['img_per_s']:7.0f} img/s"
-    )
-
-
-# ------------------------------------------------------------------------- reading a run back
+    return (f"{row['epoch']:>{width}}/{epochs}  lr {row['lr']:<8.4g} "
+            f"train {row['train_loss']:.4f} {100 * row['train_acc']:6.2f}%  "
+            f"val {row['val_loss']:.4f} {100 * row['val_acc']:6.2f}%  "
+            f"{row['epoch_time']:7.1f}s {row['img_per_s']:7.0f} img/s")
 
 
 def best_checkpoint_name(val_is_test: bool) -> str:
-    """What the best epoch is saved as: best_on_test.pt says, in its name, that the epoch was
-    chosen on the test set."""
+    """best_on_test.pt says in its name that the test set chose the epoch."""
     return BEST_ON_TEST if val_is_test else BEST
 
 
-def resume_checkpoint(path: str | Path) -> Path:
-    """What resuming ``path`` reads: a run directory's last.pt, or the checkpoint file given."""
-    path = Path(path)
-    return path / LAST if path.is_dir() else path
-
-
 def pick_checkpoint(run_dir: Path, which: str = "best") -> Path:
-    """``best``: best.pt (chosen on held-out validation), else the final weights (last.pt), since
-    best_on_test.pt was chosen on the very test set a report evaluates on; ``last``: last.pt;
-    anything else is a path, read (and refused with its reason) by load_checkpoint."""
+    """``best``: best.pt, else last.pt (best_on_test.pt was chosen on the very test set a report
+    evaluates on); ``last``: last.pt; anything else is a path, for load_checkpoint to judge."""
     names = {"best": (BEST, LAST, BEST_ON_TEST), "last": (LAST,)}
     if which not in names:
-        return Path(which)  # load_checkpoint says what is wrong with it, if anything
+        return Path(which)
     for name in names[which]:
         if (run_dir / name).is_file():
             return run_dir / name
@@ -405,7 +341,6 @@ class RunInfo:
 
     @property
     def data_fingerprint(self) -> str | None:
-        """The content fingerprint of the decoded data, where the run recorded one."""
         return self.config.get("data", {}).get("fingerprint") or \
             (self.summary or {}).get("data_fingerprint")
 
@@ -415,8 +350,8 @@ class RunInfo:
 
 
 def each_once(paths: list[str | Path]) -> list[Path]:
-    """``paths`` as given, refused where two name one run (again, spelled another way, through
-    a symlink): a run given twice would be drawn twice, or counted as two seeds."""
+    """``paths``, refused where two name one run (a symlink, another spelling): it would be drawn
+    twice, or counted as two seeds."""
     seen: dict[Path, str] = {}
     for given in map(str, paths):
         resolved = Path(given).resolve()

@@ -1,4 +1,4 @@
-"""The process around a run: device choice, threads, determinism, and RNG state capture."""
+"""The process around a run: device, threads, determinism, RNG state, torchrun / DDP, signals."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if spec == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
@@ -39,13 +39,11 @@ def resolve_device(spec: str = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise ConfigError(f"`device` (--device) {spec}: CUDA is not available here; use "
                               "`device` (--device) cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"`device` (--device) {spec}: only {torch.cuda.device_count()} CUDA device(s) "
-                "present"
-            )
-        if device.index is not None:  # else stray work (a new tensor, a cudnn handle) lands
-            torch.cuda.set_device(device.index)  # on GPU 0 and holds a context there
+        if device.index is not None:
+            if device.index >= torch.cuda.device_count():
+                raise ConfigError(f"`device` (--device) {spec}: only "
+                                  f"{torch.cuda.device_count()} CUDA device(s) present")
+            torch.cuda.set_device(device.index)  # else stray work holds a context on GPU 0
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"`device` (--device) {spec}: MPS is not available here; use "
                           "`device` (--device) cpu")
@@ -55,8 +53,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 
 def physical_cores() -> int:
-    """Cores this process may use: the affinity mask if the OS has one (containers), else
-    cpu_count; under torchrun, its share of them (the ranks on one machine split its cores)."""
+    """Cores this process may use (its affinity mask, else cpu_count); under torchrun, its share
+    of them."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -65,9 +63,8 @@ def physical_cores() -> int:
     return max(1, cores // max(ranks, 1))
 
 
-# /proc/stat's cpu line: user nice system idle iowait irq softirq steal ... Busy time is all but
-# idle and iowait, and but nice: a niced process (a background job started with `nice`) yields
-# its core to us at once, so it does not make our threads wait.
+# /proc/stat's cpu line: user nice system idle iowait irq softirq steal ... Busy: all but idle,
+# iowait and nice (a niced process yields its core to us at once).
 _BUSY_FIELDS = (0, 2, 5, 6, 7)
 
 
@@ -88,18 +85,17 @@ def _own_cpu_seconds() -> float:
 
 
 class CpuMeter:
-    """How many cores other processes kept busy since the last ``mark()``: the machine's busy
-    time (/proc/stat) minus this process's own (os.times), over the wall time between."""
+    """Cores other processes kept busy since the last ``mark()``: the machine's busy time minus
+    this process's own, over the wall time between."""
 
     def __init__(self):
         self.mark()
 
     def mark(self) -> None:
-        self._busy, self._own, self._wall = (_cpu_busy_seconds(), _own_cpu_seconds(),
-                                             time.monotonic())
+        self._busy, self._own = _cpu_busy_seconds(), _own_cpu_seconds()
+        self._wall = time.monotonic()
 
     def seconds(self) -> float:
-        """Wall seconds since the last ``mark()``."""
         return time.monotonic() - self._wall
 
     def others(self) -> float | None:
@@ -111,13 +107,9 @@ class CpuMeter:
 
 
 def threads_for_load(cores: int, others: float | None) -> int:
-    """Intra-op threads for ``cores`` usable cores of which other processes keep ``others``
-    busy. Threads that wait for a busy core spin at each of the hundreds of per-op barriers of a
-    step, and throughput collapses (about 0.3x idle with two threads and one busy neighbour on 2
-    cores, against 0.57x with one thread: docs/benchmarks.md), so one thread per idle core."""
-    if others is None:
-        return cores
-    return max(1, min(cores, cores - math.floor(others + 0.5)))
+    """One thread per core that other processes (``others``) leave idle: a thread waiting for a
+    busy core stalls every per-op barrier of a step (docs/benchmarks.md)."""
+    return cores if others is None else max(1, min(cores, cores - math.floor(others + 0.5)))
 
 
 def auto_threads(sample_seconds: float = 0.2) -> tuple[int, float | None]:
@@ -128,17 +120,14 @@ def auto_threads(sample_seconds: float = 0.2) -> tuple[int, float | None]:
     return threads_for_load(physical_cores(), others), others
 
 
-# How often threads that follow the load look again within an epoch: often enough that a
-# neighbour who starts mid-epoch costs seconds of collapsed throughput (two threads fell to 19
-# img/s here) rather than the rest of the epoch (minutes, an hour for a recurrent model on a CPU),
-# and seldom enough that each look averages over many steps.
+# How often the thread count is chosen again within an epoch: a neighbour who starts mid-epoch
+# costs seconds of collapsed throughput, not the rest of the epoch; each look averages many steps.
 FOLLOW_SECONDS = 20.0
 
 
 class ThreadFollower:
-    """Threads that follow the load (`threads` 0 on a CPU): one per core that other processes
-    leave idle, chosen again before every epoch and every FOLLOW_SECONDS within one. A
-    deterministic run does not use this: its numbers must not depend on the load."""
+    """Threads that follow the load (`threads` 0 on a CPU, not `deterministic`): one per idle
+    core, chosen again before every epoch and every FOLLOW_SECONDS within one."""
 
     def __init__(self):
         _, others = auto_threads()  # a short sample now, then the meter runs between epochs
@@ -147,26 +136,21 @@ class ThreadFollower:
         self.follow(others)
 
     def due(self) -> bool:
-        """FOLLOW_SECONDS have passed since the last look."""
         return self.meter.seconds() >= FOLLOW_SECONDS
 
     def follow(self, others: float | None = None) -> tuple[int, int]:
-        """Set the threads for the cores left idle since the last call (``others``: measured
-        already). Returns (threads before, threads now)."""
-        if others is None:
-            others = self.meter.others()
+        """Set the threads for the cores left idle since the last call. Returns (before, now)."""
+        self.others_busy = self.meter.others() if others is None else others
         self.meter.mark()
-        self.others_busy = others
-        before = torch.get_num_threads()
-        threads = threads_for_load(physical_cores(), others)
+        before, threads = torch.get_num_threads(), threads_for_load(physical_cores(),
+                                                                    self.others_busy)
         torch.set_num_threads(threads)
         return before, threads
 
 
 def configure_threads(threads: int = 0) -> int:
-    """Intra-op threads: one per usable core unless told otherwise, never more than the usable
-    cores (a config written on a bigger machine is capped here, with a warning: threads beyond the
-    cores only wait for one another). Returns what was set."""
+    """Intra-op threads: ``threads``, else one per usable core, capped with a warning at the
+    usable cores (more only wait for one another). Returns what was set."""
     cores = physical_cores()
     n = threads if threads > 0 else cores
     if n > cores:
@@ -178,8 +162,8 @@ def configure_threads(threads: int = 0) -> int:
 
 
 def configure_inference_threads(threads: int = 0) -> int:
-    """Threads for a one-off command (eval, show, report, predict, export): ``threads``, or for
-    0 one per core that other processes leave idle now. Returns what was set."""
+    """Threads for a one-off command (eval, predict, ...): ``threads``, or for 0 one per idle
+    core now. Returns what was set."""
     if threads > 0:
         return configure_threads(threads)
     n, _ = auto_threads()
@@ -206,20 +190,13 @@ def seed_everything(seed: int) -> None:
 def capture_rng_state() -> dict[str, Any]:
     """Every RNG's state, as plain containers and tensors (loads with weights_only=True)."""
     np_state = np.random.get_state(legacy=False)
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": {
-            "bit_generator": np_state["bit_generator"],
-            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-            "pos": int(np_state["state"]["pos"]),
-            "has_gauss": int(np_state["has_gauss"]),
-            "gauss": float(np_state["gauss"]),
-        },
-        "torch": torch.get_rng_state(),
-    }
+    numpy = {"bit_generator": np_state["bit_generator"],
+             "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+             "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+             "gauss": float(np_state["gauss"])}
+    state = {"python": random.getstate(), "numpy": numpy, "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        # the one GPU this process trains on: a run saved on 8 GPUs resumes on 1
-        state["cuda"] = torch.cuda.get_rng_state()
+        state["cuda"] = torch.cuda.get_rng_state()  # this process's GPU: 8 GPUs resume on 1
     return state
 
 
@@ -227,20 +204,13 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     np_state = state["numpy"]
-    np.random.set_state(
-        {
-            "bit_generator": np_state["bit_generator"],
-            "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
-            "has_gauss": np_state["has_gauss"],
-            "gauss": np_state["gauss"],
-        }
-    )
+    np.random.set_state({
+        "bit_generator": np_state["bit_generator"],
+        "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+        "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]})
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
-
-
-DEFAULT_TIMEOUT_S = 300
 
 
 @dataclass(frozen=True)
@@ -258,7 +228,7 @@ class DistContext:
         return self.rank == 0
 
     def all_reduce(self, tensor: torch.Tensor) -> None:
-        """Sum ``tensor`` over ranks in place (a no-op in a single process)."""
+        """Sum ``tensor`` over ranks in place."""
         if self.enabled:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
 
@@ -267,9 +237,8 @@ class DistContext:
             dist.barrier()
 
     def any_rank(self, flags: torch.Tensor) -> list[bool]:
-        """Each of ``flags`` (0. or 1.) set on ANY rank. Under DDP every rank must leave the loop,
-        and save (which gathers every rank's RNG state), at the same step, or the others hang
-        in the next collective."""
+        """Each of ``flags`` (0. or 1.) set on ANY rank: every rank must leave the loop, and save,
+        at the same step, or the others hang in the next collective."""
         if self.enabled:
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         return [bool(flag) for flag in flags.tolist()]
@@ -284,27 +253,25 @@ def in_torchrun_job() -> bool:
     return launched_by_torchrun() and int(os.environ["WORLD_SIZE"]) > 1
 
 
-def init_distributed(device_spec: str, timeout_s: float | None = None) -> tuple[DistContext, str]:
-    """Join the process group if launched by torchrun. Returns the context and the device spec
-    this rank must use (``cuda:LOCAL_RANK`` on GPUs)."""
+def init_distributed(device_spec: str) -> tuple[DistContext, str]:
+    """Join the process group if launched by torchrun. Returns the context and this rank's device
+    spec (``cuda:LOCAL_RANK`` on GPUs)."""
     if not in_torchrun_job():
         return DistContext(), device_spec
     rank = int(os.environ["RANK"])
     world_size = int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    use_cuda = device_spec in ("auto", "cuda") or device_spec.startswith("cuda")
-    use_cuda = use_cuda and torch.cuda.is_available()
+    use_cuda = (device_spec == "auto" or device_spec.startswith("cuda")) and \
+        torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(local_rank)
         device_spec = f"cuda:{local_rank}"
     elif device_spec == "auto":
         device_spec = "cpu"
-    timeout = timeout_s or float(os.environ.get("RESNET_CIFAR_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
+    timeout = float(os.environ.get("RESNET_CIFAR_DIST_TIMEOUT", 300))
     if not dist.is_initialized():
-        dist.init_process_group(
-            backend="nccl" if use_cuda else "gloo",
-            timeout=datetime.timedelta(seconds=timeout),
-        )
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo",
+                                timeout=datetime.timedelta(seconds=timeout))
     return DistContext(rank, world_size, local_rank), device_spec
 
 
@@ -314,14 +281,9 @@ def cleanup_distributed() -> None:
 
 
 def leave_rank(status: int) -> NoReturn:
-    """End a torchrun rank's process with ``status``, skipping the interpreter's finalization.
-
-    About one launch in 100 (2 CPU ranks, gloo), a rank that has finished everything, its process
-    group destroyed and its files written, aborts while the interpreter shuts down ("terminate
-    called without an active exception", SIGABRT, no Python frame left): a native race in
-    torch's threads at exit. torchrun then reports the finished job as failed and stops the other
-    rank. Leaving through os._exit after flushing skips the stage where that race lives.
-    """
+    """End a torchrun rank's process with ``status`` through os._exit: a native race in torch's
+    threads at interpreter shutdown aborts a finished rank now and then (gloo), and torchrun
+    then reports the job as failed."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
@@ -344,7 +306,7 @@ class GracefulStop:
     def __init__(self, on_signal: Callable[[str], None] | None = None):
         self.signal: signal.Signals | None = None
         self._previous: dict[int, object] = {}
-        self.on_signal = on_signal  # also given each message logged (the run's train.log)
+        self.on_signal = on_signal  # also given each message logged (train.log)
 
     @property
     def requested(self) -> bool:

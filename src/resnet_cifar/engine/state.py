@@ -1,6 +1,5 @@
-"""How a training run's state goes to disk and comes back: the epoch's running sums and its
-validation, last.pt and best.pt written by rank 0 with every rank's RNG state, and the one-line
-error a failed mid-run write becomes."""
+"""A training run's state to disk and back: last.pt and best.pt (written by rank 0 with every
+rank's RNG state), the epoch's running sums and validation, and what a resume may change."""
 
 from __future__ import annotations
 
@@ -20,7 +19,6 @@ from resnet_cifar.engine.checkpoint import atomic_save, checkpoint_payload, load
 from resnet_cifar.engine.evaluate import EvalResult, evaluate_model
 from resnet_cifar.engine.recipes import flatten
 from resnet_cifar.engine.report import cli_command, restart_command, resume_command
-from resnet_cifar.engine.rundir import resume_checkpoint
 from resnet_cifar.engine.runtime import DistContext, capture_rng_state, restore_rng_state
 from resnet_cifar.engine.setup import TrainParts
 from resnet_cifar.errors import ConfigError, UserError
@@ -38,18 +36,12 @@ class EpochStats:
 
     @classmethod
     def zeros(cls, device: torch.device) -> EpochStats:
-        return cls(
-            torch.zeros((), dtype=torch.float64, device=device),
-            torch.zeros((), dtype=torch.int64, device=device),
-        )
+        return cls(torch.zeros((), dtype=torch.float64, device=device),
+                   torch.zeros((), dtype=torch.int64, device=device))
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "loss_sum": float(self.loss_sum),
-            "correct": int(self.correct),
-            "seen": self.seen,
-            "seconds": self.seconds,
-        }
+        return {"loss_sum": float(self.loss_sum), "correct": int(self.correct), "seen": self.seen,
+                "seconds": self.seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.loss_sum.fill_(state["loss_sum"])
@@ -60,7 +52,7 @@ class EpochStats:
 @dataclass
 class Validation:
     """One epoch's validation: the raw weights and, with `ema_decay`, their moving average;
-    with `tta`, each again under test-time augmentation, reported beside the plain accuracy."""
+    with `tta`, each again under test-time augmentation."""
 
     raw: EvalResult
     ema: EvalResult | None = None
@@ -69,9 +61,8 @@ class Validation:
 
     @property
     def best_weights(self) -> str:
-        """The weights `best` keeps this epoch: the better PLAIN accuracy (a tie keeps raw). TTA
-        never chooses: it is a report on the chosen weights, and choosing on it would make the
-        best checkpoint depend on how it is later evaluated."""
+        """The weights `best` keeps: the better PLAIN accuracy (a tie keeps raw). TTA never
+        chooses, or the best checkpoint would depend on how it is later evaluated."""
         if self.ema is not None and self.ema.accuracy > self.raw.accuracy:
             return "ema"
         return "raw"
@@ -81,8 +72,8 @@ class Validation:
         return (self.ema if self.best_weights == "ema" else self.raw).accuracy
 
     def columns(self) -> dict[str, float]:
-        """The metrics columns beyond val_loss and val_acc (the raw weights'): none at all
-        without `ema_decay` and `tta`, so such rows are what they were before the options."""
+        """The metrics columns beyond the raw weights' val_loss and val_acc (rundir's
+        OPTIONAL_METRIC_FIELDS)."""
         columns = {}
         if self.ema is not None:
             columns.update(ema_val_loss=self.ema.loss, ema_val_acc=self.ema.accuracy)
@@ -95,8 +86,7 @@ class Validation:
 
 def validate_weights(parts: TrainParts, loader, classes: list[str], *, tta: str = "none",
                      dist: DistContext | None = None) -> Validation:
-    """The raw weights and, when kept, their moving average over ``loader``; with ``tta``, each
-    again under test-time augmentation. Exact across DDP ranks."""
+    """Validation of the raw and averaged weights over ``loader``, exact across DDP ranks."""
     all_reduce = (dist or DistContext()).all_reduce
 
     def run(model: torch.nn.Module, mode: str = "none") -> EvalResult:
@@ -104,19 +94,15 @@ def validate_weights(parts: TrainParts, loader, classes: list[str], *, tta: str 
                               all_reduce=all_reduce, tta=mode)
 
     ema = parts.ema.module if parts.ema is not None else None
-    return Validation(
-        raw=run(parts.model),
-        ema=run(ema) if ema is not None else None,
-        raw_tta=run(parts.model, tta) if tta != "none" else None,
-        ema_tta=run(ema, tta) if ema is not None and tta != "none" else None,
-    )
+    return Validation(raw=run(parts.model), ema=run(ema) if ema is not None else None,
+                      raw_tta=run(parts.model, tta) if tta != "none" else None,
+                      ema_tta=run(ema, tta) if ema is not None and tta != "none" else None)
 
 
 def training_payload(trainer: Any, stats: EpochStats | None,
                      weights: str | None = None) -> dict[str, Any]:
-    """What ``trainer`` (engine.train.Trainer) saves: last.pt / best.pt. With `ema_decay` it
-    holds the moving average too, and says which weights it gives to inference (``weights``;
-    default: the run's final weights, the average)."""
+    """What ``trainer`` (engine.train.Trainer) saves as last.pt / best.pt. With `ema_decay`, the
+    average too, and which weights inference gets (``weights``; default: the final ones)."""
     cfg, s, ema = trainer.config, trainer.splits, trainer.parts.ema
     steps = max(len(trainer.train_loader), 1)
     averaged = {} if ema is None else {"ema": ema.state_dict(),
@@ -127,15 +113,11 @@ def training_payload(trainer: Any, stats: EpochStats | None,
         normalize=cfg.data.normalize, config=to_dict(cfg), package_version=__version__,
         optimizer=trainer.parts.optimizer.state_dict(),
         scaler=trainer.parts.scaler.state_dict(),  # {} unless `amp` fp16
-        scheduler={
-            "kind": cfg.schedule,
-            "progress": trainer.epoch + trainer.step_in_epoch / steps,
-            "partial_epoch": stats.state_dict() if stats is not None else None,
-        },
+        scheduler={"kind": cfg.schedule, "progress": trainer.epoch + trainer.step_in_epoch / steps,
+                   "partial_epoch": stats.state_dict() if stats is not None else None},
         epoch=trainer.epoch, step=trainer.step_in_epoch, rng=capture_rng_state(),
         loader=trainer.train_loader.state_dict(), best=dict(trainer.best),
-        history=list(trainer.history), **averaged,
-    )
+        history=list(trainer.history), **averaged)
 
 
 def save_state(payload: dict[str, Any], name: str, run_dir: Path | None,
@@ -146,42 +128,35 @@ def save_state(payload: dict[str, Any], name: str, run_dir: Path | None,
         torch.distributed.all_gather_object(ranks, payload["rng"])
         payload["rng"] = {**payload["rng"], "ranks": ranks}
     if dist.is_main and run_dir is not None:
-        path = run_dir / name
         then = (f"; the previous last.pt is intact; free some space, then resume with: "
                 f"{resume_command(run_dir)}" if (run_dir / "last.pt").exists() else
                 f"; nothing was saved to resume from: free some space, then start it again with: "
                 f"{restart_command(run_dir)}")
-        write_checked(path, lambda: atomic_save(payload, path), then)
+        write_checked(run_dir / name, lambda p: atomic_save(payload, p), then)
 
 
 def write_outputs(run_dir: Path, model: torch.nn.Module, summary: dict[str, Any]) -> None:
-    """A finished run's model.pth (a plain state_dict of ``model``: the final weights, the moving
-    average with `ema_decay`) and summary.json."""
-    for name, write in (
-        ("model.pth", lambda p: atomic_save(model.state_dict(), p)),
-        ("summary.json", lambda p: atomic_write_text(p, rundir.strict_json(summary, indent=2))),
-    ):
-        path = run_dir / name
-        write_checked(path, lambda write=write, path=path: write(path),
-                      "; last.pt holds the finished run: free some space and resume it")
+    """A finished run's model.pth (a plain state_dict of the final weights) and summary.json."""
+    then = "; last.pt holds the finished run: free some space and resume it"
+    write_checked(run_dir / "model.pth", lambda p: atomic_save(model.state_dict(), p), then)
+    write_checked(run_dir / "summary.json",
+                  lambda p: atomic_write_text(p, rundir.strict_json(summary, indent=2)), then)
 
 
 def open_run_dir(run_dir: Path, config: TrainConfig, *, epochs_done: int, resumed: bool,
                  overwrite: bool) -> rundir.RunLock:
     """Create (or, resuming, lock and trim to ``epochs_done``) the run directory; write
-    config.toml. Returns the lock the run holds while it trains."""
+    config.toml. Returns the lock."""
     lock = (rundir.RunLock(run_dir) if resumed
             else rundir.create_run_dir(run_dir, overwrite=overwrite))
     if resumed:
         rundir.truncate_metrics(run_dir, epochs_done)
-    write_checked(run_dir / "config.toml", lambda: atomic_write_text(
-        run_dir / "config.toml", to_toml(config)))
+    write_checked(run_dir / "config.toml", lambda p: atomic_write_text(p, to_toml(config)))
     return lock
 
 
 def restore_state(trainer: Any, state: dict[str, Any], model: dict[str, torch.Tensor]) -> None:
-    """Put a saved training state back into ``trainer`` (engine.train.Trainer): what
-    training_payload saved, ``model`` the raw trained weights."""
+    """Put what training_payload saved back into ``trainer``; ``model``: the raw weights."""
     parts = trainer.parts
     parts.model.load_state_dict(model)
     parts.optimizer.load_state_dict(state["optimizer"])
@@ -195,24 +170,17 @@ def restore_state(trainer: Any, state: dict[str, Any], model: dict[str, torch.Te
     trainer.best = dict(state.get("best", trainer.best))
     trainer.history = list(state.get("history", []))
     trainer.epoch_stats = state.get("scheduler", {}).get("partial_epoch")
-    restore_rng_state(rank_rng_state(state["rng"], trainer.dist))
+    ranks, dist = state["rng"].get("ranks"), trainer.dist  # each rank gets its own back
+    restore_rng_state(ranks[dist.rank] if ranks and len(ranks) == dist.world_size
+                      else state["rng"])
     trainer.train_loader.load_state_dict(state["loader"])
 
 
-def rank_rng_state(rng: dict[str, Any], dist: DistContext) -> dict[str, Any]:
-    """This rank's generators from a saved RNG state (each rank gets its own back)."""
-    ranks = rng.get("ranks")
-    if ranks and len(ranks) == dist.world_size:
-        return ranks[dist.rank]
-    return rng
-
-
-def write_checked(path: Path, write: Callable[[], None], hint: str = "") -> None:
-    """Run ``write()``; a failure of the file system (full disk, read-only, gone) becomes one
-    line naming ``path`` and ``hint``: the way back to the run, which a mid-run write error must
-    give instead of explain_write_errors' advice to choose another output directory."""
+def write_checked(path: Path, write: Callable[[Path], None], hint: str = "") -> None:
+    """Run ``write(path)``; a failing file system (full disk, read-only) becomes one line naming
+    ``path`` and ``hint``: the way back to the run."""
     try:
-        write()
+        write(path)
     except OSError as err:
         raise UserError(f"cannot write {path}: {os_error_cause(err)}{hint}") from None
 
@@ -221,18 +189,15 @@ def write_checked(path: Path, write: Callable[[], None], hint: str = "") -> None
 RESUME_OVERRIDABLE = {"epochs", "device", "threads", "tensorboard", "save_every"}
 
 
-def resume_config(
-    path: str | Path, overrides: dict[str, Any] | None
-) -> tuple[TrainConfig, Path, dict]:
-    """The saved config of a run to resume, with the few overrides that keep it the same run.
-    Returns (config, run directory, {"state": training state, "model": state_dict})."""
+def resume_config(path: str | Path, overrides: dict[str, Any] | None
+                  ) -> tuple[TrainConfig, Path, dict]:
+    """The saved config of a run (directory or checkpoint), with the few overrides that keep it
+    the same run. Returns (config, run directory, {"state": training state, "model": weights})."""
     path = Path(path)
-    ckpt_path = resume_checkpoint(path)
+    ckpt_path = path / rundir.LAST if path.is_dir() else path
     if path.is_dir() and not ckpt_path.exists() and (path / "config.toml").exists():
-        raise ConfigError(
-            f"{path} has no last.pt to resume from: the run stopped before its first epoch "
-            f"ended. Start it again with: {restart_command(path)}"
-        )
+        raise ConfigError(f"{path} has no last.pt to resume from: the run stopped before its "
+                          f"first epoch ended. Start it again with: {restart_command(path)}")
     ckpt = load_checkpoint(ckpt_path)
     if ckpt.config is None or "optimizer" not in ckpt.training_state:
         raise ConfigError(f"{ckpt_path} holds weights only, not a training state to resume")
@@ -246,17 +211,14 @@ def resume_config(
         raise ConfigError(
             f"`epochs` (--epochs) {overrides['epochs']} is fewer than the {done} epochs "
             f"{ckpt_path} has already done; give `epochs` (--epochs) {done} or more (or leave "
-            f"it out to keep {config.epochs})"
-        )
+            f"it out to keep {config.epochs})")
     for key, value in overrides.items():
         setattr(config, key, value)
     if done >= config.epochs and (ckpt_path.parent / "summary.json").exists():
-        # finished and summarized: going on would only evaluate and rewrite its outputs again
         raise ConfigError(
             f"{ckpt_path.parent} has finished its {done} epochs already (summary.json is "
             "there): nothing to resume; to train it longer, add `epochs` (--epochs) N with "
-            f"N > {done}"
-        )
+            f"N > {done}")
     for key, value in data_overrides.items():
         setattr(config.data, key, value)
     recorded = config.data.path
@@ -265,17 +227,15 @@ def resume_config(
             f"the data this run trains on, {recorded}, is not there any more; resume with "
             f"`data.path` (--data) PATH where that data is now (it is checked against the run's "
             f"fingerprint): {cli_command()} train --resume "
-            f"{shlex.quote(str(ckpt_path.parent.resolve()))} --data PATH"
-        )
-    # the raw trained weights: what training continues from (a checkpoint whose weights are the
-    # moving average gives those to inference, and keeps the raw ones beside them)
+            f"{shlex.quote(str(ckpt_path.parent.resolve()))} --data PATH")
+    # training continues from the raw weights (with `ema_decay`, inference gets the average)
     model = ckpt.raw_state_dict if ckpt.raw_state_dict is not None else ckpt.state_dict
     return config, ckpt_path.parent, {"state": ckpt.training_state, "model": model}
 
 
 def check_belongs(config: TrainConfig, ckpt_path: Path) -> None:
-    """A run directory's checkpoints belong to it: a last.pt copied in from another run would
-    continue that run here, over this run's config.toml and metrics."""
+    """A last.pt copied in from another run would continue that run here, over this run's
+    config.toml and metrics."""
     own_file = ckpt_path.parent / "config.toml"
     if not own_file.is_file():
         return
@@ -286,8 +246,7 @@ def check_belongs(config: TrainConfig, ckpt_path: Path) -> None:
     if differ:
         raise ConfigError(
             f"{ckpt_path} is not this run's checkpoint: its {', '.join(differ)} differ from "
-            f"{own_file}; resume the run it came from in its own folder, or start a new run"
-        )
+            f"{own_file}; resume the run it came from in its own folder, or start a new run")
 
 
 # What may differ between a run's config.toml and its last.pt: what a resume may override, and
@@ -298,34 +257,28 @@ SAME_RUN_ANYWHERE = RESUME_OVERRIDABLE | {"data.path", "data.cache_dir", "data.a
 def check_unchanged(config: TrainConfig, overrides: dict[str, Any],
                     data_overrides: dict[str, Any], ckpt_path: Path) -> None:
     """Refuse overrides that would make the resumed run another run."""
-    changed = sorted(
-        k for k, v in overrides.items()
-        if k not in RESUME_OVERRIDABLE and merged(getattr(config, k, None), v) != getattr(
-            config, k, None)
-    )
+    changed = sorted(k for k, v in overrides.items() if k not in RESUME_OVERRIDABLE
+                     and merged(getattr(config, k, None), v) != getattr(config, k, None))
     changed += [f"data.{k}" for k in changed_data(config, data_overrides)]
     if changed:
         raise ConfigError(
             f"cannot change {', '.join(changed)} when resuming {ckpt_path}; only "
             f"{', '.join(sorted(RESUME_OVERRIDABLE))} and the data's path may change (start a "
-            "new run for the rest)"
-        )
+            "new run for the rest)")
 
 
 def merged(current: Any, value: Any) -> Any:
-    """``value`` over ``current``: a table (model_kwargs) is updated key by key, as merge_into
-    does, so naming the same options again is no change."""
+    """``value`` over ``current``, a table (model_kwargs) key by key, as merge_into does."""
     return {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
 
 
 def changed_data(config: TrainConfig, flags: dict[str, Any]) -> list[str]:
-    """The data options in ``flags`` that would make a resumed run another run. The same value
-    is no change. A new path is no change either when the run recorded its data's fingerprint:
-    the data there is checked against it when it is loaded (a moved or copied data set)."""
+    """The data options in ``flags`` that would make a resumed run another run. A new path is
+    none where the run recorded a fingerprint: the data there is checked against it."""
     recorded = config.data
     changed = []
     for key, value in flags.items():
-        if key == "cache_dir":  # where decoded arrays are kept: the machine's, not the run's
+        if key == "cache_dir":  # the machine's, not the run's
             continue
         if key == "path":
             same = recorded.path is not None and (

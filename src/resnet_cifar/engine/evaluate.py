@@ -1,4 +1,4 @@
-"""Accuracy, mean loss, per-class accuracy and the confusion matrix of a model on a split."""
+"""Accuracy, mean loss, per-class accuracy and the confusion matrix of a model on a split; TTA."""
 
 from __future__ import annotations
 
@@ -17,14 +17,12 @@ from torch import nn
 
 from resnet_cifar.config import EVAL_BATCH_SIZE, TTA_MODES, DataConfig
 from resnet_cifar.engine.checkpoint import Checkpoint
-from resnet_cifar.engine.inference import InferenceContext
+from resnet_cifar.engine.inference import InferenceContext, compile_for_inference
+from resnet_cifar.engine.setup import autocast_for, check_amp
 from resnet_cifar.errors import ConfigError, DataError
 
-# On CPU the model sees at most this many images at a time: the activations of 32 images (2 MB
-# for ResNet-20's first stage) stay near the core, those of a 1000-image loader batch do not, which
-# measured about 2x slower per image; 32 measured 1.2x faster than 64 for ResNet-20 on a Zen 4
-# (1 MB of L2 per core) and 1.03-1.06x for the recurrent models (docs/benchmarks.md). The loader's
-# batch is split, not changed.
+# On CPU the model sees at most this many images at a time (the loader's batch is split): their
+# activations stay in the core's cache, measured fastest in docs/benchmarks.md.
 CPU_EVAL_CHUNK = 32
 
 
@@ -36,14 +34,10 @@ class EvalResult:
     total: int
     confusion: list[list[int]]  # confusion[true][pred]
     classes: list[str]
-    # which data it was computed on (Splits.data_info() and the split); None inside training
-    data: dict[str, Any] | None = None
-    # test-time augmentation computed beside this plain result (evaluate_split's ``tta``)
-    tta: TTAReport | None = None
-    # seconds torch.compile took before evaluating (evaluate_split's ``compile``); None: eager
-    compile_seconds: float | None = None
-    # the autocast the forwards ran under (evaluate_split's ``amp``): "none" is float32
-    amp: str = "none"
+    data: dict[str, Any] | None = None  # which data (Splits.data_info()); None inside training
+    tta: TTAReport | None = None  # a test-time-augmented pass beside this plain one
+    compile_seconds: float | None = None  # None: eager
+    amp: str = "none"  # the autocast the forwards ran under ("none": float32)
 
     @property
     def per_class_accuracy(self) -> list[float]:
@@ -51,11 +45,8 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "loss": self.loss,
-            "accuracy": self.accuracy,
-            "correct": self.correct,
-            "total": self.total,
-            "classes": self.classes,
+            "loss": self.loss, "accuracy": self.accuracy, "correct": self.correct,
+            "total": self.total, "classes": self.classes,
             "per_class_accuracy": dict(zip(self.classes, self.per_class_accuracy, strict=True)),
             "confusion": self.confusion,
             **({"data": self.data} if self.data is not None else {}),
@@ -66,22 +57,12 @@ class EvalResult:
         }
 
 
-def evaluate_model(
-    model: nn.Module,
-    loader,
-    classes: list[str],
-    *,
-    autocast: contextlib.AbstractContextManager | None = None,
-    all_reduce=None,
-    tta: str = "none",
-) -> EvalResult:
+def evaluate_model(model: nn.Module, loader, classes: list[str], *,
+                   autocast: contextlib.AbstractContextManager | None = None, all_reduce=None,
+                   tta: str = "none") -> EvalResult:
     """Run ``model`` in eval mode over ``loader``, sums kept on the device (one sync, at the end).
-
-    ``all_reduce(tensor)`` sums a tensor over DDP ranks in place, so sharded evaluation is exact.
-    ``tta``: a config.TTA_MODES mode; its logits are tta_logits' (the loss is then the
-    negative log-likelihood of the averaged probabilities); "none" runs ``model`` itself.
-    """
-    model = with_tta(model, tta)  # "none": the same object, so the result is bitwise unchanged
+    ``all_reduce(tensor)`` sums over DDP ranks in place; ``tta``: a config.TTA_MODES mode."""
+    model = with_tta(model, tta)
     was_training = model.training
     model.eval()
     k = len(classes)
@@ -107,19 +88,12 @@ def evaluate_model(
     correct = int(matrix.diagonal().sum())
     if total == 0:  # the accuracy of no images is no number: never report it as 0%
         raise DataError("no images to evaluate: the split is empty")
-    return EvalResult(
-        loss=float(loss_sum) / total,
-        accuracy=correct / total,
-        correct=correct,
-        total=total,
-        confusion=matrix.tolist(),
-        classes=list(classes),
-    )
+    return EvalResult(loss=float(loss_sum) / total, accuracy=correct / total, correct=correct,
+                      total=total, confusion=matrix.tolist(), classes=list(classes))
 
 
 def piece_size(device: torch.device, batch_size: int) -> int:
-    """The images per call evaluate_model gives a model: CPU_EVAL_CHUNK on a CPU, elsewhere the
-    loader's whole batch: the static shape a compiled copy (compile_for_inference) is built for."""
+    """The images per call evaluate_model gives a model (a compiled copy's static shape)."""
     return CPU_EVAL_CHUNK if device.type == "cpu" else batch_size
 
 
@@ -129,8 +103,8 @@ def inference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class AutocastForward(nn.Module):
-    """``model`` with each forward under autocast, entered inside the call: autocast is
-    thread-local, so cpu_chunk_pool's threads each enter it themselves. Float32 logits out."""
+    """``model`` with each forward under autocast, entered inside the call (it is thread-local:
+    cpu_chunk_pool's threads each enter it). Float32 logits out."""
 
     def __init__(self, model: nn.Module, autocast: Callable[[], contextlib.AbstractContextManager]):
         super().__init__()
@@ -143,12 +117,9 @@ class AutocastForward(nn.Module):
 
 
 def with_amp(model: nn.Module, amp: str) -> nn.Module:
-    """``model`` evaluated under ``amp`` (config.AMP_MODES) on its own device; "none": the same
-    object, so a float32 evaluation is bitwise unchanged."""
+    """``model`` evaluated under ``amp`` (config.AMP_MODES); "none": the same object."""
     if amp == "none":
         return model
-    from resnet_cifar.engine.setup import autocast_for, check_amp
-
     device = next(model.parameters()).device
     check_amp(amp, device)
     return AutocastForward(model, autocast_for(amp, device))
@@ -156,9 +127,8 @@ def with_amp(model: nn.Module, amp: str) -> nn.Module:
 
 @contextlib.contextmanager
 def cpu_chunk_pool(device: torch.device, autocast=None):
-    """On CPU (and without an autocast context, which is thread-local): a pool of one thread per
-    intra-op thread, each running single-threaded forwards of one chunk of images each. Whole chunks
-    in parallel, rather than every op split across cores, leave no per-op barrier for a busy
+    """On CPU without autocast (thread-local): a pool of one thread per intra-op thread, each
+    running single-threaded forwards of whole chunks, which leaves no per-op barrier for a busy
     core to stall. Elsewhere: None (the caller runs the whole batch at once)."""
     if device.type != "cpu" or not isinstance(autocast, (type(None), contextlib.nullcontext)):
         yield None
@@ -173,30 +143,16 @@ def cpu_chunk_pool(device: torch.device, autocast=None):
         torch.set_num_threads(threads)
 
 
-def evaluate_checkpoint(
-    checkpoint: str | Path | Checkpoint,
-    data: DataConfig | None = None,
-    *,
-    split: str = "test",
-    model: str | None = None,
-    model_kwargs: dict[str, Any] | None = None,
-    normalize: str | None = None,
-    device: str = "auto",
-    batch_size: int = EVAL_BATCH_SIZE,
-    seed: int | None = None,
-    progress: bool = True,
-    tta: str = "none",
-    compile: bool = False,
-    amp: str = "none",
-) -> EvalResult:
-    """Evaluate a checkpoint file on a split (of ``data``; default: the data its run recorded,
-    checked against its fingerprint). ``seed`` draws the `data.val_split` hold-out; default: the
-    run's own seed, so that ``split="val"`` is the images the run held out, never ones it trained
-    on. Normalization: as `InferenceContext` resolves it (an explicit ``normalize``, else the
-    statistics the checkpoint was trained with, else ``data.normalize``; foreign checkpoints
-    record none: pass the one they were trained with). ``tta``, ``compile``, ``amp``: see
-    `evaluate_split`.
-    """
+def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: DataConfig | None = None, *,
+                        split: str = "test", model: str | None = None,
+                        model_kwargs: dict[str, Any] | None = None, normalize: str | None = None,
+                        device: str = "auto", batch_size: int = EVAL_BATCH_SIZE,
+                        seed: int | None = None, progress: bool = True, tta: str = "none",
+                        compile: bool = False, amp: str = "none") -> EvalResult:
+    """Evaluate a checkpoint on a split of ``data`` (default: the data its run recorded, checked
+    against its fingerprint), drawn with ``seed`` (default: the run's own, so ``val`` is what it
+    held out), normalized as InferenceContext resolves it. ``tta``, ``compile``, ``amp``: see
+    evaluate_split."""
     context = InferenceContext.build(checkpoint, data, model=model, model_kwargs=model_kwargs,
                                      normalize=normalize, device=device, seed=seed,
                                      progress=progress)
@@ -208,15 +164,9 @@ def evaluate_split(context: InferenceContext, split: str = "test",
                    compile: bool = False, amp: str = "none") -> EvalResult:
     """The context's model on one of its splits, with which data it was computed on.
 
-    ``tta`` other than "none" (config.TTA_MODES): the result is still the plain pass; a second,
-    test-time-augmented pass over the same images is reported beside it in ``result.tta``, with
-    the images per second of both passes (its cost). ``compile``: run a BatchNorm-folded copy
-    compiled with frozen weights (engine/inference.py), faster once compiled, equal to the eager
-    logits within float rounding (a near tie may flip); its compile time is
-    ``result.compile_seconds``, outside the images per second. ``amp`` (bf16 on a CPU with
-    bfloat16 instructions or a GPU, fp16 on a GPU): every forward under autocast, faster there
-    but not the float32 result (a near tie may flip), so ``result.amp`` says so; not with
-    ``compile``."""
+    ``tta``: a second, augmented pass reported beside the plain one in ``result.tta``, with both
+    passes' speed. ``compile``: a BatchNorm-folded copy compiled with frozen weights, equal within
+    float rounding. ``amp``: every forward under autocast, faster but not the float32 result."""
     if compile and amp != "none":
         raise ConfigError("`compile` (--compile) and `amp` (--amp): choose one (the compiled "
                           "copy is float32)")
@@ -225,14 +175,12 @@ def evaluate_split(context: InferenceContext, split: str = "test",
     loader = context.loader(images, labels, batch_size)
     compile_seconds = None
     if compile:
-        from resnet_cifar.engine.inference import compile_for_inference
-
         model = compile_for_inference(model, piece_size(context.device, batch_size))
         compile_seconds = model.compile_seconds
     model = with_amp(model, amp)
     start = time.perf_counter()
     result = evaluate_model(model, loader, context.classes)
-    plain_seconds = time.perf_counter() - start  # evaluate_model syncs: it ends on the host
+    plain_seconds = time.perf_counter() - start  # evaluate_model ends on the host
     result.data = {**context.splits.data_info(), "split": split, "images": len(labels),
                    "normalization": context.normalization_info()}
     result.compile_seconds = compile_seconds
@@ -241,29 +189,16 @@ def evaluate_split(context: InferenceContext, split: str = "test",
         start = time.perf_counter()
         augmented = evaluate_model(model, loader, context.classes, tta=tta)
         seconds = time.perf_counter() - start
-        result.tta = TTAReport(
-            mode=tta, accuracy=augmented.accuracy, correct=augmented.correct,
-            total=augmented.total, loss=augmented.loss,
-            images_per_second=augmented.total / max(seconds, 1e-9),
-            plain_images_per_second=result.total / max(plain_seconds, 1e-9))
+        result.tta = TTAReport(tta, augmented.accuracy, augmented.correct, augmented.total,
+                               augmented.loss, augmented.total / max(seconds, 1e-9),
+                               result.total / max(plain_seconds, 1e-9))
     return result
 
 
-# Forward images per input image, for each mode: the cost of TTA relative to a plain pass.
-TTA_VIEWS = {"none": 1, "flip": 2, "flip-translate": 6}
-
-# The weight of each view, in the order tta_views stacks them (they sum to 1).
-TTA_WEIGHTS = {
-    "none": (1.0,),
-    "flip": (0.5, 0.5),
-    "flip-translate": (0.25, 0.25, 0.125, 0.125, 0.125, 0.125),
-}
-
-
-def check_tta_mode(mode: str) -> None:
-    """Refuse a mode that is not one of config.TTA_MODES, naming the setting."""
-    if mode not in TTA_MODES:
-        raise ConfigError(f"`tta` (--tta) must be one of {', '.join(TTA_MODES)}, got {mode!r}")
+# The weight of each view, in the order tta_logits stacks them (they sum to 1).
+TTA_WEIGHTS = {"none": (1.0,), "flip": (0.5, 0.5),
+               "flip-translate": (0.25, 0.25, 0.125, 0.125, 0.125, 0.125)}
+TTA_VIEWS = {mode: len(weights) for mode, weights in TTA_WEIGHTS.items()}  # forwards per image
 
 
 def shift_batch(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -274,28 +209,18 @@ def shift_batch(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return padded[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
 
 
-def tta_views(x: torch.Tensor, mode: str) -> torch.Tensor:
-    """The views of ``x`` (B, C, H, W) for ``mode``, stacked view-major: (V * B, C, H, W)."""
-    check_tta_mode(mode)
-    views = [x]
-    if mode in ("flip", "flip-translate"):
-        views.append(x.flip(-1))
-    if mode == "flip-translate":
-        for shifted in (shift_batch(x, 1, 1), shift_batch(x, -1, -1)):
-            views += [shifted, shifted.flip(-1)]
-    return torch.cat(views)
-
-
 def tta_logits(model: nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
-    """Class scores of ``x`` (B, C, H, W) under test-time augmentation ``mode``: (B, K).
-
-    ``none``: ``model(x)`` itself. Otherwise: log of the weighted mean of the views' softmax
-    probabilities (float32), so that softmax, argmax and cross-entropy of the result are those of
-    the averaged prediction."""
+    """Class scores of ``x`` (B, C, H, W) under ``mode``, (B, K): the log of the weighted mean of
+    the views' probabilities, so that softmax, argmax and cross-entropy are the averaged
+    prediction's; ``none``: ``model(x)`` itself."""
     if mode == "none":
         return model(x)
     weights = TTA_WEIGHTS[mode]
-    logits = model(tta_views(x, mode)).float()  # (V * B, K)
+    views = [x, x.flip(-1)]  # in TTA_WEIGHTS' order
+    if mode == "flip-translate":
+        for shifted in (shift_batch(x, 1, 1), shift_batch(x, -1, -1)):
+            views += [shifted, shifted.flip(-1)]
+    logits = model(torch.cat(views)).float()  # (V * B, K)
     log_probs = F.log_softmax(logits, dim=1).view(len(weights), x.shape[0], -1)  # (V, B, K)
     log_weights = torch.tensor([math.log(w) for w in weights], device=logits.device)
     # log(sum_v w_v p_v), computed stably in log space
@@ -303,32 +228,29 @@ def tta_logits(model: nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 class TTAModel(nn.Module):
-    """``model`` whose forward is ``tta_logits(model, x, mode)``: anything that runs a model
-    (evaluation's chunked forwards, predict) runs the augmented one unchanged. The wrapped
-    model is a submodule, so eval()/train()/parameters() reach it."""
+    """``model`` whose forward is ``tta_logits(model, x, mode)``, so anything that runs a model
+    runs the augmented one unchanged."""
 
     def __init__(self, model: nn.Module, mode: str):
         super().__init__()
-        check_tta_mode(mode)
+        if mode not in TTA_MODES:
+            raise ConfigError(f"`tta` (--tta) must be one of {', '.join(TTA_MODES)}, got {mode!r}")
         self.model = model
         self.mode = mode
-        # a new Module says training=True: take the model's own mode, or a caller that saves and
-        # restores it (evaluate_model) would leave an eval-mode model in training mode
-        self.train(model.training)
+        self.train(model.training)  # a new Module says True: evaluate_model restores this
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return tta_logits(self.model, x, self.mode)
 
 
 def with_tta(model: nn.Module, mode: str) -> nn.Module:
-    """``model`` itself for ``none`` (the same object, so results stay bitwise), else TTAModel."""
+    """``model`` itself for ``none`` (so results stay bitwise), else TTAModel."""
     return model if mode == "none" else TTAModel(model, mode)
 
 
 @dataclass
 class TTAReport:
-    """A test-time-augmented pass, reported beside the plain one (never instead of it): its
-    accuracy and loss, and what it cost in images per second against the plain pass."""
+    """A test-time-augmented pass, reported beside the plain one (never instead of it)."""
 
     mode: str
     accuracy: float  # in [0, 1]

@@ -215,8 +215,7 @@ def checkpoint_of(model: torch.nn.Module, tmp_path, *, config=None, mean=None, s
 def test_val_split_is_drawn_with_the_runs_own_seed(tiny_data, tmp_path):
     from resnet_cifar.config import DataConfig
     from resnet_cifar.engine.evaluate import evaluate_checkpoint
-    from resnet_cifar.engine.inference import InferenceContext
-    from resnet_cifar.engine.splits import load_arrays, make_splits
+    from resnet_cifar.engine.inference import InferenceContext, load_arrays, make_splits
 
     data = DataConfig(path=str(tiny_data), val_split=6)
     ckpt = checkpoint_of(constant_model(3), tmp_path, config={"seed": 3,
@@ -253,8 +252,7 @@ def test_a_val_split_other_than_the_runs_hold_out_is_refused(tiny_data, tmp_path
 def test_normalization_rule_explicit_then_checkpoint_then_data(tiny_data, tmp_path):
     from resnet_cifar.config import DataConfig
     from resnet_cifar.data import NORMALIZATIONS
-    from resnet_cifar.engine.inference import InferenceContext
-    from resnet_cifar.engine.splits import load_arrays
+    from resnet_cifar.engine.inference import InferenceContext, load_arrays
 
     data = DataConfig(path=str(tiny_data))
     arrays = load_arrays(data, progress=False)
@@ -293,7 +291,7 @@ def test_loader_and_wrapper_normalize_bit_identically():
 
 def test_report_decodes_the_data_and_builds_the_model_once(tiny_data, tmp_path, monkeypatch):
     from resnet_cifar.config import DataConfig
-    from resnet_cifar.engine import splits
+    from resnet_cifar.engine import inference as splits
     from resnet_cifar.engine.checkpoint import Checkpoint
     from resnet_cifar.report import evaluation_figures
 

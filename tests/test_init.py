@@ -11,9 +11,9 @@ from conftest import stop_after
 from test_ema import config, tiny_data  # noqa: F401  (the tiny data is a fixture)
 
 from resnet_cifar.config import build_config
+from resnet_cifar.engine.inference import Splits
 from resnet_cifar.engine.runtime import DistContext, StopRequested
 from resnet_cifar.engine.setup import build_model, whitening_images
-from resnet_cifar.engine.splits import Splits
 from resnet_cifar.engine.train import train
 from resnet_cifar.models import count_parameters, create_model
 from resnet_cifar.models.init import residual_blocks, whiten_stem, zero_init_residual

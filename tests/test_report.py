@@ -20,8 +20,8 @@ from data_fixtures import make_cifar10_python_dir
 from PIL import Image
 
 from resnet_cifar.cli import main
+from resnet_cifar.engine.inference import data_for_run
 from resnet_cifar.engine.rundir import pick_checkpoint, read_metrics
-from resnet_cifar.engine.splits import data_for_run
 from resnet_cifar.errors import DataError
 
 

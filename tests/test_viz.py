@@ -150,7 +150,7 @@ def test_show_draws_real_test_images_with_their_labels(runs, tiny_data, monkeypa
     # Each panel is a test image of the class its title names as the truth: the picture and
     # the labels stay paired through the shuffle and the normalization.
     from resnet_cifar.config import DataConfig
-    from resnet_cifar.engine.splits import load_arrays
+    from resnet_cifar.engine.inference import load_arrays
 
     arrays = load_arrays(DataConfig(path=str(tiny_data)), progress=False)
     for ax in panels:

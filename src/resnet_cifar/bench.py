@@ -36,6 +36,7 @@ from resnet_cifar.bench_pipelines import (
     synchronize,
 )
 from resnet_cifar.config import AMP_MODES, EVAL_BATCH_SIZE
+from resnet_cifar.engine.inference import Splits
 from resnet_cifar.engine.runtime import (
     configure_determinism,
     configure_threads,
@@ -43,7 +44,6 @@ from resnet_cifar.engine.runtime import (
     resolve_device,
 )
 from resnet_cifar.engine.setup import COMPILE_MODES, OPTIMIZER_IMPLS, check_amp, cpu_has_native_bf16
-from resnet_cifar.engine.splits import Splits
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.models import create_model
 

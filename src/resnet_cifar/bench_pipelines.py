@@ -29,10 +29,9 @@ from torch import nn
 from resnet_cifar.config import TrainConfig
 from resnet_cifar.data import DeviceLoader
 from resnet_cifar.engine.evaluate import EvalResult, cpu_chunk_pool, piece_size, with_amp
-from resnet_cifar.engine.inference import compile_for_inference
+from resnet_cifar.engine.inference import Splits, compile_for_inference
 from resnet_cifar.engine.runtime import DistContext
 from resnet_cifar.engine.setup import TrainParts, build_loaders, build_parts, lr_at
-from resnet_cifar.engine.splits import Splits
 from resnet_cifar.engine.state import EpochStats
 from resnet_cifar.engine.train import train_one_epoch, validate
 from resnet_cifar.errors import ConfigError

@@ -62,7 +62,7 @@ def load_parity_images(ckpt: Checkpoint, data=None, n: int = PARITY_IMAGES
     recorded in the checkpoint's config, read from disk or the cache only; else none.
     """
     from resnet_cifar.config import DataConfig
-    from resnet_cifar.engine.splits import load_arrays
+    from resnet_cifar.engine.inference import load_arrays
 
     recorded = ((ckpt.config or {}).get("data") or {})
     if data is None and not recorded.get("path"):

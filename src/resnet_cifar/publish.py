@@ -25,10 +25,9 @@ from safetensors.torch import load_file
 from resnet_cifar.atomic import atomic_path, atomic_write_text
 from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
 from resnet_cifar.engine.evaluate import evaluate_split
-from resnet_cifar.engine.inference import InferenceContext
+from resnet_cifar.engine.inference import InferenceContext, data_for_run
 from resnet_cifar.engine.recipes import minutes_by_epoch
 from resnet_cifar.engine.rundir import LAST, WEIGHTS, read_run
-from resnet_cifar.engine.splits import data_for_run
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.models import count_macs, count_parameters, model_options, resolve_options
 from resnet_cifar.models.pretrained import (

@@ -20,10 +20,10 @@ from typing import Any
 
 from resnet_cifar.atomic import atomic_write_text, check_target, explain_write_errors
 from resnet_cifar.config import DataConfig
+from resnet_cifar.engine.inference import data_for_run, describe_data
 from resnet_cifar.engine.recipes import model_label, run_labels, run_row
 from resnet_cifar.engine.report import describe_threads
 from resnet_cifar.engine.rundir import RunInfo, pick_checkpoint, read_run
-from resnet_cifar.engine.splits import data_for_run, describe_data
 
 REPORT = "report"  # what a write error calls the file
 STYLE = """

@@ -168,7 +168,7 @@ def data_config(args: argparse.Namespace) -> DataConfig:
 def run_data_config(args: argparse.Namespace, run_config: dict[str, Any] | None) -> DataConfig:
     """Data for a command on a trained model: the options its run recorded, overridden by the
     flags given now; $RESNET_CIFAR_DATA only when neither names a path."""
-    from resnet_cifar.engine.splits import data_for_run
+    from resnet_cifar.engine.inference import data_for_run
 
     return data_for_run(run_config, data_overrides(args))
 

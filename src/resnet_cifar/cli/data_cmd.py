@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from resnet_cifar.data import normalization_stats, summarize
-    from resnet_cifar.engine.splits import load_arrays, make_splits
+    from resnet_cifar.engine.inference import load_arrays, make_splits
 
     data = data_config(args)
     start = time.perf_counter()

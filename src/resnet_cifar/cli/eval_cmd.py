@@ -101,7 +101,7 @@ def plot_dir(args: argparse.Namespace) -> Path:
 
 
 def print_result(result, split: str) -> None:
-    from resnet_cifar.engine.splits import describe_data
+    from resnet_cifar.engine.inference import describe_data
 
     print(
         f"{split} accuracy {100 * result.accuracy:.2f}% ({result.correct}/{result.total}), "

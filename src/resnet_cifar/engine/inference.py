@@ -1,19 +1,14 @@
-"""Checkpoint + data options + device -> the model, its input normalization and the splits.
+"""Data options -> the splits a run uses; checkpoint + data + device -> the model to run on them.
 
     context = InferenceContext.build("runs/r20/best.pt", device="cpu")
     images, labels = context.split("test")
-    loader = context.loader(images, labels, batch_size=1000)
-    logits = context.model(next(iter(loader))[0])
+    logits = context.model(next(iter(context.loader(images, labels, batch_size=1000)))[0])
 
-The one home of what eval, show, report, predict and export each need before they run a model,
-built once and shared (report evaluates and draws its grid from the same context). The model
-and the data are made on first use: predict on user images never decodes a data set, and export
-refuses an impossible output before the model is built.
-
-Normalization, one rule for every consumer: an explicit ``normalize`` mode wins, then the
-statistics the checkpoint recorded, then the data's own (the data config's mode on the data at
-hand). Without a data set (predict, export), "dataset" means the checkpoint's own statistics when
-it was trained with "dataset", else CIFAR-10's published ones.
+The one home of what training (Splits) and eval, show, report, predict and export need before they
+run a model. The model and the data are made on first use: predict on user images never decodes a
+data set. Normalization, one rule: an explicit ``normalize`` wins, then the statistics the
+checkpoint recorded, then the data's own; without a data set, "dataset" means the checkpoint's own
+statistics when it was trained with "dataset", else CIFAR-10's.
 """
 
 from __future__ import annotations
@@ -25,21 +20,167 @@ import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from resnet_cifar.config import DataConfig, merge_into
+from resnet_cifar.data import (
+    CifarArrays,
+    DeviceLoader,
+    load_cifar,
+    split_train_val,
+    stratified_subset,
+)
 from resnet_cifar.data.normalization import Normalization
 from resnet_cifar.engine.checkpoint import Checkpoint, load_checkpoint
+from resnet_cifar.engine.runtime import resolve_device
 from resnet_cifar.errors import CheckpointError, ConfigError, DataError
 from resnet_cifar.models.fold import fold_batchnorm
 
-if TYPE_CHECKING:
-    from resnet_cifar.config import DataConfig
-    from resnet_cifar.data import CifarArrays, DeviceLoader
-    from resnet_cifar.engine.splits import Splits
+
+@dataclass
+class Splits:
+    train_images: np.ndarray  # uint8 (N, 3, 32, 32)
+    train_labels: np.ndarray  # int64 (N,)
+    val_images: np.ndarray  # the held-out split, or the test split when val_is_test
+    val_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    classes: list[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    val_is_test: bool  # no data.val_split: validation (and best-checkpoint choice) uses test
+    source: str
+    fingerprint: str = ""  # of the decoded data (CifarArrays.fingerprint)
+    expected_fingerprint: str | None = None  # what the run recorded; None: nothing recorded
+    normalize: str | None = None  # the mode mean/std come from (data.normalize)
+
+    @property
+    def normalization(self) -> Normalization:
+        """How the inputs of this data are normalized (the data config's mode)."""
+        return Normalization.explicit(self.mean, self.std, mode=self.normalize)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def data_matches(self) -> bool | None:
+        """Whether the data is what the run recorded; None: the run recorded none."""
+        return None if self.expected_fingerprint is None else \
+            self.expected_fingerprint == self.fingerprint
+
+    def data_info(self) -> dict[str, Any]:
+        """Which data a result was computed on: for every output that reads a run (text, JSON)."""
+        return {"source": self.source, "fingerprint": self.fingerprint,
+                "recorded_fingerprint": self.expected_fingerprint,
+                "matches_run": self.data_matches}
+
+    def data_line(self) -> str:
+        return describe_data(self.data_info())
+
+
+def describe_data(info: dict[str, Any]) -> str:
+    """``Splits.data_info()`` in one line: where, which content, and whether the run's."""
+    verdict = {True: "the data the run recorded",
+               None: "the run recorded no fingerprint to check it against",
+               False: f"NOT the data the run recorded ({short(info['recorded_fingerprint'])}); "
+                      "used because of `data.allow_other_data` (--allow-other-data)"
+               }[info["matches_run"]]
+    return f"data {info['source']} ({short(info['fingerprint'])}): {verdict}"
+
+
+def short(fingerprint: str | None) -> str:
+    """``sha256:`` and the first 12 hex digits: enough to tell data sets apart."""
+    return (fingerprint or "none")[:19]
+
+
+def load_arrays(data: DataConfig, progress: bool = True, download: bool = True) -> CifarArrays:
+    """The decoded data ``data`` names, refused when ``data.fingerprint`` names other data."""
+    arrays = load_cifar(data.path, cache_dir=data.cache_dir, dataset=data.dataset,
+                        coarse=data.coarse, resize=data.resize, download=download,
+                        progress=progress)
+    # a result computed on other data than the user meant is the worst bug we can ship
+    if data.fingerprint is not None and not data.allow_other_data and \
+            arrays.fingerprint != data.fingerprint:
+        raise DataError(
+            f"{arrays.source} is not the data the run recorded: its content fingerprint is "
+            f"{short(arrays.fingerprint)}, the run's is {short(data.fingerprint)}; pass the run's "
+            "data with `data.path` (--data) PATH, or add `data.allow_other_data` "
+            "(--allow-other-data) to use this data anyway (every result then says so)")
+    return arrays
+
+
+def make_splits(arrays: CifarArrays, data: DataConfig, seed: int) -> Splits:
+    """Apply data.val_split and data.train_subset (stratified, seeded) and the normalization."""
+    train_x, train_y = arrays.train_images, arrays.train_labels
+    if data.val_split:
+        if data.val_split >= len(train_y):
+            raise DataError(
+                f"`data.val_split` (--val-split) {data.val_split} leaves no training images "
+                f"({len(train_y)} in {arrays.source}); choose a smaller value")
+        train_x, train_y, val_x, val_y = split_train_val(train_x, train_y, data.val_split, seed)
+    else:
+        if len(arrays.test_labels) == 0:
+            raise DataError(f"{arrays.source} has no test split to validate on; "
+                            "pass `data.val_split` (--val-split) N")
+        val_x, val_y = arrays.test_images, arrays.test_labels
+    if data.train_subset > len(train_y):  # a typo, or other data than meant: never a silent "all"
+        raise DataError(
+            f"`data.train_subset` (--train-subset) {data.train_subset} is more than the "
+            f"{len(train_y)} training images of {arrays.source}"
+            + (" left by `data.val_split` (--val-split)" if data.val_split else "")
+            + f"; choose at most {len(train_y)}, or leave it out to train on all of them")
+    if 0 < data.train_subset < len(train_y):
+        train_x, train_y = stratified_subset(train_x, train_y, data.train_subset, seed)
+    norm = Normalization.for_mode(data.normalize, (arrays.mean, arrays.std))
+    return Splits(train_images=train_x, train_labels=train_y, val_images=val_x, val_labels=val_y,
+                  test_images=arrays.test_images, test_labels=arrays.test_labels,
+                  classes=list(arrays.classes), mean=norm.mean, std=norm.std,
+                  val_is_test=not data.val_split, source=arrays.source,
+                  fingerprint=arrays.fingerprint, expected_fingerprint=data.fingerprint,
+                  normalize=data.normalize)
+
+
+def pick_split(splits: Splits, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if split == "test":
+        if len(splits.test_labels) == 0:
+            raise DataError(f"{splits.source} has no test split; use `split` (--split) val "
+                            "with `data.val_split` (--val-split)")
+        return splits.test_images, splits.test_labels
+    if split == "val":
+        if splits.val_is_test:  # a val split drawn now would hold images the run trained on
+            raise DataError(
+                "`split` (--split) val: no images were held out (without `data.val_split` "
+                "(--val-split), validation is the test set); evaluate on `split` (--split) test")
+        return splits.val_images, splits.val_labels
+    if split == "train":
+        return splits.train_images, splits.train_labels
+    raise DataError(f"unknown split {split!r}; use test, val or train")
+
+
+# Data options a run records that still hold later (cache_dir belongs to the machine, not the run)
+RECORDED_DATA_KEYS = ("path", "dataset", "coarse", "resize", "val_split", "normalize",
+                      "fingerprint")
+
+
+def data_for_run(run_config: dict[str, Any] | None, flags: dict[str, Any]) -> DataConfig:
+    """The data a run was trained on (its recorded options), overridden by the data ``flags``
+    given now; a recorded path that is gone is an error unless ``flags`` names another."""
+    recorded = dict((run_config or {}).get("data") or {})
+    values = {k: recorded[k] for k in RECORDED_DATA_KEYS if k in recorded}
+    path = values.get("path")
+    if path and not flags.get("path") and not Path(path).exists():
+        raise DataError(
+            f"the data this run was trained on, {path}, is not there any more (moved, deleted, or "
+            "a run directory from another machine); pass `data.path` (--data) PATH to where that "
+            "data is now (it is checked against the run's fingerprint)")
+    config = DataConfig()
+    merge_into(config, {**values, **flags}, prefix="data.")
+    return config
 
 
 @dataclass
@@ -54,41 +195,21 @@ class InferenceContext:
     progress: bool = False  # progress bars while the data set is decoded
 
     @classmethod
-    def build(
-        cls,
-        checkpoint: str | os.PathLike | Checkpoint,
-        data: DataConfig | None = None,
-        *,
-        dataset: bool = True,
-        model: str | None = None,
-        model_kwargs: dict[str, Any] | None = None,
-        normalize: str | None = None,
-        device: str = "auto",
-        seed: int | None = None,
-        progress: bool = False,
-    ) -> InferenceContext:
-        """A context for ``checkpoint`` (a path, ours or foreign, or a loaded Checkpoint).
-
-        ``data`` defaults to the data the run recorded; ``dataset=False``: no data set at all.
-        ``model``/``model_kwargs`` name the architecture of a foreign file. ``seed`` draws the
-        validation hold-out (default: the run's own, so ``val`` is what the run held out).
-        """
-        from resnet_cifar.engine.runtime import resolve_device
-        from resnet_cifar.engine.splits import data_for_run
-
+    def build(cls, checkpoint: str | os.PathLike | Checkpoint, data: DataConfig | None = None, *,
+              dataset: bool = True, model: str | None = None,
+              model_kwargs: dict[str, Any] | None = None, normalize: str | None = None,
+              device: str = "auto", seed: int | None = None,
+              progress: bool = False) -> InferenceContext:
+        """A context for ``checkpoint`` (a path, a tag or a loaded Checkpoint). ``data``: default,
+        what the run recorded; ``dataset=False``: none. ``model``/``model_kwargs`` name a foreign
+        file's architecture; ``seed`` draws the hold-out (default: the run's own)."""
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_named(
             checkpoint, model, model_kwargs)
-        if dataset:
-            data = data or data_for_run(ckpt.config, {})  # default: what the run was trained on
-            if normalize is not None:
-                data = dataclasses.replace(data, normalize=normalize)
-        else:
-            data = None
-        if seed is None:
-            seed = run_seed(ckpt)
+        data = (data or data_for_run(ckpt.config, {})) if dataset else None
+        if data is not None and normalize is not None:
+            data = dataclasses.replace(data, normalize=normalize)
+        seed = run_seed(ckpt) if seed is None else seed
         return cls(ckpt, resolve_device(device), data, normalize, seed, progress)
-
-    # ---- the model
 
     @cached_property
     def model(self) -> nn.Module:
@@ -97,11 +218,9 @@ class InferenceContext:
 
     @cached_property
     def normalization(self) -> Normalization:
-        """How inputs are normalized, by the rule in this module's docstring; a guess (the
-        checkpoint records none and no `data.normalize` was given) is warned of, once."""
+        """How inputs are normalized (the module docstring's rule); a guess is warned of once."""
         norm = self._resolve_normalization()
-        note = self._guess_note(norm)
-        if note:
+        if note := self._guess_note(norm):
             warnings.warn(note, UserWarning, stacklevel=3)  # at the caller, past functools
         return norm
 
@@ -119,8 +238,7 @@ class InferenceContext:
         return Normalization.for_mode(mode, None)
 
     def normalization_source(self) -> str:
-        """Where the normalization comes from: "`data.normalize`" (given), "checkpoint", or,
-        for a checkpoint that records none, "data" or "default" (CIFAR-10's): a guess."""
+        """"`data.normalize`" (given), "checkpoint", or the guesses "data" and "default"."""
         if self.normalize is not None:
             return "`data.normalize`"  # a value eval's JSON records
         if self.checkpoint.mean is not None and self.checkpoint.std is not None:
@@ -137,46 +255,35 @@ class InferenceContext:
                 "dataset, half or imagenet, or its results here are not its own")
 
     def normalization_info(self) -> dict[str, Any]:
-        """How inputs are normalized and why (eval prints it, its JSON records it), with the
-        warning's text as ``note`` when it is a guess (see normalization_source)."""
+        """How inputs are normalized and why, with the warning's text as ``note`` for a guess."""
         norm = self.normalization
         info = {"mode": norm.mode, "mean": list(norm.mean), "std": list(norm.std),
                 "source": self.normalization_source()}
         note = self._guess_note(norm)
         return {**info, "note": note} if note else info
 
-    # ---- the data
-
     @cached_property
     def arrays(self) -> CifarArrays:
-        """The decoded data set, checked against the fingerprint the run recorded."""
-        from resnet_cifar.engine.splits import load_arrays
-
         assert self.data is not None, "this context has no data set"
         return load_arrays(self.data, self.progress)
 
     @cached_property
     def splits(self) -> Splits:
         """Train / validation / test as the run drew them (its seed, its data.val_split)."""
-        from resnet_cifar.engine.splits import make_splits
-
         splits = make_splits(self.arrays, self.data, self.seed)
         check_classes(self.checkpoint, splits.classes)  # on every read, whatever the consumer
         return splits
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(images, labels) of ``test``, ``val`` or ``train``."""
-        from resnet_cifar.engine.splits import pick_split
-
         if name == "val":
             self._check_held_out()
         return pick_split(self.splits, name)
 
     def _check_held_out(self) -> None:
-        """`split` val must be the very images the run held out: another size or seed draws
-        images the run trained on, and their accuracy would pass for a held-out one."""
+        """`split` val must be the very images the run held out, not ones it trained on."""
         config = self.checkpoint.config
-        if not config:  # a foreign checkpoint records no run: nothing to check against
+        if not config:  # a foreign checkpoint records no run
             return
         held = int((config.get("data") or {}).get("val_split") or 0)
         seed = run_seed(self.checkpoint)
@@ -198,8 +305,6 @@ class InferenceContext:
 
     def loader(self, images, labels, batch_size: int) -> DeviceLoader:
         """An evaluation loader (fixed order, no augmentation) normalized as the model needs."""
-        from resnet_cifar.data import DeviceLoader
-
         return DeviceLoader(images, labels, batch_size=batch_size, train=False,
                             normalization=self.normalization, device=self.device)
 
@@ -230,21 +335,18 @@ def run_seed(ckpt: Checkpoint) -> int:
 
 
 def check_classes(ckpt: Checkpoint, classes: list[str]) -> None:
-    """The data's labels must mean what the checkpoint's outputs mean: the same number of
-    classes, and the same names in the same order where the checkpoint records them. Other pixels
-    may be allowed (`data.allow_other_data`); other labels never are."""
+    """The data's labels must mean what the checkpoint's outputs mean: the same count, and the
+    same names in order where recorded. Other pixels may be allowed; other labels never are."""
     if ckpt.num_classes != len(classes):
         raise CheckpointError(
             f"{ckpt.path}: class-count mismatch: the checkpoint has {ckpt.num_classes} classes, "
-            f"the data has {len(classes)}"
-        )
+            f"the data has {len(classes)}")
     if ckpt.classes is not None and list(ckpt.classes) != list(classes):
         i = next(i for i, (a, b) in enumerate(zip(ckpt.classes, classes, strict=True)) if a != b)
         raise CheckpointError(
             f"{ckpt.path}: class {i} is {ckpt.classes[i]!r} in the checkpoint but {classes[i]!r} "
             f"in the data (checkpoint: {', '.join(ckpt.classes)}); its labels would not mean the "
-            "same classes: use data with the checkpoint's class folders in that order"
-        )
+            "same classes: use data with the checkpoint's class folders in that order")
 
 
 class CompiledInference(nn.Module):
@@ -282,10 +384,8 @@ class CompiledInference(nn.Module):
 
 def compile_for_inference(model: nn.Module, batch: int,
                           example: Tensor | None = None) -> CompiledInference:
-    """A folded, frozen, compiled copy of ``model`` (left untouched) for inputs like ``example``
-    (default: CIFAR-shaped, on the model's device), compiled now on a zero batch of ``batch``
-    images. A failed compilation (no C++ compiler, an unsupported device) is a ConfigError that
-    says to run without compiling."""
+    """A folded, frozen copy of ``model`` for inputs like ``example`` (default: CIFAR-shaped),
+    compiled now on ``batch`` zero images; a failed compilation is a ConfigError."""
     device = next(model.parameters()).device
     folded = fold_batchnorm(model)
     if example is None:

@@ -1,9 +1,6 @@
 """What a training run tells its user: the header, the end-of-run lines, summary.json, the
-message on a diverged loss and the command that resumes a stopped run.
-
-Pure functions of the run's state: they compute text and dicts and print nothing (the Trainer's
-RunLog prints). Settings are named by key and flag, "`save_every` (--save-every)".
-"""
+message on a diverged loss and the command that resumes a stopped run. Pure functions: they print
+nothing. Settings are named by key and flag, "`save_every` (--save-every)"."""
 
 from __future__ import annotations
 
@@ -17,17 +14,16 @@ from typing import Any
 import torch
 
 from resnet_cifar.config import CROP_PADDING, TrainConfig
+from resnet_cifar.engine.inference import Splits
 from resnet_cifar.engine.rundir import best_checkpoint_name
 from resnet_cifar.engine.runtime import FOLLOW_SECONDS
 from resnet_cifar.engine.setup import ema_decay_at
-from resnet_cifar.engine.splits import Splits
 from resnet_cifar.version import __version__
 
 
 def cli_command() -> str:
-    """The command that reruns this installation from any folder, whatever PATH holds and
-    whichever environment is active: the absolute path of this environment's resnet-cifar script,
-    else this Python's ``-m resnet_cifar``."""
+    """The command that reruns this installation from any folder, whatever PATH and environment:
+    this environment's resnet-cifar script, else this Python's ``-m resnet_cifar``."""
     script = Path(sys.executable).parent / ("resnet-cifar.exe" if os.name == "nt" else
                                             "resnet-cifar")
     if script.is_file():
@@ -46,31 +42,22 @@ def restart_command(run_dir: Path) -> str:
             f"{shlex.quote(str(run))} --overwrite")
 
 
-def best_name(splits: Splits) -> str:
-    """The best checkpoint's file name: it says when the test set chose it."""
-    return best_checkpoint_name(splits.val_is_test)
-
-
 def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, params: int,
                  macs: int, lr0: float, world_size: int, device: torch.device,
                  others_busy: float | None, epoch: int, step: int,
                  steps_per_epoch: int) -> list[str]:
-    """The lines a run starts with. ``others_busy``: the cores other processes kept busy when the
-    thread count follows the load (None otherwise); ``epoch``, ``step``: where a resume starts;
-    ``steps_per_epoch``: optimizer steps per epoch, for the note on an unreached `ema_decay`."""
+    """The lines a run starts with. ``others_busy``: None unless the thread count follows the
+    load; ``epoch``, ``step``: where a resume starts."""
     cfg, s = config, splits
     val = (
         "TEST set (no `data.val_split` (--val-split)): validation and the best checkpoint "
-        f"({best_name(s)}) use the test set"
+        f"({best_checkpoint_name(s.val_is_test)}) use the test set"
         if s.val_is_test
         else f"{len(s.val_labels)} held-out training images"
         + ("" if len(s.test_labels) else "; no test split in this data: no test accuracy")
     )
-    batch = (
-        f"{cfg.batch_size} per rank x {world_size} ranks = {cfg.batch_size * world_size} global"
-        if world_size > 1
-        else str(cfg.batch_size)
-    )
+    batch = (f"{cfg.batch_size} per rank x {world_size} ranks = {cfg.batch_size * world_size} "
+             "global" if world_size > 1 else str(cfg.batch_size))
     lines = [
         f"run        {run_dir}" + (f" (last.pt saved after each epoch and every "
                                    f"{cfg.save_every:g} min within one: `save_every` "
@@ -89,8 +76,7 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
            f"{FOLLOW_SECONDS:.0f} s; `threads` (--threads) N fixes it)"
            if others_busy is not None else ""),
     ]
-    options = recipe_options(cfg)
-    if options:
+    if options := recipe_options(cfg):
         lines.append(f"options    {options}")
     if epoch or step:
         lines.append(f"resuming   after epoch {epoch}, step {step}")
@@ -112,9 +98,8 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
 
 
 def optimizer_words(config: TrainConfig, lr0: float, world_size: int = 1) -> str:
-    """The optimizer and its schedule in words: the peak lr (``config.lr``, scaled for DDP when
-    `lr_scaling` says so) and, where the schedule does not start there, the lr it starts from
-    (``lr0``)."""
+    """The optimizer and its schedule in words: the peak lr (scaled for DDP when `lr_scaling` says
+    so) and, where the schedule does not start there, ``lr0``."""
     peak = config.lr * (world_size if config.lr_scaling == "linear" else 1)
     words = f"SGD{' nesterov' if config.nesterov else ''} lr {peak:g}"
     if config.schedule == "step":
@@ -132,8 +117,7 @@ def optimizer_words(config: TrainConfig, lr0: float, world_size: int = 1) -> str
 
 
 def recipe_options(config: TrainConfig) -> str:
-    """The augmentation, weight-averaging, decay, initialization and TTA options a run uses
-    beyond the original recipe, in words ("" when none is on)."""
+    """The options a run uses beyond the original recipe, in words ("" when none is on)."""
     words = []
     if config.data.flip != "random":
         words.append(f"{config.data.flip} flips, `data.flip` (--flip)")
@@ -159,8 +143,7 @@ def recipe_options(config: TrainConfig) -> str:
 
 
 def validation_words(row: dict[str, Any]) -> str:
-    """What an epoch line adds to ``rundir.format_row`` for the columns `ema_decay` and `tta`
-    add to a metrics row ("" without them): the averaged weights' and the TTA accuracies."""
+    """What an epoch line adds to ``rundir.format_row`` for the `ema_decay` and `tta` columns."""
     words = [(label, row[column]) for label, column in (
         ("tta", "val_tta_acc"), ("ema", "ema_val_acc"), ("ema tta", "ema_val_tta_acc"))
         if column in row]
@@ -181,15 +164,14 @@ def final_lines(splits: Splits, run_dir: Path, summary: dict[str, Any],
     chosen = f", {best['weights']} weights" if "weights" in best else ""
     lines.append(
         f"{final}; best validation {100 * best['val_acc']:.2f}% at epoch {best['epoch']}{chosen}"
-        f" -> {run_dir / best_name(splits)}"
-    )
+        f" -> {run_dir / best_checkpoint_name(splits.val_is_test)}")
     lines.append(f"weights: {run_dir / 'model.pth'}")
     return lines
 
 
 def thread_spans(rows: list[dict[str, Any]]) -> list[list[int]] | None:
-    """[first epoch, last epoch, threads] for each stretch of epochs trained with one thread
-    count, from the rows' `threads`; None when a row predates that column (nothing is guessed)."""
+    """[first epoch, last epoch, threads] for each stretch of epochs with one thread count; None
+    when a row predates the `threads` column."""
     if not rows or any("threads" not in r for r in rows):
         return None
     spans: list[list[int]] = []
@@ -215,44 +197,28 @@ def run_summary(config: TrainConfig, splits: Splits, history: list[dict[str, Any
                 device: torch.device, world_size: int, test_acc: float | None,
                 final_weights: str = "raw", test_acc_raw: float | None = None
                 ) -> dict[str, Any]:
-    """summary.json: one run's result and how it was obtained. With `ema_decay` the final
-    weights are the average (``final_weights`` "ema"): final_val_acc and test_acc are theirs,
-    test_acc_raw the raw weights', and best_weights says which weights best_val_acc is."""
-    rows = history
-    seconds = [r["epoch_time"] for r in rows]
-    averaged = final_weights == "ema"
-    final_val = "ema_val_acc" if averaged else "val_acc"
+    """summary.json: one run's result and how it was obtained. With `ema_decay` (``final_weights``
+    "ema") final_val_acc and test_acc are the average's, test_acc_raw the raw weights'."""
+    rows, averaged = history, final_weights == "ema"
     return {
-        "name": config.name or config.model,
-        "model": config.model,
-        "model_kwargs": config.model_kwargs,
-        "params": params,
-        "macs": macs,
-        "epochs": epochs,
-        "seed": config.seed,
-        "val_is_test": splits.val_is_test,
-        "best_val_acc": best["val_acc"] if rows else None,
-        "best_epoch": best["epoch"],
-        "final_val_acc": rows[-1][final_val] if rows else None,
+        "name": config.name or config.model, "model": config.model,
+        "model_kwargs": config.model_kwargs, "params": params, "macs": macs, "epochs": epochs,
+        "seed": config.seed, "val_is_test": splits.val_is_test,
+        "best_val_acc": best["val_acc"] if rows else None, "best_epoch": best["epoch"],
+        "final_val_acc": rows[-1]["ema_val_acc" if averaged else "val_acc"] if rows else None,
         "test_acc": test_acc,
         **({"final_weights": final_weights, "test_acc_raw": test_acc_raw,
             "best_weights": best.get("weights")} if averaged else {}),
-        "sec_per_epoch": sum(seconds) / len(seconds) if seconds else None,
+        "sec_per_epoch": sum(r["epoch_time"] for r in rows) / len(rows) if rows else None,
         "img_per_s": sum(r["img_per_s"] for r in rows) / len(rows) if rows else None,
-        "train_images": len(splits.train_labels),
-        "num_classes": splits.num_classes,
-        "data_fingerprint": splits.fingerprint,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "thread_spans": thread_spans(rows),
-        "world_size": world_size,
-        "torch": torch.__version__,
-        "package_version": __version__,
+        "train_images": len(splits.train_labels), "num_classes": splits.num_classes,
+        "data_fingerprint": splits.fingerprint, "device": str(device),
+        "threads": torch.get_num_threads(), "thread_spans": thread_spans(rows),
+        "world_size": world_size, "torch": torch.__version__, "package_version": __version__,
     }
 
 
 def progress_bar(total: int, initial: int, epoch: int):
-    """A tqdm bar over one epoch's steps (it is left off the screen when the epoch ends)."""
     from tqdm.auto import tqdm  # a widget in a notebook, text elsewhere
 
     return tqdm(total=total, initial=initial, leave=False, desc=f"epoch {epoch + 1}",
@@ -260,7 +226,6 @@ def progress_bar(total: int, initial: int, epoch: int):
 
 
 def resume_hint(run_dir: Path, epoch: int, step: int) -> str:
-    """What a stopped run prints: where it stopped and the command that resumes it."""
     where = (f"during epoch {epoch + 1} after step {step}" if step else f"after epoch {epoch}")
     return (f"stopped {where}; saved {run_dir.resolve() / 'last.pt'}.\n"
             f"resume with: {resume_command(run_dir)}")
@@ -268,9 +233,8 @@ def resume_hint(run_dir: Path, epoch: int, step: int) -> str:
 
 def diverged_message(config: TrainConfig, run_dir: Path | None, value: float, epoch: int,
                      step: int, saved: tuple[int, int] | None) -> str:
-    """Why a run stopped on a NaN/inf loss. Resuming would replay the same steps into the same
-    NaN (resume is exact and keeps the recipe), so the advice is a new run with a gentler start.
-    ``saved``: the (epoch, step) that last.pt holds, None if nothing was saved."""
+    """Why a run stopped on a NaN/inf loss. An exact resume would replay the same NaN, so the
+    advice is a new run with a gentler start. ``saved``: the (epoch, step) last.pt holds."""
     config_file = run_dir / "config.toml" if run_dir is not None else None
     warmup = min(2, config.epochs - 1)  # warmup_epochs must stay below epochs
     rerun = (f"{cli_command()} train --config {shlex.quote(str(config_file.resolve()))} "
@@ -287,14 +251,13 @@ def diverged_message(config: TrainConfig, run_dir: Path | None, value: float, ep
             f"warm-up: {rerun}, or `out` (--out) on this run with `overwrite` (--overwrite)")
 
 
-# Drawing curves.png takes 0.2-0.4 s, on the training thread: after every epoch of a run whose
-# epochs take seconds (a GPU) it would idle the device, and every DDP rank with it.
+# Drawing curves.png takes 0.2-0.4 s, which after every seconds-long epoch would idle a GPU.
 CURVES_EVERY_S = 30.0
 
 
 def draw_curves(run_dir: Path, log) -> None:
-    """Redraw the run's curves.png. viz sits above the engine (it reads run directories), so it
-    is imported here, at use. A plotting failure must never cost a training run."""
+    """Redraw curves.png with viz (above the engine: imported at use). A plotting failure must
+    never cost a training run."""
     try:
         from resnet_cifar.viz.curves import write_run_curves
 

@@ -1,10 +1,6 @@
-"""What a training run is built from: loaders over the splits, the model, the SGD optimizer, the
-DDP / torch.compile wrappers, autocast and the learning rate.
-
-Each speed choice (optimizer kernels, compile mode, channels_last) is a parameter here, with the
-measured default, so that the benchmark (resnet_cifar.bench) switches it by calling these
-functions rather than by patching what the Trainer built.
-"""
+"""What a training run is built from: loaders, model, SGD, the DDP / torch.compile wrappers,
+autocast, the learning rate and the weights' moving average. Each speed choice is a parameter with
+the measured default, so that the benchmark switches it by calling these functions."""
 
 from __future__ import annotations
 
@@ -25,8 +21,8 @@ from resnet_cifar.config import AMP_MODES, TrainConfig
 from resnet_cifar.data import DeviceLoader
 from resnet_cifar.data.cache import dataset_of
 from resnet_cifar.engine.checkpoint import strip_module_prefix
+from resnet_cifar.engine.inference import Splits
 from resnet_cifar.engine.runtime import DistContext
-from resnet_cifar.engine.splits import Splits
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.models import count_macs, count_parameters, create_model
 from resnet_cifar.models.init import whiten_stem, zero_init_residual
@@ -34,26 +30,16 @@ from resnet_cifar.models.init import whiten_stem, zero_init_residual
 # SGD kernels by name; "default" is optimizer_impl's pick for the device.
 OPTIMIZER_IMPLS = {"fused": {"fused": True}, "foreach": {"foreach": True},
                    "loop": {"foreach": False}}
-# Training images a whitening stem is measured on, as airbench does: 5,000 give about 4.5 million
-# 3x3 patches for a 27 x 27 covariance.
-WHITENING_IMAGES = 5000
+WHITENING_IMAGES = 5000  # as airbench: about 4.5 million 3x3 patches for a 27 x 27 covariance
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def lr_at(config: TrainConfig, progress: float, world_size: int = 1) -> float:
     """The learning rate at ``progress`` epochs (a float: the lr changes per step)."""
-    base = config.lr
-    if config.lr_scaling == "linear":
-        base *= world_size  # global batch / per-rank batch
-    return learning_rate(
-        progress,
-        base_lr=base,
-        epochs=config.epochs,
-        schedule=config.schedule,
-        milestones=config.milestones,
-        gamma=config.gamma,
-        warmup_epochs=config.warmup_epochs,
-    )
+    base = config.lr * (world_size if config.lr_scaling == "linear" else 1)  # the global batch's
+    return learning_rate(progress, base_lr=base, epochs=config.epochs, schedule=config.schedule,
+                         milestones=config.milestones, gamma=config.gamma,
+                         warmup_epochs=config.warmup_epochs)
 
 
 def eval_loader(config: TrainConfig, splits: Splits, images, labels, device: torch.device,
@@ -73,46 +59,37 @@ def build_loaders(config: TrainConfig, splits: Splits, device: torch.device,
         augment=config.data.augment, seed=config.seed, mean=splits.mean, std=splits.std,
         device=device, channels_last=config.channels_last, rank=dist.rank,
         world_size=dist.world_size, flip=config.data.flip, cutout=config.data.cutout,
-        crop_padding=config.data.crop_padding,
-    )
+        crop_padding=config.data.crop_padding)
     if len(train_loader) == 0:
         raise ConfigError(
             f"batch size {config.batch_size} x {dist.world_size} process(es) exceeds the "
-            f"{len(splits.train_labels)} training images; lower `batch_size` (--batch-size)"
-        )
+            f"{len(splits.train_labels)} training images; lower `batch_size` (--batch-size)")
     val = eval_loader(config, splits, splits.val_images, splits.val_labels, device, dist)
     return train_loader, val
 
 
 def whitening_images(splits: Splits, seed: int, count: int = WHITENING_IMAGES) -> torch.Tensor:
-    """``count`` training images drawn at random, as the model sees them (normalized, float32):
-    what `stem_init = "whitening"` measures. Drawn, not the first ones: an image-folder copy lists
-    its images class by class. A generator of its own (from ``seed``) leaves the global RNG
-    streams alone, so a resumed run replays them."""
+    """``count`` training images drawn at random (an image folder lists them class by class),
+    normalized: what `stem_init = "whitening"` measures. Its own generator leaves the global RNG
+    streams, which a resume replays, alone."""
     images = splits.train_images
     rows = np.random.default_rng(seed).permutation(len(images))[:count]
     scale, shift = splits.normalization.scale_shift()
     return torch.from_numpy(images[np.sort(rows)]).float() * scale - shift
 
 
-def initialize(model: nn.Module, config: TrainConfig, stem_images: torch.Tensor | None) -> None:
-    """The recipe's initialization choices on top of the model's own (He-normal)."""
+def build_model(config: TrainConfig, num_classes: int, device: torch.device,
+                dist: DistContext, stem_images: torch.Tensor | None = None
+                ) -> tuple[nn.Module, int, int]:
+    """(the unwrapped model on ``device``, its parameters, its MACs per image), counted before
+    the move (count_macs runs a CPU forward). ``stem_images``: for `stem_init` "whitening"."""
+    model = create_model(config.model, num_classes=num_classes, **config.model_kwargs)
     if config.zero_init_residual:
         zero_init_residual(model)
     if config.stem_init == "whitening":
         if stem_images is None:
             raise ValueError('stem_init "whitening" needs the training images (stem_images)')
         whiten_stem(model, stem_images)
-
-
-def build_model(config: TrainConfig, num_classes: int, device: torch.device,
-                dist: DistContext, stem_images: torch.Tensor | None = None
-                ) -> tuple[nn.Module, int, int]:
-    """(the unwrapped model on ``device``, its parameters, its MACs per image). SyncBatchNorm
-    under DDP when asked. Counted before the move: count_macs runs a CPU forward.
-    ``stem_images``: normalized training images, for `stem_init = "whitening"`."""
-    model = create_model(config.model, num_classes=num_classes, **config.model_kwargs)
-    initialize(model, config, stem_images)
     params, macs = count_parameters(model), count_macs(model)
     if config.sync_bn and dist.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -123,21 +100,17 @@ def build_model(config: TrainConfig, num_classes: int, device: torch.device,
 
 
 def optimizer_impl(device: torch.device, impl: str = "default") -> dict[str, Any]:
-    """SGD kernels. CUDA: fused, one kernel for every parameter (a small-batch step is bound by
-    launches). CPU: foreach; fused, foreach and the per-parameter loop measure the same there
-    (the update is ~0.5% of a ResNet-20 step; docs/benchmarks.md). ``impl`` names one instead."""
+    """SGD kernels: fused on CUDA (a small-batch step is bound by launches), foreach on the CPU
+    (all measure the same there: docs/benchmarks.md); ``impl`` names one instead."""
     if impl != "default":
         return dict(OPTIMIZER_IMPLS[impl])
-    if device.type == "cuda":
-        return {"fused": True}
-    return {"foreach": True}
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
 
 
 def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]] | Any:
-    """What SGD updates. With `no_decay_bn_bias`, two groups: conv and linear weights (ndim > 1)
-    decay, BatchNorm weights and every bias (ndim <= 1) do not: a scale or an offset is not
-    capacity that decay regularizes, decay only pulls it towards 0. Without it, one group,
-    exactly as before the option existed (so old checkpoints' optimizer states still load)."""
+    """What SGD updates: with `no_decay_bn_bias`, weights (ndim > 1) decay and BatchNorm scales
+    and biases do not (decay only pulls an offset towards 0); without, one group, as before the
+    option (so old optimizer states still load)."""
     if not config.no_decay_bn_bias:
         return model.parameters()
     params = list(model.parameters())
@@ -145,29 +118,16 @@ def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]] 
             {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
 
 
-def build_optimizer(params, config: TrainConfig, lr: float, device: torch.device,
-                    impl: str = "default") -> torch.optim.Optimizer:
-    """SGD over ``params`` (parameters or param groups; a group's own weight_decay wins)."""
-    return torch.optim.SGD(params, lr=lr, momentum=config.momentum,
-                           weight_decay=config.weight_decay, nesterov=config.nesterov,
-                           **optimizer_impl(device, impl))
-
-
 def compile_mode_for(device: torch.device, dist: DistContext, mode: str | None = None) -> str:
-    """torch.compile's mode: ``mode`` if given, else on one CUDA device "reduce-overhead" (CUDA
-    graphs: a batch-64 ResNet-20 step is a few hundred small kernels, bound by their launches);
-    under DDP (its all-reduce hooks) and on CPU (no launch cost), the default."""
-    if mode:
-        return mode
-    if device.type == "cuda" and not dist.enabled:
-        return "reduce-overhead"
-    return "default"
+    """torch.compile's mode: ``mode``, else "reduce-overhead" (CUDA graphs: a small step is bound
+    by kernel launches) on one CUDA device, and the default under DDP and on CPU."""
+    return mode or ("reduce-overhead" if device.type == "cuda" and not dist.enabled else "default")
 
 
 def wrap_model(model: nn.Module, device: torch.device, dist: DistContext,
                compile_mode: str | None) -> nn.Module:
-    """DDP and torch.compile (``compile_mode``; None: not compiled) around ``model``, which stays
-    unwrapped so that checkpoints carry no ``module.``/``_orig_mod.`` prefixes."""
+    """DDP and torch.compile (None: not compiled) around ``model``, which stays unwrapped so that
+    checkpoints carry no ``module.``/``_orig_mod.`` prefixes."""
     wrapped: nn.Module = model
     if dist.enabled:
         ids = [device.index] if device.type == "cuda" else None
@@ -178,8 +138,8 @@ def wrap_model(model: nn.Module, device: torch.device, dist: DistContext,
 
 
 def autocast_for(amp: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    """A factory of the forward's autocast context (amp: none | bf16 | fp16). bf16 runs on CUDA
-    and on the CPU; fp16 on CUDA only (``check_device_options`` refuses the rest)."""
+    """A factory of the forward's autocast context (amp: none | bf16 | fp16; check_amp refuses
+    what a device cannot run)."""
     if amp == "none" or device.type not in ("cuda", "cpu"):
         return contextlib.nullcontext
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
@@ -187,8 +147,8 @@ def autocast_for(amp: str, device: torch.device) -> Callable[[], contextlib.Abst
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), where oneDNN's bf16
-    convolutions are faster than float32 ones; elsewhere they are emulated, and slower."""
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere it is
+    emulated, and slower than float32."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
@@ -203,8 +163,7 @@ class TrainParts:
     criterion: nn.Module
     scaler: torch.amp.GradScaler
     autocast: Callable[[], contextlib.AbstractContextManager]  # the training step's
-    # Validation's: the training one on CUDA; float32 on the CPU, so that a run's logged accuracy
-    # is the one `resnet-cifar eval` (float32 there) reproduces from its weights.
+    # validation's: float32 on the CPU, so that `resnet-cifar eval` reproduces the logged accuracy
     eval_autocast: Callable[[], contextlib.AbstractContextManager]
     compile_mode: str | None  # None: eager
     params: int
@@ -218,28 +177,22 @@ def build_parts(config: TrainConfig, num_classes: int, device: torch.device, dis
     """Model, optimizer, loss, scaler and wrappers, as ``config`` says; ``optimizer`` and
     ``compile_mode`` override the measured defaults (the benchmark's levers)."""
     model, params, macs = build_model(config, num_classes, device, dist, stem_images)
-    opt = build_optimizer(param_groups(model, config), config, lr_at(config, 0.0, dist.world_size),
-                          device, optimizer)
+    opt = torch.optim.SGD(param_groups(model, config), lr=lr_at(config, 0.0, dist.world_size),
+                          momentum=config.momentum, weight_decay=config.weight_decay,
+                          nesterov=config.nesterov, **optimizer_impl(device, optimizer))
     mode = compile_mode_for(device, dist, compile_mode) if config.compile else None
     return TrainParts(
-        model=model,
-        forward_model=wrap_model(model, device, dist, mode),
-        optimizer=opt,
+        model=model, forward_model=wrap_model(model, device, dist, mode), optimizer=opt,
         criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
         scaler=torch.amp.GradScaler("cuda", enabled=config.amp == "fp16"),
         autocast=autocast_for(config.amp, device),
         eval_autocast=autocast_for(config.amp if device.type == "cuda" else "none", device),
-        compile_mode=mode,
-        params=params,
-        macs=macs,
-        ema=ModelEma(model, config.ema_decay) if config.ema_decay > 0 else None,
-    )
+        compile_mode=mode, params=params, macs=macs,
+        ema=ModelEma(model, config.ema_decay) if config.ema_decay > 0 else None)
 
 
 def check_device_options(config: TrainConfig, device: torch.device) -> None:
-    """Options a device cannot act on are refused there rather than recorded but ignored (amp
-    fp16 and sync_bn need CUDA; amp bf16 runs on CUDA and the CPU, with a warning on a CPU
-    that would only emulate it)."""
+    """Options a device cannot act on are refused rather than recorded but ignored."""
     check_amp(config.amp, device)
     if config.sync_bn and device.type != "cuda":
         raise ConfigError(f"`sync_bn` (--sync-bn) needs CUDA: PyTorch's SyncBatchNorm has no "
@@ -247,8 +200,8 @@ def check_device_options(config: TrainConfig, device: torch.device) -> None:
 
 
 def check_amp(amp: str, device: torch.device) -> None:
-    """Refuse an autocast mode the device cannot run (fp16 needs CUDA; bf16 runs on CUDA and
-    the CPU), and warn where the CPU would only emulate bf16."""
+    """Refuse an autocast mode the device cannot run (fp16 needs CUDA; bf16 CUDA or the CPU), and
+    warn where the CPU would only emulate bf16."""
     if amp not in AMP_MODES:
         raise ConfigError(f"`amp` (--amp) {amp!r}: choose one of {', '.join(AMP_MODES)}")
     if amp == "fp16" and device.type != "cuda":
@@ -260,14 +213,12 @@ def check_amp(amp: str, device: torch.device) -> None:
     if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         warnings.warn("`amp` (--amp) bf16: this CPU has no bfloat16 instructions (AVX512-BF16 or "
                       "AMX), so bf16 is emulated and slower than float32 here; leave `amp` (--amp) "
-                      "out",
-                      RuntimeWarning, stacklevel=3)
+                      "out", RuntimeWarning, stacklevel=3)
 
 
 def record_data(config: TrainConfig, splits: Splits) -> None:
-    """Make config.toml name the data exactly: its absolute path as loaded (not as typed, which
-    means something else from another folder) and its content fingerprint, which every later
-    command on the run checks."""
+    """Make config.toml name the data exactly: its absolute path as loaded and its content
+    fingerprint, which every later command on the run checks."""
     if splits.source and Path(splits.source).exists():
         config.data.path = splits.source
     config.data.fingerprint = splits.fingerprint
@@ -275,16 +226,9 @@ def record_data(config: TrainConfig, splits: Splits) -> None:
     config.data.allow_other_data = False
 
 
-def learning_rate(
-    progress: float,
-    *,
-    base_lr: float,
-    epochs: int,
-    schedule: str = "step",
-    milestones: list[int] | tuple[int, ...] = (),
-    gamma: float = 0.1,
-    warmup_epochs: int = 0,
-) -> float:
+def learning_rate(progress: float, *, base_lr: float, epochs: int, schedule: str = "step",
+                  milestones: list[int] | tuple[int, ...] = (), gamma: float = 0.1,
+                  warmup_epochs: int = 0) -> float:
     """lr at ``progress`` epochs into training (a float: epoch + fraction of the epoch done).
 
     step:     base_lr * gamma ** (number of milestones <= epoch); milestones are 0-based epoch
@@ -330,9 +274,8 @@ class ModelEma:
         self._pairs: tuple[int, list, list, list, list] | None = None
 
     def pairs(self, model: nn.Module) -> tuple[list, list, list, list]:
-        """(ema floats, model floats, ema integers, model integers): the two states' tensors,
-        matched by key. Built once per trained model, not per step: the tensors are the live
-        parameters and buffers, which loading and stepping update in place."""
+        """(ema floats, model floats, ema integers, model integers), matched by key; built once per
+        model, since they are the live tensors that loading and stepping update in place."""
         if self._pairs is None or self._pairs[0] != id(model):
             ema_state, model_state = self.module.state_dict(), model.state_dict()
             lists: tuple[list, list, list, list] = ([], [], [], [])
@@ -345,8 +288,7 @@ class ModelEma:
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        """Move the average towards ``model``'s current state. Device-side foreach ops only: no
-        host sync, one kernel per op and dtype on CUDA."""
+        """Move the average towards ``model``: foreach ops on the device, no host sync."""
         d = ema_decay_at(self.decay, step)
         floats_ema, floats_model, ints_ema, ints_model = self.pairs(model)
         torch._foreach_mul_(floats_ema, d)

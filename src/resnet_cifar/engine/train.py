@@ -1,16 +1,9 @@
 """A training run, top to bottom: set up, then per epoch train, validate, save, log.
 
-The default recipe is the original experiment (configs/original.toml): ResNet-20, 150 epochs, batch
-64, SGD(0.1, momentum 0.9, weight decay 1e-4), lr x 0.1 from epoch index 80.
-
-``train_step``, ``train_one_epoch`` and ``validate`` are free functions with explicit arguments
-(the benchmark times them); the Trainer holds the run's state and runs its epochs. Its parts are
-built in setup.py, saved and resumed in state.py, and described in report.py.
-
-Resume is exact: the loader's shuffle and augmentation derive from (seed, epoch) alone, the lr is a
-pure function of progress, and last.pt holds model, optimizer, the weights' moving average
-(`ema_decay`), epoch, step and every RNG state. A run interrupted mid-epoch and resumed ends with
-bitwise the same weights as an uninterrupted one (CPU, `deterministic`).
+``train_step``, ``train_one_epoch`` and ``validate`` are free functions (the benchmark times
+them); the Trainer holds the run's state. Resume is exact: shuffle and augmentation derive from
+(seed, epoch), the lr from progress, and last.pt holds every other state, RNGs included, so a run
+stopped mid-epoch and resumed ends bitwise equal to an uninterrupted one (CPU, `deterministic`).
 """
 
 from __future__ import annotations
@@ -29,21 +22,10 @@ import torch
 from resnet_cifar.config import TrainConfig
 from resnet_cifar.config import validate as validate_config
 from resnet_cifar.data import DeviceLoader
-from resnet_cifar.engine import report, rundir, setup, state
+from resnet_cifar.engine import report, rundir, runtime, setup, state
 from resnet_cifar.engine.evaluate import EvalResult, evaluate_model
-from resnet_cifar.engine.runtime import (
-    DistContext,
-    GracefulStop,
-    StopRequested,
-    ThreadFollower,
-    cleanup_distributed,
-    configure_determinism,
-    configure_threads,
-    init_distributed,
-    resolve_device,
-    seed_everything,
-)
-from resnet_cifar.engine.splits import Splits, load_arrays, make_splits
+from resnet_cifar.engine.inference import Splits, load_arrays, make_splits
+from resnet_cifar.engine.runtime import DistContext, StopRequested
 from resnet_cifar.errors import UserError
 from resnet_cifar.log import default_progress
 
@@ -59,11 +41,8 @@ class RunResult:
     run_dir: Path
     history: list[dict[str, Any]]
     best: dict[str, Any]  # {"val_acc", "epoch", "file"} (+ "weights" with `ema_decay`)
-    test: EvalResult | None  # test-set result of the final weights (the average with EMA)
+    test: EvalResult | None  # of the final weights (the average with `ema_decay`)
     summary: dict[str, Any]
-
-
-# ---- the step and the epoch, as free functions ------------------------------------------------
 
 
 def train_step(parts: setup.TrainParts, x: torch.Tensor, y: torch.Tensor
@@ -84,16 +63,14 @@ def train_step(parts: setup.TrainParts, x: torch.Tensor, y: torch.Tensor
 def train_one_epoch(parts: setup.TrainParts, loader: DeviceLoader, stats: state.EpochStats, *,
                     epoch: int, lr: Callable[[float], float], start_step: int = 0,
                     check: Callable[[int, torch.Tensor], bool] | None = None, bar=None) -> int:
-    """One pass over ``loader`` from ``start_step``, adding to ``stats``; ``lr(progress)`` sets
-    the lr before each step. ``check(steps done, loss)``, True to leave the epoch, runs after the
-    first and last steps and every step on a CPU, every 50 on a GPU (a read-back syncs); its own
-    time (a save, a stop agreed across ranks) is not counted. Returns the steps done."""
+    """One pass over ``loader`` from ``start_step``, adding to ``stats``. ``check(steps done,
+    loss)``, True to leave the epoch, runs after the first and last steps and every step on a
+    CPU, every 50 on a GPU (a read-back syncs); its time is not counted. Returns the steps done."""
     parts.forward_model.train()
     loader.set_epoch(epoch)
     steps = len(loader)
     check_every = 1 if stats.loss_sum.device.type == "cpu" else 50
-    step = start_step
-    start = time.perf_counter()
+    step, start = start_step, time.perf_counter()
     for x, y in itertools.islice(iter(loader), start_step, None):
         for group in parts.optimizer.param_groups:
             group["lr"] = lr(epoch + step / steps)
@@ -117,39 +94,33 @@ def train_one_epoch(parts: setup.TrainParts, loader: DeviceLoader, stats: state.
 
 def validate(model: torch.nn.Module, loader: DeviceLoader, classes: list[str], *,
              autocast=None, dist: DistContext | None = None, tta: str = "none") -> EvalResult:
-    """Loss, accuracy and confusion of ``model`` over ``loader``, exact across DDP ranks;
-    ``tta``: a test-time augmentation mode (config.TTA_MODES)."""
+    """Loss, accuracy and confusion of ``model`` over ``loader``, exact across DDP ranks."""
     return evaluate_model(model, loader, classes, autocast=autocast,
                           all_reduce=(dist or DistContext()).all_reduce, tta=tta)
 
 
-# ---- the run -----------------------------------------------------------------------------------
-
-
 class Trainer:
-    """A run's state, where it is (epoch, step), its history and best epoch, and ``fit()``, which
-    runs its epochs: train, validate, save, log. Built by ``train()``."""
+    """A run's state (epoch, step, history, best) and ``fit()``, which runs its epochs."""
 
     def __init__(self, config: TrainConfig, *, splits: Splits, parts: setup.TrainParts,
                  loaders: tuple[DeviceLoader, DeviceLoader], device: torch.device,
                  dist: DistContext, run_dir: Path | None, log: rundir.RunLog,
-                 progress: bool = False, threads: ThreadFollower | None = None):
+                 progress: bool = False, threads: runtime.ThreadFollower | None = None):
         self.config, self.splits, self.parts = config, splits, parts
         self.train_loader, self.val_loader = loaders
         self.device, self.dist, self.run_dir, self.log = device, dist, run_dir, log
         self.progress = progress and dist.is_main
         self.threads = threads  # None: a fixed thread count
-        self.stop = GracefulStop(on_signal=log.write)
-        self.epoch = 0  # epochs completed
-        self.step_in_epoch = 0  # steps completed in the current epoch (>0 after a mid-epoch stop)
+        self.stop = runtime.GracefulStop(on_signal=log.write)
+        self.epoch, self.step_in_epoch = 0, 0  # epochs done, steps done in the current one
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"val_acc": -1.0, "epoch": 0, "file": None}
         self.epoch_stats: dict[str, Any] | None = None  # partial epoch restored from last.pt
         self.callbacks: list[Callback] = []
-        self.last_val: state.Validation | None = None  # the latest validation result
-        self.saved_at = time.monotonic()  # the latest save of last.pt (`save_every` counts from it)
+        self.last_val: state.Validation | None = None
+        self.saved_at = time.monotonic()  # `save_every` counts from the latest save of last.pt
         self.saved: tuple[int, int] | None = None  # (epoch, step) that last.pt holds
-        self.curves_at: float | None = None  # when curves.png was last drawn
+        self.curves_at: float | None = None
         self.compile_seconds: float | None = None  # the first compiled step
 
     @property
@@ -158,8 +129,8 @@ class Trainer:
 
     @property
     def final_model(self) -> torch.nn.Module:
-        """The weights the run ends with (test figure, model.pth): the moving average when kept,
-        fixed in advance by the recipe rather than chosen on any split."""
+        """The weights the run ends with: the moving average when kept (fixed by the recipe,
+        never chosen on a split)."""
         return self.parts.ema.module if self.parts.ema is not None else self.model
 
     @property
@@ -191,7 +162,6 @@ class Trainer:
         return self.finish()
 
     def train_epoch(self) -> state.EpochStats:
-        """One pass over the training split; returns early (mid-epoch) if a stop was asked."""
         self.follow_threads()
         stats = state.EpochStats.zeros(self.device)
         if self.epoch_stats and self.step_in_epoch:
@@ -232,8 +202,8 @@ class Trainer:
         return stats
 
     def follow_threads(self, step: int | None = None) -> None:
-        """One thread per core other processes leave idle: before each epoch and, within one
-        (``step``: steps done), every runtime.FOLLOW_SECONDS, so a new neighbour costs seconds."""
+        """One thread per idle core: before each epoch and, within one (``step``: steps done),
+        every runtime.FOLLOW_SECONDS."""
         if self.threads is None or (step is not None and not self.threads.due()):
             return
         before, now = self.threads.follow()
@@ -245,20 +215,18 @@ class Trainer:
                 "the count")
 
     def save_due(self) -> bool:
-        """`save_every` minutes have passed since last.pt was saved."""
         every = self.config.save_every
         return every > 0 and time.monotonic() - self.saved_at >= every * 60
 
     def save_mid_epoch(self, stats: state.EpochStats) -> None:
-        """last.pt within the epoch, as a stop saves it (a resume continues bitwise); not after a
-        NaN/inf loss since the last check, which the epoch's end reports: last.pt stays good."""
+        """last.pt within the epoch, but not after a NaN/inf loss (the epoch's end reports it):
+        last.pt stays good."""
         poisoned = (~torch.isfinite(stats.loss_sum)).double()
         self.dist.all_reduce(poisoned)  # every rank saves (the save is collective) or none
         if not float(poisoned):
             self.save("last.pt", stats)
 
     def end_epoch(self, stats: state.EpochStats) -> None:
-        """Validate, record, save (last.pt, and the best), log, draw, call back."""
         val = self.last_val = self.validate()
         row = self.epoch_row(stats, val)
         self.epoch += 1
@@ -268,12 +236,12 @@ class Trainer:
         improved = val.best_accuracy > self.best["val_acc"]
         if improved:
             self.best = {"val_acc": val.best_accuracy, "epoch": self.epoch,
-                         "file": report.best_name(self.splits)}
+                         "file": rundir.best_checkpoint_name(self.splits.val_is_test)}
             if self.parts.ema is not None:
                 self.best["weights"] = val.best_weights
         self.save("last.pt")
         if improved:
-            self.save(report.best_name(self.splits), weights=val.best_weights)
+            self.save(self.best["file"], weights=val.best_weights)
         self.log.info(rundir.format_row(row, self.config.epochs) + report.validation_words(row)
                       + ("  *" if improved else ""))
         self.log.metrics(row)
@@ -284,33 +252,21 @@ class Trainer:
 
     def validate(self) -> state.Validation:
         return state.validate_weights(self.parts, self.val_loader, self.splits.classes,
-                                tta=self.config.tta, dist=self.dist)
+                                      tta=self.config.tta, dist=self.dist)
 
     def epoch_row(self, stats: state.EpochStats, val: state.Validation) -> dict[str, Any]:
-        """The epoch's metrics row, summed over ranks."""
         sums = torch.stack([stats.loss_sum, stats.correct.double(),
                             torch.tensor(float(stats.seen), dtype=torch.float64,
                                          device=self.device)])
         self.dist.all_reduce(sums)
         seen = float(sums[2])
-        return {
-            "epoch": self.epoch + 1,
-            "lr": self.lr_at(float(self.epoch)),
-            "train_loss": float(sums[0]) / seen,
-            "train_acc": float(sums[1]) / seen,
-            "val_loss": val.raw.loss,
-            "val_acc": val.raw.accuracy,
-            "epoch_time": stats.seconds,
-            "img_per_s": seen / max(stats.seconds, 1e-9),
-            # one of rundir.JSONL_ONLY_FIELDS: the count at the epoch's end (train.log names
-            # each change within an epoch)
-            "threads": torch.get_num_threads(),
-            **val.columns(),
-        }
+        return {"epoch": self.epoch + 1, "lr": self.lr_at(float(self.epoch)),
+                "train_loss": float(sums[0]) / seen, "train_acc": float(sums[1]) / seen,
+                "val_loss": val.raw.loss, "val_acc": val.raw.accuracy,
+                "epoch_time": stats.seconds, "img_per_s": seen / max(stats.seconds, 1e-9),
+                "threads": torch.get_num_threads(), **val.columns()}
 
     def draw_curves(self) -> None:
-        """Redraw curves.png on rank 0 (0.2-0.4 s: at most every CURVES_EVERY_S, so that a GPU
-        with seconds-long epochs is not kept waiting)."""
         self.curves_at = time.monotonic()
         if self.dist.is_main and self.run_dir is not None:
             report.draw_curves(self.run_dir, self.log)
@@ -322,26 +278,22 @@ class Trainer:
         raise TrainingDiverged(message)
 
     def stopped(self) -> str:
-        """The resume hint for the CLI to print, also kept in train.log."""
         message = report.resume_hint(self.run_dir, self.epoch, self.step_in_epoch)
         self.log.write(message)
         return message
 
     def test(self) -> state.Validation | None:
-        """The raw and (when kept) averaged weights on the test set (no TTA); None when the data
-        has no test split (an image folder without test/), which is then never scored."""
+        """The raw and averaged weights on the test set (no TTA); None without a test split."""
         s = self.splits
         if len(s.test_labels) == 0:
             return None
         if s.val_is_test:
-            # the last validation already was the test set (validated now if resumed at the end)
             return self.last_val or self.validate()
         loader = setup.eval_loader(self.config, s, s.test_images, s.test_labels, self.device,
-                             self.dist)
+                                   self.dist)
         return state.validate_weights(self.parts, loader, s.classes, dist=self.dist)
 
     def finish(self) -> RunResult:
-        """The test-set figure of the final weights; rank 0 writes model.pth and summary.json."""
         tested = self.test()
         test = tested and (tested.ema if self.final_weights == "ema" else tested.raw)
         summary = report.run_summary(
@@ -358,7 +310,6 @@ class Trainer:
 
     def save(self, name: str, stats: state.EpochStats | None = None,
              weights: str | None = None) -> None:
-        """Every rank calls this (to contribute its RNG state); rank 0 writes."""
         payload = state.training_payload(self, stats, weights)
         state.save_state(payload, name, self.run_dir, self.dist)
         if name == "last.pt":
@@ -366,19 +317,15 @@ class Trainer:
             self.saved = (self.epoch, self.step_in_epoch)
 
 
-# ---- wiring ------------------------------------------------------------------------------------
-
-
 def build_trainer(config: TrainConfig, dist: DistContext, device: torch.device,
                   run_dir: Path, progress: bool | None) -> Trainer:
-    """Threads, data, model and wrappers, in the order that fixes the RNG streams a resume
-    replays."""
-    configure_threads(config.threads)
-    configure_determinism(config.deterministic, device)
-    seed_everything(config.seed)
+    """Threads, data, model and wrappers, in the order that fixes the RNG streams."""
+    runtime.configure_threads(config.threads)
+    runtime.configure_determinism(config.deterministic, device)
+    runtime.seed_everything(config.seed)
     log = rundir.RunLog(run_dir, enabled=dist.is_main, tensorboard=config.tensorboard)
     progress = default_progress() if progress is None else progress
-    threads = (ThreadFollower() if config.threads == 0 and device.type == "cpu"
+    threads = (runtime.ThreadFollower() if config.threads == 0 and device.type == "cpu"
                and not config.deterministic else None)
     splits = make_splits(load_arrays(config.data, progress and dist.is_main), config.data,
                          config.seed)
@@ -391,24 +338,15 @@ def build_trainer(config: TrainConfig, dist: DistContext, device: torch.device,
                    run_dir=run_dir, log=log, progress=progress, threads=threads)
 
 
-def train(
-    config: TrainConfig | None = None,
-    *,
-    resume: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    overwrite: bool = False,
-    progress: bool | None = None,
-    callbacks: list[Callback] | None = None,
-) -> RunResult:
+def train(config: TrainConfig | None = None, *, resume: str | Path | None = None,
+          overrides: dict[str, Any] | None = None, overwrite: bool = False,
+          progress: bool | None = None, callbacks: list[Callback] | None = None) -> RunResult:
     """Train a model as ``config`` says (or resume the run at ``resume``), writing a run directory.
 
-    Everything that can be checked is checked before the run directory is created (config,
-    device, data, model), so a refused run leaves nothing behind. The directory is locked while
-    the run trains. ``progress``: tqdm bars; None (default): on a terminal or in a notebook.
-
-    ``callbacks`` run after every epoch with the trainer and the epoch's metrics row; one may call
-    ``trainer.stop.request()`` to stop as SIGINT would. Raises StopRequested after saving when
-    interrupted, TrainingDiverged on a NaN/inf loss, and UserError subclasses on bad input.
+    Everything is checked before the run directory is created, so a refused run leaves nothing
+    behind. ``progress``: tqdm bars; None: on a terminal or in a notebook. ``callbacks(trainer,
+    row)`` run after every epoch; one may call ``trainer.stop.request()`` to stop as SIGINT would.
+    Raises StopRequested after saving when interrupted, TrainingDiverged on a NaN/inf loss.
     """
     saved = None
     if resume is not None:
@@ -416,13 +354,12 @@ def train(
     else:
         config = config or TrainConfig()
         validate_config(config)
-        run_dir = (
-            Path(config.out) if config.out else rundir.default_run_dir(config.name or config.model)
-        )
-    dist, device_spec = init_distributed(config.device)
+        run_dir = Path(config.out) if config.out else rundir.default_run_dir(
+            config.name or config.model)
+    dist, device_spec = runtime.init_distributed(config.device)
     lock = None
     try:
-        device = resolve_device(device_spec)
+        device = runtime.resolve_device(device_spec)
         setup.check_device_options(config, device)
         if resume is None and dist.is_main:
             rundir.check_new_run_dir(run_dir, overwrite=overwrite)
@@ -431,21 +368,17 @@ def train(
             state.restore_state(trainer, saved["state"], saved["model"])
         if dist.is_main:
             lock = state.open_run_dir(run_dir, trainer.config, epochs_done=trainer.epoch,
-                                resumed=saved is not None, overwrite=overwrite)
+                                      resumed=saved is not None, overwrite=overwrite)
         trainer.callbacks.extend(callbacks or [])
         result = trainer.fit()
-        # Leave together: a rank that tears its process group down while rank 0 is still
-        # writing files can abort in gloo's threads ("terminate called without an active
-        # exception").
-        dist.barrier()
+        dist.barrier()  # leave together: a rank torn down while rank 0 writes can abort in gloo
         return result
     except Exception as err:
         if dist.enabled:  # say which rank failed; torchrun then stops the others
-            print(
-                f"rank {dist.rank} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True
-            )
+            print(f"rank {dist.rank} failed: {type(err).__name__}: {err}", file=sys.stderr,
+                  flush=True)
         raise
     finally:
         if lock is not None:
             lock.release()
-        cleanup_distributed()
+        runtime.cleanup_distributed()

@@ -221,7 +221,7 @@ def show_predictions(
     sample = sample_predictions(context, n=n, seed=seed, only_wrong=only_wrong, split=split,
                                 tta=tta)
     if describe is not None:
-        from resnet_cifar.engine.splits import describe_data
+        from resnet_cifar.engine.inference import describe_data
 
         describe(describe_data(sample.data))
     fig = prediction_grid(sample.images, sample.preds, sample.trues, sample.classes,

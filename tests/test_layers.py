@@ -20,7 +20,7 @@ BENCHMARKS = SOURCE.parents[1] / "benchmarks"
 # package's __init__ sits with its package; the top-level __init__ is the public API, above every
 # module it re-exports, and only the CLI (and the entry point) may import it.
 LAYERS = (
-    ("errors", "version", "atomic"),
+    ("errors", "version", "atomic", "log"),
     ("config_files",),
     ("config", "models"),
     ("data",),

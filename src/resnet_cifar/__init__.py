@@ -14,8 +14,8 @@ _LAZY = {
     "load_checkpoint": ("resnet_cifar.engine.checkpoint", "load_checkpoint"),
     "Predictor": ("resnet_cifar.predict", "Predictor"),
     "list_weights": ("resnet_cifar.models.pretrained", "list_weights"),
-    "load_pretrained": ("resnet_cifar.models.pretrained", "load_pretrained"),
-    "save_pretrained": ("resnet_cifar.models.pretrained", "save_pretrained"),
+    "load_pretrained": ("resnet_cifar.models.hub", "load_pretrained"),
+    "save_pretrained": ("resnet_cifar.models.hub", "save_pretrained"),
 }
 
 __all__ = [

@@ -100,7 +100,7 @@ def run_save(source: str, dest: str) -> int:
     """weights --save: the weights ``source`` names (a tag, a weights folder, a checkpoint file)
     as a weights folder, or as a plain state_dict where ``dest`` ends in .pth."""
     from resnet_cifar.engine.inference import load_named
-    from resnet_cifar.models.pretrained import save_pretrained
+    from resnet_cifar.models.hub import save_pretrained
 
     model = load_named(source, None, None).build_model()
     if dest.endswith(".pth"):

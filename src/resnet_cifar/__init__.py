@@ -18,16 +18,8 @@ _LAZY = {
     "save_pretrained": ("resnet_cifar.models.hub", "save_pretrained"),
 }
 
-__all__ = [
-    "__version__",
-    "CheckpointError",
-    "ConfigError",
-    "DataError",
-    "UserError",
-    "create_model",
-    "list_models",
-    *_LAZY,
-]
+__all__ = ["__version__", "CheckpointError", "ConfigError", "DataError", "UserError",
+           "create_model", "list_models", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -1,20 +1,13 @@
-"""Files that are either complete or absent: write beside the target, then rename over it.
+"""Files that are either complete or absent: write a temporary file beside the target, fsync
+it, rename it over the target. Every file gets the permissions a plain ``open()`` gives.
 
-Checkpoints, caches, downloads, configs, figures, reports and exported models all go through
-``atomic_path`` (``atomic_write`` for writers that take a file object), so an interrupted process
-never leaves a half-written file that looks complete, and every file gets the permissions a plain
-``open()`` would give it (0666 & ~umask), not mkstemp's 0600.
+A writer killed outright cannot delete its temporary file: the next write of the target does.
+Each writer holds an flock on its temporary file, which the kernel drops however the process
+ends, so an unlocked temporary file has lost its writer; a locked one belongs to a live writer.
 
-A writer killed outright (SIGKILL, power loss) cannot delete its temporary file: the next write of
-the same target does. Each writer holds an flock on its temporary file, which the kernel drops
-however the process ends, so a temporary file whose lock can be taken has lost its writer; one
-that is locked belongs to a live writer (two runs writing the same cache at once) and is kept.
-
-Those two raise OSError as it comes: a caller such as the data cache may choose to carry on
-without its file. Outputs the user asked for wrap the write in ``explain_write_errors`` instead,
-which turns a failed write into a one-line UserError naming the file, the cause and the fix; and
-call ``check_target`` (or ``check_folder``) first, so that an impossible target is refused before
-any expensive work.
+``atomic_path`` and ``atomic_write`` raise OSError as it comes (the data cache may carry on
+without its file); outputs the user asked for call ``check_target`` (or ``check_folder``) before
+the work and wrap the write in ``explain_write_errors``: a one-line UserError with path and cause.
 """
 
 from __future__ import annotations
@@ -34,6 +27,7 @@ try:  # advisory locks: POSIX. Elsewhere stale temporary files are left (they ar
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -92,10 +86,8 @@ def _remove_stale_temps(path: Path, suffix: str, own: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary file name in ``path``'s folder (an empty file, ending in ``suffix``) for a
-    writer that wants a name rather than a file object; on a clean exit, fsync it and rename it
-    to ``path``; on any exception (KeyboardInterrupt included), delete it. Temporary files of
-    ``path`` left by writers that died are deleted first."""
+    """Yield a temporary file name beside ``path``, ending in ``suffix``; on a clean exit, fsync
+    it and rename it to ``path``; on any exception (KeyboardInterrupt included), delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _locked_temp(path, suffix)  # locked first, so that it is not taken for stale
@@ -117,9 +109,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", suffix: str = ".tmp",
                  newline: str | None = None) -> Iterator[IO]:
-    """Yield a file open on a temporary name in ``path``'s folder; on a clean exit it replaces
-    ``path``, on any exception it is deleted (see ``atomic_path``). ``newline`` is open()'s, for
-    text modes (csv wants "")."""
+    """``atomic_path``, with the file open (``newline`` as open()'s: csv wants "")."""
     with atomic_path(path, suffix) as tmp, open(tmp, mode, newline=newline) as f:
         yield f
 
@@ -130,16 +120,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_save_bytes(path: str | os.PathLike, save: Callable[[io.BytesIO], None]) -> None:
-    """``save(buffer)`` into memory, then the bytes to ``path`` atomically: a C++ serializer
-    (torch.save, torch.jit.save) that writes a file itself reports a full disk as a RuntimeError
-    in its own words; written from Python, the failure is an OSError with the OS's reason."""
+    """``save(buffer)`` into memory, then the bytes to ``path``: a C++ serializer (torch.save)
+    writing a file itself reports a full disk in its own words, Python as an OSError."""
     buffer = io.BytesIO()
     save(buffer)
     with atomic_write(path) as f:
         f.write(buffer.getbuffer())
-
-
-# --------------------------------------------------------------------------- user-facing errors
 
 
 def cannot_write(path: str | os.PathLike, what: str, cause: str, fix: str) -> UserError:
@@ -148,27 +134,26 @@ def cannot_write(path: str | os.PathLike, what: str, cause: str, fix: str) -> Us
 
 
 def _file_in_the_way(path: Path) -> Path | None:
-    """The nearest existing ancestor of ``path`` when it is not a folder (nothing can be created
-    under it), else None."""
+    """The nearest existing ancestor of ``path`` when it is not a folder, else None."""
     parent = next((p for p in path.parents if p.exists()), None)
     return None if parent is None or parent.is_dir() else parent
 
 
-def _refuse_a_file_in_the_way(path: Path, what: str, setting: str) -> None:
+def _refuse_a_file_in_the_way(path: Path, what: str, setting: str) -> Path:
     blocker = _file_in_the_way(path)
     if blocker is not None:
         raise cannot_write(path, what, f"{blocker} is a file, not a folder",
                            f"choose another {setting}")
+    return path
 
 
 def check_target(path: str | os.PathLike, what: str, setting: str = "`out` (--out)") -> Path:
-    """``path`` as a Path; a UserError now if no file can be written there (a folder is in the
-    way, or a file stands where a folder should be). Cheap: call it before the expensive work."""
+    """``path`` as a Path; a UserError now if no file can be written there. Cheap: call it
+    before the expensive work."""
     path = Path(path)
     if path.is_dir():
         raise cannot_write(path, what, "it is a folder", f"give {setting} a file name")
-    _refuse_a_file_in_the_way(path, what, setting)
-    return path
+    return _refuse_a_file_in_the_way(path, what, setting)
 
 
 def check_folder(path: str | os.PathLike, what: str,
@@ -177,8 +162,7 @@ def check_folder(path: str | os.PathLike, what: str,
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise cannot_write(path, what, "it is a file, not a folder", f"choose another {setting}")
-    _refuse_a_file_in_the_way(path, what, setting)
-    return path
+    return _refuse_a_file_in_the_way(path, what, setting)
 
 
 def _explain(err: OSError, path: Path, setting: str) -> tuple[str, str]:
@@ -197,13 +181,10 @@ def os_error_cause(err: OSError) -> str:
 
 
 @contextlib.contextmanager
-def explain_write_errors(
-    path: str | os.PathLike, what: str, setting: str = "`out` (--out)"
-) -> Iterator[None]:
+def explain_write_errors(path: str | os.PathLike, what: str,
+                         setting: str = "`out` (--out)") -> Iterator[None]:
     """Turn an OSError raised inside into a one-line UserError naming ``what`` and ``path``, the
-    cause and the fix (``setting``, a backticked key such as `out`, chooses another place).
-    Writers that serialize in C++ (torch.save, torch.jit.save) write into memory first, so that
-    the file's own write fails as an OSError here (see atomic_save_bytes)."""
+    cause and the fix (``setting``: what chooses another place)."""
     try:
         yield
     except OSError as err:

@@ -3,13 +3,9 @@
     rows, groups = compare_runs(["runs/a", "runs/b", "old/comparison.csv"])
     print(markdown_tables(rows, groups, baseline=["resnet20", "regnet20_convgru=resnet56"]))
 
-What a run directory says about itself (RunInfo) is engine/rundir's; its row, its label and
-which runs are of one recipe (group_key) are engine/recipes'; which runs count as seeds, which may
-be compared and the statistics over seeds (mean ± std, the noise test against baselines) are
-seeds.py's; the accuracy against cost is viz/cost.py's. This module reads the runs and writes
-what is made of them: the Markdown, the CSV and the PNGs. The rows of a comparison.csv count as
-runs: an earlier comparison's runs whose directories are gone. Runs on different data are
-refused unless asked for (allow_mixed_data).
+A run's row and recipe are engine/recipes', which runs are seeds and their statistics seeds.py's;
+this module writes what is made of them: the Markdown, the CSV and the PNGs. The rows of an
+earlier comparison.csv count as runs (their directories may be gone).
 """
 
 from __future__ import annotations
@@ -53,16 +49,15 @@ from resnet_cifar.viz import check_x_axis, save_figure, val_accuracy_figure
 from resnet_cifar.viz.cost import cost_figure, cost_points
 
 COMPARISON = "the comparison into"  # a write error: "cannot write the comparison into DIR: ..."
-OUT_DIR = "`out_dir` (--out-dir)"  # the setting a refusal to write there names
+OUT_DIR = "`out_dir` (--out-dir)"
+Targets = tuple[float, ...]
 
 
 def tabulate(inputs: list[RunInfo | dict[str, Any]], allow_mixed_data: bool = False,
-             targets: tuple[float, ...] = TIME_TO_ACCURACY_TARGETS
+             targets: Targets = TIME_TO_ACCURACY_TARGETS
              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(one row per run, one group per recipe with several seeds) of run directories read
-    (RunInfo) and rows of comparison.csv files (see read_inputs); see check_same_data and
-    check_repeats. ``targets``: the accuracies whose time to reach each row gives (see
-    recipes.run_row)."""
+    """(one row per run, one group per recipe with several seeds); runs on different data are
+    refused unless ``allow_mixed_data``."""
     rows = [run_row(x, targets) if isinstance(x, RunInfo) else x for x in inputs]
     check_same_data(rows, allow_mixed_data)
     check_repeats(rows)
@@ -70,17 +65,15 @@ def tabulate(inputs: list[RunInfo | dict[str, Any]], allow_mixed_data: bool = Fa
 
 
 def compare_runs(paths: list[str | Path], *, allow_mixed_data: bool = False,
-                 targets: tuple[float, ...] = TIME_TO_ACCURACY_TARGETS
+                 targets: Targets = TIME_TO_ACCURACY_TARGETS
                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(one row per run, one group per recipe with several seeds) of run directories and
-    comparison.csv files (see read_inputs); see tabulate."""
+    """tabulate of run directories and comparison.csv files."""
     return tabulate(read_inputs(paths, targets), allow_mixed_data, targets)
 
 
 # ------------------------------------------------------------------------------------ inputs
 
-# comparison.csv's columns after COLUMNS and the time ones: what groups the rows and checks their
-# data (run_row's recipe and run_data), as JSON. A CSV written before has neither.
+# comparison.csv's columns after COLUMNS and the time ones, as JSON (an older CSV has neither)
 RECORD_COLUMNS = ("recipe", "data")
 UNKNOWN_DATA = {"fingerprint": None, "source": None, "num_classes": None}
 TEXT_COLUMNS = ("run", "name", "model")
@@ -88,12 +81,10 @@ INT_COLUMNS = ("params", "macs", "epochs", "seed", "best_epoch")
 REQUIRED_COLUMNS = ("run", "model", "epochs")  # what no row can be grouped or shown without
 
 
-def read_inputs(paths: list[str | Path], targets: tuple[float, ...] = TIME_TO_ACCURACY_TARGETS
+def read_inputs(paths: list[str | Path], targets: Targets = TIME_TO_ACCURACY_TARGETS
                 ) -> list[RunInfo | dict[str, Any]]:
-    """A RunInfo for each run directory and a row for each run a comparison.csv holds (see
-    read_csv_rows), in the order given. A run is keyed by its resolved path: one given twice
-    (again, through a symlink or spelled another way) is refused, as it would count as two
-    seeds; so is a comparison.csv given twice."""
+    """A RunInfo per run directory and a row per run of a comparison.csv, in order. A path given
+    twice (however spelled) is refused: it would count as two seeds."""
     inputs: list[RunInfo | dict[str, Any]] = []
     for path in each_once(paths):
         if path.suffix.lower() == ".csv" and not path.is_dir():
@@ -103,12 +94,11 @@ def read_inputs(paths: list[str | Path], targets: tuple[float, ...] = TIME_TO_AC
     return inputs
 
 
-def read_csv_rows(path: Path, targets: tuple[float, ...] = TIME_TO_ACCURACY_TARGETS
+def read_csv_rows(path: Path, targets: Targets = TIME_TO_ACCURACY_TARGETS
                   ) -> list[dict[str, Any]]:
-    """The runs a comparison.csv holds (see write_csv) as rows like run_row's: an earlier
-    comparison's runs, whose directories may be gone. It must hold the time to each of
-    ``targets``. Rows of a CSV written before compare saved recipes and data have neither: they
-    group like runs without config.toml, and their data are unknown (never a conflict)."""
+    """The runs of a comparison.csv (see write_csv) as rows like run_row's; it must hold the time
+    to each of ``targets``. Rows of an older CSV have no recipe (grouped like runs without
+    config.toml) and unknown data (never a conflict)."""
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
@@ -138,7 +128,7 @@ def read_csv_rows(path: Path, targets: tuple[float, ...] = TIME_TO_ACCURACY_TARG
 
 
 def _csv_value(column: str, text: str, path: Path, line: int) -> Any:
-    """A value of comparison.csv as run_row has it (see write_csv); empty is None."""
+    """A comparison.csv cell as run_row has it; empty is None."""
     try:
         if text == "":
             if column in REQUIRED_COLUMNS:
@@ -163,10 +153,9 @@ def _csv_value(column: str, text: str, path: Path, line: int) -> Any:
 # ---------------------------------------------------------------------------------- rendering
 
 
-def _pct(value: float | None, targets: tuple[float, ...] = ()) -> str:
-    """``value`` (a fraction) in percent, to 2 decimals, or to as many more as it takes for the
-    printed figure to sit on the same side of every target (percent) as the exact one: a mean of
-    84.995% prints as "84.995", not as an "85.00" that reads as a met 85% target."""
+def _pct(value: float | None, targets: Targets = ()) -> str:
+    """A fraction in percent, to 2 decimals or as many more as keep the figure on the same side
+    of each target (percent) as the exact one: 84.995, not an "85.00" that reads as met."""
     if value is None:
         return "–"
     percent = 100 * value
@@ -182,8 +171,7 @@ def _num(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def _pct_pm(stat: tuple[float, float, int] | None, n: int,
-            targets: tuple[float, ...] = ()) -> str:
+def _pct_pm(stat: tuple[float, float, int] | None, n: int, targets: Targets = ()) -> str:
     if stat is None:
         return "–"
     mean, std, count = stat
@@ -197,30 +185,15 @@ def _num_pm(stat: tuple[float, float, int] | None, digits: int) -> str:
 
 def _table(header: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
 
 
 REPEAT_NOTE = ("‡ Set aside as repeats, not seeds: a run of a recipe with a seed it already has "
                "says nothing of the seed noise (one run given twice would show a std of 0), so "
                "the first run given of each seed counts, and these are left out of every mean, "
                "std, interval and figure: ")
-
-
-def _seed(row: dict[str, Any], repeated: set[int]) -> str:
-    return f"{row['seed']} ‡" if id(row) in repeated else str(row["seed"])
-
-
 VAL_IS_TEST_NOTE = ("† validation is the test set (no `data.val_split` (--val-split)): the best "
                     "epoch was chosen on the test set, so its accuracy is optimistic.")
-
-
-def targets_of(row: dict[str, Any]) -> list[str]:
-    """The targets a row gives the time to, as named in its keys ("80", "85")."""
-    return [k.removeprefix("minutes_to_") for k in row if k.startswith("minutes_to_")]
-
-
-
 TIME_NOTE = ("Time to accuracy: the first epoch whose {val} accuracy of the final weights, or "
              "of their moving average with `ema_decay` (--ema-decay), reaches the target, and "
              "the training minutes by its end: the sum of the epochs' times, training steps only "
@@ -228,14 +201,22 @@ TIME_NOTE = ("Time to accuracy: the first epoch whose {val} accuracy of the fina
              "run had.")
 
 
-def time_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]]) -> list[str]:
+def _seed(row: dict[str, Any], repeated: set[int]) -> str:
+    return f"{row['seed']} ‡" if id(row) in repeated else str(row["seed"])
+
+
+def targets_of(row: dict[str, Any]) -> list[str]:
+    """The targets a row gives the time to, as named in its keys ("80", "85")."""
+    return [k.removeprefix("minutes_to_") for k in row if k.startswith("minutes_to_")]
+
+
+def time_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
+                differing: list[str] | None, repeated: set[int]) -> list[str]:
     """Markdown lines: each run's (and each group's mean) epoch and minutes to each target."""
     if not rows or not targets_of(rows[0]):
         return []
-    differing = differing_settings(rows)
     targets = targets_of(rows[0])
     val = "test" if all(r["val_is_test"] for r in rows) else "validation"
-    repeated = {id(row) for row, _ in repeats(rows)}
     header = ["run", "model", "seed", *(f"to {t}% {val}: epoch (min)" for t in targets),
               "epochs", "training min"]
     body = []
@@ -264,8 +245,7 @@ def _group_time(group: dict[str, Any], target: str) -> str:
 
 
 def noise_tables(tests: list[NoiseTest]) -> list[str]:
-    """Markdown lines: one table per baseline and recipe length, differences in percentage
-    points, each saying how many comparisons were made in all (with an interval: tests)."""
+    """Markdown lines: one table per baseline and recipe length, differences in points."""
     parts = []
     count = sum(d.half_width is not None for test in tests for d in test.differences)
     for test in tests:
@@ -293,11 +273,9 @@ def noise_tables(tests: list[NoiseTest]) -> list[str]:
 
 def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
                     baseline: str | Sequence[str] | None = None) -> str:
-    """The per-run table, the grouped table (accuracies in %) and, given a ``baseline`` model
-    or several (see baseline_pairs), each group's test accuracy against it (see noise_test).
-    Models are labelled with the settings whose values differ between the runs (see
-    recipe_label); runs on different data (allowed by compare_runs(allow_mixed_data=True)) and
-    repeats set aside (see repeats) are said to be."""
+    """The per-run and the grouped tables (accuracies in %), the time to accuracy and, given a
+    ``baseline`` (see seeds.baseline_pairs), each group's test accuracy against it. Models are
+    labelled with the settings that differ between the runs (recipes.recipe_label)."""
     differing = differing_settings(rows)
     repeated = {id(row) for row, _ in repeats(rows)}
     targets = tuple(float(t) for t in targets_of(rows[0])) if rows else ()
@@ -347,7 +325,7 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
     else:
         parts.append("No two runs share a recipe: the model, its options, the number of epochs "
                      "and every other setting but the seed.")
-    parts += time_tables(rows, groups)
+    parts += time_tables(rows, groups, differing, repeated)
     parts += recipe_notes(rows, differing)
     if baseline:
         parts += noise_tables(noise_tests(rows, baseline))
@@ -369,9 +347,8 @@ def recipe_notes(rows: list[dict[str, Any]], differing: list[str] | None) -> lis
 
 
 def write_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
-    """comparison.csv: the COLUMNS of the rows, then their time-to-accuracy columns, with full
-    precision, then RECORD_COLUMNS; model_kwargs, recipe and data as JSON, missing values empty.
-    A later compare reads it back (read_csv_rows) to the same rows."""
+    """comparison.csv, which read_csv_rows reads back to the same rows: full precision, dicts as
+    JSON, missing values empty."""
     columns = COLUMNS + (tuple(time_keys(rows[0])) if rows else ()) + RECORD_COLUMNS
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -388,17 +365,11 @@ def write_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
 
 def write_comparison(paths: list[str | Path], out_dir: str | Path = ".",
                      baseline: str | Sequence[str] | None = None, *,
-                     allow_mixed_data: bool = False,
-                     targets: tuple[float, ...] = TIME_TO_ACCURACY_TARGETS,
+                     allow_mixed_data: bool = False, targets: Targets = TIME_TO_ACCURACY_TARGETS,
                      x: str = "epoch", cost: str | None = None) -> dict[str, Path]:
-    """Into ``out_dir``: comparison.md, comparison.csv and comparison.png (validation accuracy
-    of every run directory against the epoch, or with ``x="time"`` against the training
-    minutes, the ``targets`` drawn; not written when every run comes from a comparison.csv,
-    which holds no epochs); with a ``baseline`` (see baseline_pairs), comparison.md also says
-    which differences are inside the noise; with a ``cost`` ("macs" or "params"),
-    accuracy_vs_cost.png (see cost_points). ``paths``: run directories and comparison.csv files
-    (see read_inputs). Every refusal (``out_dir``, the runs, their data, the baseline, the cost)
-    is a one-line UserError that comes before anything is written."""
+    """Into ``out_dir``: comparison.md, comparison.csv, comparison.png (the run directories'
+    validation accuracy against ``x``, "epoch" or "time") and, with a ``cost`` ("macs" or
+    "params"), accuracy_vs_cost.png. Every refusal is a UserError before anything is written."""
     check_x_axis(x)
     out_dir = check_folder(out_dir, COMPARISON, OUT_DIR)  # a file in the way: refused first
     inputs = read_inputs(paths, targets)

@@ -1,9 +1,8 @@
-"""Run configuration: dataclasses with a commented default for every field.
+"""Run configuration: dataclasses whose fields carry their default, help, choices and flag.
 
 Precedence, lowest to highest: the recipe (``configs/<recipe>.toml``), a ``--config FILE``, then
-flags. A TOML file mirrors the dataclasses: top-level keys are TrainConfig fields and the ``[data]``
-and ``[model_kwargs]`` tables hold the data options and model options. Unknown keys and values of
-the wrong type are refused with the valid names.
+flags. A TOML file mirrors the dataclasses (``[data]`` and ``[model_kwargs]`` tables); unknown
+keys and values of the wrong type are refused with the valid names.
 """
 
 from __future__ import annotations
@@ -37,23 +36,13 @@ STEM_INITS = ("kaiming", "whitening")  # how the first convolution starts (model
 SAVE_EVERY_MINUTES = 10.0
 
 
-def opt(
-    help: str,
-    *,
-    choices: tuple[str, ...] | None = None,
-    flag: bool | str = True,
-    metavar: str | None = None,
-    minimum: int | None = None,
-    negatable: bool = False,
-    group: str | None = None,
-    train_only: bool = False,
-    help_order: int = 0,
-) -> dict[str, Any]:
-    """A field's metadata: its meaning, the values it accepts and how the command line spells
-    it (the CLI builds its flags from this, so each is written once, here). ``flag``: --lr-scaling
-    for lr_scaling by default, another flag ("--data"), or False for none; ``negatable``: a bool
-    gets its negative form (--no-nesterov); ``group``: the --help section, ordered by
-    ``help_order`` then field order; ``train_only``: a data option that eval and show lack."""
+def opt(help: str, *, choices: tuple[str, ...] | None = None, flag: bool | str = True,
+        metavar: str | None = None, minimum: int | None = None, negatable: bool = False,
+        group: str | None = None, train_only: bool = False, help_order: int = 0) -> dict[str, Any]:
+    """A field's metadata, from which the CLI builds its flag. ``flag``: --lr-scaling for
+    lr_scaling by default, another flag ("--data"), or False for none; ``negatable``: a bool also
+    gets its negative (--no-nesterov); ``group``: the --help section, ordered by ``help_order``
+    then field order; ``train_only``: a data option that eval and show lack."""
     return {"help": help, "choices": choices, "flag": flag, "metavar": metavar,
             "minimum": minimum, "negatable": negatable, "group": group,
             "train_only": train_only, "help_order": help_order}
@@ -102,8 +91,7 @@ class DataConfig:
         "cut a random N x N square out of each training image, whatever the augmentation "
         "(0: off; DeVries & Taylor)",
         metavar="N", minimum=0, train_only=True, help_order=2))
-    # content fingerprint (sha256 of the decoded images and labels) the data must have; a run
-    # records its own, so a rerun or a later eval is refused other data. None: not checked
+    # sha256 of the decoded images and labels; a run records its own. None: not checked
     fingerprint: str | None = field(default=None, metadata=opt(
         "sha256 content fingerprint the data must have (a run records its own)", flag=False))
     allow_other_data: bool = field(default=False, metadata=opt(
@@ -200,8 +188,7 @@ class TrainConfig:
 
 
 def setting_fields(config_class: type = TrainConfig, prefix: str = "") -> dict[str, Any]:
-    """Every setting of ``config_class`` and its nested tables, by key (``lr``,
-    ``data.val_split``): the dataclass field, whose metadata holds its help and choices."""
+    """Every setting's dataclass field, by key (``lr``, ``data.val_split``)."""
     settings: dict[str, Any] = {}
     for f in dataclasses.fields(config_class):
         settings[prefix + f.name] = f
@@ -210,19 +197,15 @@ def setting_fields(config_class: type = TrainConfig, prefix: str = "") -> dict[s
     return settings
 
 
-# key -> the values it accepts, from the fields' metadata (checked by merge_into)
 CHOICES: dict[str, tuple[str, ...]] = {
     key: f.metadata["choices"] for key, f in setting_fields().items() if f.metadata["choices"]
 }
 
 
 def field_flag(f: dataclasses.Field) -> str | None:
-    """The flag of config field ``f`` (its metadata's, or --lr-scaling for lr_scaling); None
-    when the setting has no flag of its own."""
+    """The flag of config field ``f`` (--lr-scaling for lr_scaling); None if it has none."""
     flag = f.metadata["flag"]
-    if flag is True:
-        return "--" + f.name.replace("_", "-")
-    return flag or None
+    return "--" + f.name.replace("_", "-") if flag is True else flag or None
 
 
 # Settings that are not config fields but that messages name: model options, and parameters of
@@ -235,10 +218,8 @@ PARAMETER_FLAGS = {**{name: "--" + name.replace("_", "-") for name in PARAMETERS
                    "model_kwargs.shortcut": "--shortcut", "model_kwargs": "--model-opt",
                    "evaluate": "--no-eval"}
 
-# The one table from a setting (config key or parameter) to the flag that sets it: the CLI
-# builds its parser from it, and a message names a setting by key and flag, "`lr` (--lr)", so a
-# library user reads the key and a command-line user the flag (tests/test_cli_flags.py checks
-# every message and every flag).
+# The one table from a setting to its flag: the CLI builds its parser from it, and a message
+# names a setting by key and flag, "`lr` (--lr)" (tests/test_cli_flags.py checks them all).
 FLAG_OF: dict[str, str] = {
     **{k: flag for k, f in setting_fields().items() if (flag := field_flag(f))},
     **PARAMETER_FLAGS,
@@ -304,11 +285,8 @@ def merge_into(config: Any, values: dict[str, Any], prefix: str = "") -> None:
         setattr(config, name, value)
 
 
-def build_config(
-    recipe: str | None = "original",
-    config_file: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> TrainConfig:
+def build_config(recipe: str | None = "original", config_file: str | Path | None = None,
+                 overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Recipe, then config file, then overrides (a nested dict like a TOML file)."""
     config = TrainConfig()
     if recipe:
@@ -338,9 +316,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def validate(config: TrainConfig) -> None:
-    """Cross-field and range checks a type check alone cannot make, run before anything is read
-    or created: a bad value is refused at once, never found an epoch (or a directory) later.
-    Settings are named by key and flag, "`lr` (--lr)"."""
+    """Range and cross-field checks, before anything is read or created."""
     at_least_one = [k for k, f in setting_fields().items() if f.metadata["minimum"] == 1]
     for name in at_least_one:
         if getattr(config, name) < 1:
@@ -351,11 +327,9 @@ def validate(config: TrainConfig) -> None:
         if not fits(value):
             raise ConfigError(f"{key(name)} must be {what}, got {value}")
     if config.warmup_epochs < 0 or config.warmup_epochs >= config.epochs:
-        raise ConfigError(
-            f"`warmup_epochs` (--warmup-epochs) must be in [0, `epochs` (--epochs)), got "
-            f"{config.warmup_epochs} for {config.epochs} epochs: use fewer warm-up epochs or "
-            "more epochs"
-        )
+        raise ConfigError(f"`warmup_epochs` (--warmup-epochs) must be in [0, `epochs` "
+                          f"(--epochs)), got {config.warmup_epochs} for {config.epochs} epochs: "
+                          "use fewer warm-up epochs or more epochs")
     if config.data.flip != "random" and config.data.augment == "none":
         raise ConfigError(f"`data.flip` (--flip) {config.data.flip!r} needs `data.augment` "
                           "(--augment) 'standard' (augment 'none' flips nothing); leave the flip "
@@ -368,10 +342,8 @@ def validate(config: TrainConfig) -> None:
     milestones = config.milestones
     steps_up = all(a < b for a, b in zip(milestones, milestones[1:], strict=False))
     if not steps_up or any(m < 0 for m in milestones):
-        raise ConfigError(
-            f"`milestones` (--milestones) must be strictly increasing epoch indices >= 0, got "
-            f"{milestones}"
-        )
+        raise ConfigError(f"`milestones` (--milestones) must be strictly increasing epoch "
+                          f"indices >= 0, got {milestones}")
 
 
 def check_run_name(name: str | None) -> None:
@@ -379,10 +351,8 @@ def check_run_name(name: str | None) -> None:
     if name is None:
         return
     if not name or "/" in name or "\\" in name or name.startswith(".") or Path(name).is_absolute():
-        raise ConfigError(
-            f"run name {name!r} must be a plain folder name (no '/', no leading '.'); "
-            "to choose the whole path, use `out` (--out) DIR instead"
-        )
+        raise ConfigError(f"run name {name!r} must be a plain folder name (no '/', no leading "
+                          "'.'); to choose the whole path, use `out` (--out) DIR instead")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -398,7 +368,7 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
 
 def todays_names(config: TrainConfig) -> TrainConfig:
     """``config`` with its model options under today's names (gru_variant "seed" is
-    "original"), so that what a run records, and compares against on resume, is one name."""
+    "original"), so that a run records, and resumes against, one name."""
     from resnet_cifar.models.registry import resolve_options
 
     config.model_kwargs = resolve_options(config.model, config.model_kwargs)

@@ -1,12 +1,7 @@
-"""The one exception type the CLI turns into a one-line message instead of a traceback.
+"""UserError: what the CLI prints as one line (exit code 2) instead of a traceback.
 
-Raise UserError at the boundary (a path, a flag, a file the user gave us) with a message that
-says what is wrong, where, and how to fix it. Anything else that escapes is a bug and keeps its
-traceback.
-
-A message names a setting by its config key and its flag, "`lr` (--lr)" (config.key writes
-that from config.FLAG_OF): a library user reads the key, a command-line user the flag. A setting
-without a flag keeps its key alone, "`data.fingerprint`".
+Raise it at the boundary with a message that says what is wrong, where, and how to fix it, naming
+a setting by key and flag, "`lr` (--lr)" (config.key). Anything else that escapes is a bug.
 """
 
 from __future__ import annotations

@@ -3,32 +3,14 @@
     report = export_checkpoint("runs/resnet20/best.pt", format="onnx")
     print("\\n".join(report.lines()))
 
-Every model in the registry exports in every format with a dynamic batch dimension (named
-"batch"): the graph is traced at batch 2 (torch.export would specialize a size of 1) and checked
-at batches 1 and 3, plus up to 100 real test images when a data set is given.
-
-Input contract, by ``include_normalization``:
-  * False (default): float32 (N, 3, 32, 32) RGB, already normalized as ``(x / 255 - mean) / std``
-    with the mean/std recorded in the file's metadata (what the model saw in training);
-  * True: uint8 (N, 3, 32, 32) RGB pixels, 0-255. The graph casts and normalizes them itself, with
-    the evaluation loader's arithmetic (see `predict.NormalizedModel`).
-The output is always float32 logits (N, num_classes); names "images" -> "logits".
-
-Formats and how they are made:
-  * "onnx": the TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)`` with
-    ``dynamic_axes``), opset 17 by default. It needs only the ``onnx`` extra
-    (``pip install 'resnet-cifar[onnx]'``: onnx + onnxruntime). torch >= 2.9 marks it deprecated
-    and defaults to the torch.export-based exporter, which also needs ``onnxscript`` and is several
-    times slower on these models; pass ``onnx_exporter="dynamo"`` (opset >= 18) to use it.
-  * "torchscript": ``torch.jit.trace`` (deprecated upstream too, but still the format C++ libtorch
-    loads); load with ``torch.jit.load``.
-  * "pt2": ``torch.export.export`` with a ``Dim`` batch, saved by ``torch.export.save``; load with
-    ``torch.export.load(path).module()``.
-Each file embeds ``resnet_cifar.json`` (model, options, classes, mean/std, input contract): ONNX
-as metadata_props, the others as extra files. The file is written atomically (complete or absent)
-with the permissions of any other file (0666 & ~umask); one that cannot be written (a folder, no
-permission, a full disk) is a one-line UserError, and an impossible ``out`` is refused before the
-model is built.
+Every model exports in every format with a dynamic batch dimension ("batch"): traced at batch 2
+(torch.export would specialize a size of 1), checked at batches 1 and 3 and on real test images
+when a data set is known (export_check.py). The graph maps "images" -> "logits" (float32
+(N, num_classes)); its input is normalized float32 (N, 3, 32, 32), or with
+``include_normalization`` uint8 pixels that it normalizes itself (predict.NormalizedModel). ONNX
+uses the TorchScript-based exporter by default (it needs only the onnx extra; "dynamo" also needs
+onnxscript and is slower here). Each file embeds ``resnet_cifar.json`` (model, classes, mean/std,
+input contract) and is written atomically; a write error is a one-line UserError.
 """
 
 from __future__ import annotations
@@ -60,13 +42,11 @@ from resnet_cifar.export_check import (
     parity_checks,
 )
 from resnet_cifar.models.fold import fold_batchnorm
-from resnet_cifar.predict import (
-    IMAGE_SIZE,
-    NormalizedModel,
-    class_names,
-)
+from resnet_cifar.predict import IMAGE_SIZE, NormalizedModel, class_names
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2"}
+# What an output's name says it holds: a TorchScript file is often named .pt or .ts.
+FORMAT_OF_SUFFIX = {".onnx": "onnx", ".pt2": "pt2", ".pt": "torchscript", ".ts": "torchscript"}
 ONNX_EXPORTERS = ("legacy", "dynamo")
 DEFAULT_OPSET = 17  # legacy exporter: opset 17 runs on every onnxruntime of the last years
 LEGACY_OPSETS = range(9, 21)  # what the TorchScript-based exporter supports
@@ -76,9 +56,6 @@ METADATA_NAME = "resnet_cifar.json"
 ONNX_INSTALL = "pip install 'resnet-cifar[onnx]'"
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 EXPORT_OUTPUT = "export output"  # what a write error calls the file
-
-
-# --------------------------------------------------------------------------- report
 
 
 @dataclass
@@ -118,8 +95,7 @@ class ExportReport:
                            f"({noise}max |logit| {c.max_abs_logit:.3g})  "
                            f"top-1 agrees {c.top1_agree}/{c.batch}"
                            + ("" if c.passed(self.tolerance) else "  FAILED"))
-        out += [f"note: {note}" for note in self.notes]
-        return out
+        return out + [f"note: {note}" for note in self.notes]
 
 
 class ParityError(RuntimeError):
@@ -127,35 +103,35 @@ class ParityError(RuntimeError):
 
     def __init__(self, report: ExportReport):
         self.report = report
-        super().__init__(
-            f"{report.path}: the exported model differs from PyTorch by up to "
-            f"{report.max_abs_diff:.2e}, beyond the tolerance; the file was written but should "
-            "not be used"
-        )
+        super().__init__(f"{report.path}: the exported model differs from PyTorch by up to "
+                         f"{report.max_abs_diff:.2e}, beyond the tolerance; the file was written "
+                         "but should not be used")
 
 
 # --------------------------------------------------------------------------- exporters
 
 
+def _unknown_format(format: str) -> UserError:
+    return UserError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
+
+
 def require_onnx(exporter: str = "legacy") -> None:
     """Raise a UserError naming the install command when the ONNX packages are missing."""
-    needed = ["onnx", "onnxruntime"] + (["onnxscript"] if exporter == "dynamo" else [])
     missing = []
-    for name in needed:
+    for name in ["onnx", "onnxruntime"] + (["onnxscript"] if exporter == "dynamo" else []):
         try:
             importlib.import_module(name)
         except ImportError:
             missing.append(name)
     if missing:
         extra = " and pip install onnxscript" if "onnxscript" in missing else ""
-        raise UserError(
-            f"ONNX export needs {', '.join(missing)}, which is not installed: "
-            f"{ONNX_INSTALL}{extra}"
-        )
+        raise UserError(f"ONNX export needs {', '.join(missing)}, which is not installed: "
+                        f"{ONNX_INSTALL}{extra}")
 
 
 def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int | None,
                  exporter: str) -> str:
+    names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME]}
     if exporter == "legacy":
         opset = DEFAULT_OPSET if opset is None else opset
         if opset not in LEGACY_OPSETS:
@@ -165,20 +141,16 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: in
             warnings.simplefilter("ignore", DeprecationWarning)  # upstream deprecation notice
             # harmless: the strided slices of option-A shortcuts are not constant-folded
             warnings.filterwarnings("ignore", "Constant folding", UserWarning)
-            torch.onnx.export(
-                module, (example,), str(path), dynamo=False, opset_version=opset,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            )
+            torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=opset,
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                              **names)
         return f"torch.onnx.export (TorchScript-based), opset {opset}"
     if opset is not None and opset < DYNAMO_MIN_OPSET:
         raise UserError(f"`opset` (--opset) {opset}: the dynamo ONNX exporter needs opset >= "
                         f"{DYNAMO_MIN_OPSET}")
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.onnx.export(
-        module, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), verbose=False,
-    )
+    program = torch.onnx.export(module, (example,), dynamo=True, opset_version=opset,
+                                dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
+                                verbose=False, **names)
     program.save(str(path), external_data=False)
     import onnx
 
@@ -199,66 +171,56 @@ def export_module(module: nn.Module, path: str | os.PathLike, format: str, *,
                   metadata: dict[str, Any], example: torch.Tensor, opset: int | None = None,
                   onnx_exporter: str = "legacy") -> str:
     """Write ``module`` (in eval mode, on the CPU) to ``path``; returns how it was exported.
-
-    ``example`` (batch EXAMPLE_BATCH) fixes the input dtype; the batch dimension stays dynamic.
-    """
+    ``example`` fixes the input dtype; the batch dimension stays dynamic."""
     path = Path(path)
     extra = {METADATA_NAME: json.dumps(metadata)}
     if format == "onnx":
         how = _export_onnx(module, example, path, opset, onnx_exporter)
         _add_onnx_metadata(path, metadata)
         return how
-    # torch's C++ zip writer aborts the whole process (it throws from a destructor) when a write
-    # to a file fails, e.g. on a full disk: serialize into memory, then write the bytes, so that a
-    # failed write is an ordinary OSError
+    # torch's C++ zip writer aborts the whole process when a write fails (a full disk):
+    # serialize into memory, then write the bytes, so that a failed write is an OSError
     buffer = io.BytesIO()
     if format == "torchscript":
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # upstream deprecation notice
             traced = torch.jit.trace(module, (example,), check_trace=False)  # we check parity
             torch.jit.save(traced, buffer, _extra_files=extra)
-        path.write_bytes(buffer.getvalue())
-        return "torch.jit.trace"
-    if format == "pt2":
+        how = "torch.jit.trace"
+    elif format == "pt2":
         batch = torch.export.Dim("batch", min=1)
         program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
         torch.export.save(program, buffer, extra_files=extra)
-        path.write_bytes(buffer.getvalue())
-        return "torch.export.export with a dynamic batch Dim"
-    raise UserError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
+        how = "torch.export.export with a dynamic batch Dim"
+    else:
+        raise _unknown_format(format)
+    path.write_bytes(buffer.getvalue())
+    return how
 
 
-def _format_of(path: Path) -> str:
-    name = path.name.lower()
-    for format, suffix in FORMATS.items():
-        if name.endswith(suffix):
-            return format
-    return "torchscript" if name.endswith((".pt", ".ts")) else "pt2"
+def _jit_load(path: Path, **kwargs) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu", **kwargs)
 
 
 def load_exported(path: str | os.PathLike, format: str | None = None
                   ) -> Callable[[torch.Tensor], torch.Tensor]:
     """An exported file as a function CPU tensor -> CPU logits; format from the suffix if None."""
     path = Path(path)
-    format = format or _format_of(path)
+    format = format or FORMAT_OF_SUFFIX.get(path.suffix.lower(), "pt2")
     if format == "onnx":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-        def run_onnx(x: torch.Tensor) -> torch.Tensor:
-            (logits,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.cpu().numpy()})
-            return torch.from_numpy(logits)
-
-        return run_onnx
+        return lambda x: torch.from_numpy(
+            session.run([OUTPUT_NAME], {INPUT_NAME: x.cpu().numpy()})[0])
     if format == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location="cpu")
+        module = _jit_load(path)
     elif format == "pt2":
         module = torch.export.load(str(path)).module()
     else:
-        raise UserError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
+        raise _unknown_format(format)
 
     def run_torch(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -270,7 +232,7 @@ def load_exported(path: str | os.PathLike, format: str | None = None
 def read_export_metadata(path: str | os.PathLike, format: str | None = None) -> dict[str, Any]:
     """The ``resnet_cifar.json`` an exported file carries."""
     path = Path(path)
-    format = format or _format_of(path)
+    format = format or FORMAT_OF_SUFFIX.get(path.suffix.lower(), "pt2")
     if format == "onnx":
         import onnx
 
@@ -278,9 +240,7 @@ def read_export_metadata(path: str | os.PathLike, format: str | None = None) -> 
         return json.loads(props[METADATA_NAME])
     extra = {METADATA_NAME: ""}
     if format == "torchscript":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        _jit_load(path, _extra_files=extra)
     else:
         torch.export.load(str(path), extra_files=extra)
     return json.loads(extra[METADATA_NAME])
@@ -289,27 +249,20 @@ def read_export_metadata(path: str | os.PathLike, format: str | None = None) -> 
 # --------------------------------------------------------------------------- the whole export
 
 
-# What an output's name says it holds: a TorchScript file is often named .pt or .ts.
-FORMAT_OF_SUFFIX = {".onnx": "onnx", ".pt2": "pt2", ".pt": "torchscript", ".ts": "torchscript"}
-
-
 def resolve_format(out: str | os.PathLike | None, format: str | None) -> str:
     """The format to write: ``format`` as given, else the one ``out``'s suffix names, else ONNX.
-    A name that says another format than ``format`` is refused, so that a file never holds
-    something other than its suffix claims."""
+    A name that says another format than ``format`` is refused."""
     named = FORMAT_OF_SUFFIX.get(Path(out).suffix.lower()) if out is not None else None
     if format is None:
         if out is not None and named is None:
-            raise UserError(
-                f"cannot tell the format from the name {out}: pass `format` (--format) onnx, "
-                "torchscript or pt2, or end it in .onnx, .pt (TorchScript) or .pt2"
-            )
+            raise UserError(f"cannot tell the format from the name {out}: pass `format` "
+                            "(--format) onnx, torchscript or pt2, or end it in .onnx, .pt "
+                            "(TorchScript) or .pt2")
         return named or "onnx"
     if named is not None and named != format:
-        raise UserError(
-            f"{out} is named as {named} but `format` (--format) {format} writes {format}: name it "
-            f"{Path(out).stem}{FORMATS[format]}, or leave `format` (--format) out to write {named}"
-        )
+        raise UserError(f"{out} is named as {named} but `format` (--format) {format} writes "
+                        f"{format}: name it {Path(out).stem}{FORMATS[format]}, or leave `format` "
+                        f"(--format) out to write {named}")
     return format
 
 
@@ -323,49 +276,32 @@ def export_metadata(ckpt: Checkpoint, mean, std, include_normalization: bool,
                     input_contract: str) -> dict[str, Any]:
     from resnet_cifar.version import __version__
 
-    return {
-        "format": "resnet_cifar.export",
-        "package_version": __version__,
-        "model_name": ckpt.model_name,
-        "model_kwargs": ckpt.model_kwargs,
-        "num_classes": ckpt.num_classes,
-        "classes": class_names(ckpt),
-        "mean": list(mean),
-        "std": list(std),
-        "includes_normalization": include_normalization,
-        "input": input_contract,
-        "output": f"float32 logits (N, {ckpt.num_classes})",
-    }
+    return {"format": "resnet_cifar.export", "package_version": __version__,
+            "model_name": ckpt.model_name, "model_kwargs": ckpt.model_kwargs,
+            "num_classes": ckpt.num_classes, "classes": class_names(ckpt),
+            "mean": list(mean), "std": list(std),
+            "includes_normalization": include_normalization, "input": input_contract,
+            "output": f"float32 logits (N, {ckpt.num_classes})"}
 
 
-def export_checkpoint(
-    checkpoint: str | os.PathLike | Checkpoint,
-    out: str | os.PathLike | None = None,
-    format: str = "onnx",
-    include_normalization: bool = False,
-    *,
-    model: str | None = None,
-    model_kwargs: dict[str, Any] | None = None,
-    normalize: str | None = None,
-    opset: int | None = None,
-    onnx_exporter: str = "legacy",
-    images: np.ndarray | None = None,
-    images_source: str = "real images",
-    verify: bool = True,
-    tolerance: float = TOLERANCE,
-    fold_bn: bool = False,
-) -> ExportReport:
+def export_checkpoint(checkpoint: str | os.PathLike | Checkpoint,
+                      out: str | os.PathLike | None = None, format: str = "onnx",
+                      include_normalization: bool = False, *, model: str | None = None,
+                      model_kwargs: dict[str, Any] | None = None, normalize: str | None = None,
+                      opset: int | None = None, onnx_exporter: str = "legacy",
+                      images: np.ndarray | None = None, images_source: str = "real images",
+                      verify: bool = True, tolerance: float = TOLERANCE,
+                      fold_bn: bool = False) -> ExportReport:
     """Export a checkpoint and (``verify``) check the written file against eager PyTorch.
 
     ``out`` defaults to the checkpoint's name with the format's suffix, beside it. ``images``
     (uint8 (N, 3, 32, 32), e.g. from `load_parity_images`) adds a real-image check to the random
     ones. ``normalize`` chooses the statistics as `Predictor` does. ``fold_bn`` writes the graph
-    with BatchNorm folded into the convolutions (models/fold.py); parity is still checked against
-    the unfolded eager model. Raises ParityError when a
-    check exceeds ``tolerance``, and UserError for a bad format or missing ONNX packages.
+    with BatchNorm folded into the convolutions; parity is still checked against the unfolded
+    model. Raises ParityError when a check exceeds ``tolerance``.
     """
     if format not in FORMATS:
-        raise UserError(f"unknown export format {format!r}: choose one of {', '.join(FORMATS)}")
+        raise _unknown_format(format)
     if onnx_exporter not in ONNX_EXPORTERS:
         raise UserError(f"unknown ONNX exporter {onnx_exporter!r}: choose one of "
                         f"{', '.join(ONNX_EXPORTERS)}")
@@ -373,20 +309,19 @@ def export_checkpoint(
         require_onnx(onnx_exporter)
     context = InferenceContext.build(checkpoint, dataset=False, model=model,
                                      model_kwargs=model_kwargs, normalize=normalize, device="cpu")
-    ckpt = context.checkpoint
+    ckpt, norm = context.checkpoint, context.normalization
     out = check_target(default_output(ckpt.path, format) if out is None else out, EXPORT_OUTPUT)
-    mean, std = context.normalization.mean, context.normalization.std
     net = context.model  # built only now that out is known to be writable
-    wrapper = NormalizedModel(net, normalization=context.normalization).eval()
+    wrapper = NormalizedModel(net, normalization=norm).eval()
     reference = wrapper if include_normalization else net  # parity: always the unfolded model
     module, folded = reference, None
     if fold_bn:
         graph = fold_batchnorm(net)
         folded = len(graph.fold_report.folded)
-        module = NormalizedModel(graph, normalization=context.normalization).eval() \
+        module = NormalizedModel(graph, normalization=norm).eval() \
             if include_normalization else graph
-    example, contract = input_contract(include_normalization, mean, std)
-    metadata = export_metadata(ckpt, mean, std, include_normalization, contract)
+    example, contract = input_contract(include_normalization, norm.mean, norm.std)
+    metadata = export_metadata(ckpt, norm.mean, norm.std, include_normalization, contract)
     if folded is not None:
         metadata["batchnorm_folded_into_convolutions"] = folded
     # the temporary name keeps the suffix: torch.export.save warns about any other than .pt2
@@ -407,17 +342,11 @@ def export_checkpoint(
 
 
 def input_contract(include_normalization: bool, mean, std) -> tuple[torch.Tensor, str]:
-    """The example input traced (batch EXAMPLE_BATCH, its dtype fixes the graph's) and the input
-    contract in words."""
+    """The example input traced (its dtype fixes the graph's) and the input contract in words."""
     shape = (EXAMPLE_BATCH, 3, IMAGE_SIZE, IMAGE_SIZE)
     if include_normalization:
         return (torch.zeros(shape, dtype=torch.uint8),
                 "uint8 (N, 3, 32, 32) RGB pixels 0-255; normalized inside the graph")
-    return (torch.zeros(shape),
-            f"float32 (N, 3, 32, 32) RGB, normalized as (x / 255 - mean) / std with "
-            f"mean {_triple(mean)}, std {_triple(std)}")
-
-
-def _triple(values) -> str:
-    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
-
+    triple = [", ".join(f"{v:.4f}" for v in values) for values in (mean, std)]
+    return (torch.zeros(shape), f"float32 (N, 3, 32, 32) RGB, normalized as (x / 255 - mean) / "
+                                f"std with mean ({triple[0]}), std ({triple[1]})")

@@ -21,11 +21,10 @@ if TYPE_CHECKING:
 
 PARITY_IMAGES = 100
 CHECK_BATCHES = (1, 3)  # parity batches differ from the traced one, so the batch is truly dynamic
-# A check passes when max |artifact logits - eager float32 logits| is below TOLERANCE (relative
-# to the logits' scale once they exceed 1), or within NOISE_FACTOR times the model's own float32
-# error (eager float32 vs eager float64). Deep recurrent models amplify rounding: an untrained
-# regnet56 moves by 2e-4 when its input moves by one float32 ulp, so no runtime can match it to
-# 1e-4, yet the artifact is as exact as PyTorch itself.
+# A check passes when max |artifact - eager logits| is below TOLERANCE (relative once the logits
+# exceed 1), or within NOISE_FACTOR times the model's own float32 error (float32 vs float64):
+# deep recurrent models amplify rounding (an untrained regnet56 moves by 2e-4 for a one-ulp input
+# change), so no runtime matches them to 1e-4, yet the artifact is as exact as PyTorch itself.
 TOLERANCE = 1e-4
 NOISE_FACTOR = 4.0
 
@@ -36,8 +35,7 @@ class ParityCheck:
     batch: int
     max_abs_diff: float  # max |artifact logits - eager logits|
     max_abs_logit: float  # max |eager logits|: the scale the difference is judged against
-    # max |eager float32 - eager float64|, the model's own rounding error; measured only when the
-    # plain tolerance is exceeded (a float64 pass is slow), else None
+    # max |eager float32 - float64|: measured only past the plain tolerance (float64 is slow)
     float32_noise: float | None
     top1_agree: int  # images whose argmax matches eager's
 
@@ -47,20 +45,14 @@ class ParityCheck:
     def passed(self, tolerance: float) -> bool:
         return self.within_tolerance(tolerance) or (
             self.float32_noise is not None
-            and self.max_abs_diff <= NOISE_FACTOR * self.float32_noise
-        )
-
-
+            and self.max_abs_diff <= NOISE_FACTOR * self.float32_noise)
 
 
 def load_parity_images(ckpt: Checkpoint, data=None, n: int = PARITY_IMAGES
                        ) -> tuple[np.ndarray | None, str]:
-    """Up to ``n`` test images (uint8 NCHW, evenly spaced so every class shows up) for the parity
-    check, and where they came from; or (None, why not).
-
-    ``data`` (a DataConfig) given: that data set, downloaded if need be. Otherwise the data path
-    recorded in the checkpoint's config, read from disk or the cache only; else none.
-    """
+    """Up to ``n`` test images (uint8 NCHW, evenly spaced so every class shows up) and where they
+    came from, or (None, why not): from ``data`` (a DataConfig, downloaded if need be), else from
+    the data path the checkpoint records (disk or cache only, its fingerprint not checked)."""
     from resnet_cifar.config import DataConfig
     from resnet_cifar.engine.inference import load_arrays
 
@@ -68,8 +60,6 @@ def load_parity_images(ckpt: Checkpoint, data=None, n: int = PARITY_IMAGES
     if data is None and not recorded.get("path"):
         return None, ("no data set given and none recorded in the checkpoint: parity checked "
                       "on random inputs only (pass `data.path` (--data) for real images)")
-    # The run's data is read where it was, never downloaded, and not checked against its
-    # fingerprint: any images of the right shape check parity.
     run_data = DataConfig(path=recorded.get("path"), cache_dir=recorded.get("cache_dir"),
                           coarse=bool(recorded.get("coarse")), resize=bool(recorded.get("resize")))
     try:
@@ -86,23 +76,14 @@ def load_parity_images(ckpt: Checkpoint, data=None, n: int = PARITY_IMAGES
     return images[index], f"{split} images of {arrays.source}"
 
 
-def parity_checks(
-    reference: nn.Module,
-    exported: Callable[[torch.Tensor], torch.Tensor],
-    *,
-    wrapper: NormalizedModel,
-    raw_input: bool,
-    images: np.ndarray | None = None,
-    images_source: str = "real images",
-    tolerance: float = TOLERANCE,
-) -> list[ParityCheck]:
-    """Feed the same inputs to ``reference`` (eager) and ``exported`` and compare the logits.
-    Where the difference exceeds ``tolerance``, a float64 copy of ``reference`` measures the
-    model's own float32 rounding error on those inputs (see TOLERANCE).
-
-    Random inputs at CHECK_BATCHES, then ``images`` (uint8 (N, 3, 32, 32)) if given: as pixels
-    when ``raw_input``, else normalized with ``wrapper``'s arithmetic.
-    """
+def parity_checks(reference: nn.Module, exported: Callable[[torch.Tensor], torch.Tensor], *,
+                  wrapper: NormalizedModel, raw_input: bool, images: np.ndarray | None = None,
+                  images_source: str = "real images",
+                  tolerance: float = TOLERANCE) -> list[ParityCheck]:
+    """Feed the same inputs to ``reference`` (eager) and ``exported`` and compare the logits:
+    random inputs at CHECK_BATCHES, then ``images`` (uint8 (N, 3, 32, 32)) if given, as pixels
+    when ``raw_input``, else normalized with ``wrapper``'s arithmetic. Past ``tolerance``, a
+    float64 copy of ``reference`` measures the model's own float32 error (see TOLERANCE)."""
     generator = torch.Generator().manual_seed(0)
     shape = IMAGE_SHAPE  # (C, H, W)
     inputs = []
@@ -122,14 +103,9 @@ def parity_checks(
             expected = reference(x)
         got = exported(x)
         assert got.shape == expected.shape, f"{description}: {tuple(got.shape)} vs {expected.shape}"
-        check = ParityCheck(
-            inputs=description,
-            batch=len(x),
-            max_abs_diff=float((got - expected).abs().max()),
-            max_abs_logit=float(expected.abs().max()),
-            float32_noise=None,
-            top1_agree=int((got.argmax(1) == expected.argmax(1)).sum()),
-        )
+        check = ParityCheck(description, len(x), float((got - expected).abs().max()),
+                            float(expected.abs().max()), None,
+                            int((got.argmax(1) == expected.argmax(1)).sum()))
         if not check.within_tolerance(tolerance):
             if exact is None:
                 exact = copy.deepcopy(reference).double()  # a NormalizedModel: float64 too

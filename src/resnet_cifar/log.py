@@ -1,12 +1,8 @@
 """How the library talks: the ``resnet_cifar`` logger, and whether progress bars are on.
 
-Unless the ``resnet_cifar`` logger has a handler before the library first reports, it gets one
-that prints each message, bare, to stdout at INFO, and stops propagating (a root handler would
-print it twice). So a script or a notebook shows what the CLI shows, and
-
-    logging.getLogger("resnet_cifar").setLevel(logging.WARNING)
-
-quiets it; a run's train.log keeps every line whatever the level.
+Unless it has a handler when the library first reports, the logger prints each message, bare, to
+stdout at INFO, without propagating, so a script shows what the CLI shows;
+``logging.getLogger("resnet_cifar").setLevel(logging.WARNING)`` quiets it (train.log keeps all).
 """
 
 from __future__ import annotations
@@ -18,9 +14,7 @@ _defaulted = False  # the default handler is considered once per process, not at
 
 
 class _Stdout(logging.StreamHandler):
-    """A handler on the sys.stdout of the moment of each message, not of its creation: pytest's
-    capsys and notebook kernels swap sys.stdout. (The stdlib's last-resort handler does the
-    same for stderr.)"""
+    """A handler on the sys.stdout of each message's moment: capsys and notebooks swap it."""
 
     @property
     def stream(self):

@@ -4,37 +4,13 @@
     for p in predictor.predict([Image.open("cat.jpg")], topk=3):
         print(p.name, p.prob, [(c.name, c.prob) for c in p.topk])
 
-What an image goes through, whatever it arrives as:
-  1. It becomes a PIL image: PIL images as they are; files are opened (EXIF orientation applied);
-     numpy arrays and tensors by the layout rules of `to_uint8_batch`.
-  2. It becomes 8-bit RGB by the data layer's one decoder (data/images.py), so a file gives the
-     pixels it has in an image-folder data set: an alpha channel is dropped (not composited);
-     16-bit and 32-bit integer greyscale (modes I;16, I) is divided by 257 and float greyscale
-     (F, read as [0, 1]) multiplied by 255, both clipped to 0..255 and rounded; every other mode
-     (1, L, P, CMYK, ...) goes through Pillow's ``convert("RGB")``.
-  3. If it is not 32x32, the whole image is resized to 32x32 with PIL's bicubic filter: no crop,
-     the aspect ratio is not preserved. Each prediction reports the original size and mode.
-  4. The uint8 pixels are normalized inside the model wrapper with the same arithmetic as the
-     evaluation loader, so an image that `eval` reads gives bit-identical inputs here.
-
-JPEG files larger than 32x32 are by default decoded at a reduced scale: PIL's ``draft()`` has
-the decoder itself shrink the image by 1/2, 1/4 or 1/8 (the largest factor that keeps both sides
-at least 32 pixels; a 4000x3000 photo decodes at 500x375), and the bicubic resize of step 3 starts
-from that. A photo is then read much faster and in a fraction of the memory, but its 32x32
-pixels differ slightly from those of a full decode, and so do the probabilities from what another
-pipeline (ONNX Runtime fed a full decode, say) gives. ``exact=True`` (``predict --exact``) decodes
-every file at full size before the resize: steps 1-3 applied to the whole image, exactly, whatever
-the format. Other formats, PIL images, arrays and tensors are always converted exactly.
-
-Test-time augmentation (``tta``, config.TTA_MODES; ``predict --tta``): the reported probabilities
-are the average of the views' softmax probabilities (engine/evaluate.py), taken on the normalized
-input, after step 4; ``Predictor.tta`` says which mode produced them.
-
-Normalization (resolved by `InferenceContext`, with no data set): ``normalize`` if given, else
-the statistics the checkpoint was trained with, else (a foreign checkpoint, which records none)
-"dataset". "dataset" means the training split's statistics: the checkpoint's own when it was
-trained with "dataset", else CIFAR-10's. Class names: the checkpoint's, else CIFAR-10's for 10
-classes, else ``class_<i>``.
+Each image becomes 8-bit RGB by the data layer's one decoder (data/images.py), so a file gives the
+pixels it has in an image-folder data set; then, if not 32x32, the whole image is resized to 32x32
+(PIL bicubic, no crop). A JPEG larger than that is decoded at a reduced scale (PIL's ``draft()``)
+unless ``exact``: faster, but its pixels differ slightly from a full decode's (docs/inference.md).
+The uint8 pixels are normalized inside the model with the evaluation loader's arithmetic, so an
+image that `eval` reads gives bit-identical inputs here. Normalization and class names are the
+checkpoint's where it records them (engine/inference.InferenceContext), else CIFAR-10's.
 """
 
 from __future__ import annotations
@@ -60,10 +36,7 @@ from resnet_cifar.engine.inference import InferenceContext
 from resnet_cifar.errors import UserError
 
 IMAGE_SIZE = 32  # every image is resized to IMAGE_SIZE x IMAGE_SIZE
-# Channel counts an array or tensor image may have: L, LA, RGB, RGBA.
-CHANNEL_COUNTS = (1, 2, 3, 4)
-
-# --------------------------------------------------------------------------- checkpoint defaults
+CHANNEL_COUNTS = (1, 2, 3, 4)  # of an array or tensor image: L, LA, RGB, RGBA
 
 
 def class_names(ckpt: Checkpoint) -> list[str]:
@@ -77,29 +50,21 @@ def class_names(ckpt: Checkpoint) -> list[str]:
 
 
 class NormalizedModel(nn.Module):
-    """uint8 (B, 3, 32, 32) RGB pixels -> logits, with the normalization inside the module.
-
-    The arithmetic is the evaluation loader's (DeviceLoader): ``x * scale - shift`` with the
-    constants of `Normalization.scale_shift`, so the model sees bit-identical inputs. Any other
-    dtype is cast to float32 and read as 0-255 pixel values. The statistics are
-    ``normalization``, or ``mean`` and ``std``.
-    """
+    """uint8 (B, 3, 32, 32) RGB pixels -> logits: ``x * scale - shift`` as the evaluation loader
+    computes it (Normalization.scale_shift), so the model sees bit-identical inputs. Other dtypes
+    are read as 0-255 values. The statistics are ``normalization``, or ``mean`` and ``std``."""
 
     def __init__(self, model: nn.Module, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, *,
                  normalization: Normalization | None = None):
         super().__init__()
         self.model = model
-        norm = normalization or Normalization.explicit(mean, std)
-        scale, shift = norm.scale_shift()
+        scale, shift = (normalization or Normalization.explicit(mean, std)).scale_shift()
         self.register_buffer("scale", scale)  # (1, 3, 1, 1) float32
         self.register_buffer("shift", shift)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images.float() * self.scale - self.shift)
-
-
-# --------------------------------------------------------------------------- images -> uint8 batch
 
 
 @dataclass(frozen=True)
@@ -109,8 +74,7 @@ class ImageInfo:
 
 
 def pil_to_uint8(image: Image.Image) -> np.ndarray:
-    """Any PIL image -> (3, 32, 32) uint8 RGB: the data layer's `to_rgb`, then a bicubic resize
-    if needed."""
+    """Any PIL image -> (3, 32, 32) uint8 RGB."""
     rgb = to_rgb(image)
     if rgb.size != (IMAGE_SIZE, IMAGE_SIZE):
         rgb = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
@@ -118,10 +82,8 @@ def pil_to_uint8(image: Image.Image) -> np.ndarray:
 
 
 def read_image(path: str | os.PathLike, exact: bool = False) -> tuple[np.ndarray, ImageInfo]:
-    """One image file -> ((3, 32, 32) uint8, its original size and mode). Raises on a bad file.
-
-    A large JPEG is decoded at a reduced scale unless ``exact`` (see the module docstring)."""
-    rgb, size, mode = read_rgb(path, reduce=not exact)  # the data layer's decoder
+    """One image file -> ((3, 32, 32) uint8, its original size and mode). Raises on a bad file."""
+    rgb, size, mode = read_rgb(path, reduce=not exact)
     return pil_to_uint8(rgb), ImageInfo(size, mode)
 
 
@@ -133,38 +95,28 @@ def _as_pixels(array: np.ndarray) -> np.ndarray:
         return array.astype(np.uint8) * 255
     if np.issubdtype(array.dtype, np.integer):
         if array.size and (array.min() < 0 or array.max() > 255):
-            raise UserError(
-                f"integer images must hold values 0-255, got {array.min()}..{array.max()}"
-            )
+            raise UserError(f"integer images must hold values 0-255, got {array.min()}.."
+                            f"{array.max()}")
         return array.astype(np.uint8)
     if not np.issubdtype(array.dtype, np.floating):
         raise UserError(f"cannot read images of dtype {array.dtype}")
     if array.size and not np.isfinite(array).all():
         raise UserError("float images contain NaN or infinity")
     if array.size and (array.min() < -1e-3 or array.max() > 1.0 + 1e-3):
-        raise UserError(
-            f"float images must hold values in [0, 1], got {array.min():.3g}..{array.max():.3g}; "
-            "pass uint8 pixels for 0-255 values"
-        )
+        raise UserError(f"float images must hold values in [0, 1], got {array.min():.3g}.."
+                        f"{array.max():.3g}; pass uint8 pixels for 0-255 values")
     return np.clip(np.rint(array.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
-def _channels_last(shape: tuple[int, ...], prefer_first: bool) -> bool:
-    """Whether an image (C, H, W) / (H, W, C) shape is channels-last; an ambiguous one follows the
-    container's convention (numpy: channels-last, torch: channels-first)."""
-    last, first = shape[-1] in CHANNEL_COUNTS, shape[0] in CHANNEL_COUNTS
-    if last and first:
-        return not prefer_first
-    if not (last or first):
-        raise UserError(f"cannot tell the channels of an image of shape {shape}: expected 1, 2, "
-                        "3 or 4 channels first or last")
-    return last
-
-
 def _array_to_pil(array: np.ndarray, prefer_first: bool) -> Image.Image:
-    """(H, W), (H, W, C) or (C, H, W) pixels -> a PIL image of the matching mode."""
+    """(H, W), (H, W, C) or (C, H, W) pixels -> a PIL image of the matching mode. A shape whose
+    first and last axes could both be the channels follows ``prefer_first``."""
     if array.ndim == 3:
-        if not _channels_last(array.shape, prefer_first):
+        last, first = array.shape[-1] in CHANNEL_COUNTS, array.shape[0] in CHANNEL_COUNTS
+        if not (last or first):
+            raise UserError(f"cannot tell the channels of an image of shape {array.shape}: "
+                            "expected 1, 2, 3 or 4 channels first or last")
+        if first and (prefer_first or not last):
             array = array.transpose(1, 2, 0)
         if array.shape[-1] == 1:
             array = array[..., 0]
@@ -178,16 +130,13 @@ def _split_items(images: Any) -> tuple[list[Any], bool]:
     """The single images of `images`, and whether arrays among them are torch-born."""
     if isinstance(images, (Image.Image, str, os.PathLike)):
         return [images], False
-    if torch.is_tensor(images):
-        array = images.detach().cpu().numpy()
-        return (list(array) if array.ndim == 4 else [array]), True
-    if isinstance(images, np.ndarray):
-        return (list(images) if images.ndim == 4 else [images]), False
+    if torch.is_tensor(images) or isinstance(images, np.ndarray):
+        array = images.detach().cpu().numpy() if torch.is_tensor(images) else images
+        return (list(array) if array.ndim == 4 else [array]), torch.is_tensor(images)
     if isinstance(images, Iterable):
         items = list(images)
-        torch_born = any(torch.is_tensor(item) for item in items)
         return [item.detach().cpu().numpy() if torch.is_tensor(item) else item
-                for item in items], torch_born
+                for item in items], any(torch.is_tensor(item) for item in items)
     raise UserError(f"cannot predict a {type(images).__name__}: pass PIL images, paths, numpy "
                     "arrays or tensors")
 
@@ -196,16 +145,14 @@ def to_uint8_batch(images: Any, exact: bool = False) -> tuple[torch.Tensor, list
     """Images in any supported container -> (uint8 (N, 3, 32, 32) tensor, their original info).
 
     Accepted: a PIL image or a path; a numpy array or tensor holding one image (2-D greyscale, or
-    3-D with 1-4 channels first or last) or a batch (4-D, NCHW or NHWC); or a sequence of any of
-    these single images. Pixels are uint8 (0-255), integers in 0-255, or floats in [0, 1]. Where
-    the channel axis is ambiguous (both the first and the last axis could be it), numpy arrays
-    are read channels-last (as PIL gives them) and tensors channels-first (torch's convention).
-    Paths are read by `read_image` (``exact`` as there).
+    3-D with 1-4 channels first or last) or a batch (4-D, NCHW or NHWC); or a sequence of these.
+    Pixels are uint8, integers in 0-255, or floats in [0, 1]. An ambiguous channel axis is last
+    for numpy arrays (as PIL gives them) and first for tensors (torch's convention).
     """
     cifar_shape = (3, IMAGE_SIZE, IMAGE_SIZE)
     if (torch.is_tensor(images) and images.dtype == torch.uint8 and images.ndim in (3, 4)
             and tuple(images.shape[-3:]) == cifar_shape):
-        batch = images.detach().cpu().reshape(-1, 3, IMAGE_SIZE, IMAGE_SIZE)  # fast path
+        batch = images.detach().cpu().reshape(-1, *cifar_shape)  # fast path
         return batch, [ImageInfo((IMAGE_SIZE, IMAGE_SIZE), "RGB")] * len(batch)
     items, prefer_first = _split_items(images)
     pixels, infos = [], []
@@ -213,18 +160,14 @@ def to_uint8_batch(images: Any, exact: bool = False) -> tuple[torch.Tensor, list
         if isinstance(item, (str, os.PathLike)):
             array, info = read_image(item, exact)
         else:
-            image = item if isinstance(item, Image.Image) else _array_to_pil(
-                np.asarray(item), prefer_first
-            )
+            image = item if isinstance(item, Image.Image) else \
+                _array_to_pil(np.asarray(item), prefer_first)
             array, info = pil_to_uint8(image), ImageInfo(image.size, image.mode)
         pixels.append(array)
         infos.append(info)
     if not pixels:
-        return torch.zeros(0, 3, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8), []
+        return torch.zeros(0, *cifar_shape, dtype=torch.uint8), []
     return torch.from_numpy(np.stack(pixels)), infos
-
-
-# --------------------------------------------------------------------------- predictions
 
 
 @dataclass(frozen=True)
@@ -242,37 +185,16 @@ class Prediction:
     size: tuple[int, int]  # original (width, height)
     mode: str  # original PIL mode
 
-    @property
-    def index(self) -> int:
-        return self.topk[0].index
-
-    @property
-    def name(self) -> str:
-        return self.topk[0].name
-
-    @property
-    def prob(self) -> float:
-        return self.topk[0].prob
-
-    @property
-    def topk_indices(self) -> list[int]:
-        return [c.index for c in self.topk]
-
-    @property
-    def topk_names(self) -> list[str]:
-        return [c.name for c in self.topk]
-
-    @property
-    def topk_probs(self) -> list[float]:
-        return [c.prob for c in self.topk]
+    index = property(lambda self: self.topk[0].index)
+    name = property(lambda self: self.topk[0].name)
+    prob = property(lambda self: self.topk[0].prob)
+    topk_indices = property(lambda self: [c.index for c in self.topk])
+    topk_names = property(lambda self: [c.name for c in self.topk])
+    topk_probs = property(lambda self: [c.prob for c in self.topk])
 
     def to_dict(self) -> dict[str, Any]:
-        """{"size": [w, h], "mode": ..., "topk": [{"class", "index", "prob"}, ...]}"""
-        return {
-            "size": list(self.size),
-            "mode": self.mode,
-            "topk": [{"class": c.name, "index": c.index, "prob": c.prob} for c in self.topk],
-        }
+        return {"size": list(self.size), "mode": self.mode,
+                "topk": [{"class": c.name, "index": c.index, "prob": c.prob} for c in self.topk]}
 
 
 @dataclass(frozen=True)
@@ -292,25 +214,16 @@ class FileResult:
 class Predictor:
     """A checkpoint ready to classify images: model in eval mode on ``device``, batched inference.
 
-    ``checkpoint`` is a path (ours, a plain state_dict or a foreign file) or a loaded Checkpoint;
-    ``model``/``model_kwargs`` name the architecture of a foreign file. ``exact`` decodes large
-    JPEG files at full size (default: at a reduced scale, faster). ``tta``: average the
-    probabilities over test-time-augmented views (config.TTA_MODES). See the module docstring
-    for all of this.
+    ``checkpoint`` is a path (ours, a plain state_dict or a foreign file), a published tag or a
+    loaded Checkpoint; ``model``/``model_kwargs`` name the architecture of a foreign file.
+    ``exact`` decodes large JPEGs at full size. ``tta``: the probabilities are the mean over
+    test-time-augmented views (config.TTA_MODES), taken of the normalized input as eval takes them.
     """
 
-    def __init__(
-        self,
-        checkpoint: str | os.PathLike | Checkpoint,
-        *,
-        model: str | None = None,
-        model_kwargs: dict[str, Any] | None = None,
-        normalize: str | None = None,
-        device: str = "auto",
-        batch_size: int = 256,
-        exact: bool = False,
-        tta: str = "none",
-    ):
+    def __init__(self, checkpoint: str | os.PathLike | Checkpoint, *, model: str | None = None,
+                 model_kwargs: dict[str, Any] | None = None, normalize: str | None = None,
+                 device: str = "auto", batch_size: int = 256, exact: bool = False,
+                 tta: str = "none"):
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         context = InferenceContext.build(checkpoint, dataset=False, model=model,
@@ -321,11 +234,7 @@ class Predictor:
         model = context.model  # first: weights that do not fit are the error, before any warning
         norm = context.normalization
         self.mean, self.std = norm.mean, norm.std
-        self.device = context.device
-        self.batch_size = batch_size
-        self.exact = exact
-        self.tta = tta
-        # the views are taken of the normalized input, as evaluation takes them
+        self.device, self.batch_size, self.exact, self.tta = context.device, batch_size, exact, tta
         self.model = NormalizedModel(with_tta(model, tta),
                                      normalization=norm).to(self.device).eval()
 
@@ -339,29 +248,20 @@ class Predictor:
                 # other conv kernels, whose results differ in the last bits
                 x = batch[start : start + self.batch_size].contiguous().to(self.device)
                 outputs.append(self.model(x).float().cpu())
-        if not outputs:
-            return torch.zeros(0, len(self.classes))
-        return torch.cat(outputs)
+        return torch.cat(outputs) if outputs else torch.zeros(0, len(self.classes))
 
     def predict(self, images: Any, topk: int = 1) -> list[Prediction]:
-        """One Prediction per image, in order; see `to_uint8_batch` for what ``images`` may be.
-
-        A single image still gives a list (of one). ``topk`` is capped at the number of classes.
-        """
+        """One Prediction per image, in order (a list even for one image); see `to_uint8_batch`
+        for what ``images`` may be. ``topk`` is capped at the number of classes."""
         if topk < 1:
             raise UserError(f"`topk` (--topk) must be at least 1, got {topk}")
         batch, infos = to_uint8_batch(images, self.exact)
         probs = self.logits(batch).softmax(dim=1)
         top_probs, top_indices = probs.topk(min(topk, len(self.classes)), dim=1)
-        return [
-            Prediction(
-                topk=[ClassProb(int(i), self.classes[int(i)], float(p))
-                      for p, i in zip(row_probs, row_indices, strict=True)],
-                size=info.size,
-                mode=info.mode,
-            )
-            for row_probs, row_indices, info in zip(top_probs, top_indices, infos, strict=True)
-        ]
+        return [Prediction([ClassProb(int(i), self.classes[int(i)], float(p))
+                            for p, i in zip(row_probs, row_indices, strict=True)],
+                           info.size, info.mode)
+                for row_probs, row_indices, info in zip(top_probs, top_indices, infos, strict=True)]
 
     def predict_files(self, paths: Iterable[str | os.PathLike], topk: int = 1) -> list[FileResult]:
         """One FileResult per path, in order. A file that cannot be read or decoded gets its error
@@ -377,31 +277,23 @@ class Predictor:
                     decoded[i] = read_image(path, self.exact)
                 except Exception as err:  # noqa: BLE001  (any decoder failure is the file's fault)
                     errors[i] = describe_read_error(err)
-            order = sorted(decoded)
-            preds = self._predict_decoded([decoded[i] for i in order], topk)
-            by_index = dict(zip(order, preds, strict=True))
-            for i, path in enumerate(chunk):
-                results.append(FileResult(str(path), by_index.get(i), errors.get(i)))
+            preds = {}
+            if decoded:
+                batch = torch.from_numpy(np.stack([pixels for pixels, _ in decoded.values()]))
+                # the batch takes the 32x32 fast path: put back each file's own size and mode
+                preds = {i: Prediction(p.topk, info.size, info.mode) for (i, (_, info)), p
+                         in zip(decoded.items(), self.predict(batch, topk), strict=True)}
+            results += [FileResult(str(path), preds.get(i), errors.get(i))
+                        for i, path in enumerate(chunk)]
         return results
-
-    def _predict_decoded(self, items: list[tuple[np.ndarray, ImageInfo]], topk: int):
-        if not items:
-            return []
-        batch = torch.from_numpy(np.stack([pixels for pixels, _ in items]))
-        preds = self.predict(batch, topk)
-        # the batch went through the 32x32 fast path: put back each file's own size and mode
-        return [Prediction(p.topk, info.size, info.mode)
-                for p, (_, info) in zip(preds, items, strict=True)]
 
 
 def describe_read_error(err: BaseException) -> str:
     """One line for a file that failed to open or decode."""
-    if isinstance(err, FileNotFoundError):
-        return "no such file"
-    if isinstance(err, IsADirectoryError):
-        return "is a directory"
-    if isinstance(err, PermissionError):
-        return "permission denied"
+    for kind, text in ((FileNotFoundError, "no such file"), (IsADirectoryError, "is a directory"),
+                       (PermissionError, "permission denied")):
+        if isinstance(err, kind):
+            return text
     message = str(err).splitlines()[0] if str(err) else ""
     return f"cannot read image: {message or type(err).__name__}"
 

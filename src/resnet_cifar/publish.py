@@ -3,18 +3,16 @@
     publish_run("runs/r20-original150", "resnet20.original150_jpeg",
                 provenance="trained and evaluated on the CIFAR-10 JPEG q75 copy, ...")
 
-The weights are the run's model.pth (its final weights), tensor for tensor, as safetensors
-(`resnet-cifar weights --save TAG model.pth` gives original-code users a plain state_dict
-again). Their test metrics are computed here, through the very path ``eval --pretrained`` takes
-(engine/checkpoint.pretrained_checkpoint's Checkpoint, evaluate_split), so that it reproduces
-them exactly on the same data. The registry (models/pretrained.py) is rewritten
-atomically, one entry per tag; an existing tag is refused unless replaced on purpose. A tag's
-aliases (its former names) name it here too, and stay with it when it is replaced.
+The weights are the run's model.pth (its final weights) as safetensors. Their test metrics are
+computed through the path ``eval --pretrained`` takes, so that it reproduces them exactly. The
+registry (models/pretrained.py) is rewritten atomically; an existing tag is refused unless
+replaced on purpose, and keeps its aliases (former names) when it is.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -51,12 +49,10 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
                 replace: bool = False, folder: str | Path | None = None,
                 device: str = "cpu") -> WeightsEntry:
     """Add the finished run ``run_dir``'s final weights to the registry in ``folder`` (default:
-    the package's) as ``tag``, evaluated on the test split of the data the run recorded.
-    ``data_flags`` ({"path": ...}, as the data flags give them) overrides the recorded options,
-    for data that has moved; whatever path is used must hold the run's data (its fingerprint),
-    as for every command that reads a run. ``default``: the tag ``pretrained=True`` gives for its
-    model (any other default of that model is unset). ``command``: the training command as the
-    user would type it."""
+    the package's) as ``tag``, evaluated on the test split of the run's data. ``data_flags``
+    ({"path": ...}) override the recorded data options (the data must still match the run's
+    fingerprint). ``default``: the tag ``pretrained=True`` gives for its model. ``command``: the
+    training command as the user would type it."""
     if not TAG.fullmatch(tag):
         raise ConfigError(f"tag {tag!r} is not <model>.<recipe>: the model's name, a dot, then "
                           "lowercase letters, digits and underscores "
@@ -140,17 +136,13 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
 
 
 def with_entry(registry: dict[str, Any], tag: str, record: dict[str, Any]) -> dict[str, Any]:
-    """The registry with ``record`` under ``tag``, placed beside its model's other entries (first
-    among them when it is the default), so that `resnet-cifar weights` lists a model's weights
-    together, its default on top; a new model goes last. A republished tag keeps its place."""
+    """The registry with ``record`` under ``tag``, beside its model's other entries (first when
+    it is the default); a new model goes last, a republished tag keeps its place."""
     if tag in registry:
         return {t: record if t == tag else r for t, r in registry.items()}
     rows = list(registry.items())
     mine = [i for i, (_, r) in enumerate(rows) if r["model"] == record["model"]]
-    if not mine:
-        at = len(rows)
-    else:
-        at = mine[0] if record["default"] else mine[-1] + 1
+    at = len(rows) if not mine else mine[0] if record["default"] else mine[-1] + 1
     rows.insert(at, (tag, record))
     return dict(rows)
 
@@ -162,8 +154,6 @@ def finished_date(run_dir: Path) -> str:
 
 
 def write_registry(registry: dict[str, Any], folder: Path) -> Path:
-    import json
-
     path = folder / REGISTRY
     atomic_write_text(path, json.dumps(registry, indent=2, sort_keys=False) + "\n")
     return path

@@ -1,10 +1,6 @@
-"""A self-contained HTML report of one run: one file, every figure inlined, no external assets.
+"""A self-contained HTML report of one run: one file, every figure inlined as a base64 PNG.
 
     build_report("runs/resnet20-20240101-120000")   # -> runs/resnet20-.../report.html
-
-It holds the key figures, the training curves, the test-set confusion matrix, per-class accuracy
-and prediction grid of the run's checkpoint, the per-epoch metrics, the config and the
-environment. PNGs are embedded as base64 data URIs, so the file can be mailed or archived alone.
 """
 
 from __future__ import annotations
@@ -24,6 +20,7 @@ from resnet_cifar.engine.inference import data_for_run, describe_data
 from resnet_cifar.engine.recipes import model_label, run_labels, run_row
 from resnet_cifar.engine.report import describe_threads
 from resnet_cifar.engine.rundir import RunInfo, pick_checkpoint, read_run
+from resnet_cifar.version import __version__
 
 REPORT = "report"  # what a write error calls the file
 STYLE = """
@@ -88,23 +85,12 @@ def evaluation_figures(ckpt_path: Path, data: DataConfig, *, device: str, n: int
     ], what
 
 
-def build_report(
-    run_dir: str | Path,
-    data: DataConfig | None = None,
-    *,
-    out: str | Path | None = None,
-    checkpoint: str = "best",
-    device: str = "auto",
-    n: int = 16,
-    seed: int = 0,
-    evaluate: bool = True,
-) -> Path:
-    """Write the report of ``run_dir`` (default ``<run_dir>/report.html``, atomically) and
-    return its path; a file that cannot be written is a one-line UserError.
-
-    ``data`` defaults to the data recorded in the run's config; ``evaluate=False`` leaves out
-    what needs the data and a checkpoint (confusion matrix, per-class bars, predictions).
-    """
+def build_report(run_dir: str | Path, data: DataConfig | None = None, *,
+                 out: str | Path | None = None, checkpoint: str = "best", device: str = "auto",
+                 n: int = 16, seed: int = 0, evaluate: bool = True) -> Path:
+    """Write the report of ``run_dir`` (default ``<run_dir>/report.html``) and return its path.
+    ``data`` defaults to the run's; ``evaluate=False`` leaves out what needs the data and a
+    checkpoint (confusion matrix, per-class bars, predictions)."""
     from resnet_cifar.engine.runtime import resolve_device
     from resnet_cifar.viz import curves_figure, figure_png
 
@@ -122,9 +108,6 @@ def build_report(
     with explain_write_errors(out, REPORT):
         atomic_write_text(out, page)
     return out
-
-
-# ---------------------------------------------------------------------------------- HTML
 
 
 def esc(value: Any) -> str:
@@ -196,7 +179,7 @@ def environment_table(run: RunInfo, device: str) -> str:
     s = run.summary or {}
     rows = [
         ["torch", s.get("torch", "–"), torch.__version__],
-        ["resnet-cifar", s.get("package_version", "–"), _package_version()],
+        ["resnet-cifar", s.get("package_version", "–"), __version__],
         ["device", s.get("device", "–"), device],
         ["threads", describe_threads(s), torch.get_num_threads()],
         ["processes (DDP world size)", s.get("world_size", "–"), 1],
@@ -205,12 +188,6 @@ def environment_table(run: RunInfo, device: str) -> str:
         ["platform", "–", platform.platform()],
     ]
     return table_html(["", "training run", "this report"], rows, left=1)
-
-
-def _package_version() -> str:
-    from resnet_cifar.version import __version__
-
-    return __version__
 
 
 def render_html(run: RunInfo, curves: InlineImage, evaluation: list[InlineImage],
@@ -233,7 +210,7 @@ def render_html(run: RunInfo, curves: InlineImage, evaluation: list[InlineImage]
         f"<title>{esc(label)}: resnet-cifar report</title><style>{STYLE}</style></head><body>",
         f"<h1>{esc(label)}</h1>",
         f'<p class="meta">run directory {esc(run.path.resolve())} · {status} · report written '
-        f"{esc(time.strftime('%Y-%m-%d %H:%M:%S'))} by resnet-cifar {esc(_package_version())} "
+        f"{esc(time.strftime('%Y-%m-%d %H:%M:%S'))} by resnet-cifar {esc(__version__)} "
         f"(python {esc(sys.version.split()[0])})</p>",
         note,
         "<h2>Key figures</h2>", key_figures(run),

@@ -1,11 +1,8 @@
 """Which runs are seeds of one recipe, and what their seeds say: mean ± std, and differences
 against a baseline with 95% intervals from the seed-to-seed variance pooled over the models.
 
-A run is one seed of its recipe (engine/recipes.group_key: the whole config but the seed and what
-does not change the computation); a later run of a recipe with a seed already seen is a repeat,
-set aside from every mean, std, interval and figure. Runs on different data are not comparable:
-refused unless asked for (check_same_data). compare.py tables what this module computes;
-viz/cost.py draws it against the models' cost.
+A run is one seed of its recipe (engine/recipes.group_key); a later run of a recipe with a seed
+already seen is a repeat, set aside from every mean, std, interval and figure.
 """
 
 from __future__ import annotations
@@ -32,9 +29,8 @@ GROUP_METRICS = ("best_val_acc", "final_val_acc", "final_val_tta_acc", "test_acc
 
 def _seeds_and_repeats(rows: list[dict[str, Any]]
                        ) -> tuple[list[list[dict[str, Any]]], list[tuple[dict, dict]]]:
-    """(the seeds of each recipe, in first-seen order; (repeat, the run it repeats) pairs).
-    A run is one seed of its recipe (recipes.group_key): the first run given of a seed counts,
-    a later one of the same recipe and seed is a repeat of it, never a second seed."""
+    """(the seeds of each recipe, in first-seen order; (repeat, the run it repeats) pairs): the
+    first run given of a seed counts, a later one is a repeat, never a second seed."""
     seeds: dict[tuple, dict[Any, dict[str, Any]]] = {}
     repeats = []
     for row in rows:
@@ -47,22 +43,19 @@ def _seeds_and_repeats(rows: list[dict[str, Any]]
 
 
 def seed_groups(rows: list[dict[str, Any]], min_runs: int = 2) -> list[list[dict[str, Any]]]:
-    """The seeds of each recipe that has ``min_runs`` or more, one run per seed (repeats left
-    out: see repeats): what every mean, std, interval and figure of seeds is made of."""
+    """The seeds of each recipe that has ``min_runs`` or more, repeats left out."""
     return [members for members in _seeds_and_repeats(rows)[0] if len(members) >= min_runs]
 
 
 def repeats(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(repeat, the run it repeats): each later run of a recipe with a seed already seen. The
-    same seed twice measures nothing about the seed noise (a pooled std of 0 from one run
-    given twice), so a repeat is set aside, and the tables name it."""
+    """(repeat, the run it repeats) pairs. The same seed twice measures nothing about the seed
+    noise (one run given twice would give a std of 0)."""
     return _seeds_and_repeats(rows)[1]
 
 
 def check_repeats(rows: list[dict[str, Any]]) -> None:
-    """Refuse a repeat whose recipe is not recorded (a run without config.toml, a row of a
-    comparison.csv written before it recorded recipes): one run given twice and two recipes
-    run with one seed look alike there, and either reading could be wrong."""
+    """Refuse a repeat whose recipe is not recorded: one run given twice and two recipes run with
+    one seed look alike there."""
     for row, first in repeats(rows):
         if row["recipe"] is None:
             raise ConfigError(
@@ -74,9 +67,8 @@ def check_repeats(rows: list[dict[str, Any]]) -> None:
 
 
 def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean ± std (sample std, n - 1) of each GROUP_METRICS over the seeds of each recipe that
-    has two seeds or more (see seed_groups). A metric a run lacks (test_acc while in progress)
-    is left out of it."""
+    """Mean ± std (sample std) of each GROUP_METRICS over the seeds of each recipe that has two
+    or more; a run that lacks a metric (test_acc while in progress) is left out of it."""
     differing = differing_settings(rows)
     groups = []
     for members in seed_groups(rows):
@@ -144,19 +136,14 @@ class NoiseTest:
 
 def noise_test(rows: list[dict[str, Any]], baseline: str,
                models: Sequence[str] | None = None) -> list[NoiseTest]:
-    """For each recipe length that has a ``baseline`` group: each other group's mean test
-    accuracy minus the baseline's (or, given ``models``, the groups those name only), with a 95%
-    interval from the seed-to-seed std pooled over all groups of that length (the seeds of one
-    model are few, two or three, so its own std says little; pooling assumes the seed noise is
-    alike across models and recipes). A difference whose interval holds 0 is inside the noise. A
-    model with one seed gets its difference and no interval: one seed cannot be told from noise.
-    No correction for comparing several groups at once: with five comparisons, one marginal
-    "beyond" may be chance. Seeds only: repeats are left out (see seed_groups).
+    """For each recipe length that has a ``baseline`` group: each other group's (or only those
+    ``models`` name) mean test accuracy minus the baseline's, with a 95% interval from the
+    seed-to-seed std pooled over all groups of that length (a model's own two or three seeds say
+    little; pooling assumes the noise is alike across models). No correction for making several
+    comparisons. A model with one seed gets no interval.
 
-    ``baseline`` (and each of ``models``) is a group's label (see recipe_label: "resnet20
-    [lr=0.1]") or its model label ("resnet20"). A baseline that names several recipes of one
-    length (resnet20 at lr 0.1 and at lr 0.2) is refused, naming their labels: which recipe is
-    the baseline is the user's choice, never a guess."""
+    ``baseline`` and ``models`` name a group's label ("resnet20 [lr=0.1]") or its model
+    ("resnet20"); a baseline naming several recipes of one length is refused, never guessed."""
     differing = differing_settings(rows)
     groups = [(recipe_label(g[0], differing), g) for g in seed_groups(rows, min_runs=1)]
     # a baseline needs its own seeds: one run says nothing about its noise
@@ -205,9 +192,8 @@ def _is_named(name: str, label: str, members: list[dict[str, Any]]) -> bool:
 
 def baseline_pairs(baseline: str | Sequence[str]) -> list[tuple[str | None, str]]:
     """(model, baseline) for each baseline asked for: "B" compares every other model with B
-    (model None), "A=B" model A only. Several are given as a list or comma-separated,
-    "resnet20, regnet20_convgru=resnet56": each regulated model against resnet20 and against
-    its equal-cost ResNet. A label's own commas and "=" (inside its brackets) split nothing."""
+    (model None), "A=B" model A only; several as a list or comma-separated. A label's own commas
+    and "=" (inside its brackets) split nothing."""
     pairs = []
     for item in [baseline] if isinstance(baseline, str) else baseline:
         for part in _split_outside_brackets(item, ","):
@@ -231,7 +217,7 @@ def _split_outside_brackets(text: str, sep: str) -> list[str]:
 
 def noise_tests(rows: list[dict[str, Any]], baseline: str | Sequence[str]) -> list[NoiseTest]:
     """noise_test against each baseline that ``baseline`` asks for (see baseline_pairs), each
-    pair once. A model of a pair must name a group (see noise_test) among the runs."""
+    pair once."""
     differing = differing_settings(rows)
     groups = [(recipe_label(g[0], differing), g) for g in seed_groups(rows, min_runs=1)]
     against: dict[str, list[str] | None] = {}
@@ -248,9 +234,8 @@ def noise_tests(rows: list[dict[str, Any]], baseline: str | Sequence[str]) -> li
 
 
 def data_conflict(rows: list[dict[str, Any]]) -> str | None:
-    """The first two runs that used different data, described; None when all agree as far as
-    they say (see run_data). Data differ when their content fingerprints do, else (a run
-    recorded none) when their sources do, or when their numbers of classes do."""
+    """The first two runs that used different data, described, or None. Data differ when their
+    fingerprints do, else (one recorded none) their sources, or their numbers of classes."""
     for a, b in itertools.combinations(rows, 2):
         if _different_data(a["data"], b["data"]):
             return (f"runs {a['run']} ({_describe_data(a['data'])}) and {b['run']} "
@@ -279,8 +264,8 @@ def _describe_data(data: dict[str, Any]) -> str:
 
 
 def check_same_data(rows: list[dict[str, Any]], allow_mixed_data: bool = False) -> None:
-    """Refuse runs on different data (see data_conflict): their accuracies are not comparable,
-    so a comparison of them is asked for (``allow_mixed_data``), and then says so."""
+    """Refuse runs on different data unless ``allow_mixed_data``: their accuracies differ in
+    meaning."""
     conflict = data_conflict(rows)
     if conflict and not allow_mixed_data:
         raise ConfigError(f"{conflict}: their accuracies are not comparable; compare runs on "

@@ -3,14 +3,9 @@
     result = run_benchmark(BenchConfig(model="resnet20", batch_size=64))
     print(format_report(result))
 
-What is timed (ours, the baseline, the float32 peak) is bench_pipelines'. Every pipeline runs in
-one process, interleaved round by round (the order rotating), so that load from other jobs falls
-on all of them alike; each figure is the median over the timed rounds, the warm-up rounds (where
-torch.compile compiles) reported apart. benchmarks/bench_train.py builds on prepare,
-our_pipelines, reference_pipelines and measure to time more variants of ours (--levers).
-
-On the 2-core development CPU (ResNet-20, batch 64): see docs/benchmarks.md for the ratios and the
-command that measures them.
+The pipelines (bench_pipelines.py) run in one process, interleaved round by round, so that load
+from other jobs falls on all alike; each figure is the median of the timed rounds. Results and the
+commands behind them: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -48,13 +43,12 @@ from resnet_cifar.errors import ConfigError
 from resnet_cifar.models import create_model
 
 OPTIMIZERS = ("default", *OPTIMIZER_IMPLS)  # default: whatever optimizer_impl picks
-# Fields of BenchConfig a variant of our pipeline may override (BenchConfig.variants).
 VARIANT_FIELDS = ("channels_last", "compile", "compile_mode", "amp", "optimizer", "threads",
                   "eval_batch_size", "evaluation")
 # A variant that changes only EVAL_ONLY fields gets no training pipeline; TRAIN_ONLY, no eval one.
 EVAL_ONLY = frozenset({"eval_batch_size", "evaluation"})
 TRAIN_ONLY = frozenset({"compile", "compile_mode", "optimizer"})
-# The evaluations timed beside ours (BenchConfig.folded, compiled_eval, bf16_eval), by name.
+# the evaluations timed beside ours (BenchConfig.folded, compiled_eval, bf16_eval)
 FOLDED = "ours_fold_bn"
 COMPILED = "ours_compiled"
 EVAL_BF16 = "ours_eval_bf16"
@@ -62,8 +56,7 @@ EVAL_BF16 = "ours_eval_bf16"
 
 @dataclass
 class BenchConfig:
-    """What to measure: a field per `resnet-cifar bench` flag, ``evaluation`` and ``variants``.
-    The defaults are the original recipe's shape: ResNet-20, batch 64."""
+    """What to measure: a field per `resnet-cifar bench` flag, ``evaluation`` and ``variants``."""
 
     model: str = "resnet20"  # any name from `resnet-cifar models`
     batch_size: int = 64  # training batch of both pipelines; also the baseline's eval batch
@@ -82,12 +75,8 @@ class BenchConfig:
     evaluation: str = "eager"  # ours: how it evaluates, one of bench_pipelines.EVALUATIONS
     folded: bool = True  # also time our evaluation "folded", as FOLDED
     compiled_eval: bool = False  # also time our evaluation "compiled", as COMPILED
-    # also time our evaluation under bf16 autocast, as EVAL_BF16, where bf16 runs in hardware
-    # (a GPU, or a CPU with AVX512-BF16 or AMX): not the float32 figure, so never the default
-    bf16_eval: bool = True
-    # on a CPU, also time a float32 matrix product (PEAK): the fastest any float32 pipeline of
-    # these FLOPs could run, so the report can say how far each ratio could go (its "ceiling")
-    peak: bool = True
+    bf16_eval: bool = True  # also time it under bf16 autocast, as EVAL_BF16, where bf16 is native
+    peak: bool = True  # on a CPU, also time a float32 matrix product: each ratio's ceiling
     threads: int = 0  # torch intra-op threads; 0: one per core
     data: str | None = None  # real images (any CIFAR layout); None: synthetic random uint8
     seed: int = 0
@@ -97,8 +86,8 @@ class BenchConfig:
 
 
 def run_benchmark(cfg: BenchConfig, report: Callable[[str], None] | None = None) -> dict:
-    """Measure, interleaved, our pipeline (and its variants) and the baseline at each worker
-    count. Returns a JSON-ready dict; ``ratio`` compares "ours" with the best baseline."""
+    """Measure our pipeline, its variants and the baseline at each worker count, interleaved.
+    Returns a JSON-ready dict; ``ratio`` compares each of ours with the best baseline."""
     device, threads, splits = prepare(cfg)
     variants = {"ours": {}, **bench_variants(cfg)}
     pipelines = [p for name, overrides in variants.items()
@@ -109,8 +98,7 @@ def run_benchmark(cfg: BenchConfig, report: Callable[[str], None] | None = None)
 
 
 def prepare(cfg: BenchConfig) -> tuple[torch.device, int, Splits]:
-    """(device, threads, data) once ``cfg`` is checked and the process set up as train() sets
-    it up: its threads, and cudnn.benchmark on CUDA."""
+    """(device, threads, data), ``cfg`` checked and the process set up as train() sets it up."""
     check(cfg)
     device = resolve_device(cfg.device)
     threads = configure_threads(cfg.threads)
@@ -119,9 +107,8 @@ def prepare(cfg: BenchConfig) -> tuple[torch.device, int, Splits]:
 
 
 def bench_variants(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
-    """cfg.variants, after the folded, the compiled and the bf16 evaluation where cfg.folded,
-    cfg.compiled_eval and cfg.bf16_eval ask for them (bf16 only where it runs in hardware), while
-    ours evaluates eagerly."""
+    """cfg.variants, after the evaluations cfg.folded, cfg.compiled_eval and cfg.bf16_eval ask
+    for (bf16 only where it is native), while ours evaluates eagerly."""
     device = resolve_device(cfg.device)
     native_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
     asked = ((FOLDED, "folded", cfg.folded), (COMPILED, "compiled", cfg.compiled_eval),
@@ -131,28 +118,22 @@ def bench_variants(cfg: BenchConfig) -> dict[str, dict[str, Any]]:
 
 
 def kinds_changed(overrides: dict[str, Any], eval_only=EVAL_ONLY) -> set[str]:
-    """The pipelines a variant that changes ``overrides`` needs: "train", "eval" or both (ours,
-    with none, both)."""
+    """The pipelines a variant that changes ``overrides`` needs: "train", "eval" or both."""
     return {kind for kind, only in (("train", eval_only), ("eval", TRAIN_ONLY))
             if not overrides or set(overrides) - only}
 
 
 def reference_pipelines(cfg: BenchConfig, splits: Splits, device: torch.device
                         ) -> list[Pipeline]:
-    """The baseline at each worker count (``cfg.baseline``), then the float32 peak
-    (``cfg.peak``, on a CPU)."""
+    """The baseline at each worker count, then the float32 peak (on a CPU)."""
     found = [p for workers in (cfg.workers if cfg.baseline else ())
              for p in baseline_pipelines(cfg, splits, device, workers)]
     return found + ([peak_pipeline(cfg)] if cfg.peak and device.type == "cpu" else [])
 
 
-# --------------------------------------------------------------------------- timing
-
-
 def interleave(pipelines: list[Pipeline], device: torch.device, warmup: int, repeats: int,
                report: Callable[[str], None] | None = None) -> dict[tuple[str, str], dict]:
-    """Run every pipeline once per round, ``warmup + repeats`` rounds, rotating the order; a
-    run's seconds include the device work it queued."""
+    """Run every pipeline once per round, ``warmup + repeats`` rounds, rotating the order."""
     record = {(p.name, p.kind): {"warmup_s": [], "seconds": []} for p in pipelines}
     for index in range(warmup + repeats):
         shift = index % len(pipelines)
@@ -174,25 +155,19 @@ def interleave(pipelines: list[Pipeline], device: torch.device, warmup: int, rep
 def summarize(p: Pipeline, seconds: list[float], warmup_s: list[float]) -> dict[str, Any]:
     median = statistics.median(seconds)
     flops_per_image = (6 if p.kind == "train" else 2) * p.macs  # backward ~ 2x forward
-    return {
-        "img_per_s": p.images / median,
-        "ms_per_step": 1e3 * median / p.steps,
-        "gflop_per_s": p.images * flops_per_image / median / 1e9,
-        "img_per_s_min": p.images / max(seconds),
-        "img_per_s_max": p.images / min(seconds),
-        "round_s": [round(s, 4) for s in seconds],
-        "warmup_s": [round(s, 4) for s in warmup_s],
-        "images": p.images,
-        "steps": p.steps,
-        "batch": p.batch,
-    }
+    return {"img_per_s": p.images / median, "ms_per_step": 1e3 * median / p.steps,
+            "gflop_per_s": p.images * flops_per_image / median / 1e9,
+            "img_per_s_min": p.images / max(seconds), "img_per_s_max": p.images / min(seconds),
+            "round_s": [round(s, 4) for s in seconds],
+            "warmup_s": [round(s, 4) for s in warmup_s],
+            "images": p.images, "steps": p.steps, "batch": p.batch}
 
 
 def measure(cfg: BenchConfig, pipelines: list[Pipeline], variants: dict[str, dict[str, Any]],
             device: torch.device, threads: int, data: str,
             report: Callable[[str], None] | None = None) -> dict:
-    """Time ``pipelines`` interleaved into run_benchmark's result: ``variants`` names ours and
-    each variant of it (their overrides), ``data`` the images' source."""
+    """Time ``pipelines`` into run_benchmark's result; ``variants``: ours and each variant's
+    overrides, ``data``: the images' source."""
     record = interleave(pipelines, device, cfg.warmup, cfg.repeats, report)
     result: dict[str, Any] = {
         "config": {**dataclasses.asdict(cfg), "workers": list(cfg.workers)},
@@ -220,8 +195,7 @@ def measure(cfg: BenchConfig, pipelines: list[Pipeline], variants: dict[str, dic
             paired = [b / o for o, b in zip(r["round_s"], base[best]["round_s"], strict=True)]
             scale = r["images"] / base[best]["images"]
             result["ratio_paired"].setdefault(kind, {})[name] = scale * statistics.median(paired)
-    # per kind, about the largest speed-up over the best baseline a float32 pipeline of the same
-    # FLOPs could show here: the peak's GFLOP/s in its fastest round over the baseline's median
+    # the most a float32 pipeline of these FLOPs could gain on the best baseline here
     fastest = fastest_peak(result)
     result["ceiling"] = {} if fastest is None else {
         kind: fastest / result[kind][best]["gflop_per_s"]
@@ -236,9 +210,7 @@ def fastest_peak(result: dict) -> float | None:
 
 
 def compile_seconds(result: dict, variants: dict[str, dict]) -> dict[str, float]:
-    """Per compiled variant: its first (warm-up) round minus a steady round, i.e. what
-    torch.compile cost on top of the steps themselves (training: `compile`; evaluation:
-    `evaluation` "compiled")."""
+    """Per compiled variant: its first (warm-up) round minus a steady one, what compiling cost."""
     found = {}
     for kind, key, compiled in (("train", "compile", True), ("eval", "evaluation", "compiled")):
         for name, timed in result[kind].items():
@@ -260,7 +232,7 @@ def environment(device: torch.device, threads: int) -> dict[str, Any]:
 
 
 def check(cfg: BenchConfig) -> None:
-    """Refuse what cannot be measured, with the flag to change."""
+    """Refuse what cannot be measured, naming the flag to change."""
     if cfg.steps < 1 or cfg.repeats < 1 or cfg.warmup < 0 or cfg.batch_size < 1:
         raise ConfigError("`steps` (--steps), `repeats` (--repeats) and `batch_size` "
                           "(--batch-size) must be >= 1 and `warmup` (--warmup) >= 0")
@@ -284,9 +256,6 @@ def check(cfg: BenchConfig) -> None:
         if merged.amp == "fp16":  # as train refuses it: a CPU would time float32 instead
             check_amp(merged.amp, resolve_device(cfg.device))
     create_model(cfg.model)  # an unknown model fails here, listing names
-
-
-# --------------------------------------------------------------------------- report
 
 
 def format_report(result: dict) -> str:

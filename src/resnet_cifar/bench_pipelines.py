@@ -1,22 +1,15 @@
 """What `resnet-cifar bench` times, each as a Pipeline: ours, the baseline and the float32 peak.
 
-Ours is the training loop itself, unchanged: the DeviceLoader (the data set on the device as one
-uint8 tensor, crop + flip + normalization batched) feeding ``train_one_epoch``, and ``validate``
-(inference_mode, batch 1000), built by the same engine.setup functions as ``train()``. Each option
-is a parameter of the code it switches (the optimizer kernels, the compile mode, the way
-evaluation runs): nothing is patched.
-
-The baseline is what the torchvision CIFAR tutorials do: a map-style Dataset that pads, crops,
-flips, converts and normalizes one image at a time, a DataLoader with N worker processes, an eager
-NCHW model, the default SGD, and a ``loss.item()`` per step.
-
-Every builder takes a bench.BenchConfig; benchmarks/profile_train.py and scaling.py build our
-pipeline here without timing it as bench does.
+Ours is the training loop itself, built by the same engine.setup functions as ``train()``; each
+option is a parameter of the code it switches, nothing is patched. The baseline is what the
+torchvision CIFAR tutorials do: a per-image Dataset, a DataLoader with N workers, an eager NCHW
+model, plain SGD and a ``loss.item()`` per step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,12 +34,10 @@ from resnet_cifar.models.fold import fold_batchnorm
 if TYPE_CHECKING:
     from resnet_cifar.bench import BenchConfig
 
-# How our pipeline evaluates: as `eval`, with BatchNorm folded into the convolutions (fold.py),
-# as `eval --compile` (folded, frozen, compiled: engine/inference.py), as `eval --amp bf16`.
+# how ours evaluates: as `eval`, BatchNorm folded, as `eval --compile`, as `eval --amp bf16`
 EVALUATIONS = ("eager", "folded", "compiled", "bf16")
-# The CPU's float32 multiply-add peak: a product of two square matrices, large enough for oneDNN's
-# matmul to run at its peak (on a 2-core Zen 4, 2048 measured 1.12x the rate of 1024 and level
-# with 3072), small enough for about 0.2 s per product on one core.
+# The CPU's float32 multiply-add peak: products of square matrices large enough for oneDNN to
+# reach it (on a Zen 4, 2048 ran 1.12x the rate of 1024, level with 3072), about 0.2 s each.
 PEAK = "matmul_fp32"
 PEAK_SIZE = 2048
 PEAK_PRODUCTS = 4  # matrix products per thread and round
@@ -87,8 +78,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def bench_splits(cfg: BenchConfig) -> Splits:
-    """A Splits of ``steps * batch_size`` training and ``eval_images`` evaluation images: real
-    ones with ``cfg.data``, else random uint8 of CIFAR's shape (speed does not depend on pixels)."""
+    """``steps * batch_size`` training and ``eval_images`` evaluation images: real ones with
+    ``cfg.data``, else random uint8 (speed does not depend on pixels)."""
     from resnet_cifar.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, load_cifar
 
     n_train, n_eval = cfg.steps * cfg.batch_size, cfg.eval_images
@@ -113,9 +104,6 @@ def bench_splits(cfg: BenchConfig) -> Splits:
                   val_labels=eval_y, test_images=eval_x, test_labels=eval_y,
                   classes=list(classes), mean=tuple(mean), std=tuple(std), val_is_test=True,
                   source=source)
-
-
-# --------------------------------------------------------------------------- our pipeline
 
 
 @dataclass
@@ -153,8 +141,8 @@ class OurPipeline:
 
 
 def build_pipeline(cfg: BenchConfig, splits: Splits, device: torch.device) -> OurPipeline:
-    """Loaders, model, optimizer and wrappers exactly as ``train()`` builds them (no run
-    directory, no DDP), with the options ``cfg`` sets."""
+    """Loaders, model, optimizer and wrappers as ``train()`` builds them, without run directory
+    or DDP."""
     config = TrainConfig(model=cfg.model, batch_size=cfg.batch_size,
                          eval_batch_size=cfg.eval_batch_size, device=str(device),
                          channels_last=cfg.channels_last, compile=cfg.compile, amp=cfg.amp,
@@ -171,14 +159,11 @@ def build_pipeline(cfg: BenchConfig, splits: Splits, device: torch.device) -> Ou
 
 def our_pipelines(name: str, cfg: BenchConfig, splits: Splits, device: torch.device,
                   kinds: set[str] = frozenset({"train", "eval"})) -> list[Pipeline]:
-    """train_one_epoch over a ``steps``-batch epoch, and validate: those of ``kinds``, the
-    evaluation only where ``cfg.evaluate``."""
+    """train_one_epoch over ``steps`` batches, and validate (where ``cfg.evaluate``): those of
+    ``kinds``."""
     ours = build_pipeline(cfg, splits, device)
     macs = ours.parts.macs
-
-    def context() -> contextlib.AbstractContextManager:
-        return thread_count(cfg.threads)
-
+    context = functools.partial(thread_count, cfg.threads)
     steps = len(ours.train_loader)
     found = []
     if "train" in kinds:
@@ -189,9 +174,6 @@ def our_pipelines(name: str, cfg: BenchConfig, splits: Splits, device: torch.dev
         found.append(Pipeline(name, "eval", ours.validate, images, len(ours.val_loader),
                               context, min(cfg.eval_batch_size, images), macs))
     return found
-
-
-# --------------------------------------------------------------------------- the baseline
 
 
 class PerSampleDataset(torch.utils.data.Dataset):
@@ -269,17 +251,11 @@ def baseline_pipelines(cfg: BenchConfig, splits: Splits, device: torch.device,
     return found
 
 
-# --------------------------------------------------------------------------- the float32 peak
-
-
 def peak_pipeline(cfg: BenchConfig) -> Pipeline:
-    """PEAK_PRODUCTS float32 products of PEAK_SIZE-square matrices per thread and round, one
-    single-threaded product per thread at a time, as our CPU evaluation runs its chunks
-    (evaluate.cpu_chunk_pool): the multiply-add rate the CPU reaches with its best kernel and no
-    barrier between threads. A float32 pipeline that computes a model's FLOPs cannot run much
-    faster, so the peak (its fastest round) over a baseline's GFLOP/s bounds the ratio a float32
-    pipeline can reach against it (bench's ``result["ceiling"]``). CPU only: a GPU's convolutions
-    may run in TF32, which a float32 product does not bound."""
+    """PEAK_PRODUCTS float32 matrix products per thread and round, one single-threaded product
+    per thread at a time, as our CPU evaluation runs its chunks: a rate no float32 pipeline of
+    the same FLOPs can much exceed, so it bounds bench's ratios (``result["ceiling"]``). CPU
+    only: a GPU's convolutions may run in TF32, which it does not bound."""
     generator = torch.Generator().manual_seed(cfg.seed)
     a, b = (torch.randn(PEAK_SIZE, PEAK_SIZE, generator=generator) for _ in range(2))
     with thread_count(cfg.threads):

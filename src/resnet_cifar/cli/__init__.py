@@ -1,8 +1,7 @@
 """`resnet-cifar`: one subcommand per module in this package; each parses, then calls the library.
 
-Every user error (UserError) becomes one line on stderr and exit code 2, and each warning of the
-library one line, ``warning: ...``; an interrupted training run exits 130 (SIGINT) or 143
-(SIGTERM) after saving.
+A UserError becomes one line on stderr and exit code 2, a library warning one line ``warning:
+...``; an interrupted training run exits 130 (SIGINT) or 143 (SIGTERM) after saving.
 """
 
 from __future__ import annotations
@@ -26,19 +25,14 @@ from resnet_cifar.cli import (
 from resnet_cifar.engine import runtime
 from resnet_cifar.errors import UserError
 
-# Modules that each define add_parser(subparsers). Order is the order of `--help`.
+# modules that each define add_parser(subparsers), in the order of `--help`
 COMMANDS = [models_cmd, weights_cmd, data_cmd, train_cmd, eval_cmd, viz_cmd, predict_cmd,
             bench_cmd]
 
 
 class SubcommandParser(argparse.ArgumentParser):
-    """A subcommand's parser, whose errors are one line naming the subcommand.
-
-    argparse hands a subparser's leftovers back to the top-level parser, whose error then speaks
-    of the top-level usage (``resnet-cifar [-h] [--version] COMMAND ...``), which says nothing
-    about the flags of the subcommand that was typed. And its own errors print the whole usage
-    first (27 lines for `train`) above the one line that says what is wrong: as for every other
-    user error, that line alone, with where to read the flags."""
+    """A subcommand's parser whose errors are one line naming the subcommand: not the whole usage
+    first, nor leftovers handed to the top-level parser, whose usage says nothing of its flags."""
 
     intermixed = False  # True: positionals may come among the options (predict's images)
     _in_pass = False  # inside a pass of the intermixed parse, whose leftovers are expected
@@ -67,12 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="resnet-cifar",
-        description="Train, evaluate and inspect ResNet-20 and its recurrent variants on CIFAR.",
-    )
+        description="Train, evaluate and inspect ResNet-20 and its recurrent variants on CIFAR.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=SubcommandParser
-    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=SubcommandParser)
     for module in COMMANDS:
         module.add_parser(sub)
     return parser
@@ -80,8 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @contextlib.contextmanager
 def one_line_warnings() -> Iterator[None]:
-    """Show the library's own warnings (those that point into it) as one line each, ``warning:
-    ...``, as errors are; others in Python's format."""
+    """The library's own warnings as one line each, ``warning: ...``; others as Python does."""
     show = warnings.showwarning
 
     def show_one_line(message, category, filename, lineno, file=None, line=None):

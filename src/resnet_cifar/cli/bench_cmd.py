@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
-from resnet_cifar.cli.common import (
-    add_device_arg,
-    int_list,
-    nonnegative_int,
-    positive_int,
-    print_json,
-    thread_count,
-)
+from resnet_cifar.cli import common
 from resnet_cifar.config import AMP_MODES, EVAL_BATCH_SIZE
 
 
@@ -24,16 +18,16 @@ def add_parser(sub) -> None:
                     "interleaved in this process; report img/s, ms/step and the ratio (median "
                     "over rounds, warm-up excluded).")
     p.add_argument("--model", default="resnet20", help="see `resnet-cifar models`")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="training batch")
-    p.add_argument("--eval-batch-size", type=positive_int, default=EVAL_BATCH_SIZE,
+    p.add_argument("--batch-size", type=common.positive_int, default=64, help="training batch")
+    p.add_argument("--eval-batch-size", type=common.positive_int, default=EVAL_BATCH_SIZE,
                    help="our eval batch")
-    add_device_arg(p)
-    p.add_argument("--steps", type=positive_int, default=10, help="training steps per round")
-    p.add_argument("--eval-images", type=positive_int, default=2000,
+    common.add_device_arg(p)
+    p.add_argument("--steps", type=common.positive_int, default=10, help="training steps per round")
+    p.add_argument("--eval-images", type=common.positive_int, default=2000,
                    help="images evaluated per round")
-    p.add_argument("--repeats", type=positive_int, default=5, help="timed rounds (median)")
-    p.add_argument("--warmup", type=nonnegative_int, default=1, help="untimed rounds first")
-    p.add_argument("--workers", type=int_list("DataLoader worker counts", "0,2"),
+    p.add_argument("--repeats", type=common.positive_int, default=5, help="timed rounds (median)")
+    p.add_argument("--warmup", type=common.nonnegative_int, default=1, help="untimed rounds first")
+    p.add_argument("--workers", type=common.int_list("DataLoader worker counts", "0,2"),
                    default=[0, 2], metavar="0[,2]",
                    help="baseline DataLoader workers to try; the best is compared (default 0,2)")
     ours = p.add_argument_group("our pipeline")
@@ -64,7 +58,7 @@ def add_parser(sub) -> None:
                    help="on a CPU, also time a float32 matrix product in the same rounds: the "
                         "fastest any float32 pipeline of these FLOPs could run, reported as each "
                         "ratio's ceiling (default on)")
-    p.add_argument("--threads", type=thread_count, default=0, help="0: one per core")
+    p.add_argument("--threads", type=common.thread_count, default=0, help="0: one per core")
     p.add_argument("--data", metavar="PATH",
                    help="real CIFAR images (any layout); default: synthetic random uint8")
     p.add_argument("--no-baseline", dest="baseline", action="store_false",
@@ -76,28 +70,17 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace):
-    """The BenchConfig the flags describe, one field per flag."""
-    from resnet_cifar.bench import BenchConfig
-
-    return BenchConfig(
-        model=args.model, batch_size=args.batch_size, eval_batch_size=args.eval_batch_size,
-        device=args.device, steps=args.steps, eval_images=args.eval_images,
-        repeats=args.repeats, warmup=args.warmup, workers=tuple(args.workers),
-        channels_last=args.channels_last, compile=args.compile, compile_mode=args.compile_mode,
-        amp=args.amp, optimizer=args.optimizer, threads=args.threads, data=args.data,
-        seed=args.seed, baseline=args.baseline, evaluate=args.evaluate, folded=args.folded,
-        compiled_eval=args.compiled_eval, bf16_eval=args.bf16_eval, peak=args.peak)
-
-
 def run(args: argparse.Namespace) -> int:
-    from resnet_cifar.bench import format_report, run_benchmark
+    from resnet_cifar.bench import BenchConfig, format_report, run_benchmark
 
-    config = config_from_args(args)
+    # a BenchConfig field per flag, of the same name
+    config = BenchConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig)
+                            if hasattr(args, f.name)})
+    config.workers = tuple(config.workers)
     report = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     result = run_benchmark(config, report=report)
     if args.json:
-        print_json(result)
+        common.print_json(result)
     else:
         print(format_report(result))
     return 0

@@ -12,7 +12,7 @@ from typing import Any
 
 from resnet_cifar.config import FLAG_OF, DataConfig, TrainConfig, field_flag, setting_fields
 from resnet_cifar.engine.rundir import strict_json
-from resnet_cifar.errors import ConfigError, UserError
+from resnet_cifar.errors import UserError
 
 
 def _whole_number(text: str) -> int:
@@ -23,7 +23,6 @@ def _whole_number(text: str) -> int:
 
 
 def positive_int(text: str) -> int:
-    """A count that must be at least 1 (epochs, batch sizes, images...)."""
     value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
@@ -31,7 +30,6 @@ def positive_int(text: str) -> int:
 
 
 def nonnegative_int(text: str) -> int:
-    """A count where 0 means "none" or "the default" (--val-split 0, --threads 0...)."""
     value = _whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
@@ -39,23 +37,20 @@ def nonnegative_int(text: str) -> int:
 
 
 def thread_count(text: str) -> int:
-    """--threads: 0 (one per usable core) up to the usable cores. More only oversubscribes:
-    threads that wait for a core spin, and throughput collapses."""
+    """--threads: 0 (one per usable core) up to the usable cores: more threads than cores spin
+    waiting for one, and throughput collapses."""
     from resnet_cifar.engine.runtime import physical_cores
 
-    value = nonnegative_int(text)
-    cores = physical_cores()
+    value, cores = nonnegative_int(text), physical_cores()
     if value > cores:
-        raise argparse.ArgumentTypeError(
-            f"{value} threads on {cores} usable core(s) would oversubscribe them; "
-            f"use 0 (one per core) to {cores}"
-        )
+        raise argparse.ArgumentTypeError(f"{value} threads on {cores} usable core(s) would "
+                                         f"oversubscribe them; use 0 (one per core) to {cores}")
     return value
 
 
 def int_list(what: str = "epoch indices", example: str = "80,120"):
-    """An argparse type for a comma-separated list of whole numbers >= 0, named ``what`` in its
-    message. Empty items (``1,,2``) are refused rather than dropped."""
+    """An argparse type: comma-separated whole numbers >= 0 (``what`` in its messages); an empty
+    item (``1,,2``) is refused, not dropped."""
 
     def parse(text: str) -> list[int]:
         parts = [part.strip() for part in text.split(",")]
@@ -65,8 +60,7 @@ def int_list(what: str = "epoch indices", example: str = "80,120"):
             values = [int(part) for part in parts]
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected comma-separated {what} like {example}, got {text!r}"
-            ) from None
+                f"expected comma-separated {what} like {example}, got {text!r}") from None
         if any(v < 0 for v in values):
             raise argparse.ArgumentTypeError(f"expected {what} >= 0, got {text!r}")
         return values
@@ -75,7 +69,6 @@ def int_list(what: str = "epoch indices", example: str = "80,120"):
 
 
 def minutes(text: str) -> float:
-    """--save-every: a finite number of minutes >= 0 (0: off)."""
     try:
         value = float(text)
     except ValueError:
@@ -90,16 +83,14 @@ SPECIAL_TYPES = {"threads": thread_count, "save_every": minutes}
 
 
 def setting_type(key: str, f: dataclasses.Field, annotation: Any) -> dict[str, Any]:
-    """The argparse type (or action) and choices of the config field ``f``, from its annotation
-    and metadata: a count with a minimum, a float, a list of epochs, a choice, a switch."""
+    """The argparse type (or action) and choices of config field ``f``."""
     meta = f.metadata
     if annotation is bool:
         return {"action": argparse.BooleanOptionalAction if meta["negatable"] else "store_true"}
     if key in SPECIAL_TYPES:
         return {"type": SPECIAL_TYPES[key]}
     if annotation is int:
-        minimum = meta["minimum"]
-        return {"type": {1: positive_int, 0: nonnegative_int}.get(minimum, int)}
+        return {"type": {1: positive_int, 0: nonnegative_int}.get(meta["minimum"], int)}
     if annotation is float:
         return {"type": float}
     if typing.get_origin(annotation) is list:
@@ -108,27 +99,24 @@ def setting_type(key: str, f: dataclasses.Field, annotation: Any) -> dict[str, A
 
 
 def add_setting(group, key: str) -> None:
-    """The flag of config key ``key`` (``lr``, ``data.val_split``), its type, choices, metavar
-    and help all read from the field's metadata. The default is SUPPRESSed, so that only the
-    flags given override the recipe, the config file or the run's recorded config."""
+    """The flag of config key ``key`` (``lr``, ``data.val_split``), all read from the field. Its
+    default is SUPPRESSed: only the flags given override the recipe, config file or run."""
     f = setting_fields()[key]
     owner = DataConfig if key.startswith("data.") else TrainConfig
     annotation = typing.get_type_hints(owner)[f.name]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # str | None: a str
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     extra = {"metavar": f.metadata["metavar"]} if f.metadata["metavar"] else {}
-    help_text = f.metadata["help"].replace("%", "%%")
-    group.add_argument(FLAG_OF[key], default=argparse.SUPPRESS, help=help_text,
+    group.add_argument(FLAG_OF[key], default=argparse.SUPPRESS,
+                       help=f.metadata["help"].replace("%", "%%"),
                        **setting_type(key, f, annotation), **extra)
 
 
 def data_settings(training: bool = True) -> list[str]:
     """The data options a command offers: all for train, less the train-only ones elsewhere."""
-    return in_help_order(
-        key for key, f in setting_fields().items()
-        if key.startswith("data.") and field_flag(f)
-        and (training or not f.metadata["train_only"])
-    )
+    return in_help_order(key for key, f in setting_fields().items()
+                         if key.startswith("data.") and field_flag(f)
+                         and (training or not f.metadata["train_only"]))
 
 
 def in_help_order(keys) -> list[str]:
@@ -139,21 +127,18 @@ def in_help_order(keys) -> list[str]:
 
 
 def add_data_args(parser: argparse.ArgumentParser, *, training: bool = True) -> None:
-    """--data, --cache-dir, ... Defaults are SUPPRESSed so that only given flags override."""
     group = parser.add_argument_group("data")
     for key in data_settings(training):
         add_setting(group, key)
 
 
 # flag dest -> DataConfig key (the dest of --data is "data"; of the others, the key itself)
-DATA_FLAGS = {
-    FLAG_OF[key][2:].replace("-", "_"): key.removeprefix("data.") for key in data_settings()
-}
+DATA_FLAGS = {FLAG_OF[key][2:].replace("-", "_"): key.removeprefix("data.")
+              for key in data_settings()}
 
 
 def data_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The data flags the user gave, as a [data] table. $RESNET_CIFAR_DATA is not read here: the
-    data layer reads it, only where neither a flag nor a recorded config names a path."""
+    """The data flags given, as a [data] table ($RESNET_CIFAR_DATA is the data layer's)."""
     return {key: getattr(args, flag) for flag, key in DATA_FLAGS.items() if hasattr(args, flag)}
 
 
@@ -166,24 +151,25 @@ def data_config(args: argparse.Namespace) -> DataConfig:
 
 
 def run_data_config(args: argparse.Namespace, run_config: dict[str, Any] | None) -> DataConfig:
-    """Data for a command on a trained model: the options its run recorded, overridden by the
-    flags given now; $RESNET_CIFAR_DATA only when neither names a path."""
+    """Data for a command on a trained model: its run's options, overridden by the flags."""
     from resnet_cifar.engine.inference import data_for_run
 
     return data_for_run(run_config, data_overrides(args))
 
 
-CHECKPOINT_HELP = "last.pt / best.pt / model.pth / a foreign checkpoint"
-
-
 def add_checkpoint_args(parser: argparse.ArgumentParser) -> None:
-    """The checkpoint to run: a file, or --pretrained TAG|DIR for published weights or a weights
-    folder."""
-    parser.add_argument("checkpoint", nargs="?", help=CHECKPOINT_HELP + " (or --pretrained)")
+    """A checkpoint file, or --pretrained TAG|DIR; --model and --shortcut for foreign files."""
+    from resnet_cifar.models.resnet import SHORTCUTS
+
+    parser.add_argument("checkpoint", nargs="?", help="last.pt / best.pt / model.pth / a foreign "
+                                                      "checkpoint (or --pretrained)")
     parser.add_argument("--pretrained", metavar="TAG|DIR",
                         help="published weights (see `resnet-cifar weights`) or a weights folder "
                              "(`weights --save`) instead of a checkpoint file")
-    add_foreign_model_args(parser)
+    g = parser.add_argument_group("foreign checkpoints")
+    g.add_argument("--model", metavar="NAME", help="architecture of a plain state_dict")
+    g.add_argument("--shortcut", choices=SHORTCUTS,
+                   help="ResNet shortcut of a foreign checkpoint (A: parameter-free, B: 1x1 conv)")
 
 
 def checkpoint_from_args(args: argparse.Namespace):
@@ -194,42 +180,20 @@ def checkpoint_from_args(args: argparse.Namespace):
         raise UserError("give a checkpoint file or --pretrained TAG|DIR" +
                         (", not both" if args.checkpoint else ""))
     if args.pretrained is not None:
-        if args.model or getattr(args, "shortcut", None):
+        if args.model or args.shortcut:
             raise UserError("--model and --shortcut describe a foreign checkpoint file; "
                             "--pretrained weights say what they are")
         return pretrained_checkpoint(args.pretrained)
-    return load_checkpoint(args.checkpoint, args.model, foreign_model_kwargs(args))
+    return load_checkpoint(args.checkpoint, args.model,
+                           {"shortcut": args.shortcut} if args.shortcut else {})
 
 
 def output_beside(args: argparse.Namespace, name: str) -> Path:
     """Where a command writes by default: beside the checkpoint file, or for --pretrained
-    weights (which live inside the package) in the current directory, named after the tag or
-    the weights folder."""
-    if getattr(args, "pretrained", None):
-        return Path(f"{pretrained_name(args)}-{name}")
+    weights (inside the package) in the current folder, named after the tag or folder."""
+    if args.pretrained:
+        return Path(f"{Path(args.pretrained).name}-{name}")
     return Path(args.checkpoint).resolve().parent / name
-
-
-def pretrained_name(args: argparse.Namespace) -> str:
-    """--pretrained's tag, or its weights folder's name."""
-    return Path(args.pretrained).name
-
-
-def add_foreign_model_args(parser: argparse.ArgumentParser) -> None:
-    """For checkpoints that do not say what they are (plain state_dicts, other repositories)."""
-    from resnet_cifar.models.resnet import SHORTCUTS
-
-    g = parser.add_argument_group("foreign checkpoints")
-    g.add_argument("--model", metavar="NAME", help="architecture of a plain state_dict")
-    g.add_argument(
-        "--shortcut",
-        choices=SHORTCUTS,
-        help="ResNet shortcut of a foreign checkpoint (A: parameter-free, B: 1x1 conv)",
-    )
-
-
-def foreign_model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"shortcut": args.shortcut} if getattr(args, "shortcut", None) else {}
 
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:
@@ -242,7 +206,7 @@ def add_threads_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def use_threads(args: argparse.Namespace) -> None:
-    """Apply --threads (see add_threads_arg) before the command's work starts."""
+    """Apply --threads before the command's work starts."""
     from resnet_cifar.engine.runtime import configure_inference_threads
 
     configure_inference_threads(args.threads)
@@ -250,8 +214,3 @@ def use_threads(args: argparse.Namespace) -> None:
 
 def print_json(value: Any) -> None:
     print(strict_json(value, indent=2))
-
-
-def require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)

@@ -7,36 +7,22 @@ import sys
 from pathlib import Path
 
 from resnet_cifar.atomic import check_folder
-from resnet_cifar.cli.common import (
-    add_checkpoint_args,
-    add_data_args,
-    add_device_arg,
-    add_threads_arg,
-    checkpoint_from_args,
-    output_beside,
-    positive_int,
-    print_json,
-    run_data_config,
-    use_threads,
-)
+from resnet_cifar.cli import common
 from resnet_cifar.config import AMP_MODES, TTA_MODES, TrainConfig
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint on the test (or val) split")
-    add_checkpoint_args(p)
+    common.add_checkpoint_args(p)
     p.add_argument("--split", choices=("test", "val"), default="test")
-    p.add_argument("--batch-size", type=positive_int, default=TrainConfig.eval_batch_size)
+    p.add_argument("--batch-size", type=common.positive_int, default=TrainConfig.eval_batch_size)
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the --val-split draw (default: the run's own seed; for a "
                         "run of ours, another is refused: it would draw images it trained on)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument(
-        "--plot",
-        action="store_true",
-        help="also write confusion.png and per_class.png beside the checkpoint (--pretrained: "
-             "in the current folder)",
-    )
+    p.add_argument("--plot", action="store_true",
+                   help="also write confusion.png and per_class.png beside the checkpoint "
+                        "(--pretrained: in the current folder)")
     p.add_argument("--out-dir", metavar="DIR", help="where --plot writes (default: beside it)")
     p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="also evaluate with test-time augmentation; reported beside the plain "
@@ -50,65 +36,51 @@ def add_parser(sub) -> None:
                         "about 1.5x the float32 speed on a Zen 4) or fp16 (GPU). Not the float32 "
                         "figure a run or a published weight records: a near tie may flip, and the "
                         "output says which precision it used")
-    add_device_arg(p)
-    add_threads_arg(p)
-    add_data_args(p, training=False)
+    common.add_device_arg(p)
+    common.add_threads_arg(p)
+    common.add_data_args(p, training=False)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    use_threads(args)
+    common.use_threads(args)
     from resnet_cifar.engine.evaluate import evaluate_checkpoint
 
-    ckpt = checkpoint_from_args(args)
+    ckpt = common.checkpoint_from_args(args)
     if args.plot:  # refuse a folder that cannot take the plots before evaluating
         check_folder(plot_dir(args), "eval plots into", "`out_dir` (--out-dir)")
     result = evaluate_checkpoint(
-        ckpt,
-        run_data_config(args, ckpt.config),
-        split=args.split,
-        normalize=getattr(args, "normalize", None),
-        device=args.device,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=sys.stderr.isatty() and not args.json,
-        tta=args.tta,
-        compile=args.compile,
-        amp=args.amp,
-    )
+        ckpt, common.run_data_config(args, ckpt.config), split=args.split,
+        normalize=getattr(args, "normalize", None), device=args.device,
+        batch_size=args.batch_size, seed=args.seed,
+        progress=sys.stderr.isatty() and not args.json, tta=args.tta, compile=args.compile,
+        amp=args.amp)
     if args.plot:
-        write_plots(result, args)
+        from resnet_cifar import viz
+
+        for path in viz.save_eval_plots(result, plot_dir(args)):
+            print(f"wrote {path}", file=sys.stderr)
     if args.json:
-        print_json(result.to_dict())
-        return 0
-    print_result(result, args.split)
+        common.print_json(result.to_dict())
+    else:
+        print_result(result, args.split)
     return 0
 
 
-def write_plots(result, args) -> None:
-    """--plot: confusion.png and per_class.png, each written atomically; a folder that cannot be
-    written is a one-line error naming it (viz.save_eval_plots checks it first)."""
-    from resnet_cifar import viz
-
-    for path in viz.save_eval_plots(result, plot_dir(args)):
-        print(f"wrote {path}", file=sys.stderr)
-
-
 def plot_dir(args: argparse.Namespace) -> Path:
-    """--out-dir, else the folder of the checkpoint (so that each run keeps its own plots), or
-    for --pretrained weights the current one: where output_beside puts a file."""
-    return Path(args.out_dir) if args.out_dir else output_beside(args, "confusion.png").parent
+    """--out-dir, else where output_beside puts a file: beside the checkpoint, or here."""
+    if args.out_dir:
+        return Path(args.out_dir)
+    return common.output_beside(args, "confusion.png").parent
 
 
 def print_result(result, split: str) -> None:
     from resnet_cifar.engine.inference import describe_data
 
-    print(
-        f"{split} accuracy {100 * result.accuracy:.2f}% ({result.correct}/{result.total}), "
-        f"mean loss {result.loss:.4f}"
-        + (f", under {result.amp} autocast (leave --amp out for the float32 figure)"
-           if result.amp != "none" else "")
-    )
+    print(f"{split} accuracy {100 * result.accuracy:.2f}% ({result.correct}/{result.total}), "
+          f"mean loss {result.loss:.4f}"
+          + (f", under {result.amp} autocast (leave --amp out for the float32 figure)"
+             if result.amp != "none" else ""))
     if result.tta is not None:
         print_tta(result.tta, split, result.amp)
     if result.compile_seconds is not None:
@@ -142,13 +114,9 @@ def normalization_line(norm: dict) -> str:
 
 
 def print_tta(tta, split: str, amp: str = "none") -> None:
-    """The test-time-augmented accuracy, on its own line under the plain one, and its cost."""
-    print(
-        f"{split} accuracy with tta {tta.mode} {100 * tta.accuracy:.2f}% "
-        f"({tta.correct}/{tta.total}), mean loss {tta.loss:.4f}"
-        + (f", under {amp} autocast" if amp != "none" else "")
-    )
-    print(
-        f"tta {tta.mode} cost: {tta.images_per_second:.0f} img/s against "
-        f"{tta.plain_images_per_second:.0f} img/s plain"
-    )
+    """The test-time-augmented accuracy, under the plain one, and its cost."""
+    print(f"{split} accuracy with tta {tta.mode} {100 * tta.accuracy:.2f}% "
+          f"({tta.correct}/{tta.total}), mean loss {tta.loss:.4f}"
+          + (f", under {amp} autocast" if amp != "none" else ""))
+    print(f"tta {tta.mode} cost: {tta.images_per_second:.0f} img/s against "
+          f"{tta.plain_images_per_second:.0f} img/s plain")

@@ -19,15 +19,8 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for name in list_models():
         params, macs = model_complexity(name)
-        rows.append(
-            {
-                "name": name,
-                "params": params,
-                "macs": macs,
-                "mmacs": round(macs / 1e6, 2),
-                "description": get_model_entry(name).description,
-            }
-        )
+        rows.append({"name": name, "params": params, "macs": macs, "mmacs": round(macs / 1e6, 2),
+                     "description": get_model_entry(name).description})
     if args.json:
         print_json(rows)
         return 0

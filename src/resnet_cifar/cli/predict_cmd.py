@@ -1,18 +1,9 @@
 """resnet-cifar predict / export: classify image files with a checkpoint, or export it.
 
-predict prints a table (file, original size, top-k class:probability), or with --json::
-
-    {"checkpoint": "runs/x/best.pt", "model": "resnet20",
-     "predictions": [{"file": "cat.png", "size": [64, 48], "mode": "RGBA",
-                      "topk": [{"class": "cat", "index": 3, "prob": 0.81}, ...]}, ...],
-     "errors": [{"file": "broken.jpg", "error": "cannot read image: ..."}]}
-
-or with --csv one row per file: file, width, height, mode, then class_i, index_i, prob_i for
-i = 1..k, then error (empty unless the file failed). A file that cannot be read is reported on
-stderr (and in the JSON/CSV) and skipped; the exit code is 0 when every file was predicted and 1
-when any failed. Directories are walked recursively for .png .jpg .jpeg .bmp .gif .webp .tif .tiff.
-With --tta MODE the probabilities are the mean over the test-time-augmented views, and the output
-says so: a line above the table, a "tta" key in the JSON, a note on stderr beside the CSV.
+predict prints a table (file, original size, top-k class:probability), JSON (--json) or CSV
+(--csv: file, width, height, mode, then class_i, index_i, prob_i for i = 1..k, then error). A file
+that cannot be read is reported on stderr and skipped, and the exit code is 1. With --tta the
+output says so: a line above the table, a "tta" key in the JSON, a note on stderr beside the CSV.
 """
 
 from __future__ import annotations
@@ -22,19 +13,7 @@ import csv
 import sys
 from pathlib import Path
 
-from resnet_cifar.cli.common import (
-    add_checkpoint_args,
-    add_data_args,
-    add_device_arg,
-    add_threads_arg,
-    checkpoint_from_args,
-    data_config,
-    data_overrides,
-    positive_int,
-    pretrained_name,
-    print_json,
-    use_threads,
-)
+from resnet_cifar.cli import common
 from resnet_cifar.errors import UserError
 
 NORMALIZE_HELP = ("dataset: CIFAR-10's training statistics (or the checkpoint's own, if it was "
@@ -55,19 +34,18 @@ def add_predict_parser(sub) -> None:
         description="Each image is converted to RGB and resized to 32x32 (PIL bicubic, whole "
                     "image, no crop, aspect ratio not kept); a large JPEG is decoded at a reduced "
                     "scale first unless --exact. Exit code 1 if any file failed. Options may "
-                    "come before, between or after the paths.",
-    )
+                    "come before, between or after the paths.")
     p.intermixed = True  # `predict CKPT --topk 2 a.png`
-    add_checkpoint_args(p)
+    common.add_checkpoint_args(p)
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR",
                    help="image files, or directories to search recursively")
-    p.add_argument("--topk", type=positive_int, default=3, help="classes shown per image")
+    p.add_argument("--topk", type=common.positive_int, default=3, help="classes shown per image")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true",
                      help="print JSON: {checkpoint, model, predictions: [{file, size: [w, h], "
                           "mode, topk: [{class, index, prob}]}], errors: [{file, error}]}")
     fmt.add_argument("--csv", action="store_true", help="print CSV, one row per file")
-    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--batch-size", type=common.positive_int, default=256)
     p.add_argument("--exact", action="store_true",
                    help="decode large JPEGs at full size before the resize (slower; the pixels "
                         "any full-decode pipeline gives). Default: PIL's draft mode, which has "
@@ -75,8 +53,8 @@ def add_predict_parser(sub) -> None:
     p.add_argument("--normalize", choices=NORMALIZE_MODES, help=NORMALIZE_HELP)
     p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="report probabilities averaged over test-time-augmented views")
-    add_device_arg(p)
-    add_threads_arg(p)
+    common.add_device_arg(p)
+    common.add_threads_arg(p)
     p.set_defaults(func=run_predict)
 
 
@@ -87,9 +65,8 @@ def add_export_parser(sub) -> None:
         "export", help="export a checkpoint to ONNX, TorchScript or torch.export (.pt2)",
         description="Exports with a dynamic batch dimension, then checks the written file against "
                     "PyTorch on random inputs and on 100 test images when a data set is known "
-                    "(--data, or the one recorded in the checkpoint).",
-    )
-    add_checkpoint_args(p)
+                    "(--data, or the one recorded in the checkpoint).")
+    common.add_checkpoint_args(p)
     p.add_argument("--format", choices=tuple(FORMATS), default=None,
                    help="default: the one --out's suffix names (.onnx, .pt or .ts for "
                         "TorchScript, .pt2), else onnx; a suffix naming another format is "
@@ -100,23 +77,20 @@ def add_export_parser(sub) -> None:
     p.add_argument("--include-normalization", action="store_true",
                    help="the graph takes uint8 (N, 3, 32, 32) RGB pixels and normalizes them "
                         "itself (default: it takes normalized float32)")
-    p.add_argument("--opset", type=positive_int, help="ONNX opset (default 17)")
+    p.add_argument("--opset", type=common.positive_int, help="ONNX opset (default 17)")
     p.add_argument("--fold-bn", action="store_true",
                    help="write the graph with BatchNorm folded into the convolutions (faster "
                         "inference; parity is still checked against the unfolded model)")
     p.add_argument("--onnx-exporter", choices=ONNX_EXPORTERS, default="legacy",
                    help="legacy: torch.onnx's TorchScript-based exporter (default; needs onnx); "
                         "dynamo: the torch.export-based one (also needs onnxscript)")
-    add_data_args(p, training=False)
+    common.add_data_args(p, training=False)
     p.set_defaults(func=run_export)
-    add_threads_arg(p)
-
-
-# --------------------------------------------------------------------------- predict
+    common.add_threads_arg(p)
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    use_threads(args)
+    common.use_threads(args)
     from resnet_cifar.data.sources import IMAGE_EXTENSIONS
     from resnet_cifar.predict import Predictor, find_images
 
@@ -131,7 +105,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if not paths:
         raise UserError(f"no images found in {', '.join(args.inputs)} "
                         f"(looked for {' '.join(IMAGE_EXTENSIONS)})")
-    predictor = Predictor(checkpoint_from_args(args), normalize=args.normalize,
+    predictor = Predictor(common.checkpoint_from_args(args), normalize=args.normalize,
                           device=args.device, batch_size=args.batch_size, exact=args.exact,
                           tta=args.tta)
     results = predictor.predict_files(paths, topk=args.topk)
@@ -139,7 +113,7 @@ def run_predict(args: argparse.Namespace) -> int:
     for r in failed:
         print(f"error: {r.file}: {r.error}", file=sys.stderr)
     if args.json:
-        print_json({
+        common.print_json({
             "checkpoint": str(args.checkpoint or args.pretrained),
             "model": predictor.checkpoint.model_name,
             **({"tta": args.tta} if args.tta != "none" else {}),
@@ -193,43 +167,28 @@ def print_table(results) -> None:
         print(f"{r.file:<{width}}  {size:>9}  {classes}")
 
 
-# --------------------------------------------------------------------------- export
-
-
 def run_export(args: argparse.Namespace) -> int:
-    use_threads(args)
+    common.use_threads(args)
+    from resnet_cifar import export
     from resnet_cifar.atomic import check_target
-    from resnet_cifar.export import (
-        EXPORT_OUTPUT,
-        ParityError,
-        default_output,
-        export_checkpoint,
-        load_parity_images,
-        require_onnx,
-        resolve_format,
-    )
 
-    fmt = resolve_format(args.out, args.format)
+    fmt = export.resolve_format(args.out, args.format)
     if fmt == "onnx":
-        require_onnx(args.onnx_exporter)  # before any data is decoded
-    ckpt = checkpoint_from_args(args)
-    # an --out that cannot be written is refused before the parity images are decoded
+        export.require_onnx(args.onnx_exporter)  # before any data is decoded
+    ckpt = common.checkpoint_from_args(args)
     # published weights live inside the package: their export goes here, named after the tag
-    named = Path(f"{pretrained_name(args)}.pth") if args.pretrained else ckpt.path
-    default = default_output(named, fmt)
-    out = check_target(args.out or default, EXPORT_OUTPUT)
-    # Data flags other than --normalize (or $RESNET_CIFAR_DATA) choose the real parity images;
-    # without them, the data set the checkpoint was trained on, if it can be found.
-    chosen = set(data_overrides(args)) - {"normalize"}
-    images, source = load_parity_images(ckpt, data_config(args) if chosen else None)
+    named = Path(f"{Path(args.pretrained).name}.pth") if args.pretrained else ckpt.path
+    # an --out that cannot be written is refused before the parity images are decoded
+    out = check_target(args.out or export.default_output(named, fmt), export.EXPORT_OUTPUT)
+    # data flags other than --normalize choose the parity images; else the checkpoint's data
+    chosen = set(common.data_overrides(args)) - {"normalize"}
+    images, source = export.load_parity_images(ckpt, common.data_config(args) if chosen else None)
     try:
-        report, status = export_checkpoint(
-            ckpt, out, fmt, args.include_normalization,
-            normalize=getattr(args, "normalize", None), opset=args.opset,
-            onnx_exporter=args.onnx_exporter, images=images, images_source=source,
-            fold_bn=args.fold_bn,
-        ), 0
-    except ParityError as err:
+        report, status = export.export_checkpoint(
+            ckpt, out, fmt, args.include_normalization, normalize=getattr(args, "normalize", None),
+            opset=args.opset, onnx_exporter=args.onnx_exporter, images=images,
+            images_source=source, fold_bn=args.fold_bn), 0
+    except export.ParityError as err:
         report, status, failure = err.report, 1, str(err)
     if images is None:
         report.notes.append(source)  # why no real images were checked

@@ -1,9 +1,6 @@
 """resnet-cifar show | plot | compare | report: pictures and reports of checkpoints and runs.
 
-Every figure is written without a display, atomically, as PNG, or as JPEG, PDF or SVG when the
---out extension says so; --show also opens it in a window. A file that cannot be written is a
-one-line error naming it, the cause and the fix.
-"""
+Figures are PNG, or JPEG, PDF or SVG as the --out extension says; --show also opens them."""
 
 from __future__ import annotations
 
@@ -11,17 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from resnet_cifar.cli.common import (
-    add_checkpoint_args,
-    add_data_args,
-    add_device_arg,
-    add_threads_arg,
-    checkpoint_from_args,
-    output_beside,
-    positive_int,
-    run_data_config,
-    use_threads,
-)
+from resnet_cifar.cli import common
 from resnet_cifar.config import TTA_MODES, X_AXES
 
 
@@ -36,8 +23,8 @@ def add_show_parser(sub) -> None:
     p = sub.add_parser("show", help="grid of random test images titled with the predictions",
                        description="Random images of a split, each titled with the model's "
                                    "prediction and the truth (green: right, red: wrong).")
-    add_checkpoint_args(p)
-    p.add_argument("--n", type=positive_int, default=16, help="how many images (default 16)")
+    common.add_checkpoint_args(p)
+    p.add_argument("--n", type=common.positive_int, default=16, help="how many images (default 16)")
     p.add_argument("--seed", type=int, default=0, help="which images (default 0)")
     p.add_argument("--only-wrong", action="store_true", help="show mistakes only")
     p.add_argument("--split", choices=("test", "val"), default="test")
@@ -48,9 +35,9 @@ def add_show_parser(sub) -> None:
     p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="title by the test-time-augmented prediction (the figure title says so)")
     add_show_arg(p)
-    add_device_arg(p)
-    add_threads_arg(p)
-    add_data_args(p, training=False)
+    common.add_device_arg(p)
+    common.add_threads_arg(p)
+    common.add_data_args(p, training=False)
     p.set_defaults(func=run_show)
 
 
@@ -131,13 +118,14 @@ def add_report_parser(sub) -> None:
     p.add_argument("--checkpoint", default="best", metavar="best|last|PATH",
                    help="weights to evaluate: best (best.pt, else the final last.pt; default), "
                         "last, or a path")
-    p.add_argument("--n", type=positive_int, default=16, help="images in the prediction grid")
+    p.add_argument("--n", type=common.positive_int, default=16,
+                   help="images in the prediction grid")
     p.add_argument("--seed", type=int, default=0, help="which images in the prediction grid")
     p.add_argument("--no-eval", action="store_true",
                    help="leave out what needs the data (confusion, per-class, predictions)")
-    add_device_arg(p)
-    add_threads_arg(p)
-    add_data_args(p, training=False)
+    common.add_device_arg(p)
+    common.add_threads_arg(p)
+    common.add_data_args(p, training=False)
     p.set_defaults(func=run_report)
 
 
@@ -156,31 +144,24 @@ def wrote(paths: list[Path], show: bool) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    use_threads(args)
+    common.use_threads(args)
     from resnet_cifar.viz import show_predictions
 
-    ckpt = checkpoint_from_args(args)
-    out = args.out or (output_beside(args, "predictions.png") if args.pretrained else None)
+    ckpt = common.checkpoint_from_args(args)
+    out = args.out or (common.output_beside(args, "predictions.png") if args.pretrained else None)
     path = show_predictions(
-        ckpt, run_data_config(args, ckpt.config), n=args.n, seed=args.seed,
-        only_wrong=args.only_wrong,
-        split=args.split, out=out, device=args.device,
+        ckpt, common.run_data_config(args, ckpt.config), n=args.n, seed=args.seed,
+        only_wrong=args.only_wrong, split=args.split, out=out, device=args.device,
         normalize=getattr(args, "normalize", None),
-        describe=lambda line: print(line, file=sys.stderr),
-        tta=args.tta,
-    )
+        describe=lambda line: print(line, file=sys.stderr), tta=args.tta)
     return wrote([path], args.show)
 
 
 def run_plot(args: argparse.Namespace) -> int:
     from resnet_cifar.viz import plot_curves
 
-    if args.out:
-        out = Path(args.out)
-    else:
-        out = Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else \
-            Path("curves.png")
-    return wrote([plot_curves(args.run_dirs, out, x=args.x)], args.show)
+    default = Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else "curves.png"
+    return wrote([plot_curves(args.run_dirs, Path(args.out or default), x=args.x)], args.show)
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -194,12 +175,12 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    use_threads(args)
+    common.use_threads(args)
     from resnet_cifar.engine.rundir import read_run
     from resnet_cifar.report import build_report
 
     run = read_run(args.run_dir)
-    path = build_report(run.path, run_data_config(args, run.config), out=args.out,
+    path = build_report(run.path, common.run_data_config(args, run.config), out=args.out,
                         checkpoint=args.checkpoint, device=args.device, n=args.n,
                         seed=args.seed, evaluate=not args.no_eval)
     print(f"wrote {path}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from resnet_cifar.cli.common import add_data_args, data_overrides, print_json
@@ -77,28 +78,23 @@ def provenance_lines(entries) -> list[str]:
 def table_row(entry) -> tuple[Any, ...]:
     meta = entry.meta
     config = meta.get("config") or {}
+    minutes = (meta.get("training") or {}).get("wall_minutes")
     recipe = (f"{config.get('epochs')} epochs, batch {config.get('batch_size')}, lr "
               f"{config.get('lr')} {config.get('schedule')}")
     return (tag_label(entry),
             f"{100 * entry.test_acc:.2f}", f"{meta['params']:,}", f"{meta['macs'] / 1e6:.1f}",
-            f"{meta['size_bytes'] / 1e6:.2f}", training_minutes(meta), recipe)
+            f"{meta['size_bytes'] / 1e6:.2f}", "–" if minutes is None else f"{minutes:.0f}", recipe)
 
 
 def tag_label(entry) -> str:
-    """The tag, whether pretrained=True gives it, and its former names that still find it:
-    "resnet20.original150_jpeg (default; alias: resnet20.seed150_jpeg)"."""
+    """"resnet20.original150_jpeg (default; alias: resnet20.seed150_jpeg)"."""
     notes = (["default"] if entry.default else []) + [f"alias: {a}" for a in entry.aliases]
     return entry.tag + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def training_minutes(meta: dict) -> str:
-    minutes = (meta.get("training") or {}).get("wall_minutes")
-    return "–" if minutes is None else f"{minutes:.0f}"
-
-
 def run_save(source: str, dest: str) -> int:
-    """weights --save: the weights ``source`` names (a tag, a weights folder, a checkpoint file)
-    as a weights folder, or as a plain state_dict where ``dest`` ends in .pth."""
+    """weights --save: the weights ``source`` names as a weights folder, or as a plain
+    state_dict where ``dest`` ends in .pth."""
     from resnet_cifar.engine.inference import load_named
     from resnet_cifar.models.hub import save_pretrained
 
@@ -134,11 +130,8 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def train_command(run_dir: str) -> str:
-    """The run's recipe as a train command: every setting that differs from the defaults, as
-    the flag a user types (the seed included; the data by its file's name, as the shipped config
-    names it; other paths, threads and devices left out)."""
-    from pathlib import Path
-
+    """The run's recipe as a train command: every setting that differs from the defaults (the
+    data by its file's name; other paths, threads and devices left out)."""
     from resnet_cifar.config import FLAG_OF, TrainConfig, to_dict
     from resnet_cifar.config_files import read_toml
     from resnet_cifar.engine.recipes import flatten

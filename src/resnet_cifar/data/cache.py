@@ -1,19 +1,8 @@
 """Decoded arrays cached by content hash, and `load_cifar`: resolve → download → decode → cache.
 
-A source is decoded once (about 10 s for 60,000 JPEGs) and its uint8 arrays saved, uncompressed,
-as `<cache dir>/cifar-<key[:16]>.npz`, which reloads in well under a second. The key hashes the
-source's content, not its name or date, together with the flags that change the decoded result
-(`coarse`, `resize`) and a format version:
-
-- an archive is identified by its md5, the digest the official downloads publish, so a downloaded
-  tarball and the arrays decoded from it share a key even once the tarball is deleted;
-- a folder by the sha256 of the relative path and the bytes of exactly the files the decoder
-  reads. A file's size and modification time would be cheaper to read, but an edit can keep both
-  (a copy that preserves times, a coarse-clock file system), and then the old pixels would be
-  served under the old fingerprint. The cost, for 60,000 JPEGs: docs/benchmarks.md.
-
-Cache files are written to a temporary file and renamed, so none is ever half-written; a corrupt
-one is ignored and rewritten. An unwritable cache folder only costs a warning.
+The key and file rules are in docs/data.md ("The cache"): an archive is keyed by its md5, a folder
+by the sha256 of the files the decoder reads; files are written atomically, a corrupt one is
+ignored and rewritten, and an unwritable cache folder only costs a warning.
 """
 
 from __future__ import annotations
@@ -81,14 +70,6 @@ def cache_path(cache_dir: Path, key: str) -> Path:
     return cache_dir / f"cifar-{key[:16]}.npz"
 
 
-# --------------------------------------------------------------------------- reading and writing
-
-
-def _warn_once(folder: Path, message: str) -> None:
-    if str(folder) not in _warned_dirs:
-        _warned_dirs.add(str(folder))
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
-
 
 def read_cache(file: Path, key: str) -> CifarArrays | None:
     """The arrays cached in `file` under `key`, or None if absent; a corrupt file is ignored."""
@@ -99,14 +80,14 @@ def read_cache(file: Path, key: str) -> CifarArrays | None:
             if str(saved["key"]) != key:
                 raise ValueError("it was written for a different source")
             arrays = CifarArrays(
-                train_images=saved["train_images"], train_labels=saved["train_labels"],
-                test_images=saved["test_images"], test_labels=saved["test_labels"],
-                classes=[str(c) for c in saved["classes"]],
-                mean=tuple(float(m) for m in saved["mean"]),
-                std=tuple(float(s) for s in saved["std"]),
-                source=str(saved["source"]), cache_file=str(file),
-            )
-        _check_cached(arrays)
+                *(saved[k] for k in ("train_images", "train_labels", "test_images", "test_labels")),
+                [str(c) for c in saved["classes"]], tuple(float(m) for m in saved["mean"]),
+                tuple(float(s) for s in saved["std"]), str(saved["source"]), str(file))
+        for images, labels in ((arrays.train_images, arrays.train_labels),
+                               (arrays.test_images, arrays.test_labels)):
+            if (images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE
+                    or labels.dtype != np.int64 or labels.shape != images.shape[:1]):
+                raise ValueError(f"arrays of shape {images.shape} / {labels.shape} are not CIFAR")
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         warnings.warn(f"ignoring unreadable cache file {file} ({err}); decoding the source again",
                       RuntimeWarning, stacklevel=3)
@@ -114,30 +95,22 @@ def read_cache(file: Path, key: str) -> CifarArrays | None:
     return arrays
 
 
-def _check_cached(arrays: CifarArrays) -> None:
-    for images, labels in ((arrays.train_images, arrays.train_labels),
-                           (arrays.test_images, arrays.test_labels)):
-        if (images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPE
-                or labels.dtype != np.int64 or labels.shape != images.shape[:1]):
-            raise ValueError(f"arrays of shape {images.shape} / {labels.shape} are not CIFAR")
-
-
 def write_cache(file: Path, key: str, arrays: CifarArrays) -> str | None:
     """Save `arrays` atomically to `file`; return its path, or None (with a warning) if the
     folder cannot be written."""
     try:
         with atomic_write(file) as f:
-            np.savez(
-                f, key=np.array(key), format=np.array(CACHE_FORMAT),
-                train_images=arrays.train_images, train_labels=arrays.train_labels,
-                test_images=arrays.test_images, test_labels=arrays.test_labels,
-                classes=np.array(arrays.classes, dtype=np.str_),
-                mean=np.array(arrays.mean), std=np.array(arrays.std),
-                source=np.array(arrays.source),
-            )
+            np.savez(f, key=np.array(key), format=np.array(CACHE_FORMAT),
+                     train_images=arrays.train_images, train_labels=arrays.train_labels,
+                     test_images=arrays.test_images, test_labels=arrays.test_labels,
+                     classes=np.array(arrays.classes, dtype=np.str_), mean=np.array(arrays.mean),
+                     std=np.array(arrays.std), source=np.array(arrays.source))
     except OSError as err:
-        _warn_once(file.parent, f"cannot write the data cache {file} ({err}); continuing without "
-                   "it: set RESNET_CIFAR_CACHE to a writable folder with free space")
+        if str(file.parent) not in _warned_dirs:
+            _warned_dirs.add(str(file.parent))
+            warnings.warn(f"cannot write the data cache {file} ({err}); continuing without it: set "
+                          "RESNET_CIFAR_CACHE to a writable folder with free space",
+                          RuntimeWarning, stacklevel=3)
         return None
     return str(file)
 
@@ -146,17 +119,13 @@ def _cached(cache_dir: Path, key: str, source: str,
             decode: Callable[[], CifarArrays]) -> CifarArrays:
     """The cached arrays for `key`, else `decode()` them and cache the result."""
     file = cache_path(cache_dir, key)
-    arrays = read_cache(file, key)
-    if arrays is not None:
-        arrays.source = source  # where it comes from now, not where it came from then
-        return arrays
-    arrays = decode()
-    arrays.source = source
-    arrays.cache_file = write_cache(file, key, arrays)
+    arrays = read_cache(file, key) or decode()
+    fresh = arrays.cache_file is None
+    arrays.source = source  # where it comes from now, not where it came from then
+    if fresh:
+        arrays.cache_file = write_cache(file, key, arrays)
     return arrays
 
-
-# --------------------------------------------------------------------------- load_cifar
 
 
 def _load_path(source: Path, cache_dir: Path, coarse: bool, resize: bool,

@@ -1,29 +1,7 @@
 """Every layout users keep CIFAR in → `CifarArrays` (uint8 NCHW images, int64 labels, class names).
 
-`path` is a folder, or a .tar / .tar.gz / .tgz / .tar.bz2 / .tar.xz / .zip archive, holding one of
-these layouts, either at its top level or inside one wrapping folder:
-
-    cifar10-python    cifar-10-batches-py/  data_batch_1..5, test_batch, batches.meta  (pickles)
-    cifar100-python   cifar-100-python/     train, test, meta  (fine labels; coarse=True: coarse)
-    cifar10-binary    cifar-10-batches-bin/ data_batch_1..5.bin, test_batch.bin, batches.meta.txt
-    cifar100-binary   cifar-100-binary/     train.bin, test.bin, fine/coarse_label_names.txt
-    image-folder      train/<class>/<image> and test/<class>/<image>, PNG or JPEG (test optional)
-
-So the official tarballs (cifar-10-python.tar.gz, cifar-10-binary.tar.gz, cifar-100-python.tar.gz),
-their extracted folders, and the folders that hold those all work.
-
-Image folders: class names are the sorted folder names and labels their positions in that order
-(for CIFAR-10 this is the official label order, which is alphabetical). Images are ordered by class,
-then by file name. A tree without test/ gives an empty test split, so hold out a validation split
-instead. Each file is decoded to 8-bit RGB by images.py, the decoder `predict` uses too: EXIF
-orientation applied, alpha dropped, 16-bit (I;16) and 32-bit (I) greyscale divided by 257, float
-(F) greyscale multiplied by 255, every other mode through Pillow's convert("RGB"). Images must be
-32x32 unless `resize=True`, which resizes them with Pillow's bicubic filter (antialiased when
-shrinking; JPEGs are first reduced by a power of two in the decoder).
-
-Reading the folder or archive into a `FileTree` (archives in memory, unsafe members refused) is
-filetree.py's job; this module decodes what the tree holds. Pickles go through a restricted
-unpickler (safe_pickle.py).
+The layouts, archive types and image-decoding rules are in docs/data.md. Reading the folder or
+archive into a `FileTree` is filetree.py's job; pickles go through safe_pickle.py.
 """
 
 from __future__ import annotations
@@ -49,8 +27,7 @@ from resnet_cifar.errors import DataError
 
 Stats = tuple[float, float, float]
 
-# The image files an image folder is read from, and the only home of this list: predict's walk
-# of a directory uses it too (compared lower-case; a tuple, so that str.endswith takes it).
+# The image files an image folder is read from; predict's directory walk uses it too (lower-case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 
 
@@ -70,13 +47,9 @@ class CifarArrays:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """``sha256:<hex>`` of the decoded content: pixels, labels and class names.
+        """``sha256:<hex>`` of the decoded content: pixels, labels and class names (docs/data.md).
 
-        A run records it so that later commands can tell the data they are given is the data it
-        was trained on, whatever its path, layout or archive (a moved, copied or re-packed data
-        set matches; another subset, class list or JPEG quality does not). About 0.2 s for the
-        60,000 CIFAR-10 images, so it is computed when first asked for, not on every load.
-        """
+        Computed when first asked for (about 0.2 s for CIFAR-10), not on every load."""
         digest = hashlib.sha256(b"resnet_cifar data v1\0")
         digest.update("\0".join(self.classes).encode())
         for array in (self.train_images, self.train_labels, self.test_images, self.test_labels):
@@ -85,9 +58,6 @@ class CifarArrays:
             digest.update(array.data)
         return f"sha256:{digest.hexdigest()}"
 
-
-
-# --------------------------------------------------------------------------- layouts
 
 
 @dataclass(frozen=True)
@@ -174,8 +144,6 @@ def layout_files(tree: FileTree, layout: Layout) -> list[str]:
     return sorted(n for n in names if n in files)
 
 
-# --------------------------------------------------------------------------- pickled batches
-
 
 def _require(tree: FileTree, name: str, layout: Layout) -> bytes:
     if name not in tree.files:
@@ -233,14 +201,9 @@ def _decode_cifar100_python(tree: FileTree, layout: Layout, coarse: bool):
     return train, test, _names(meta.get(f"{key}_label_names", []))
 
 
-# --------------------------------------------------------------------------- binary records
-
 
 def _binary_records(data: bytes, label_bytes: int, source: str):
-    """(images (N, 3, 32, 32), labels (N, label_bytes)) from fixed-size records.
-
-    Each record is `label_bytes` label bytes, then 3072 pixel bytes in C, H, W order.
-    """
+    """(images, labels (N, label_bytes)) from records of label bytes, then 3072 CHW pixel bytes."""
     size = label_bytes + PIXELS_PER_IMAGE
     if len(data) % size:
         raise DataError(f"{source} is {len(data)} bytes, not a whole number of {size}-byte "
@@ -280,8 +243,6 @@ def _decode_cifar100_binary(tree: FileTree, layout: Layout, coarse: bool):
     classes = _text_names(tree.read(names)) if names in tree.files else []
     return splits[0], splits[1], classes
 
-
-# --------------------------------------------------------------------------- image folders
 
 
 def _decode_image(data: bytes, source: str, resize: bool) -> np.ndarray:
@@ -341,8 +302,6 @@ def _decode_image_folder(tree: FileTree, layout: Layout, resize: bool, progress:
     return (images[:n], labels[:n]), (images[n:], labels[n:]), classes
 
 
-# --------------------------------------------------------------------------- assembly
-
 
 def _concat(parts: list[tuple[np.ndarray, np.ndarray]]):
     if not parts:
@@ -350,17 +309,8 @@ def _concat(parts: list[tuple[np.ndarray, np.ndarray]]):
     return (np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts]))
 
 
-def _check_labels(labels: np.ndarray, classes: list[str], split: str, where: str) -> None:
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
-        raise DataError(f"{where}: {split} labels span {labels.min()}..{labels.max()} but there "
-                        f"are {len(classes)} class names; the data or its meta file is corrupt")
-
-
 def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[Stats, Stats]:
-    """Per-channel mean and std of uint8 (N, 3, H, W) images, pixels scaled to [0, 1].
-
-    Exact: it counts each channel's 256 values chunk by chunk, so memory stays small.
-    """
+    """Exact per-channel mean and std of uint8 (N, 3, H, W) images scaled to [0, 1], by chunks."""
     counts = np.zeros((3, 256), dtype=np.int64)
     for start in range(0, len(images), chunk):
         block = images[start:start + chunk]
@@ -397,13 +347,13 @@ def decode_tree(tree: FileTree, layout: Layout, *, coarse: bool = False, resize:
         raise DataError(f"{tree.label} holds no training images: extract or download the complete "
                         "data set again")
     for split, (_, labels) in (("train", train), ("test", test)):
-        _check_labels(labels, classes, split, tree.label)
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+            raise DataError(f"{tree.label}: {split} labels span {labels.min()}..{labels.max()} but "
+                            f"there are {len(classes)} class names; the data or its meta file is "
+                            "corrupt")
     mean, std = channel_stats(train[0])
-    return CifarArrays(
-        train_images=np.ascontiguousarray(train[0]), train_labels=train[1],
-        test_images=np.ascontiguousarray(test[0]), test_labels=test[1],
-        classes=list(classes), mean=mean, std=std, source=source or tree.label,
-    )
+    return CifarArrays(np.ascontiguousarray(train[0]), train[1], np.ascontiguousarray(test[0]),
+                       test[1], list(classes), mean, std, source or tree.label)
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
@@ -417,8 +367,7 @@ def resolve_path(path: str | os.PathLike) -> Path:
 def read_source(path: str | os.PathLike, *, coarse: bool = False, resize: bool = False,
                 progress: bool = True) -> CifarArrays:
     """Decode any accepted layout at `path` (see the module docstring). No caching."""
-    resolved = resolve_path(path)
-    tree = open_tree(resolved, progress)
+    tree = open_tree(resolve_path(path), progress)
     return decode_tree(tree, find_layout(tree), coarse=coarse, resize=resize, progress=progress)
 
 
@@ -429,16 +378,12 @@ def summarize(arrays: CifarArrays) -> dict[str, Any]:
         return {name: int(n) for name, n in zip(arrays.classes, counts, strict=True)}
 
     summary: dict[str, Any] = {
-        "source": arrays.source,
-        "cache_file": arrays.cache_file,
-        "classes": list(arrays.classes),
+        "source": arrays.source, "cache_file": arrays.cache_file, "classes": list(arrays.classes),
         "counts": {"train": len(arrays.train_labels), "test": len(arrays.test_labels)},
         "per_class": {"train": per_class(arrays.train_labels),
                       "test": per_class(arrays.test_labels)},
-        "mean": [round(m, 4) for m in arrays.mean],
-        "std": [round(s, 4) for s in arrays.std],
-        "fingerprint": arrays.fingerprint,
-    }
+        "mean": [round(m, 4) for m in arrays.mean], "std": [round(s, 4) for s in arrays.std],
+        "fingerprint": arrays.fingerprint}
     if len(arrays.test_labels) == 0:
         summary["note"] = ("no test split in this source: hold out a validation split with "
                            "`data.val_split` (--val-split) to measure accuracy")

@@ -26,22 +26,7 @@ from resnet_cifar.data.loader import (
 )
 from resnet_cifar.data.sources import CifarArrays, channel_stats, read_source, summarize
 
-__all__ = [
-    "CIFAR10_CLASSES",
-    "CIFAR10_MEAN",
-    "CIFAR10_STD",
-    "NORMALIZATIONS",
-    "OFFICIAL_ARCHIVES",
-    "CifarArrays",
-    "DeviceLoader",
-    "channel_stats",
-    "crop_flip_batch",
-    "default_cache_dir",
-    "download_file",
-    "load_cifar",
-    "normalization_stats",
-    "read_source",
-    "split_train_val",
-    "stratified_subset",
-    "summarize",
-]
+__all__ = ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "NORMALIZATIONS", "OFFICIAL_ARCHIVES",
+           "CifarArrays", "DeviceLoader", "channel_stats", "crop_flip_batch", "default_cache_dir",
+           "download_file", "load_cifar", "normalization_stats", "read_source", "split_train_val",
+           "stratified_subset", "summarize"]

@@ -38,11 +38,8 @@ def crop_flip_batch(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Te
     return gather_crops(padded, starts, cols, plane_rows(images.shape, padding, images.device))
 
 
-# A crop of a zero-padded image as flat int32 indices into the padded tensor: pixel (c, i, j) of
-# sample s is at starts[s] + rows[c, i] + cols[s, j]. index_select with them is several times
-# faster on CPU than 4-tensor advanced indexing, and the same on GPU. The loader computes starts
-# and cols once per epoch, so that each batch costs two adds and one gather (three kernels on a
-# GPU, against about twenty for padding, gathering and indexing per batch).
+# A crop as flat int32 indices into the padded tensor: pixel (c, i, j) of sample s is at
+# starts[s] + rows[c, i] + cols[s, j]; the loader computes starts and cols once per epoch.
 
 
 def crop_flip_plan(image_index: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
@@ -74,28 +71,21 @@ def gather_crops(padded: torch.Tensor, starts: torch.Tensor, cols: torch.Tensor,
 
 
 def alternating_flips(first_choice: torch.Tensor, epoch: int) -> torch.Tensor:
-    """(N,) bool: whether each image is flipped in `epoch`, indexed by the image (not its batch).
-
-    first_choice (N,) bool is the epoch-0 choice, drawn once per run; epoch e flips image i iff
-    first_choice[i] XOR (e is odd). Every image is thus seen mirrored exactly every other epoch,
-    which airbench found beats independent coin flips for short runs.
-    """
+    """(N,) bool by image: epoch e flips image i iff first_choice[i] (its epoch-0 choice, drawn
+    once per run) XOR (e is odd), so each image is mirrored exactly every other epoch."""
     return first_choice ^ bool(epoch % 2)
 
 
 def cutout_batch(x: torch.Tensor, centres: torch.Tensor, size: int) -> torch.Tensor:
     """Zero a size x size square of each image of a normalized batch, in place; returns x.
 
-    x (B, C, H, W) float, already normalized: zero there is the data set's mean colour, the
-    convention of DeVries & Taylor and airbench (cutout applied after normalization).
-    centres (B, 2) integers (cy, cx) in [0, H) x [0, W). The square covers rows
-    [cy - size // 2, cy - size // 2 + size) and the matching columns, clipped at the border, so
-    it is exactly size x size inside the image and smaller where it overhangs.
+    x (B, C, H, W) float, already normalized (zero is the mean colour); centres (B, 2) (cy, cx).
+    The square covers rows [cy - size // 2, cy - size // 2 + size) and the matching columns,
+    clipped at the border.
     """
     h, w = x.shape[-2:]
     start = centres.to(torch.int64) - size // 2  # (B, 2): top-left corner, may be negative
-    rows = torch.arange(h, device=x.device)
-    cols = torch.arange(w, device=x.device)
+    rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
     in_rows = (rows >= start[:, :1]) & (rows < start[:, :1] + size)  # (B, H)
     in_cols = (cols >= start[:, 1:]) & (cols < start[:, 1:] + size)  # (B, W)
     mask = in_rows[:, :, None] & in_cols[:, None, :]  # (B, H, W), broadcast over channels

@@ -23,32 +23,16 @@ class OfficialArchive:
 
 
 OFFICIAL_ARCHIVES = {
-    "cifar10": OfficialArchive(
-        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        filename="cifar-10-python.tar.gz",
-        md5="c58f30108f718f92721af3b95e74349a",
-    ),
-    "cifar100": OfficialArchive(
-        url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-        filename="cifar-100-python.tar.gz",
-        md5="eb9058c3a382ffc7106e4002c42a8d85",
-    ),
+    "cifar10": OfficialArchive("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                               "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
+    "cifar100": OfficialArchive("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                                "cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
 }
 
 # CIFAR-10 label order. It happens to be alphabetical, so an image-folder tree (whose classes are
 # its sorted folder names) gets the official label numbers.
-CIFAR10_CLASSES = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                   "truck")
 
 # Per-channel statistics of the original CIFAR-10 training split, pixels scaled to [0, 1].
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)

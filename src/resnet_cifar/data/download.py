@@ -1,9 +1,5 @@
-"""Streamed download with an md5 check and an atomic rename.
-
-The file is streamed into `<dest>.<random>.part` in the destination folder while its md5 is
-computed; only a complete, verified file is renamed to `dest`. Any failure (HTTP error, dropped
-connection, short body, checksum mismatch, Ctrl-C) deletes the partial file, so nothing that looks
-complete is ever left behind.
+"""Streamed download with an md5 check and an atomic rename: only a complete, verified file is
+renamed to `dest`; any failure (Ctrl-C included) deletes the partial `<dest>.<random>.part`.
 """
 
 from __future__ import annotations
@@ -35,9 +31,7 @@ def _stream_to(response, out, url: str, progress: bool) -> str:
     """Copy the response body into `out`; return its md5. DataError on a short body."""
     length = response.headers.get("Content-Length")
     expected = int(length) if length and length.isdigit() else None
-    digest = hashlib.md5()
-    received = 0
-    name = url.rsplit("/", 1)[-1]
+    digest, received, name = hashlib.md5(), 0, url.rsplit("/", 1)[-1]
     with tqdm(total=expected, unit="B", unit_scale=True, desc=f"downloading {name}",
               disable=not progress, leave=False) as bar:
         while block := response.read(CHUNK_BYTES):

@@ -2,8 +2,7 @@
 memory in one pass (tar, tar.gz, tgz, tar.bz2, tar.xz, zip; recognized by their first bytes).
 
 Archives are never extracted: members with absolute names, `..` components or link types are
-refused, so nothing a source holds can name a file outside it. What the files hold is sources.py's
-concern.
+refused, so nothing a source holds can name a file outside it.
 """
 
 from __future__ import annotations
@@ -48,8 +47,7 @@ class FileTree:
         if self.root is None:
             return self.blobs[name]
         try:
-            # os.read, not Path.read_bytes: 3x faster for 60,000 small files (every load hashes
-            # them for the cache key, docs/benchmarks.md)
+            # os.read: 3x faster than Path.read_bytes for 60,000 small files (docs/benchmarks.md)
             fd = os.open(os.path.join(self.root, name), os.O_RDONLY)
             try:
                 parts = []
@@ -92,11 +90,14 @@ def _checked_member_name(name: str, archive: Path) -> str:
     parts = [p for p in normalized.split("/") if p not in ("", ".")]
     is_drive = bool(parts) and len(parts[0]) == 2 and parts[0][1] == ":"  # C:/...
     if normalized.startswith("/") or ".." in parts or is_drive:
-        raise DataError(
-            f"refusing unsafe archive member {name!r} in {archive}: absolute paths and '..' are "
-            "not allowed; re-create the archive with relative member names"
-        )
+        raise DataError(f"refusing unsafe archive member {name!r} in {archive}: absolute paths and "
+                        "'..' are not allowed; re-create the archive with relative member names")
     return "/".join(parts)
+
+
+def _link_error(name: str, archive: Path) -> DataError:
+    return DataError(f"refusing link member {name!r} in {archive}: links could point outside the "
+                     "data; re-create the archive without links")
 
 
 def _add_parents(name: str, dirs: set[str]) -> None:
@@ -116,10 +117,7 @@ def _read_tar(path: Path, progress: bool) -> FileTree:
             for member in tar:
                 name = _checked_member_name(member.name, path)
                 if member.issym() or member.islnk():
-                    raise DataError(
-                        f"refusing link member {member.name!r} in {path}: links could point "
-                        "outside the data; re-create the archive without links"
-                    )
+                    raise _link_error(member.name, path)
                 if member.isdir():
                     if name:
                         dirs.add(name)
@@ -138,10 +136,7 @@ def _read_zip(path: Path) -> FileTree:
         for info in archive.infolist():
             name = _checked_member_name(info.filename, path)
             if (info.external_attr >> 16) & 0o170000 == 0o120000:  # S_IFLNK in the Unix mode
-                raise DataError(
-                    f"refusing link member {info.filename!r} in {path}: links could point "
-                    "outside the data; re-create the archive without links"
-                )
+                raise _link_error(info.filename, path)
             if info.is_dir():
                 if name:
                     dirs.add(name)

@@ -1,13 +1,6 @@
 """One image file → 8-bit RGB: the one decoder of image folders (sources.py) and of `predict`, so
-that a file gives the same pixels in a data set as when it is predicted alone.
-
-The rules, whatever the format:
-  - EXIF orientation is applied: a photo taken rotated comes out upright;
-  - an alpha channel is dropped (not composited);
-  - 16-bit and 32-bit integer greyscale (modes I;16, I) is divided by 257 (65535 → 255), float
-    greyscale (mode F, read as [0, 1]) is multiplied by 255, both clipped to 0..255 and rounded to
-    the nearest integer (halves to even); Pillow's own convert("RGB") would clip them at 255;
-  - every other mode (1, L, LA, P, RGBA, CMYK, ...) goes through Pillow's convert("RGB").
+that a file gives the same pixels in a data set as when it is predicted alone. Its rules (EXIF
+orientation, alpha dropped, 16/32-bit and float greyscale scaled) are in docs/data.md.
 """
 
 from __future__ import annotations
@@ -20,8 +13,8 @@ from PIL import Image, ImageOps
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """A PIL image in any mode → mode RGB, by the rules above (EXIF orientation aside: that is
-    the file's, see `read_rgb`)."""
+    """A PIL image in any mode → mode RGB: I;16 and I divided by 257, F multiplied by 255 (clipped,
+    rounded half to even), every other mode through Pillow's convert("RGB")."""
     if image.mode == "F":
         values = np.asarray(image, dtype=np.float64) * 255.0
     elif image.mode == "I" or image.mode.startswith("I;16"):

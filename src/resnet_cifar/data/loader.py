@@ -1,11 +1,8 @@
 """A device-resident loader with batched augmentation, plus seeded, stratified splits.
 
-The whole data set is moved to the device once as a uint8 tensor (50,000 CIFAR images are 150 MB).
-Each batch is gathered, randomly cropped and flipped in one indexing op, converted to float and
-normalized there, so the host does no per-sample work. All randomness of an epoch (order, crops,
-flips, cutout squares) comes from a CPU generator seeded from (seed, epoch) alone: the same seed
-and epoch give the same batches on any device, and resuming at an epoch needs no saved generator
-state. The batched augmentations themselves live in data/augment.py.
+The data set lives on the device as one uint8 tensor; each batch is gathered, cropped and flipped
+in one indexing op (data/augment.py) and normalized there. All randomness of an epoch comes from a
+CPU generator seeded from (seed, epoch) alone, so batches match on any device and on resume.
 """
 
 from __future__ import annotations
@@ -36,8 +33,6 @@ __all__ = ["DeviceLoader", "EpochPlan", "crop_flip_batch", "epoch_seed", "normal
            "split_train_val", "stratified_subset", "stream_seed"]
 
 
-# --------------------------------------------------------------------------- splits
-
 
 def _take(values, index: np.ndarray):
     """values[index] for a numpy array or a torch tensor."""
@@ -45,10 +40,8 @@ def _take(values, index: np.ndarray):
 
 
 def _stratified_indices(labels, n: int, seed: int) -> np.ndarray:
-    """`n` sorted indices drawn without replacement, each class in proportion to its size.
-
-    Per-class quotas are rounded by largest remainder (ties to the lower class), so they sum to n.
-    """
+    """`n` sorted indices drawn without replacement, each class in proportion to its size
+    (quotas rounded by largest remainder, ties to the lower class)."""
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
     exact = counts * n / len(labels)
@@ -62,10 +55,8 @@ def _stratified_indices(labels, n: int, seed: int) -> np.ndarray:
 
 
 def split_train_val(images, labels, val_size: int, seed: int):
-    """(train_images, train_labels, val_images, val_labels): a seeded, class-stratified hold-out.
-
-    Both parts keep the original order. `val_size` 0 gives an empty validation split.
-    """
+    """(train_images, train_labels, val_images, val_labels): a seeded, class-stratified hold-out
+    (`val_size` 0: empty). Both parts keep the original order."""
     n = len(labels)
     if val_size == 0:
         return images, labels, images[:0], labels[:0]
@@ -78,10 +69,8 @@ def split_train_val(images, labels, val_size: int, seed: int):
 
 
 def stratified_subset(images, labels, n: int, seed: int):
-    """(images, labels) reduced to `n` samples with the class proportions kept (seeded).
-
-    `n` at or above the data set size returns the inputs unchanged.
-    """
+    """(images, labels) reduced to `n` samples with the class proportions kept (seeded); `n` at
+    or above the data set size returns the inputs unchanged."""
     if n >= len(labels):
         return images, labels
     if n <= 0:
@@ -90,8 +79,6 @@ def stratified_subset(images, labels, n: int, seed: int):
     index = _stratified_indices(labels, n, seed)
     return _take(images, index), _take(labels, index)
 
-
-# --------------------------------------------------------------------------- augmentation
 
 
 def stream_seed(seed: int, stream: str) -> int:
@@ -119,8 +106,6 @@ class EpochPlan(NamedTuple):
     flips: torch.Tensor | None  # (S,) bool
     centres: torch.Tensor | None  # (S, 2) cutout centres (cy, cx); None: no cutout
 
-
-# --------------------------------------------------------------------------- loader
 
 
 class DeviceLoader:
@@ -169,7 +154,11 @@ class DeviceLoader:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world size {world_size}")
         self.device = torch.device(device)
-        self.images = _uint8_images(images).to(self.device)  # (N, 3, H, W) uint8, moved once
+        tensor = torch.as_tensor(images)
+        if tensor.dtype != torch.uint8 or tensor.ndim != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), not {tensor.dtype} "
+                             f"{tuple(tensor.shape)}")
+        self.images = tensor.to(self.device)  # moved once
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(self.device)
         if len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
@@ -184,8 +173,6 @@ class DeviceLoader:
         if train and len(self) == 0:
             raise DataError(f"batch size {batch_size} exceeds the {self._per_rank()} training "
                             "images per process, so an epoch would have no step: lower it")
-
-    # ---- sizes
 
     def _per_rank(self) -> int:
         """Samples of this rank per epoch before batching."""
@@ -204,8 +191,6 @@ class DeviceLoader:
         """Samples this rank sees per epoch (after the dropped last batch, when training)."""
         return len(self) * self.batch_size if self.train else self._per_rank()
 
-    # ---- epoch state
-
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
@@ -214,8 +199,6 @@ class DeviceLoader:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.seed, self.epoch = int(state["seed"]), int(state["epoch"])
-
-    # ---- iteration
 
     def _epoch_plan(self) -> EpochPlan:
         """This rank's epoch: which images, in which order, augmented how."""
@@ -264,35 +247,19 @@ class DeviceLoader:
                 x = gather_crops(self._padded, starts[batch], cols[batch], rows)
             else:
                 x = self.images[indices[batch]]  # (B, 3, 32, 32) uint8
-            x = self._finish(x, None if centres is None else centres[batch])
-            yield self._pinned(x, self.labels[indices[batch]])
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.to(self.dtype).mul_(self._scale).sub_(self._shift)
+            if centres is not None:  # after normalization: the square becomes the mean colour
+                x = cutout_batch(x, centres[batch], self.cutout)
+            y = self.labels[indices[batch]]
+            if self.pin_memory and self.device.type == "cpu" and torch.cuda.is_available():
+                x, y = x.pin_memory(), y.pin_memory()
+            yield x, y
 
     @functools.cached_property
     def _padded(self) -> torch.Tensor:
-        """The images zero-padded for cropping, made once (1.6x the data's memory at padding 4)
-        rather than per batch."""
+        """The images zero-padded for cropping, made once rather than per batch."""
         p = self.crop_padding
         return F.pad(self.images, (p, p, p, p)).contiguous()
 
-    def _finish(self, x: torch.Tensor, centres: torch.Tensor | None) -> torch.Tensor:
-        """uint8 → normalized float in the requested memory format, with cutout when asked."""
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = x.to(self.dtype).mul_(self._scale).sub_(self._shift)
-        if centres is not None:  # after normalization: the square becomes the mean colour
-            x = cutout_batch(x, centres, self.cutout)
-        return x
-
-    def _pinned(self, x: torch.Tensor, y: torch.Tensor):
-        """(x, y), pinned when the data stays on the CPU for a later copy to a GPU."""
-        if self.pin_memory and self.device.type == "cpu" and torch.cuda.is_available():
-            x, y = x.pin_memory(), y.pin_memory()
-        return x, y
-
-
-def _uint8_images(images) -> torch.Tensor:
-    tensor = torch.as_tensor(images)
-    if tensor.dtype != torch.uint8 or tensor.ndim != 4:
-        shape = tuple(tensor.shape)
-        raise ValueError(f"images must be uint8 (N, C, H, W), not {tensor.dtype} {shape}")
-    return tensor

@@ -63,11 +63,8 @@ class Normalization:
 
 
 def normalization_stats(mode: str, arrays_or_mean_std: Any = None) -> tuple[Triple, Triple]:
-    """(mean, std) for a normalization mode; kept for callers of the earlier API.
-
-    "dataset": the statistics of the data at hand, from `arrays_or_mean_std` (a CifarArrays, or
-    a (mean, std) pair); "half": 0.5 everywhere; "imagenet": the ImageNet statistics.
-    """
+    """(mean, std) for a normalization mode; "dataset" takes them from `arrays_or_mean_std` (a
+    CifarArrays, or a (mean, std) pair). Kept for callers of the earlier API."""
     stats = arrays_or_mean_std
     if hasattr(stats, "mean") and hasattr(stats, "std"):
         stats = (stats.mean, stats.std)

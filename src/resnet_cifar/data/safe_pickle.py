@@ -19,12 +19,8 @@ from resnet_cifar.errors import DataError
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
-    """(module, name) → object, for every global a CIFAR batch may name.
-
-    The objects are taken from numpy's own pickling rather than imported by name, so numpy 1
-    (`numpy.core`) and numpy 2 (`numpy._core`) spellings both resolve without importing the
-    deprecated module.
-    """
+    """(module, name) → object, for every global a CIFAR batch may name; taken from numpy's own
+    pickling, so numpy 1 (`numpy.core`) and 2 (`numpy._core`) spellings both resolve."""
     reconstruct = np.zeros(1).__reduce__()[0]  # ndarray._reconstruct
     frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # protocol-5 arrays
     scalar = np.int64(0).__reduce__()[0]  # a numpy scalar inside a list
@@ -54,24 +50,18 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return self._allowed[(module, name)]
         except KeyError:
-            raise DataError(
-                f"refusing to unpickle {module}.{name} from {self._source}: CIFAR batches contain "
-                "only numpy arrays, lists and strings; the file may be malicious"
-            ) from None
+            raise DataError(f"refusing to unpickle {module}.{name} from {self._source}: CIFAR "
+                            "batches contain only numpy arrays, lists and strings; the file may "
+                            "be malicious") from None
 
 
 def safe_loads(data: bytes, *, source: str) -> Any:
     """Unpickle `data` (the bytes of a file named `source` in messages) with the allowlist.
-
-    Python 2 pickles (the official batches) are read with encoding="bytes", so their string keys
-    come back as bytes (b"data"); pickles written by Python 3 keep str keys.
-    """
+    Python 2 pickles come back with bytes keys (encoding="bytes"); Python 3 ones keep str keys."""
     try:
         return RestrictedUnpickler(io.BytesIO(data), source=source).load()
     except DataError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as err:
-        raise DataError(
-            f"{source} is not a readable CIFAR batch ({type(err).__name__}: {err}); "
-            "the file is truncated or corrupt: download or extract it again"
-        ) from None
+        raise DataError(f"{source} is not a readable CIFAR batch ({type(err).__name__}: {err}); "
+                        "the file is truncated or corrupt: download or extract it again") from None

@@ -18,16 +18,6 @@ from resnet_cifar.models.registry import (
     resolve_options,
 )
 
-__all__ = [
-    "UnknownModelError",
-    "build_model",
-    "count_macs",
-    "count_parameters",
-    "create_model",
-    "get_model_entry",
-    "list_models",
-    "model_complexity",
-    "model_options",
-    "register_model",
-    "resolve_options",
-]
+__all__ = ["UnknownModelError", "build_model", "count_macs", "count_parameters", "create_model",
+           "get_model_entry", "list_models", "model_complexity", "model_options", "register_model",
+           "resolve_options"]

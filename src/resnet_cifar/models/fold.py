@@ -7,12 +7,9 @@ single conv with scaled weights and a bias:
     W'    = W * scale[:, None, None, None]
     b'    = beta + (b - running_mean) * scale          # b = 0 for a bias-free conv
 
-``fold_batchnorm(model)`` returns a folded copy (the model itself and its state_dict keys are
-untouched). Which conv feeds which BatchNorm is read from one forward pass, not from layer names:
-a BatchNorm is folded only when, at every call, its input is the very tensor its conv module just
-returned. Anything else (a BatchNorm over a recurrent state, a conv run through a sliced weight,
-a BatchNorm in training mode or without running statistics) is left as it is.
-The folded logits equal the unfolded ones within float32 rounding (about 1e-6), not bitwise.
+``fold_batchnorm(model)`` returns a folded copy. Which conv feeds which BatchNorm is read from one
+forward pass: a BatchNorm is folded only when, at every call, its input is the very tensor its conv
+just returned; any other BatchNorm is left as it is. Logits match within float32 rounding.
 """
 
 from __future__ import annotations
@@ -56,8 +53,7 @@ def conv_bn_pairs(model: nn.Module, example: Tensor | None = None
     convs = [m for m in names if type(m) is nn.Conv2d]
     norms = [m for m in names if type(m) is nn.BatchNorm2d]
     if example is None:
-        first = convs[0] if convs else None
-        channels = first.in_channels if first is not None else 3
+        channels = convs[0].in_channels if convs else 3
         param = next(model.parameters(), None)
         like = {"device": param.device, "dtype": param.dtype} if param is not None else {}
         example = torch.zeros(1, channels, 32, 32, **like)

@@ -2,13 +2,10 @@
 starting values only: the architecture, its state_dict keys and its parameter count stay.
 
 - ``zero_init_residual``: the last BatchNorm of every residual branch starts with weight 0, so
-  each block starts as its shortcut and the network as a shallow one (Goyal et al. 2017,
-  torchvision's ``zero_init_residual``). Large learning rates early in a short schedule then meet
-  a network whose depth grows into use rather than one that starts with 9 noisy branches summed.
+  each block starts as its shortcut (Goyal et al. 2017, torchvision's ``zero_init_residual``).
 - ``whiten_stem``: the first 3x3 convolution starts as a whitening of the training images' 3x3
-  patches (airbench, Keller Jordan 2024), the top eigenvectors of their covariance scaled to unit
-  variance, each with its negative so the ReLU after it keeps both signs. The first layer then
-  starts where training would take it, instead of at random filters.
+  patches (airbench): the top eigenvectors of their covariance scaled to unit variance, each with
+  its negative so the ReLU after it keeps both signs.
 """
 
 from __future__ import annotations

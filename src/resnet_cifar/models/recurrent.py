@@ -1,19 +1,8 @@
 """The original repository's "ResNet + ConvRNN" and "ResNet + ConvGRU".
 
-Each basic block puts a recurrent cell *in series* between its two convolutions::
-
-    out = relu(bn1(conv1(x)))
-    h   = cell(out, h)
-    out = relu(bn2(conv2(h)) + shortcut(x))
-    return out, h
-
-The hidden state has the block's width and is threaded from block to block within a stage. It
-starts at zeros at every stage's first block, and for every batch: ``forward_stage`` resets it
-explicitly and passes nothing on to the next stage (the original got this only implicitly, by
-re-zeroing ``h`` whenever its channel count differed from the cell's). Zeros are passed as
-``None``, which lets the cell skip that work.
-
-resnet20_convrnn has 563,114 parameters and resnet20_convgru 1,289,546 (shortcut "B").
+Each basic block puts a recurrent cell *in series* between its two convolutions; the hidden state
+is threaded along a stage and starts at zeros (``None``) at each stage's first block, for every
+batch. Equations and parameter counts: docs/models.md.
 """
 
 from __future__ import annotations
@@ -23,12 +12,7 @@ from torch import Tensor, nn
 
 from resnet_cifar.models.cells import ConvGRUCell, ConvRNNCell
 from resnet_cifar.models.registry import build_model, check_choice, register_model
-from resnet_cifar.models.resnet import (
-    CifarResNet,
-    blocks_per_stage,
-    check_shortcut,
-    make_shortcut,
-)
+from resnet_cifar.models.resnet import CifarResNet, blocks_per_stage, check_shortcut, make_shortcut
 
 CELLS = {"convrnn": ConvRNNCell, "convgru": ConvGRUCell}
 
@@ -54,18 +38,16 @@ class RecurrentBasicBlock(nn.Module):
 class RecurrentResNet(CifarResNet):
     """A CIFAR ResNet whose blocks pass a hidden state along each stage."""
 
-    def forward_stage(
-        self, index: int, stage: nn.Sequential, x: Tensor, state: object
-    ) -> tuple[Tensor, None]:
+    def forward_stage(self, index: int, stage: nn.Sequential, x: Tensor,
+                      state: object) -> tuple[Tensor, None]:
         h = None  # explicit reset: zeros at each stage's first block, for every batch
         for block in stage:
             x, h = block(x, h)
         return x, None  # the memory stays in its stage
 
 
-def recurrent_resnet(
-    depth: int, cell: str, num_classes: int = 10, shortcut: str = "B", **cell_kwargs
-) -> RecurrentResNet:
+def recurrent_resnet(depth: int, cell: str, num_classes: int = 10, shortcut: str = "B",
+                     **cell_kwargs) -> RecurrentResNet:
     """A CIFAR ResNet of depth 6n+2 with a ``cell`` in series in every block; invalid options
     raise ValueError."""
     num_blocks = blocks_per_stage(depth)
@@ -85,8 +67,7 @@ def convgru_resnet(depth: int, num_classes: int = 10, shortcut: str = "B",
     """gru_variant="original" keeps the original repository's candidate (it sees h and r*h);
     "textbook" uses r*h alone (Cho et al.)."""
     check_choice("gru_variant", gru_variant, ConvGRUCell.variants)
-    return recurrent_resnet(depth, "convgru", num_classes, shortcut,
-                            variant=gru_variant)
+    return recurrent_resnet(depth, "convgru", num_classes, shortcut, variant=gru_variant)
 
 
 @register_model(recurrent_resnet)

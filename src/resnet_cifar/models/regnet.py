@@ -1,39 +1,7 @@
 """The regulated residual networks of Xu et al., "RegNet: Self-Regulated Network for Image
-Classification" (arXiv 2101.00590, IEEE TNNLS 2022).
-
-Not the RegNet design space of Radosavovic et al. ("Designing Network Design Spaces", RegNetX /
-RegNetY): same name, unrelated models.
-
-A regulated basic block runs a convolutional RNN cell (the "regulator") *in parallel* with the
-residual branch, and fuses its memory back in (X1 is the block input)::
-
-    X2   = relu(bn1(conv1(X1)))                 # 3x3, stride 2 at a stage's first block
-    S    = rnn(X2, S_prev)                      # S = (H,) or (H, C) for ConvLSTM: the raw state
-    Hn   = relu(bn_h(H))                        # what the residual branch sees of the memory
-    X3   = relu(bn_fuse(fuse(cat[X2, Hn])))     # 1x1: fuse features and memory
-    X4   = bn2(conv2(X3))                       # 3x3
-    out  = relu(X4 + shortcut(X1))
-
-The next block receives the *raw* cell state S (H, and C for ConvLSTM), as a recurrent network
-passes its hidden state; BN+ReLU only shapes what is fused. Within a stage the state keeps its
-width (``hidden_ratio`` x the block width) and resolution. Across stages, ``state_transition``:
-
-- "project" (default): a learned strided 1x1 conv + BN (``transition2.h``, ``transition3.h``, and
-  ``.c`` for the LSTM memory) maps the previous stage's last state to the new width and resolution,
-  so the memory runs through the whole network. Stage 1 starts from zeros.
-- "reset": every stage starts from zeros (``None``), as the original repository's recurrent
-  ResNets do; no transition modules exist.
-
-Either way every parameter takes part in every forward, so the models are DDP-safe without
-``find_unused_parameters``.
-
-Parameter names: block ``conv1``/``bn1``, ``rnn`` (``rnn.conv`` for ConvLSTM, ``rnn.conv_x`` and
-``rnn.conv_y`` for ConvGRU, ``rnn.conv_x`` for ConvRNN), ``bn_h``, ``fuse``/``bn_fuse``,
-``conv2``/``bn2``, ``shortcut``; model ``conv1``/``bn1``/``layer1..3``/``linear`` as in
-resnet.py, plus ``transition{2,3}.h`` and ``.c`` (each a Sequential: ``0`` the conv, ``1`` the BN).
-
-``efficient=True`` uses the paper's cheaper cell: each gate conv becomes a grouped 1x1 conv and a
-grouped 3x3 conv, with a channel shuffle before each (``cells.GroupedGateConv``, 4 groups).
+Classification" (arXiv 2101.00590, IEEE TNNLS 2022); not the RegNetX / RegNetY of Radosavovic et
+al. The block equations, state transitions, parameter names and the efficient cell are in
+docs/models.md.
 """
 
 from __future__ import annotations
@@ -107,10 +75,8 @@ class RegulatedBasicBlock(nn.Module):
 
 
 def _projection(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-        nn.BatchNorm2d(out_channels),
-    )
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                         nn.BatchNorm2d(out_channels))
 
 
 class StateTransition(nn.Module):
@@ -133,16 +99,9 @@ class RegNet(CifarResNet):
     """A CIFAR ResNet of regulated blocks whose recurrent state runs along each stage and, with
     ``state_transition="project"``, from stage to stage."""
 
-    def __init__(
-        self,
-        num_blocks: int,
-        cell: str,
-        num_classes: int = 10,
-        shortcut: str = "B",
-        hidden_ratio: float = 1.0,
-        state_transition: str = "project",
-        efficient: bool = False,
-    ):
+    def __init__(self, num_blocks: int, cell: str, num_classes: int = 10, shortcut: str = "B",
+                 hidden_ratio: float = 1.0, state_transition: str = "project",
+                 efficient: bool = False):
         hidden = hidden_widths(hidden_ratio)
         groups = EFFICIENT_GROUPS if efficient else 1
 
@@ -155,9 +114,8 @@ class RegNet(CifarResNet):
         if state_transition == "project":
             num_states = self.layer1[0].rnn.num_states
             for index in (2, 3):
-                transition = StateTransition(
-                    hidden[index - 2], hidden[index - 1], STAGE_STRIDES[index - 1], num_states
-                )
+                transition = StateTransition(hidden[index - 2], hidden[index - 1],
+                                             STAGE_STRIDES[index - 1], num_states)
                 transition.apply(kaiming_init)
                 setattr(self, f"transition{index}", transition)
 
@@ -167,9 +125,8 @@ class RegNet(CifarResNet):
             return None  # zeros
         return getattr(self, f"transition{index}")(state)
 
-    def forward_stage(
-        self, index: int, stage: nn.Sequential, x: Tensor, state: State | None
-    ) -> tuple[Tensor, State]:
+    def forward_stage(self, index: int, stage: nn.Sequential, x: Tensor,
+                      state: State | None) -> tuple[Tensor, State]:
         """The stage's blocks, from the state ``enter_stage`` makes of the previous stage's."""
         state = self.enter_stage(index, state)
         for block in stage:
@@ -186,15 +143,9 @@ def hidden_widths(hidden_ratio: float) -> tuple[int, ...]:
     return tuple(hidden_width(width, hidden_ratio) for width in STAGE_WIDTHS)
 
 
-def regnet(
-    depth: int,
-    cell: str,
-    num_classes: int = 10,
-    shortcut: str = "B",
-    hidden_ratio: float = 1.0,
-    state_transition: str = "project",
-    efficient: bool = False,
-) -> RegNet:
+def regnet(depth: int, cell: str, num_classes: int = 10, shortcut: str = "B",
+           hidden_ratio: float = 1.0, state_transition: str = "project",
+           efficient: bool = False) -> RegNet:
     """A regulated ResNet of depth 6n+2 (Xu et al.); invalid options raise ValueError."""
     num_blocks = blocks_per_stage(depth)
     if cell not in CELL_NAMES:
@@ -208,13 +159,10 @@ def regnet(
     if not isinstance(efficient, bool):
         raise ValueError(f"efficient must be true or false, got {efficient!r}")
     if efficient and any(width % EFFICIENT_GROUPS for width in hidden_widths(hidden_ratio)):
-        raise ValueError(
-            f"efficient=True needs state widths divisible by {EFFICIENT_GROUPS}; "
-            f"hidden_ratio={hidden_ratio} gives {hidden_widths(hidden_ratio)}"
-        )
-    return RegNet(
-        num_blocks, cell, num_classes, shortcut, hidden_ratio, state_transition, efficient
-    )
+        raise ValueError(f"efficient=True needs state widths divisible by {EFFICIENT_GROUPS}; "
+                         f"hidden_ratio={hidden_ratio} gives {hidden_widths(hidden_ratio)}")
+    return RegNet(num_blocks, cell, num_classes, shortcut, hidden_ratio, state_transition,
+                  efficient)
 
 
 @register_model(regnet)

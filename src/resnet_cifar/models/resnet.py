@@ -63,9 +63,8 @@ def make_shortcut(in_planes: int, planes: int, stride: int, kind: str) -> nn.Mod
         return nn.Sequential()
     if kind == "A":
         return PadShortcut(in_planes, planes, stride)
-    return nn.Sequential(
-        nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
-    )
+    return nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                         nn.BatchNorm2d(planes))
 
 
 class BasicBlock(nn.Module):
@@ -93,29 +92,21 @@ def kaiming_init(module: nn.Module) -> None:
 class CifarResNet(nn.Module):
     """Stem -> three stages of blocks -> global average pool -> linear.
 
-    ``make_block(in_planes, planes, stride)`` builds one block; the stage loop is shared by the
-    plain, the original repository's recurrent and the regulated networks, which differ only in
-    their blocks and in how a stage threads state through them and on to the next stage
-    (``forward_stage``).
+    ``make_block(in_planes, planes, stride)`` builds one block; the plain, recurrent and regulated
+    networks differ only in their blocks and in how a stage threads state (``forward_stage``).
     """
 
-    def __init__(
-        self,
-        num_blocks: int,
-        make_block: Callable[[int, int, int], nn.Module],
-        num_classes: int = 10,
-        widths: tuple[int, int, int] = STAGE_WIDTHS,
-    ):
+    def __init__(self, num_blocks: int, make_block: Callable[[int, int, int], nn.Module],
+                 num_classes: int = 10, widths: tuple[int, int, int] = STAGE_WIDTHS):
         super().__init__()
         check_num_classes(num_classes)
         self.conv1 = nn.Conv2d(3, widths[0], 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         in_planes = widths[0]
         for index, (planes, stride) in enumerate(zip(widths, STAGE_STRIDES, strict=True), start=1):
-            blocks = []
-            for i in range(num_blocks):
-                blocks.append(make_block(in_planes, planes, stride if i == 0 else 1))
-                in_planes = planes
+            blocks = [make_block(in_planes if i == 0 else planes, planes, stride if i == 0 else 1)
+                      for i in range(num_blocks)]
+            in_planes = planes
             setattr(self, f"layer{index}", nn.Sequential(*blocks))
         self.linear = nn.Linear(widths[-1], num_classes)
         self.apply(kaiming_init)
@@ -124,14 +115,10 @@ class CifarResNet(nn.Module):
     def stages(self) -> list[nn.Sequential]:
         return [self.layer1, self.layer2, self.layer3]
 
-    def forward_stage(
-        self, index: int, stage: nn.Sequential, x: Tensor, state: object
-    ) -> tuple[Tensor, object]:
-        """Stage ``index`` (from 1) on x -> (its output, the state it passes to the next stage).
-
-        ``state`` is what the previous stage passed on (None before the first): a recurrent model
-        carries its memory here; a plain ResNet has none.
-        """
+    def forward_stage(self, index: int, stage: nn.Sequential, x: Tensor,
+                      state: object) -> tuple[Tensor, object]:
+        """Stage ``index`` (from 1) on x -> (its output, the state it passes to the next stage);
+        ``state`` is the previous stage's (None before the first, and always for a plain ResNet)."""
         return stage(x), None
 
     def forward_features(self, x: Tensor) -> Tensor:

@@ -1,9 +1,7 @@
 """Training curves: loss and accuracy against the epoch, with the learning-rate steps marked.
 
-The point at epoch e is the state at the end of epoch e. A learning-rate step that takes effect
-in epoch e is drawn at x = e - 1, where that epoch starts: a step schedule's 0-based milestone.
-With ``x="time"`` the horizontal axis is the training minutes instead (recipes.minutes_by_epoch:
-training steps only), which puts runs of different speed on one clock: time to accuracy.
+The point at epoch e is the state at its end; an lr step that takes effect in epoch e is drawn at
+x = e - 1, where that epoch starts. ``x="time"``: training minutes (recipes.minutes_by_epoch).
 """
 
 from __future__ import annotations
@@ -159,8 +157,7 @@ def plot_curves(run_dirs: list[str | Path], out: str | Path, x: str = "epoch") -
     """Overlay the training curves of one or more runs into ``out`` (its extension chooses PNG,
     JPEG, PDF or SVG); ``x``: "epoch", or "time" for the training minutes."""
     check_x_axis(x)
-    # first: "not a run" is the error a wrong path needs
-    runs = [read_run(d) for d in each_once(run_dirs)]
+    runs = [read_run(d) for d in each_once(run_dirs)]  # first: "not a run" is the error to give
     check_figure_target(out, PLOT_OUTPUT)  # before any drawing
     return save_figure(curves_figure(runs, x), out, PLOT_OUTPUT)
 
@@ -172,13 +169,9 @@ def write_run_curves(run_dir: str | Path) -> Path:
 
 def val_accuracy_figure(runs: list[RunInfo], x: str = "epoch",
                         targets: tuple[float, ...] = ()) -> Figure:
-    """Validation accuracy of every run, against the epoch or (``x="time"``) the training
-    minutes: the accuracy of the weights each run ends with (the moving average with
-    `ema_decay`; recipes.shipped_accuracy). Runs of one recipe (several seeds) share a colour,
-    each with its own line style, and their mean over the epochs they all reached is drawn thick
-    (at the seeds' mean minutes on a time axis). On a time axis, each of ``targets`` (fractions)
-    within the plotted range is a dotted horizontal line. A long legend (more than LEGEND_INSIDE
-    entries) goes to the right of the axes, off the lines."""
+    """Validation accuracy (recipes.shipped_accuracy) of every run against the epoch or
+    (``x="time"``) the training minutes. Seeds of one recipe share a colour and their mean is drawn
+    thick; on a time axis each of ``targets`` (fractions) in range is a dotted line."""
     check_x_axis(x)
     groups: dict[tuple, list[RunInfo]] = {}
     rows = {id(run): run_row(run) for run in runs}

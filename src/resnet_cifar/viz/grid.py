@@ -1,10 +1,8 @@
 """The prediction grid: random test images, each titled with the model's guess and the truth.
 
-The picture of the original notebooks, done right: the model runs in eval mode under
-``torch.inference_mode``, and what is drawn is the model's own input de-normalized with the
-statistics it was normalized with, so the picture is the image the prediction was made on.
-With ``tta`` (config.TTA_MODES) each panel is titled by the test-time-augmented prediction
-(engine/evaluate.py), and the figure title says so.
+What is drawn is the model's own input (eval mode, ``torch.inference_mode``) de-normalized with
+the statistics it was normalized with. With ``tta`` (config.TTA_MODES) each panel is titled by the
+test-time-augmented prediction, and the figure title says so.
 """
 
 from __future__ import annotations
@@ -63,14 +61,8 @@ def denormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
     return pixels.round().clamp(0, 255).to(torch.uint8)
 
 
-def prediction_grid(
-    images: Any,
-    preds: Any,
-    trues: Any,
-    classes: list[str],
-    *,
-    title: str | None = None,
-) -> Figure:
+def prediction_grid(images: Any, preds: Any, trues: Any, classes: list[str], *,
+                    title: str | None = None) -> Figure:
     """A grid of uint8 (N, 3, H, W) images; panel i is titled ``Pred: <class>`` over
     ``True: <class>``, green when ``preds[i] == trues[i]`` and red otherwise."""
     images = np.asarray(images)
@@ -101,19 +93,10 @@ def prediction_grid(
     return fig
 
 
-def predict_sample(
-    ckpt: Checkpoint | str | Path,
-    data: DataConfig | None = None,
-    *,
-    n: int = 16,
-    seed: int = 0,
-    only_wrong: bool = False,
-    split: str = "test",
-    device: str = "auto",
-    normalize: str | None = None,
-    split_seed: int | None = None,
-    tta: str = "none",
-) -> PredictionSample:
+def predict_sample(ckpt: Checkpoint | str | Path, data: DataConfig | None = None, *, n: int = 16,
+                   seed: int = 0, only_wrong: bool = False, split: str = "test",
+                   device: str = "auto", normalize: str | None = None,
+                   split_seed: int | None = None, tta: str = "none") -> PredictionSample:
     """Run the model on ``n`` images of ``split`` drawn at random (``seed``); with
     ``only_wrong``, on as many as it takes to find ``n`` mistakes (fewer if there are not).
 
@@ -191,22 +174,11 @@ def sample_title(sample: PredictionSample, model_name: str, only_wrong: bool) ->
     return f"{model_name}: {right}/{shown} right on random {sample.split} images"
 
 
-def show_predictions(
-    checkpoint: str | Path | Checkpoint,
-    data: DataConfig | None = None,
-    *,
-    n: int = 16,
-    seed: int = 0,
-    only_wrong: bool = False,
-    split: str = "test",
-    out: str | Path | None = None,
-    device: str = "auto",
-    model: str | None = None,
-    model_kwargs: dict[str, Any] | None = None,
-    normalize: str | None = None,
-    describe: Callable[[str], None] | None = None,
-    tta: str = "none",
-) -> Path:
+def show_predictions(checkpoint: str | Path | Checkpoint, data: DataConfig | None = None, *,
+                     n: int = 16, seed: int = 0, only_wrong: bool = False, split: str = "test",
+                     out: str | Path | None = None, device: str = "auto", model: str | None = None,
+                     model_kwargs: dict[str, Any] | None = None, normalize: str | None = None,
+                     describe: Callable[[str], None] | None = None, tta: str = "none") -> Path:
     """Write the prediction grid of a checkpoint (default ``<checkpoint dir>/predictions.png``;
     the extension of ``out`` chooses PNG, JPEG, PDF or SVG) on ``data`` (default: the data its
     run recorded). ``describe`` is given one line saying which data the images came from (the

@@ -1,11 +1,8 @@
 """Writing figures: always through the Agg canvas, never through pyplot's global state.
 
-Figures are built as ``matplotlib.figure.Figure`` objects, which render with Agg whatever backend
-the user has configured, so plotting works headless and inside a training loop. Only ``show``
-touches pyplot, to open a window on the image that was written.
-
-A figure file is written atomically (complete or absent) in the format its extension names:
-PNG, JPEG (.jpg/.jpeg), PDF or SVG; any other extension is refused before the figure is drawn.
+Figures are ``matplotlib.figure.Figure`` objects, rendered with Agg whatever backend is
+configured; only ``show`` touches pyplot. A file is written atomically in the format its extension
+names (PNG, JPEG, PDF, SVG); any other extension is refused before the figure is drawn.
 """
 
 from __future__ import annotations
@@ -30,8 +27,7 @@ def figure_format(path: str | Path, what: str = "figure", flag: str = "`out` (--
     suffix = Path(path).suffix.lower()
     if suffix not in FIGURE_FORMATS:
         kind = f"unsupported file type {suffix!r}" if suffix else "no file extension"
-        raise cannot_write(path, what, kind,
-                           f"end {flag} in one of {', '.join(FIGURE_FORMATS)}")
+        raise cannot_write(path, what, kind, f"end {flag} in one of {', '.join(FIGURE_FORMATS)}")
     return FIGURE_FORMATS[suffix]
 
 
@@ -78,10 +74,8 @@ def open_in_window(paths: list[Path]) -> None:
                         "a viewer")
     backend = plt.get_backend().lower()
     if backend.replace("module://", "") in NON_INTERACTIVE:
-        raise UserError(
-            f"`show` (--show): no display to open a window on (matplotlib backend {backend!r}); "
-            f"the figure was written to {written}"
-        )
+        raise UserError(f"`show` (--show): no display to open a window on (matplotlib backend "
+                        f"{backend!r}); the figure was written to {written}")
     for path in paths:
         image = plt.imread(path)
         height, width = image.shape[:2]

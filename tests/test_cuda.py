@@ -14,7 +14,6 @@ import pytest
 import torch
 from conftest import stop_after
 from data_fixtures import make_cifar10_python_dir
-from torch._dynamo.utils import counters
 
 from resnet_cifar.cli import main
 from resnet_cifar.config import build_config
@@ -67,6 +66,8 @@ def assert_equal(a, b):
 
 @on_gpu
 def test_compile_records_cuda_graphs_without_skips_or_recompiles(data, tmp_path):
+    from torch._dynamo.utils import counters  # here: importing dynamo costs every worker seconds
+
     torch._dynamo.reset()
     counters.clear()
     seen = []  # (compile mode, dynamo compilations so far) after each epoch

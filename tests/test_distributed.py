@@ -148,10 +148,21 @@ def test_resume_under_two_ranks_continues_exactly(tiny_data, two_rank_run, tmp_p
         assert torch.equal(a[key], b[key]), key
 
 
-def test_a_native_abort_at_exit_is_retried_once_from_scratch(tiny_data, tmp_path):
-    marker = tmp_path / "aborted"
-    out = tmp_path / "abort"
-    result = launch(2, *common(tiny_data, out, 8, epochs=1), env={"ABORT_ONCE": marker})
+@pytest.fixture(scope="module")
+def recurrent_run_after_an_abort(tiny_data, tmp_path_factory):
+    """(marker, run directory, launch result) of a recurrent model's run on 2 ranks whose first
+    launch lost rank 1 to a native abort at exit (ABORT_ONCE): one launch retried serves both
+    tests below."""
+    root = tmp_path_factory.mktemp("gru")
+    marker, out = root / "aborted", root / "gru"
+    result = launch(2, "train", "--model", "resnet20_convgru", "--data", tiny_data, "--out", out,
+                    "--batch-size", "8", "--epochs", "1", "--threads", "1",
+                    env={"ABORT_ONCE": marker})
+    return marker, out, result
+
+
+def test_a_native_abort_at_exit_is_retried_once_from_scratch(recurrent_run_after_an_abort):
+    marker, out, result = recurrent_run_after_an_abort
     assert marker.exists()  # the first launch aborted ...
     assert result.returncode == 0, result.stderr  # ... and the retry ran from scratch
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
@@ -170,23 +181,8 @@ def test_a_failing_rank_stops_the_job(tiny_data, tmp_path):
     assert time.time() - start < 120  # startup under load included; no hang
 
 
-def test_recurrent_model_trains_under_ddp(tiny_data, tmp_path):
-    result = launch(
-        2,
-        "train",
-        "--model",
-        "resnet20_convgru",
-        "--data",
-        tiny_data,
-        "--out",
-        tmp_path / "gru",
-        "--batch-size",
-        "8",
-        "--epochs",
-        "1",
-        "--threads",
-        "1",
-    )
+def test_recurrent_model_trains_under_ddp(recurrent_run_after_an_abort):
+    _, out, result = recurrent_run_after_an_abort
     assert result.returncode == 0, result.stderr
-    state = weights(tmp_path / "gru")
+    state = weights(out)
     assert "layer1.0.rnn.conv_y.weight" in state

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SHARED
 from data_fixtures import make_image_folder, make_tar
 from PIL import Image
 
@@ -40,7 +41,7 @@ from resnet_cifar.cli import main as cli_main
 from resnet_cifar.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_SHARED = REPO.parent / "shared"  # the real JPEG copy, where this machine has it
+REAL_SHARED = SHARED  # the real JPEG copy, where this machine has it
 README = "README.md"
 DATA = "../shared/data/cifar10-jpeg.tar.gz"
 LINKED_IN = ("configs", "benchmarks", "experiments", "hubconf.py")  # what commands name, read-only
@@ -380,6 +381,6 @@ def test_benchmark_examples_run(doc, shared, tmp_path, monkeypatch):
 @pytest.mark.parametrize("doc", [doc for doc in linked_docs() if (REPO / doc).exists()
                                  and any(e.mark and e.mark.kind == "real data"
                                          for e in examples(doc))])
-def test_doc_examples_that_need_the_real_data_run_on_it(doc, tmp_path, monkeypatch):
+def test_doc_examples_that_need_the_real_data_run_on_it(doc, jpeg_cache, tmp_path, monkeypatch):
     failures = run_doc(doc, tmp_path, REAL_SHARED, monkeypatch, real=True)
     assert not failures, "\n".join(failures)

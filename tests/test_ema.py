@@ -28,13 +28,13 @@ EMA_COLUMNS = ["ema_val_loss", "ema_val_acc", "val_tta_acc", "ema_val_tta_acc"]
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
-    return make_cifar10_python_dir(root, n_train_per_class=8, n_test_per_class=4, seed=0,
-                                   learnable=True)
+    return make_cifar10_python_dir(root, n_train_per_class=4, n_test_per_class=2, seed=0,
+                                   learnable=True)  # 5 steps of 8 an epoch
 
 
 def config(data: Path, out: Path, **overrides):
     return build_config(overrides={
-        "epochs": 3, "batch_size": 16, "milestones": [2], "deterministic": True, "threads": 1,
+        "epochs": 3, "batch_size": 8, "milestones": [2], "deterministic": True, "threads": 1,
         "seed": 3, "eval_batch_size": 64, "out": str(out), "data": {"path": str(data)},
         **overrides,
     })
@@ -169,7 +169,7 @@ def test_checkpoints_give_inference_the_weights_they_name_and_resume_the_raw(run
 
 def test_the_header_says_when_the_warm_up_keeps_the_decay_below_ema_decay(runs, tiny_data,
                                                                           tmp_path):
-    """15 steps of 16 images: the warm-up ends at (1 + 14) / (10 + 14) = 0.625, below 0.9 (the
+    """15 steps of 8 images: the warm-up ends at (1 + 14) / (10 + 14) = 0.625, below 0.9 (the
     note) but above 0.5 (no note)."""
     root, _, _ = runs
     log = (root / "full" / "train.log").read_text()

@@ -176,7 +176,7 @@ def test_not_a_checkpoint(tiny_data, tmp_path, capsys):
 @pytest.mark.skipif(
     not (FOREIGN_CHECKPOINT.exists() and JPEG_TARBALL.exists()), reason="../shared/data not present"
 )
-def test_foreign_checkpoint_gives_its_stated_accuracy(capsys):
+def test_foreign_checkpoint_gives_its_stated_accuracy(jpeg_cache, capsys):
     assert (
         main(
             [

@@ -89,7 +89,12 @@ def assert_close_to_eager(got: torch.Tensor, model: torch.nn.Module, x: torch.Te
     assert diff <= bound, f"max |diff| {diff:.2e} > {bound:.2e}"
 
 
-@pytest.mark.parametrize("name", list_models())
+# every block and cell (the depth-20 models), and one deep model; the other depths
+# repeat the same blocks, at up to 30 s each here
+ROUND_TRIP = [name for name in list_models() if "20" in name] + ["resnet56"]
+
+
+@pytest.mark.parametrize("name", ROUND_TRIP)
 def test_every_model_round_trips_in_every_format_with_a_dynamic_batch(models, tmp_path, name):
     """Traced at batch 2, run at batches 1 and 3 by the runtime's own loader."""
     model, path = models(name)

@@ -36,6 +36,13 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def one_each(tmp_path_factory) -> Path:
+    """One training and one test image a class: for the runs whose steps only count."""
+    return make_cifar10_python_dir(tmp_path_factory.mktemp("one-each"), n_train_per_class=1,
+                                   n_test_per_class=1, seed=0)
+
+
+@pytest.fixture(scope="module")
 def other_data(tmp_path_factory) -> Path:
     """Same layout and size, other pixels: what a wrong path or $RESNET_CIFAR_DATA would give."""
     return make_cifar10_python_dir(tmp_path_factory.mktemp("other"), n_train_per_class=4,
@@ -51,6 +58,26 @@ def trained(data: Path, out: Path, *extra) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def runs(data, tmp_path_factory) -> Path:
+    """Finished runs on `data`, trained once for the tests that start from one (each works on its
+    own copy, from `copy_run`): one/ (1 epoch, its --data given relative to the working folder, as
+    a user types it) and two/ (2 epochs)."""
+    root = tmp_path_factory.mktemp("runs")
+    cwd = os.getcwd()
+    os.chdir(data.parent)
+    try:
+        trained(Path(data.name), root / "one")
+    finally:
+        os.chdir(cwd)
+    trained(data, root / "two", "--epochs", "2")
+    return root
+
+
+def copy_run(runs: Path, tmp_path: Path, name: str = "one") -> Path:
+    return Path(shutil.copytree(runs / name, tmp_path / "run"))
+
+
 def one_line_error(capsys) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -62,10 +89,8 @@ def one_line_error(capsys) -> str:
 # --------------------------------------------------------------------------- which data a run used
 
 
-def test_config_records_the_absolute_data_path_and_its_fingerprint(data, tmp_path,
-                                                                   monkeypatch):
-    monkeypatch.chdir(data.parent)
-    run = trained(Path(data.name), tmp_path / "run")  # a relative path, as a user types it
+def test_config_records_the_absolute_data_path_and_its_fingerprint(data, runs, tmp_path):
+    run = copy_run(runs, tmp_path)  # trained with a relative path, as a user types it
     recorded = build_config(None, run / "config.toml").data
     assert recorded.path == str(data.resolve())
     assert recorded.fingerprint.startswith("sha256:") and len(recorded.fingerprint) == 71
@@ -73,8 +98,8 @@ def test_config_records_the_absolute_data_path_and_its_fingerprint(data, tmp_pat
     assert summary["data_fingerprint"] == recorded.fingerprint and summary["num_classes"] == 10
 
 
-def test_eval_says_which_data_it_used_in_text_and_json(data, tmp_path, capsys):
-    run = trained(data, tmp_path / "run")
+def test_eval_says_which_data_it_used_in_text_and_json(data, runs, tmp_path, capsys):
+    run = copy_run(runs, tmp_path)
     capsys.readouterr()
     assert cli("eval", run / "last.pt") == 0
     assert f"data {data.resolve()} (sha256:" in capsys.readouterr().out
@@ -97,9 +122,9 @@ def test_a_missing_recorded_data_path_is_an_error_not_a_fallback(data, other_dat
     assert str(moved) in line and "--data" in line
 
 
-def test_other_data_is_refused_unless_allowed_and_then_reported(data, other_data, tmp_path,
-                                                                capsys):
-    run = trained(data, tmp_path / "run")
+def test_other_data_is_refused_unless_allowed_and_then_reported(data, other_data, runs,
+                                                                tmp_path, capsys):
+    run = copy_run(runs, tmp_path)
     capsys.readouterr()
     assert cli("eval", run / "last.pt", "--data", other_data) == 2
     line = one_line_error(capsys)
@@ -126,8 +151,9 @@ def test_moved_data_with_the_same_content_is_accepted_by_eval_and_resume(data, t
     assert build_config(None, run / "config.toml").data.path == str(second.resolve())
 
 
-def test_a_config_file_rerun_checks_the_data_it_records(data, other_data, tmp_path, capsys):
-    run = trained(data, tmp_path / "run")
+def test_a_config_file_rerun_checks_the_data_it_records(data, other_data, runs, tmp_path,
+                                                          capsys):
+    run = copy_run(runs, tmp_path)
     text = (run / "config.toml").read_text().replace(str(data.resolve()), str(other_data))
     (tmp_path / "other.toml").write_text(text)
     capsys.readouterr()
@@ -152,8 +178,8 @@ def test_a_second_run_on_a_locked_directory_is_refused(data, tmp_path, capsys):
     assert cli("train", "--data", data, "--out", out, *FAST) == 0  # released: free again
 
 
-def test_overwrite_clears_everything_a_run_left_and_nothing_else(data, tmp_path):
-    run = trained(data, tmp_path / "run")
+def test_overwrite_clears_everything_a_run_left_and_nothing_else(data, runs, tmp_path):
+    run = copy_run(runs, tmp_path)
     stale = ["best_on_test.pt", "best.pt", "predictions.png", "report.html", "last.onnx",
              "confusion.png", ".last.pt.abc123.tmp"]
     for name in stale:
@@ -240,8 +266,8 @@ def suggested(line: str) -> list[str]:
     return words[start + 1:]
 
 
-def test_out_on_a_run_that_is_training_now_says_so(data, tmp_path, capsys):
-    run = trained(data, tmp_path / "run")
+def test_out_on_a_run_that_is_training_now_says_so(data, runs, tmp_path, capsys):
+    run = copy_run(runs, tmp_path)
     lock = rundir.RunLock(run)  # as the training process holds it
     try:
         assert cli("train", "--data", data, "--out", run, *FAST) == 2
@@ -250,8 +276,8 @@ def test_out_on_a_run_that_is_training_now_says_so(data, tmp_path, capsys):
         lock.release()
 
 
-def test_config_that_is_a_directory_is_a_one_line_error(data, tmp_path, capsys):
-    run = trained(data, tmp_path / "run")
+def test_config_that_is_a_directory_is_a_one_line_error(runs, tmp_path, capsys):
+    run = copy_run(runs, tmp_path)
     capsys.readouterr()
     assert cli("train", "--config", run) == 2
     line = one_line_error(capsys)
@@ -261,14 +287,14 @@ def test_config_that_is_a_directory_is_a_one_line_error(data, tmp_path, capsys):
 # --------------------------------------------------------------------------- resume traps
 
 
-def test_resume_with_the_same_data_path_is_not_a_change(data, tmp_path):
-    run = trained(data, tmp_path / "run")
+def test_resume_with_the_same_data_path_is_not_a_change(data, runs, tmp_path):
+    run = copy_run(runs, tmp_path)
     assert cli("train", "--resume", run, "--epochs", "2", "--data", data) == 0
     assert cli("train", "--resume", run, "--epochs", "3", "--lr", "0.1") == 0  # same lr too
 
 
-def test_resume_with_fewer_epochs_than_done_is_refused(data, tmp_path, capsys):
-    run = trained(data, tmp_path / "run", "--epochs", "2")
+def test_resume_with_fewer_epochs_than_done_is_refused(runs, tmp_path, capsys):
+    run = copy_run(runs, tmp_path, "two")
     capsys.readouterr()
     config_before = (run / "config.toml").read_text()
     assert cli("train", "--resume", run, "--epochs", "1") == 2
@@ -276,8 +302,8 @@ def test_resume_with_fewer_epochs_than_done_is_refused(data, tmp_path, capsys):
     assert (run / "config.toml").read_text() == config_before
 
 
-def test_resuming_a_finished_run_says_so_and_rewrites_nothing(data, tmp_path, capsys):
-    run = trained(data, tmp_path / "run")
+def test_resuming_a_finished_run_says_so_and_rewrites_nothing(runs, tmp_path, capsys):
+    run = copy_run(runs, tmp_path)
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     capsys.readouterr()
     assert cli("train", "--resume", run) == 2
@@ -287,8 +313,8 @@ def test_resuming_a_finished_run_says_so_and_rewrites_nothing(data, tmp_path, ca
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
-def test_a_run_without_last_pt_offers_the_way_out(data, tmp_path, capsys):
-    run = trained(data, tmp_path / "run")
+def test_a_run_without_last_pt_offers_the_way_out(data, runs, tmp_path, capsys):
+    run = copy_run(runs, tmp_path)
     (run / "last.pt").unlink()  # as after a double Ctrl-C in epoch 1
     capsys.readouterr()
     assert cli("train", "--data", data, "--out", run, *FAST) == 2
@@ -430,8 +456,8 @@ def test_interrupt_messages_are_written_to_train_log(data, tmp_path):
     assert "SIGINT received" in log and "resume with:" in log
 
 
-def test_a_torn_last_metrics_line_is_ignored_with_a_warning(data, tmp_path, capsys):
-    run = trained(data, tmp_path / "run", "--epochs", "2")
+def test_a_torn_last_metrics_line_is_ignored_with_a_warning(runs, tmp_path, capsys):
+    run = copy_run(runs, tmp_path, "two")
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"epoch": 3, "lr": 0.1, "train_lo')  # the process died mid-write
     with pytest.warns(RuntimeWarning, match="torn last line"):
@@ -472,7 +498,8 @@ def test_the_cpu_meter_counts_other_processes_only(monkeypatch):
     assert meter.others() == pytest.approx(1.0)  # the other 10 busy seconds: one core
 
 
-def test_threads_follow_the_load_each_epoch_unless_deterministic(data, tmp_path, monkeypatch):
+def test_threads_follow_the_load_each_epoch_unless_deterministic(one_each, tmp_path,
+                                                                   monkeypatch):
     from resnet_cifar.engine import runtime
 
     monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
@@ -485,9 +512,9 @@ def test_threads_follow_the_load_each_epoch_unless_deterministic(data, tmp_path,
     def record(trainer, row):
         seen.append(torch.get_num_threads())
 
-    config = TrainConfig(epochs=3, batch_size=16, milestones=[2], threads=0,
-                         out=str(tmp_path / "auto"))
-    config.data.path = str(data)
+    config = TrainConfig(epochs=3, batch_size=10, milestones=[2], threads=0,
+                         out=str(tmp_path / "auto"))  # one step an epoch
+    config.data.path = str(one_each)
     train(config, progress=False, callbacks=[record])
     assert seen == [1, 2, 1]
     assert "threads    2 -> 1" in (tmp_path / "auto" / "train.log").read_text()
@@ -498,7 +525,8 @@ def test_threads_follow_the_load_each_epoch_unless_deterministic(data, tmp_path,
     torch.set_num_threads(1)
 
 
-def test_threads_follow_a_neighbour_who_starts_within_an_epoch(data, tmp_path, monkeypatch):
+def test_threads_follow_a_neighbour_who_starts_within_an_epoch(one_each, tmp_path,
+                                                                monkeypatch):
     """Two threads with a busy neighbour collapse (19 img/s here): a run must not wait for the
     epoch's end to give the taken core back, nor to take it again once it is free."""
     from resnet_cifar.engine import runtime
@@ -513,9 +541,9 @@ def test_threads_follow_a_neighbour_who_starts_within_an_epoch(data, tmp_path, m
         return 1.0 if 2 <= len(looks) <= 5 else 0.0
 
     monkeypatch.setattr(runtime.CpuMeter, "others", others)
-    config = TrainConfig(epochs=2, batch_size=4, milestones=[2], threads=0,
+    config = TrainConfig(epochs=2, batch_size=1, milestones=[2], threads=0,
                          out=str(tmp_path / "run"))  # 10 steps an epoch
-    config.data.path = str(data)
+    config.data.path = str(one_each)
     train(config, progress=False)
     log = (tmp_path / "run" / "train.log").read_text()
     assert "threads    2 -> 1 (epoch 1, step 1): other processes kept 1.0" in log
@@ -527,10 +555,10 @@ def test_threads_follow_a_neighbour_who_starts_within_an_epoch(data, tmp_path, m
     torch.set_num_threads(1)
 
 
-def test_inference_commands_take_threads(data, tmp_path, capsys, monkeypatch):
+def test_inference_commands_take_threads(runs, tmp_path, capsys, monkeypatch):
     import resnet_cifar.engine.runtime as runtime
 
-    run = trained(data, tmp_path / "run")
+    run = copy_run(runs, tmp_path)
     assert cli("eval", run / "last.pt", "--threads", "1") == 0
     assert torch.get_num_threads() == 1
     monkeypatch.setattr(runtime, "auto_threads", lambda: (1, 1.0))  # a busy neighbour

@@ -26,7 +26,7 @@ TAG = "resnet20.tiny2_synthetic"
 def tiny(tmp_path_factory):
     """(data, a finished 2-epoch run trained with --normalize half)."""
     root = tmp_path_factory.mktemp("weights")
-    data = make_cifar10_python_dir(root / "data", n_train_per_class=8, n_test_per_class=5,
+    data = make_cifar10_python_dir(root / "data", n_train_per_class=4, n_test_per_class=5,
                                    seed=0, learnable=True)
     run = root / "run"
     assert main(["train", "--data", str(data), "--out", str(run), "--epochs", "2",
@@ -225,7 +225,8 @@ def test_a_failed_republication_leaves_the_published_tag_as_it_was(tiny, registr
 
 @pytest.mark.skipif(not JPEG_TARBALL.is_file(), reason="the JPEG copy of CIFAR-10 is absent")
 @pytest.mark.parametrize("tag", [e.tag for e in list_weights()])
-def test_every_shipped_tag_reproduces_its_published_accuracy_on_the_jpeg_copy(tag, capsys):
+def test_every_shipped_tag_reproduces_its_published_accuracy_on_the_jpeg_copy(tag, jpeg_cache,
+                                                                             capsys):
     entry = get_weights(tag)
     assert main(["eval", "--pretrained", tag, "--data", str(JPEG_TARBALL), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

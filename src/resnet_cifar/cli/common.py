@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -98,12 +99,17 @@ def setting_type(key: str, f: dataclasses.Field, annotation: Any) -> dict[str, A
     return {"choices": meta["choices"]} if meta["choices"] else {}
 
 
+@functools.cache  # resolving the annotations is a tenth of a second, for each of ~90 flags
+def type_hints(owner: type) -> dict[str, Any]:
+    return typing.get_type_hints(owner)
+
+
 def add_setting(group, key: str) -> None:
     """The flag of config key ``key`` (``lr``, ``data.val_split``), all read from the field. Its
     default is SUPPRESSed: only the flags given override the recipe, config file or run."""
     f = setting_fields()[key]
     owner = DataConfig if key.startswith("data.") else TrainConfig
-    annotation = typing.get_type_hints(owner)[f.name]
+    annotation = type_hints(owner)[f.name]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # str | None: a str
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     extra = {"metavar": f.metadata["metavar"]} if f.metadata["metavar"] else {}

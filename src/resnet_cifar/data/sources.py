@@ -47,9 +47,7 @@ class CifarArrays:
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        """``sha256:<hex>`` of the decoded content: pixels, labels and class names (docs/data.md).
-
-        Computed when first asked for (about 0.2 s for CIFAR-10), not on every load."""
+        """``sha256:<hex>`` of pixels, labels and class names (docs/data.md); computed lazily."""
         digest = hashlib.sha256(b"resnet_cifar data v1\0")
         digest.update("\0".join(self.classes).encode())
         for array in (self.train_images, self.train_labels, self.test_images, self.test_labels):
@@ -57,7 +55,6 @@ class CifarArrays:
             digest.update(f"\0{array.dtype.str}{array.shape}\0".encode())
             digest.update(array.data)
         return f"sha256:{digest.hexdigest()}"
-
 
 
 @dataclass(frozen=True)
@@ -68,7 +65,6 @@ class Layout:
     prefix: str
 
     def where(self, tree: FileTree) -> str:
-        """The folder that holds it, for messages."""
         return tree.describe(self.prefix.rstrip("/")) if self.prefix else tree.label
 
 
@@ -144,7 +140,6 @@ def layout_files(tree: FileTree, layout: Layout) -> list[str]:
     return sorted(n for n in names if n in files)
 
 
-
 def _require(tree: FileTree, name: str, layout: Layout) -> bytes:
     if name not in tree.files:
         raise DataError(f"{tree.label} looks like {layout.kind} but has no {name}: "
@@ -153,7 +148,7 @@ def _require(tree: FileTree, name: str, layout: Layout) -> bytes:
 
 
 def _load_pickle(tree: FileTree, name: str, layout: Layout) -> dict[str, Any]:
-    """A pickled dict with str keys, whether it was written with bytes (Python 2) or str keys."""
+    """A pickled dict with str keys (Python 2 pickles have bytes keys)."""
     obj = safe_loads(_require(tree, name, layout), source=tree.describe(name))
     if not isinstance(obj, dict):
         raise DataError(f"{tree.describe(name)} is not a CIFAR batch (a {type(obj).__name__}, "
@@ -165,8 +160,9 @@ def _names(values: Iterable) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
-def _batch_arrays(batch: dict[str, Any], label_key: str, source: str):
+def _pickled_split(tree: FileTree, name: str, layout: Layout, label_key: str):
     """(images (N, 3, 32, 32) uint8, labels (N,) int64) from one pickled batch."""
+    batch, source = _load_pickle(tree, name, layout), tree.describe(name)
     try:
         data = np.asarray(batch["data"], dtype=np.uint8)  # (N, 3072): each row is C, H, W flattened
         labels = np.asarray(batch[label_key], dtype=np.int64)
@@ -181,68 +177,51 @@ def _batch_arrays(batch: dict[str, Any], label_key: str, source: str):
 
 def _decode_cifar10_python(tree: FileTree, layout: Layout):
     p = layout.prefix
-    train = [_batch_arrays(_load_pickle(tree, n, layout), "labels", tree.describe(n))
-             for n in _numbered_batches(tree, p)]
-    test = _batch_arrays(_load_pickle(tree, p + "test_batch", layout), "labels",
-                         tree.describe(p + "test_batch"))
+    train = [_pickled_split(tree, n, layout, "labels") for n in _numbered_batches(tree, p)]
+    test = _pickled_split(tree, p + "test_batch", layout, "labels")
     has_meta = p + "batches.meta" in tree.files  # optional: the names are the official ones
     meta = _load_pickle(tree, p + "batches.meta", layout) if has_meta else {}
     return _concat(train), test, _names(meta.get("label_names", []))
 
 
 def _decode_cifar100_python(tree: FileTree, layout: Layout, coarse: bool):
-    p = layout.prefix
-    key = "coarse" if coarse else "fine"
-    train = _batch_arrays(_load_pickle(tree, p + "train", layout), f"{key}_labels",
-                          tree.describe(p + "train"))
-    test = _batch_arrays(_load_pickle(tree, p + "test", layout), f"{key}_labels",
-                         tree.describe(p + "test"))
+    p, key = layout.prefix, "coarse" if coarse else "fine"
+    train = _pickled_split(tree, p + "train", layout, f"{key}_labels")
+    test = _pickled_split(tree, p + "test", layout, f"{key}_labels")
     meta = _load_pickle(tree, p + "meta", layout)
     return train, test, _names(meta.get(f"{key}_label_names", []))
 
 
-
-def _binary_records(data: bytes, label_bytes: int, source: str):
-    """(images, labels (N, label_bytes)) from records of label bytes, then 3072 CHW pixel bytes."""
-    size = label_bytes + PIXELS_PER_IMAGE
+def _binary_split(tree: FileTree, name: str, layout: Layout, label_bytes: int, column: int):
+    """(images, labels) from records of label bytes, then 3072 CHW pixel bytes."""
+    data, size = _require(tree, name, layout), label_bytes + PIXELS_PER_IMAGE
     if len(data) % size:
-        raise DataError(f"{source} is {len(data)} bytes, not a whole number of {size}-byte "
-                        "records; the file is truncated: extract or download it again")
+        raise DataError(f"{tree.describe(name)} is {len(data)} bytes, not a whole number of "
+                        f"{size}-byte records; the file is truncated: extract or download it again")
     records = np.frombuffer(data, dtype=np.uint8).reshape(-1, size)
-    images = records[:, label_bytes:].reshape(-1, *IMAGE_SHAPE)
-    return images, records[:, :label_bytes].astype(np.int64)
+    return records[:, label_bytes:].reshape(-1, *IMAGE_SHAPE), records[:, column].astype(np.int64)
 
 
-def _text_names(data: bytes) -> list[str]:
-    return [line.strip() for line in data.decode("utf-8").splitlines() if line.strip()]
+def _text_names(tree: FileTree, name: str) -> list[str]:
+    """The class names of an optional text file, one a line; [] when it is absent."""
+    if name not in tree.files:
+        return []
+    return [line.strip() for line in tree.read(name).decode("utf-8").splitlines() if line.strip()]
 
 
 def _decode_cifar10_binary(tree: FileTree, layout: Layout):
     p = layout.prefix
-    train = []
-    for name in _numbered_batches(tree, p, ".bin"):
-        images, labels = _binary_records(tree.read(name), 1, tree.describe(name))
-        train.append((images, labels[:, 0]))
-    test_name = p + "test_batch.bin"
-    images, labels = _binary_records(_require(tree, test_name, layout), 1,
-                                     tree.describe(test_name))
-    meta = p + "batches.meta.txt"
-    classes = _text_names(tree.read(meta)) if meta in tree.files else []
-    return _concat(train), (images, labels[:, 0]), classes
+    train = [_binary_split(tree, n, layout, 1, 0) for n in _numbered_batches(tree, p, ".bin")]
+    test = _binary_split(tree, p + "test_batch.bin", layout, 1, 0)
+    return _concat(train), test, _text_names(tree, p + "batches.meta.txt")
 
 
 def _decode_cifar100_binary(tree: FileTree, layout: Layout, coarse: bool):
     p = layout.prefix
     column = 0 if coarse else 1  # each record starts with the coarse label byte, then the fine one
-    splits = []
-    for split in ("train.bin", "test.bin"):
-        images, labels = _binary_records(_require(tree, p + split, layout), 2,
-                                         tree.describe(p + split))
-        splits.append((images, labels[:, column]))
+    train, test = (_binary_split(tree, p + n, layout, 2, column) for n in ("train.bin", "test.bin"))
     names = p + ("coarse" if coarse else "fine") + "_label_names.txt"
-    classes = _text_names(tree.read(names)) if names in tree.files else []
-    return splits[0], splits[1], classes
-
+    return train, test, _text_names(tree, names)
 
 
 def _decode_image(data: bytes, source: str, resize: bool) -> np.ndarray:
@@ -300,7 +279,6 @@ def _decode_image_folder(tree: FileTree, layout: Layout, resize: bool, progress:
     labels = np.array([index[c] for _, c in members], dtype=np.int64)
     n = len(train)
     return (images[:n], labels[:n]), (images[n:], labels[n:]), classes
-
 
 
 def _concat(parts: list[tuple[np.ndarray, np.ndarray]]):

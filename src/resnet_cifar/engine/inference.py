@@ -1,13 +1,7 @@
 """Data options -> the splits a run uses; checkpoint + data + device -> the model to run on them.
 
-    context = InferenceContext.build("runs/r20/best.pt", device="cpu")
-    images, labels = context.split("test")
-    logits = context.model(next(iter(context.loader(images, labels, batch_size=1000)))[0])
-
-The one home of what training (Splits) and eval, show, report, predict and export need before they
-run a model. The model and the data are made on first use: predict on user images never decodes a
-data set. Normalization, one rule: an explicit ``normalize`` wins, then the statistics the
-checkpoint recorded, then the data's own; without a data set, "dataset" means the checkpoint's own
+Model and data are made on first use. Normalization: an explicit ``normalize`` wins, then the
+checkpoint's statistics, then the data's; without data, "dataset" means the checkpoint's own
 statistics when it was trained with "dataset", else CIFAR-10's.
 """
 
@@ -60,7 +54,6 @@ class Splits:
 
     @property
     def normalization(self) -> Normalization:
-        """How the inputs of this data are normalized (the data config's mode)."""
         return Normalization.explicit(self.mean, self.std, mode=self.normalize)
 
     @property
@@ -74,7 +67,7 @@ class Splits:
             self.expected_fingerprint == self.fingerprint
 
     def data_info(self) -> dict[str, Any]:
-        """Which data a result was computed on: for every output that reads a run (text, JSON)."""
+        """Which data a result was computed on (text and JSON outputs)."""
         return {"source": self.source, "fingerprint": self.fingerprint,
                 "recorded_fingerprint": self.expected_fingerprint,
                 "matches_run": self.data_matches}
@@ -84,7 +77,7 @@ class Splits:
 
 
 def describe_data(info: dict[str, Any]) -> str:
-    """``Splits.data_info()`` in one line: where, which content, and whether the run's."""
+    """``Splits.data_info()`` in one line."""
     verdict = {True: "the data the run recorded",
                None: "the run recorded no fingerprint to check it against",
                False: f"NOT the data the run recorded ({short(info['recorded_fingerprint'])}); "
@@ -94,7 +87,7 @@ def describe_data(info: dict[str, Any]) -> str:
 
 
 def short(fingerprint: str | None) -> str:
-    """``sha256:`` and the first 12 hex digits: enough to tell data sets apart."""
+    """``sha256:`` and the first 12 hex digits."""
     return (fingerprint or "none")[:19]
 
 
@@ -103,7 +96,6 @@ def load_arrays(data: DataConfig, progress: bool = True, download: bool = True) 
     arrays = load_cifar(data.path, cache_dir=data.cache_dir, dataset=data.dataset,
                         coarse=data.coarse, resize=data.resize, download=download,
                         progress=progress)
-    # a result computed on other data than the user meant is the worst bug we can ship
     if data.fingerprint is not None and not data.allow_other_data and \
             arrays.fingerprint != data.fingerprint:
         raise DataError(
@@ -168,9 +160,8 @@ RECORDED_DATA_KEYS = ("path", "dataset", "coarse", "resize", "val_split", "norma
 
 
 def data_for_run(run_config: dict[str, Any] | None, flags: dict[str, Any]) -> DataConfig:
-    """The data a run was trained on (its recorded options), overridden by the data ``flags``
-    given now; a recorded path that is gone is an error unless ``flags`` names another."""
-    recorded = dict((run_config or {}).get("data") or {})
+    """The data a run recorded, overridden by the data ``flags`` given now."""
+    recorded = (run_config or {}).get("data") or {}
     values = {k: recorded[k] for k in RECORDED_DATA_KEYS if k in recorded}
     path = values.get("path")
     if path and not flags.get("path") and not Path(path).exists():
@@ -200,9 +191,8 @@ class InferenceContext:
               model_kwargs: dict[str, Any] | None = None, normalize: str | None = None,
               device: str = "auto", seed: int | None = None,
               progress: bool = False) -> InferenceContext:
-        """A context for ``checkpoint`` (a path, a tag or a loaded Checkpoint). ``data``: default,
-        what the run recorded; ``dataset=False``: none. ``model``/``model_kwargs`` name a foreign
-        file's architecture; ``seed`` draws the hold-out (default: the run's own)."""
+        """``data``: default, what the run recorded; ``dataset=False``: none. ``model`` and
+        ``model_kwargs`` name a foreign file's architecture."""
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_named(
             checkpoint, model, model_kwargs)
         data = (data or data_for_run(ckpt.config, {})) if dataset else None
@@ -213,12 +203,11 @@ class InferenceContext:
 
     @cached_property
     def model(self) -> nn.Module:
-        """The checkpoint's model in eval mode on the device, built on first use."""
         return self.checkpoint.build_model().to(self.device).eval()
 
     @cached_property
     def normalization(self) -> Normalization:
-        """How inputs are normalized (the module docstring's rule); a guess is warned of once."""
+        """The module docstring's rule; a guess is warned of once."""
         norm = self._resolve_normalization()
         if note := self._guess_note(norm):
             warnings.warn(note, UserWarning, stacklevel=3)  # at the caller, past functools
@@ -259,8 +248,9 @@ class InferenceContext:
         norm = self.normalization
         info = {"mode": norm.mode, "mean": list(norm.mean), "std": list(norm.std),
                 "source": self.normalization_source()}
-        note = self._guess_note(norm)
-        return {**info, "note": note} if note else info
+        if note := self._guess_note(norm):
+            info["note"] = note
+        return info
 
     @cached_property
     def arrays(self) -> CifarArrays:
@@ -281,7 +271,7 @@ class InferenceContext:
         return pick_split(self.splits, name)
 
     def _check_held_out(self) -> None:
-        """`split` val must be the very images the run held out, not ones it trained on."""
+        """`split` val must be the very images the run held out."""
         config = self.checkpoint.config
         if not config:  # a foreign checkpoint records no run
             return
@@ -295,16 +285,14 @@ class InferenceContext:
         raise DataError(
             f"{self.checkpoint.path}: its run {ran}, so a val split of {asked} images drawn with "
             f"seed {self.seed} holds images it trained on; leave `data.val_split` (--val-split) "
-            "and the seed as the run recorded them, or evaluate on the test split"
-        )
+            "and the seed as the run recorded them, or evaluate on the test split")
 
     @property
     def classes(self) -> list[str]:
-        """Class names of results on the data: the checkpoint's, else the data's."""
         return list(self.checkpoint.classes or self.splits.classes)
 
     def loader(self, images, labels, batch_size: int) -> DeviceLoader:
-        """An evaluation loader (fixed order, no augmentation) normalized as the model needs."""
+        """Fixed order, no augmentation, normalized as the model needs."""
         return DeviceLoader(images, labels, batch_size=batch_size, train=False,
                             normalization=self.normalization, device=self.device)
 
@@ -314,8 +302,7 @@ CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".tar", ".bin", ".safetensors"}
 
 def load_named(name: str | os.PathLike, model: str | None,
                model_kwargs: dict[str, Any] | None) -> Checkpoint:
-    """A checkpoint file, a weights folder, or published weights by their tag
-    ("resnet20.fast15_jpeg") where no file has that name."""
+    """A checkpoint file, a weights folder, or published weights by tag where no file has it."""
     from resnet_cifar.engine.checkpoint import pretrained_checkpoint
     from resnet_cifar.models.pretrained import canonical_tag
 
@@ -330,13 +317,11 @@ def load_named(name: str | os.PathLike, model: str | None,
 
 
 def run_seed(ckpt: Checkpoint) -> int:
-    """The seed the checkpoint's run drew its splits with (0 when it records none)."""
     return int((ckpt.config or {}).get("seed", 0))
 
 
 def check_classes(ckpt: Checkpoint, classes: list[str]) -> None:
-    """The data's labels must mean what the checkpoint's outputs mean: the same count, and the
-    same names in order where recorded. Other pixels may be allowed; other labels never are."""
+    """The data's labels must mean what the checkpoint's outputs mean (count, and names)."""
     if ckpt.num_classes != len(classes):
         raise CheckpointError(
             f"{ckpt.path}: class-count mismatch: the checkpoint has {ckpt.num_classes} classes, "
@@ -355,8 +340,7 @@ class CompiledInference(nn.Module):
     def __init__(self, compiled: nn.Module, batch: int, compile_seconds: float,
                  threads: int | None):
         super().__init__()
-        self.compiled = compiled
-        self.batch = batch
+        self.compiled, self.batch = compiled, batch
         self.compile_seconds = compile_seconds  # the first call: tracing and code generation
         self.threads = threads  # CPU: the intra-op thread count it was compiled for
 
@@ -387,10 +371,9 @@ def compile_for_inference(model: nn.Module, batch: int,
     """A folded, frozen copy of ``model`` for inputs like ``example`` (default: CIFAR-shaped),
     compiled now on ``batch`` zero images; a failed compilation is a ConfigError."""
     device = next(model.parameters()).device
-    folded = fold_batchnorm(model)
     if example is None:
         example = torch.zeros(1, 3, 32, 32, device=device)
-    compiled = torch.compile(folded, options={"freezing": True}, dynamic=False)
+    compiled = torch.compile(fold_batchnorm(model), options={"freezing": True}, dynamic=False)
     threads = torch.get_num_threads()
     start = time.perf_counter()
     try:

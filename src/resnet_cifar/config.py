@@ -24,15 +24,12 @@ NORMALIZE_MODES = ("dataset", "half", "imagenet")
 AMP_MODES = ("none", "bf16", "fp16")
 SCHEDULES = ("step", "cosine", "onecycle")
 EVAL_BATCH_SIZE = 1000  # evaluation is inference only: large batches are faster
-# Test-time augmentation: the views whose softmax outputs are averaged (engine/evaluate.py).
-TTA_MODES = ("none", "flip", "flip-translate")
+TTA_MODES = ("none", "flip", "flip-translate")  # test-time views averaged (engine/evaluate.py)
 FLIP_MODES = ("random", "alternating")  # how training images are flipped (data/loader.py)
-# What the horizontal axis of plot and compare counts: epochs, or training minutes (viz/curves.py).
-X_AXES = ("epoch", "time")
+X_AXES = ("epoch", "time")  # the horizontal axis of plot and compare (viz/curves.py)
 CROP_PADDING = 4  # "standard" augmentation: a random 32x32 crop of the image zero-padded by 4
 STEM_INITS = ("kaiming", "whitening")  # how the first convolution starts (models/init.py)
-# minutes between saves of last.pt within an epoch: a save costs under a second, a kill loses at
-# most this much (a recurrent model's CPU epoch can take a quarter of an hour)
+# minutes between saves of last.pt within an epoch: what a hard kill loses at most
 SAVE_EVERY_MINUTES = 10.0
 
 
@@ -91,7 +88,6 @@ class DataConfig:
         "cut a random N x N square out of each training image, whatever the augmentation "
         "(0: off; DeVries & Taylor)",
         metavar="N", minimum=0, train_only=True, help_order=2))
-    # sha256 of the decoded images and labels; a run records its own. None: not checked
     fingerprint: str | None = field(default=None, metadata=opt(
         "sha256 content fingerprint the data must have (a run records its own)", flag=False))
     allow_other_data: bool = field(default=False, metadata=opt(
@@ -239,9 +235,7 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         options = typing.get_args(annotation)
         if value is None and type(None) in options:
             return None
-        for option in options:
-            if option is type(None):
-                continue
+        for option in (o for o in options if o is not type(None)):
             try:
                 return _check_type(value, option, where)
             except ConfigError:
@@ -317,8 +311,9 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 def validate(config: TrainConfig) -> None:
     """Range and cross-field checks, before anything is read or created."""
-    at_least_one = [k for k, f in setting_fields().items() if f.metadata["minimum"] == 1]
-    for name in at_least_one:
+    from resnet_cifar.models.registry import check_options
+
+    for name in (k for k, f in setting_fields().items() if f.metadata["minimum"] == 1):
         if getattr(config, name) < 1:
             raise ConfigError(f"{key(name)} must be at least 1, got {getattr(config, name)}")
     for name, (fits, what) in RANGES.items():
@@ -338,7 +333,7 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"`out` (--out) is empty ({config.out!r}): give the run's folder, or "
                           "leave it out for one under runs/")
     check_run_name(config.name)
-    check_model(config.model, config.model_kwargs)
+    check_options(config.model, config.model_kwargs)  # an unknown model name raises first
     milestones = config.milestones
     steps_up = all(a < b for a, b in zip(milestones, milestones[1:], strict=False))
     if not steps_up or any(m < 0 for m in milestones):
@@ -373,10 +368,3 @@ def todays_names(config: TrainConfig) -> TrainConfig:
 
     config.model_kwargs = resolve_options(config.model, config.model_kwargs)
     return config
-
-
-def check_model(name: str, kwargs: dict[str, Any]) -> None:
-    """Fail before any data is read if the model name or one of its options is unknown."""
-    from resnet_cifar.models.registry import check_options
-
-    check_options(name, kwargs)  # an unknown name raises first, listing the valid ones

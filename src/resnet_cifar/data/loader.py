@@ -33,15 +33,13 @@ __all__ = ["DeviceLoader", "EpochPlan", "crop_flip_batch", "epoch_seed", "normal
            "split_train_val", "stratified_subset", "stream_seed"]
 
 
-
 def _take(values, index: np.ndarray):
     """values[index] for a numpy array or a torch tensor."""
     return values[torch.as_tensor(index)] if torch.is_tensor(values) else values[index]
 
 
 def _stratified_indices(labels, n: int, seed: int) -> np.ndarray:
-    """`n` sorted indices drawn without replacement, each class in proportion to its size
-    (quotas rounded by largest remainder, ties to the lower class)."""
+    """`n` sorted indices, each class in proportion to its size (largest-remainder quotas)."""
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
     exact = counts * n / len(labels)
@@ -80,16 +78,13 @@ def stratified_subset(images, labels, n: int, seed: int):
     return _take(images, index), _take(labels, index)
 
 
-
 def stream_seed(seed: int, stream: str) -> int:
-    """A 63-bit generator seed for the named random stream of a run; different names (or seeds)
-    give unrelated streams."""
+    """A 63-bit generator seed for the named random stream of a run."""
     digest = hashlib.sha256(f"resnet_cifar:{seed}:{stream}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit generator seed from (seed, epoch) alone; different pairs give unrelated streams."""
     return stream_seed(seed, str(epoch))
 
 
@@ -107,29 +102,20 @@ class EpochPlan(NamedTuple):
     centres: torch.Tensor | None  # (S, 2) cutout centres (cy, cx); None: no cutout
 
 
-
 class DeviceLoader:
     """Batches (x, y) of a data set held on `device` as one uint8 tensor.
 
     train=True: a fresh shuffle each epoch, the last incomplete batch dropped, and (augment=
-    "standard") a random crop of the image zero-padded by `crop_padding` pixels (4, as the
-    original) plus a left-right flip with probability 0.5, drawn per image. train=False: fixed
-    order, last batch kept, no augmentation.
-    flip="alternating" replaces the coin flip: image i is flipped in epoch e iff its epoch-0
-    choice (drawn once from `seed`) XOR e is odd; augment="none" disables flipping either way.
-    cutout=N > 0 zeroes an N x N square (clipped at the border) of each training image after
-    normalization, whatever `augment` is: it is an independent option.
-    x is float (B, 3, 32, 32) normalized as (x / 255 - mean) / std; y is int64 (B,). The
-    statistics are `normalization` when given, else `mean` and `std`.
+    "standard") a random crop of the image zero-padded by `crop_padding` pixels plus a left-right
+    flip per image (flip="alternating": image i flipped in epoch e iff its seeded epoch-0 choice
+    XOR e is odd). cutout=N zeroes an N x N square after normalization, whatever `augment` is.
+    train=False: fixed order, last batch kept, no augmentation. x is float (B, 3, 32, 32),
+    (x / 255 - mean) / std by `normalization` (else `mean`, `std`); y is int64 (B,).
 
-    Call `set_epoch(epoch)` before each epoch, as with DistributedSampler: an epoch's order and
-    augmentation depend only on (seed, epoch), so iterating twice without it repeats the epoch.
-
-    DDP: every rank draws the same permutation, truncated to a multiple of world_size, and takes
-    perm[rank::world_size], so ranks see disjoint samples and run the same number of steps. The
-    crop and flip of a sample depend on its position in the permutation, not on world_size.
-    Evaluation shards as rank::world_size without padding; the caller sums counts across ranks.
-    `pin_memory` pins the batches when the data stays on the CPU (for a later copy to a GPU).
+    Call `set_epoch(epoch)` before each epoch, as with DistributedSampler: an epoch depends only
+    on (seed, epoch). DDP: every rank draws the same permutation, truncated to a multiple of
+    world_size, and takes perm[rank::world_size]; augmentation depends on the position in the
+    permutation, not on world_size. Evaluation shards as rank::world_size without padding.
     """
 
     def __init__(self, images, labels, *, batch_size: int, train: bool, augment: str = "standard",
@@ -174,8 +160,7 @@ class DeviceLoader:
             raise DataError(f"batch size {batch_size} exceeds the {self._per_rank()} training "
                             "images per process, so an epoch would have no step: lower it")
 
-    def _per_rank(self) -> int:
-        """Samples of this rank per epoch before batching."""
+    def _per_rank(self) -> int:  # samples of this rank per epoch, before batching
         n = len(self.images)
         if self.train:
             return n // self.world_size  # the permutation is truncated to a multiple

@@ -16,30 +16,26 @@ from resnet_cifar.engine.rundir import strict_json
 from resnet_cifar.errors import UserError
 
 
-def _whole_number(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a number >= {minimum}, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:
-    value = _whole_number(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+    return _whole_number(text, 1)
 
 
 def nonnegative_int(text: str) -> int:
-    value = _whole_number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def thread_count(text: str) -> int:
-    """--threads: 0 (one per usable core) up to the usable cores: more threads than cores spin
-    waiting for one, and throughput collapses."""
+    """--threads: 0 (one per usable core) up to the usable cores; more would spin, not work."""
     from resnet_cifar.engine.runtime import physical_cores
 
     value, cores = nonnegative_int(text), physical_cores()
@@ -79,17 +75,13 @@ def minutes(text: str) -> float:
     return value
 
 
-# settings whose flag checks more than the field's type says
-SPECIAL_TYPES = {"threads": thread_count, "save_every": minutes}
-
-
 def setting_type(key: str, f: dataclasses.Field, annotation: Any) -> dict[str, Any]:
     """The argparse type (or action) and choices of config field ``f``."""
     meta = f.metadata
     if annotation is bool:
         return {"action": argparse.BooleanOptionalAction if meta["negatable"] else "store_true"}
-    if key in SPECIAL_TYPES:
-        return {"type": SPECIAL_TYPES[key]}
+    if key in ("threads", "save_every"):  # checked more than the field's type says
+        return {"type": thread_count if key == "threads" else minutes}
     if annotation is int:
         return {"type": {1: positive_int, 0: nonnegative_int}.get(meta["minimum"], int)}
     if annotation is float:
@@ -99,9 +91,7 @@ def setting_type(key: str, f: dataclasses.Field, annotation: Any) -> dict[str, A
     return {"choices": meta["choices"]} if meta["choices"] else {}
 
 
-@functools.cache  # resolving the annotations is a tenth of a second, for each of ~90 flags
-def type_hints(owner: type) -> dict[str, Any]:
-    return typing.get_type_hints(owner)
+type_hints = functools.cache(typing.get_type_hints)  # slow: resolved once, not per flag
 
 
 def add_setting(group, key: str) -> None:

@@ -1,12 +1,6 @@
-"""Runs side by side: one row per run, and mean ± std over the seeds of the same recipe.
-
-    rows, groups = compare_runs(["runs/a", "runs/b", "old/comparison.csv"])
-    print(markdown_tables(rows, groups, baseline=["resnet20", "regnet20_convgru=resnet56"]))
-
-A run's row and recipe are engine/recipes', which runs are seeds and their statistics seeds.py's;
-this module writes what is made of them: the Markdown, the CSV and the PNGs. The rows of an
-earlier comparison.csv count as runs (their directories may be gone).
-"""
+"""Runs side by side: one row per run, and mean ± std over the seeds of the same recipe, as
+Markdown, CSV and PNGs. Rows come from engine/recipes, statistics from seeds.py; the rows of an
+earlier comparison.csv count as runs (their directories may be gone)."""
 
 from __future__ import annotations
 
@@ -121,19 +115,17 @@ def read_csv_rows(path: Path, targets: Targets = TIME_TO_ACCURACY_TARGETS
         asked = [target_name(t) for t in targets]
         raise ConfigError(f"{path} holds the time to {', '.join(held) or 'no'}% only, not to "
                           f"{', '.join(asked)}%: ask for targets it holds")
-    return [{**{c: _csv_value(c, record.get(c) or "", path, line) for c in COLUMNS + times},
-             "recipe": _csv_value("recipe", record.get("recipe") or "", path, line),
-             "data": _csv_value("data", record.get("data") or "", path, line) or dict(UNKNOWN_DATA)}
-            for line, record in enumerate(records, 2)]
+    return [{c: _csv_value(c, record.get(c) or "", path, line)
+             for c in COLUMNS + times + RECORD_COLUMNS} for line, record in enumerate(records, 2)]
 
 
 def _csv_value(column: str, text: str, path: Path, line: int) -> Any:
-    """A comparison.csv cell as run_row has it; empty is None."""
+    """A comparison.csv cell as run_row has it; empty is None (unknown data)."""
     try:
         if text == "":
             if column in REQUIRED_COLUMNS:
                 raise ValueError
-            return None
+            return dict(UNKNOWN_DATA) if column == "data" else None
         if column in TEXT_COLUMNS:
             return text
         if column == "val_is_test":
@@ -167,8 +159,8 @@ def _pct(value: float | None, targets: Targets = ()) -> str:
     return text
 
 
-def _num(value: float | None, digits: int) -> str:
-    return "–" if value is None else f"{value:,.{digits}f}"
+def _num(value: float | None, digits: int, scale: float = 1) -> str:
+    return "–" if value is None else f"{value / scale:,.{digits}f}"
 
 
 def _pct_pm(stat: tuple[float, float, int] | None, n: int, targets: Targets = ()) -> str:
@@ -290,7 +282,7 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
         best = "–" if r["best_val_acc"] is None else \
             f"{_pct(r['best_val_acc'], targets)} ({r['best_epoch']}){dagger}"
         body.append([r["run"], recipe_label(r, differing),
-                     _num(r["params"], 0), _num(None if r["macs"] is None else r["macs"] / 1e6, 1),
+                     _num(r["params"], 0), _num(r["macs"], 1, 1e6),
                      str(r["epochs"]), _seed(r, repeated), best,
                      _pct(r["final_val_acc"], targets),
                      *([_pct(r["final_val_tta_acc"], targets)] if tta else []),
@@ -313,8 +305,7 @@ def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
         header = ["model", "params", "MMACs", "epochs", "runs", "seeds", "best val %",
                   "final val %", *(["final val % with TTA"] if tta else []), "test %",
                   "s/epoch", "img/s"]
-        body = [[g["label"], _num(g["params"], 0),
-                 _num(None if g["macs"] is None else g["macs"] / 1e6, 1), str(g["epochs"]),
+        body = [[g["label"], _num(g["params"], 0), _num(g["macs"], 1, 1e6), str(g["epochs"]),
                  str(g["n"]), ", ".join(str(s) for s in g["seeds"]),
                  _pct_pm(g["best_val_acc"], g["n"], targets) + (" †" if g["val_is_test"] else ""),
                  _pct_pm(g["final_val_acc"], g["n"], targets),

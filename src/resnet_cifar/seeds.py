@@ -1,9 +1,6 @@
-"""Which runs are seeds of one recipe, and what their seeds say: mean ± std, and differences
-against a baseline with 95% intervals from the seed-to-seed variance pooled over the models.
-
-A run is one seed of its recipe (engine/recipes.group_key); a later run of a recipe with a seed
-already seen is a repeat, set aside from every mean, std, interval and figure.
-"""
+"""Which runs are seeds of one recipe (engine/recipes.group_key), and what they say: mean ± std,
+and differences against a baseline with 95% intervals from the seed variance pooled over models.
+A later run of a recipe with a seed already seen is a repeat, left out of every statistic."""
 
 from __future__ import annotations
 
@@ -48,8 +45,7 @@ def seed_groups(rows: list[dict[str, Any]], min_runs: int = 2) -> list[list[dict
 
 
 def repeats(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(repeat, the run it repeats) pairs. The same seed twice measures nothing about the seed
-    noise (one run given twice would give a std of 0)."""
+    """(repeat, the run it repeats) pairs: the same seed twice says nothing of the seed noise."""
     return _seeds_and_repeats(rows)[1]
 
 
@@ -80,8 +76,7 @@ def group_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                  "seeds": [m["seed"] for m in members],
                  "val_is_test": any(m["val_is_test"] for m in members)}
         for metric in GROUP_METRICS + tuple(time_keys(first)):
-            values = [m[metric] for m in members if m[metric] is not None]
-            group[metric] = mean_std(values)
+            group[metric] = mean_std([m[metric] for m in members if m[metric] is not None])
         groups.append(group)
     return groups
 
@@ -144,8 +139,7 @@ def noise_test(rows: list[dict[str, Any]], baseline: str,
 
     ``baseline`` and ``models`` name a group's label ("resnet20 [lr=0.1]") or its model
     ("resnet20"); a baseline naming several recipes of one length is refused, never guessed."""
-    differing = differing_settings(rows)
-    groups = [(recipe_label(g[0], differing), g) for g in seed_groups(rows, min_runs=1)]
+    groups = _labelled_groups(rows)
     # a baseline needs its own seeds: one run says nothing about its noise
     candidates = [(label, g) for label, g in groups
                   if len(g) > 1 and _is_named(baseline, label, g)]
@@ -186,6 +180,11 @@ def noise_test(rows: list[dict[str, Any]], baseline: str,
     return tests
 
 
+def _labelled_groups(rows: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    differing = differing_settings(rows)
+    return [(recipe_label(g[0], differing), g) for g in seed_groups(rows, min_runs=1)]
+
+
 def _is_named(name: str, label: str, members: list[dict[str, Any]]) -> bool:
     return name in (label, model_label(members[0]["model"], members[0]["model_kwargs"]))
 
@@ -218,8 +217,7 @@ def _split_outside_brackets(text: str, sep: str) -> list[str]:
 def noise_tests(rows: list[dict[str, Any]], baseline: str | Sequence[str]) -> list[NoiseTest]:
     """noise_test against each baseline that ``baseline`` asks for (see baseline_pairs), each
     pair once."""
-    differing = differing_settings(rows)
-    groups = [(recipe_label(g[0], differing), g) for g in seed_groups(rows, min_runs=1)]
+    groups = _labelled_groups(rows)
     against: dict[str, list[str] | None] = {}
     for model, base in baseline_pairs(baseline):
         if model is not None and not any(_is_named(model, label, g) for label, g in groups):
@@ -264,10 +262,8 @@ def _describe_data(data: dict[str, Any]) -> str:
 
 
 def check_same_data(rows: list[dict[str, Any]], allow_mixed_data: bool = False) -> None:
-    """Refuse runs on different data unless ``allow_mixed_data``: their accuracies differ in
-    meaning."""
-    conflict = data_conflict(rows)
-    if conflict and not allow_mixed_data:
+    """Refuse runs on different data unless ``allow_mixed_data``."""
+    if not allow_mixed_data and (conflict := data_conflict(rows)):
         raise ConfigError(f"{conflict}: their accuracies are not comparable; compare runs on "
                           "one dataset, or pass `allow_mixed_data` (--allow-mixed-data) to "
                           "compare them anyway")

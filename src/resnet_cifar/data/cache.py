@@ -7,6 +7,7 @@ ignored and rewritten, and an unwritable cache folder only costs a warning.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -39,7 +40,6 @@ from resnet_cifar.data.sources import (
 from resnet_cifar.errors import DataError
 
 # Bump when the decoded result of a source changes, so that older cache files are not reused.
-# 2: one image decoder (data/images.py): EXIF orientation, 16-bit and float greyscale scaled.
 CACHE_FORMAT = 2
 _warned_dirs: set[str] = set()
 
@@ -64,11 +64,6 @@ def folder_digest(tree: FileTree, layout: Layout) -> str:
         digest.update(f"\0{name}\0{len(data)}\0".encode())  # the length keeps names apart
         digest.update(data)
     return f"folder:{digest.hexdigest()}"
-
-
-def cache_path(cache_dir: Path, key: str) -> Path:
-    return cache_dir / f"cifar-{key[:16]}.npz"
-
 
 
 def read_cache(file: Path, key: str) -> CifarArrays | None:
@@ -118,7 +113,7 @@ def write_cache(file: Path, key: str, arrays: CifarArrays) -> str | None:
 def _cached(cache_dir: Path, key: str, source: str,
             decode: Callable[[], CifarArrays]) -> CifarArrays:
     """The cached arrays for `key`, else `decode()` them and cache the result."""
-    file = cache_path(cache_dir, key)
+    file = cache_dir / f"cifar-{key[:16]}.npz"
     arrays = read_cache(file, key) or decode()
     fresh = arrays.cache_file is None
     arrays.source = source  # where it comes from now, not where it came from then
@@ -127,25 +122,21 @@ def _cached(cache_dir: Path, key: str, source: str,
     return arrays
 
 
-
 def _load_path(source: Path, cache_dir: Path, coarse: bool, resize: bool,
                progress: bool) -> CifarArrays:
     if not source.exists():
         raise DataError(f"data path {source} does not exist: pass the folder or archive that holds "
                         f"CIFAR, or unset {DATA_ENV} and omit the path to use the cache / download")
+    options = {"coarse": coarse, "resize": resize, "progress": progress}
     if source.is_dir():
         tree = open_tree(source, progress)
         layout = find_layout(tree)
-        key = cache_key(folder_digest(tree, layout), coarse=coarse, resize=resize)
-
-        def decode() -> CifarArrays:
-            return decode_tree(tree, layout, coarse=coarse, resize=resize, progress=progress)
+        digest = folder_digest(tree, layout)
+        decode = functools.partial(decode_tree, tree, layout, **options)
     else:
-        key = cache_key(f"md5:{file_md5(source)}", coarse=coarse, resize=resize)
-
-        def decode() -> CifarArrays:
-            return read_source(source, coarse=coarse, resize=resize, progress=progress)
-    return _cached(cache_dir, key, str(source), decode)
+        digest = f"md5:{file_md5(source)}"
+        decode = functools.partial(read_source, source, **options)
+    return _cached(cache_dir, cache_key(digest, coarse=coarse, resize=resize), str(source), decode)
 
 
 def _load_official(dataset: str, cache_dir: Path, *, coarse: bool, resize: bool, download: bool,

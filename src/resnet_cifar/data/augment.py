@@ -1,13 +1,7 @@
 """Batched training augmentations: whole batches on the device, no per-image Python.
 
-Each function is pure: the random draws (crop offsets, flip choices, cutout centres) are made by
-the caller (DeviceLoader, from its (seed, epoch) generator) and passed in, so the same draws give
-the same pixels on any device.
-
-    crop_flip_batch     4-pixel padded random crop + left-right flip, in one gather
-    crop_flip_plan      the same for a whole epoch of samples, gathered batch by batch
-    alternating_flips   airbench's alternating flip: each image flipped on alternate epochs
-    cutout_batch        DeVries & Taylor's cutout: an N x N square set to zero after normalization
+Pure functions: the caller (DeviceLoader) makes the random draws and passes them in, so the same
+draws give the same pixels on any device.
 """
 
 from __future__ import annotations
@@ -25,12 +19,8 @@ __all__ = ["alternating_flips", "crop_flip_batch", "crop_flip_plan", "cutout_bat
 
 def crop_flip_batch(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
                     padding: int = CROP_PADDING) -> torch.Tensor:
-    """Random-crop and flip a batch in one gather, with no per-image Python.
-
-    images (B, C, H, W) any dtype; offsets (B, 2) integers (dy, dx) in [0, 2 * padding]: where
-    each crop starts in the zero-padded image; flips (B,) bool: mirror that crop left-right.
-    Returns (B, C, H, W): image i is padded[i, :, dy:dy + H, dx:dx + W], mirrored if flips[i].
-    """
+    """Random-crop and flip a batch in one gather: image i of the result is padded[i, :, dy:dy + H,
+    dx:dx + W] for offsets[i] = (dy, dx) in [0, 2 * padding], mirrored left-right if flips[i]."""
     b, c, h, w = images.shape
     padded = F.pad(images, (padding, padding, padding, padding)).contiguous()
     starts, cols = crop_flip_plan(torch.arange(b, device=images.device), offsets, flips,
@@ -38,14 +28,13 @@ def crop_flip_batch(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Te
     return gather_crops(padded, starts, cols, plane_rows(images.shape, padding, images.device))
 
 
-# A crop as flat int32 indices into the padded tensor: pixel (c, i, j) of sample s is at
-# starts[s] + rows[c, i] + cols[s, j]; the loader computes starts and cols once per epoch.
-
-
 def crop_flip_plan(image_index: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor,
                    shape: torch.Size, padding: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(starts (S,), cols (S, W)) for samples of images ``image_index`` of a (N, C, H, W) data
-    set, cropped at ``offsets`` (S, 2) of their padded images and mirrored where ``flips``."""
+    set, cropped at ``offsets`` (S, 2) of their padded images and mirrored where ``flips``.
+
+    Flat int32 indices into the padded tensor: pixel (c, i, j) of sample s is at starts[s] +
+    rows[c, i] + cols[s, j]; the loader computes starts and cols once per epoch."""
     n, c, h, w = shape
     hp, wp = h + 2 * padding, w + 2 * padding
     assert n * c * hp * wp < 2**31, "data set too large for int32 indices"
@@ -71,18 +60,13 @@ def gather_crops(padded: torch.Tensor, starts: torch.Tensor, cols: torch.Tensor,
 
 
 def alternating_flips(first_choice: torch.Tensor, epoch: int) -> torch.Tensor:
-    """(N,) bool by image: epoch e flips image i iff first_choice[i] (its epoch-0 choice, drawn
-    once per run) XOR (e is odd), so each image is mirrored exactly every other epoch."""
+    """(N,) bool: epoch e flips image i iff its epoch-0 choice first_choice[i] XOR (e is odd)."""
     return first_choice ^ bool(epoch % 2)
 
 
 def cutout_batch(x: torch.Tensor, centres: torch.Tensor, size: int) -> torch.Tensor:
-    """Zero a size x size square of each image of a normalized batch, in place; returns x.
-
-    x (B, C, H, W) float, already normalized (zero is the mean colour); centres (B, 2) (cy, cx).
-    The square covers rows [cy - size // 2, cy - size // 2 + size) and the matching columns,
-    clipped at the border.
-    """
+    """Zero, in place, a size x size square centred at centres (B, 2) (cy, cx), clipped at the
+    border, of each image of normalized x (zero is the mean colour); returns x."""
     h, w = x.shape[-2:]
     start = centres.to(torch.int64) - size // 2  # (B, 2): top-left corner, may be negative
     rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)

@@ -1,13 +1,10 @@
-"""Files that are either complete or absent: write a temporary file beside the target, fsync
-it, rename it over the target. Every file gets the permissions a plain ``open()`` gives.
+"""Files that are either complete or absent: a temporary file beside the target (with the mode a
+plain ``open()`` gives), fsynced, then renamed over it. Each writer flocks its temporary file, which
+the kernel drops however it ends: an unlocked one has lost its writer; the next write deletes it.
 
-A writer killed outright cannot delete its temporary file: the next write of the target does.
-Each writer holds an flock on its temporary file, which the kernel drops however the process
-ends, so an unlocked temporary file has lost its writer; a locked one belongs to a live writer.
-
-``atomic_path`` and ``atomic_write`` raise OSError as it comes (the data cache may carry on
-without its file); outputs the user asked for call ``check_target`` (or ``check_folder``) before
-the work and wrap the write in ``explain_write_errors``: a one-line UserError with path and cause.
+``atomic_path``/``atomic_write`` raise OSError as it comes (the data cache carries on without its
+file); outputs the user asked for call ``check_target`` (or ``check_folder``) before the work and
+wrap the write in ``explain_write_errors``: a one-line UserError with path and cause.
 """
 
 from __future__ import annotations
@@ -140,16 +137,14 @@ def _file_in_the_way(path: Path) -> Path | None:
 
 
 def _refuse_a_file_in_the_way(path: Path, what: str, setting: str) -> Path:
-    blocker = _file_in_the_way(path)
-    if blocker is not None:
+    if (blocker := _file_in_the_way(path)) is not None:
         raise cannot_write(path, what, f"{blocker} is a file, not a folder",
                            f"choose another {setting}")
     return path
 
 
 def check_target(path: str | os.PathLike, what: str, setting: str = "`out` (--out)") -> Path:
-    """``path`` as a Path; a UserError now if no file can be written there. Cheap: call it
-    before the expensive work."""
+    """``path`` as a Path; a UserError now (cheaply) if no file can be written there."""
     path = Path(path)
     if path.is_dir():
         raise cannot_write(path, what, "it is a folder", f"give {setting} a file name")
@@ -167,8 +162,7 @@ def check_folder(path: str | os.PathLike, what: str,
 
 def _explain(err: OSError, path: Path, setting: str) -> tuple[str, str]:
     """(cause, fix) of a failed write to ``path``."""
-    blocker = _file_in_the_way(path)  # mkdir's ENOTDIR or EEXIST, said plainly
-    if blocker is not None:
+    if (blocker := _file_in_the_way(path)) is not None:  # mkdir's ENOTDIR or EEXIST, said plainly
         return f"{blocker} is a file, not a folder", f"choose another {setting}"
     if err.errno == errno.ENOSPC:
         return os_error_cause(err), f"free some space or choose another {setting}"

@@ -1,9 +1,6 @@
 """resnet-cifar predict / export: classify image files with a checkpoint, or export it.
 
-predict prints a table (file, original size, top-k class:probability), JSON (--json) or CSV
-(--csv: file, width, height, mode, then class_i, index_i, prob_i for i = 1..k, then error). A file
-that cannot be read is reported on stderr and skipped, and the exit code is 1. With --tta the
-output says so: a line above the table, a "tta" key in the JSON, a note on stderr beside the CSV.
+A file predict cannot read is reported on stderr and skipped, and the exit code is 1.
 """
 
 from __future__ import annotations
@@ -15,10 +12,6 @@ from pathlib import Path
 
 from resnet_cifar.cli import common
 from resnet_cifar.errors import UserError
-
-NORMALIZE_HELP = ("dataset: CIFAR-10's training statistics (or the checkpoint's own, if it was "
-                  "trained with dataset); half: 0.5; imagenet: ImageNet's statistics. Default: "
-                  "what the checkpoint records, else dataset")
 
 
 def add_parser(sub) -> None:
@@ -50,7 +43,10 @@ def add_predict_parser(sub) -> None:
                    help="decode large JPEGs at full size before the resize (slower; the pixels "
                         "any full-decode pipeline gives). Default: PIL's draft mode, which has "
                         "the decoder shrink them by up to 8x first")
-    p.add_argument("--normalize", choices=NORMALIZE_MODES, help=NORMALIZE_HELP)
+    p.add_argument("--normalize", choices=NORMALIZE_MODES,
+                   help="dataset: CIFAR-10's training statistics (or the checkpoint's own, if it "
+                        "was trained with dataset); half: 0.5; imagenet: ImageNet's statistics. "
+                        "Default: what the checkpoint records, else dataset")
     p.add_argument("--tta", choices=TTA_MODES, default="none",
                    help="report probabilities averaged over test-time-augmented views")
     common.add_device_arg(p)
@@ -109,6 +105,11 @@ def run_predict(args: argparse.Namespace) -> int:
                           device=args.device, batch_size=args.batch_size, exact=args.exact,
                           tta=args.tta)
     results = predictor.predict_files(paths, topk=args.topk)
+    note = None  # with --tta the output says so, in each format
+    if args.tta != "none":
+        from resnet_cifar.engine.evaluate import TTA_VIEWS
+
+        note = f"probabilities: mean over {TTA_VIEWS[args.tta]} views per image (tta {args.tta})"
     failed = [r for r in results if r.error is not None]
     for r in failed:
         print(f"error: {r.file}: {r.error}", file=sys.stderr)
@@ -121,23 +122,17 @@ def run_predict(args: argparse.Namespace) -> int:
             "errors": [r.to_dict() for r in failed],
         })
     elif args.csv:
-        if args.tta != "none":
-            print(f"note: {tta_note(args.tta)}", file=sys.stderr)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
         write_csv(results, args.topk)
     else:
-        if args.tta != "none":
-            print(tta_note(args.tta))
+        if note:
+            print(note)
         print_table(results)
     if failed:
         print(f"{len(results) - len(failed)} of {len(results)} images predicted, "
               f"{len(failed)} failed", file=sys.stderr)
     return 1 if failed else 0
-
-
-def tta_note(mode: str) -> str:
-    from resnet_cifar.engine.evaluate import TTA_VIEWS
-
-    return f"probabilities: mean over {TTA_VIEWS[mode]} views per image (tta {mode})"
 
 
 def write_csv(results, topk: int) -> None:

@@ -1,14 +1,13 @@
 """Checkpoints: written atomically, read with ``weights_only=True``, foreign formats mapped.
 
-Three shapes are read: ours (last.pt, best.pt: ``format == FORMAT``, the model, its options,
-normalization and classes, the training state; with `ema_decay` also ``ema`` and ``weights``, which
-of the two inference gets, while ``model`` stays the raw weights resume continues from); a plain
-state_dict (model.pth, as the original repository saved it); and ``{'state_dict': ...}`` as most
-training scripts save it, keys perhaps prefixed ``module.`` (DataParallel/DDP).
+Read: ours (``format == FORMAT``; with `ema_decay`, ``ema`` and ``weights`` say which weights
+inference gets, ``model`` stays the raw ones resume continues from), a plain state_dict, and
+``{'state_dict': ...}``, keys perhaps prefixed ``module.`` (DataParallel/DDP).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -28,13 +27,12 @@ FORMAT_VERSION = 1
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save of ``obj`` with every tensor on the CPU (a file saved on a GPU loads anywhere,
-    with a plain torch.load), never leaving a half-written file."""
+    """torch.save of ``obj`` with every tensor on the CPU, never leaving a half-written file."""
     atomic_save_bytes(path, lambda f: torch.save(on_cpu(obj), f))
 
 
 def on_cpu(obj: Any) -> Any:
-    """``obj`` with each tensor in its dicts, lists and tuples moved to the CPU (a no-op there)."""
+    """``obj`` with each tensor in its dicts, lists and tuples moved to the CPU."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
     if isinstance(obj, dict):
@@ -57,8 +55,6 @@ def strip_module_prefix(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.
 
 @dataclass
 class Checkpoint:
-    """What a checkpoint file holds, mapped onto our names."""
-
     path: Path
     model_name: str
     model_kwargs: dict[str, Any]
@@ -76,7 +72,6 @@ class Checkpoint:
     published: dict[str, Any] | None = None  # published weights' pretrained_cfg (their record)
 
     def build_model(self) -> nn.Module:
-        """A fresh model of the checkpoint's architecture with its weights loaded."""
         model = create_model(self.model_name, num_classes=self.num_classes, **self.model_kwargs)
         load_state_dict_checked(model, self.state_dict, self.path, self.model_name)
         bad = sum(int((~t.isfinite()).sum()) for t in self.state_dict.values()
@@ -89,8 +84,7 @@ class Checkpoint:
         return model
 
     def pretrained_cfg(self) -> dict[str, Any]:
-        """What its model needs beside the weights (models/pretrained.py): the input it takes,
-        the classes, and the recipe without this machine's paths."""
+        """What its model needs beside the weights (models/pretrained.py)."""
         from resnet_cifar.models.pretrained import shipped_config
 
         mean, std = (list(v) if v else None for v in (self.mean, self.std))
@@ -127,8 +121,7 @@ def load_state_dict_checked(model: nn.Module, state_dict: dict[str, torch.Tensor
     """load_state_dict(strict=True) whose failures say what was expected and what was found."""
     expected = model.state_dict()
     given = state_dict  # what the file holds, for the guess below
-    # Checkpoints from PyTorch < 0.4.1 lack BatchNorm's num_batches_tracked (it only matters for
-    # momentum=None): the model's own (zero) counter stands in.
+    # PyTorch < 0.4.1 saved no BatchNorm num_batches_tracked: the model's own (zero) stands in
     state_dict = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")},
                   **state_dict}
     missing = [k for k in expected if k not in state_dict]
@@ -162,8 +155,8 @@ def _is_state_dict(obj: Any) -> bool:
 
 def load_checkpoint(path: str | Path, model: str | None = None,
                     model_kwargs: dict[str, Any] | None = None) -> Checkpoint:
-    """Read any supported checkpoint. ``model``/``model_kwargs`` are needed for foreign files
-    (``--model``, ``--shortcut``) and override what an inferred guess would give."""
+    """Read any supported checkpoint. ``model``/``model_kwargs`` name a foreign file's
+    architecture, over what an inferred guess would give."""
     path = Path(path)
     obj = read_checkpoint_file(path)
     if isinstance(obj, dict) and isinstance(obj.get("format"), str) and obj["format"] == FORMAT:
@@ -197,22 +190,25 @@ def pretrained_checkpoint(tag: str | os.PathLike) -> Checkpoint:
     from resnet_cifar.models.pretrained import get_weights, load_weights, pretrained_cfg
 
     entry = get_weights(tag)
-    meta, norm = entry.meta, entry.meta.get("normalization") or {}
     return Checkpoint(
         path=entry.path, model_name=entry.model, model_kwargs=entry.model_kwargs,
         num_classes=entry.num_classes, state_dict=load_weights(entry),
-        classes=meta.get("classes"),
-        mean=tuple(norm["mean"]) if norm.get("mean") else None,
-        std=tuple(norm["std"]) if norm.get("std") else None,
-        normalize=norm.get("mode"), config=meta.get("config"), published=pretrained_cfg(entry))
+        classes=entry.meta.get("classes"), config=entry.meta.get("config"),
+        published=pretrained_cfg(entry), **_normalization(entry.meta))
+
+
+def _normalization(record: dict[str, Any]) -> dict[str, Any]:
+    """Checkpoint's mean, std and normalize from a record's "normalization" table."""
+    norm = record.get("normalization") or {}
+    return {"mean": tuple(norm["mean"]) if norm.get("mean") else None,
+            "std": tuple(norm["std"]) if norm.get("std") else None, "normalize": norm.get("mode")}
 
 
 def described_by_its_run(plain: Checkpoint, model: str | None,
                          model_kwargs: dict[str, Any] | None) -> Checkpoint | None:
-    """A run's own model.pth (a plain state_dict) read with what its last.pt records
-    (normalization, classes, options, config), or eval would normalize it as the data's default
-    and quietly report another accuracy. None (it stays foreign) where last.pt is missing,
-    unreadable, or of another architecture than ``model``/``model_kwargs`` or the tensors."""
+    """A run's own model.pth read with what its last.pt records (normalization, classes, options,
+    config), or eval would quietly report another accuracy. None (it stays foreign) where last.pt
+    is missing, unreadable, or of another architecture than ``model``/``model_kwargs``."""
     last_path = plain.path.parent / LAST
     if plain.path.name != WEIGHTS or not last_path.is_file():
         return None
@@ -229,10 +225,8 @@ def described_by_its_run(plain: Checkpoint, model: str | None,
     shapes = {k: tuple(v.shape) for k, v in plain.state_dict.items()}
     if shapes != {k: tuple(v.shape) for k, v in run.state_dict.items()}:
         return None
-    return Checkpoint(path=plain.path, model_name=run.model_name, model_kwargs=run.model_kwargs,
-                      num_classes=run.num_classes, state_dict=plain.state_dict,
-                      weights=run.weights, classes=run.classes, mean=run.mean, std=run.std,
-                      normalize=run.normalize, config=run.config)
+    return dataclasses.replace(run, path=plain.path, state_dict=plain.state_dict,
+                               training_state={}, raw_state_dict=None)
 
 
 def _from_ours(path: Path, obj: dict[str, Any], model: str | None,
@@ -249,17 +243,13 @@ def _from_ours(path: Path, obj: dict[str, Any], model: str | None,
     except UserError as err:
         raise CheckpointError(f"{path} holds a model this version does not know: {err}") from None
     weights = obj.get("weights", "raw")
-    norm = obj.get("normalization") or {}
     return Checkpoint(
         path=path, model_name=saved_name,
         model_kwargs={**(obj.get("model_kwargs") or {}), **(model_kwargs or {})},
         num_classes=obj["num_classes"], state_dict=obj["ema"] if weights == "ema" else obj["model"],
         weights=weights, raw_state_dict=obj["model"] if weights == "ema" else None,
-        classes=list(obj["classes"]) if obj.get("classes") else None,
-        mean=tuple(norm["mean"]) if norm.get("mean") else None,
-        std=tuple(norm["std"]) if norm.get("std") else None,
-        normalize=norm.get("mode"), config=obj.get("config"),
-        training_state={k: obj[k] for k in TRAINING_STATE_KEYS if k in obj})
+        classes=list(obj["classes"]) if obj.get("classes") else None, config=obj.get("config"),
+        **_normalization(obj), training_state={k: obj[k] for k in TRAINING_STATE_KEYS if k in obj})
 
 
 # ema: the average's state_dict (`ema_decay`); scaler: fp16's loss scale, which resume continues
@@ -271,8 +261,7 @@ def checkpoint_payload(model: nn.Module, *, model_name: str, model_kwargs: dict[
                        num_classes: int, classes: list[str], mean: tuple[float, ...],
                        std: tuple[float, ...], normalize: str, config: dict[str, Any],
                        package_version: str, **training_state: Any) -> dict[str, Any]:
-    """The dict written as last.pt/best.pt: plain containers, tensors and numbers only, so it
-    loads with weights_only=True."""
+    """last.pt/best.pt: plain containers, tensors and numbers only (loads with weights_only)."""
     unknown = set(training_state) - set(TRAINING_STATE_KEYS)
     assert not unknown, f"unknown training-state keys {unknown}"
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "package_version": package_version,
@@ -283,8 +272,7 @@ def checkpoint_payload(model: nn.Module, *, model_name: str, model_kwargs: dict[
 
 
 def read_checkpoint_file(path: str | Path) -> Any:
-    """torch.load(weights_only=True) of ``path``; a file it refuses is "not a checkpoint", with
-    the reason in a few words, or one that needs arbitrary pickle."""
+    """torch.load(weights_only=True) of ``path``; a file it refuses is a CheckpointError."""
     path = Path(path)
     if path.is_dir():
         present = [str(path / name) for name in TRAINING_CHECKPOINTS if (path / name).is_file()]
@@ -306,7 +294,6 @@ def read_checkpoint_file(path: str | Path) -> Any:
 
 
 def why_not(path: Path, err: Exception) -> str:
-    """Why torch.load refused ``path``, in a few words."""
     with path.open("rb") as f:
         head = f.read(256)
     if not head:

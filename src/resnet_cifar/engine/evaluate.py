@@ -21,8 +21,7 @@ from resnet_cifar.engine.inference import InferenceContext, compile_for_inferenc
 from resnet_cifar.engine.setup import autocast_for, check_amp
 from resnet_cifar.errors import ConfigError, DataError
 
-# On CPU the model sees at most this many images at a time (the loader's batch is split): their
-# activations stay in the core's cache, measured fastest in docs/benchmarks.md.
+# On CPU the model sees at most this many images at a time: their activations stay in cache
 CPU_EVAL_CHUNK = 32
 
 
@@ -61,7 +60,7 @@ def evaluate_model(model: nn.Module, loader, classes: list[str], *,
                    autocast: contextlib.AbstractContextManager | None = None, all_reduce=None,
                    tta: str = "none") -> EvalResult:
     """Run ``model`` in eval mode over ``loader``, sums kept on the device (one sync, at the end).
-    ``all_reduce(tensor)`` sums over DDP ranks in place; ``tta``: a config.TTA_MODES mode."""
+    ``all_reduce(tensor)`` sums over DDP ranks in place."""
     model = with_tta(model, tta)
     was_training = model.training
     model.eval()
@@ -84,8 +83,7 @@ def evaluate_model(model: nn.Module, loader, classes: list[str], *,
         all_reduce(confusion)
     model.train(was_training)
     matrix = confusion.view(k, k).cpu()
-    total = int(matrix.sum())
-    correct = int(matrix.diagonal().sum())
+    total, correct = int(matrix.sum()), int(matrix.diagonal().sum())
     if total == 0:  # the accuracy of no images is no number: never report it as 0%
         raise DataError("no images to evaluate: the split is empty")
     return EvalResult(loss=float(loss_sum) / total, accuracy=correct / total, correct=correct,
@@ -93,7 +91,7 @@ def evaluate_model(model: nn.Module, loader, classes: list[str], *,
 
 
 def piece_size(device: torch.device, batch_size: int) -> int:
-    """The images per call evaluate_model gives a model (a compiled copy's static shape)."""
+    """The images per call evaluate_model gives a model."""
     return CPU_EVAL_CHUNK if device.type == "cpu" else batch_size
 
 
@@ -103,13 +101,12 @@ def inference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 class AutocastForward(nn.Module):
-    """``model`` with each forward under autocast, entered inside the call (it is thread-local:
-    cpu_chunk_pool's threads each enter it). Float32 logits out."""
+    """``model`` with each forward under autocast, entered inside the call (it is thread-local).
+    Float32 logits out."""
 
     def __init__(self, model: nn.Module, autocast: Callable[[], contextlib.AbstractContextManager]):
         super().__init__()
-        self.model = model
-        self.autocast = autocast
+        self.model, self.autocast = model, autocast
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with self.autocast():
@@ -117,7 +114,7 @@ class AutocastForward(nn.Module):
 
 
 def with_amp(model: nn.Module, amp: str) -> nn.Module:
-    """``model`` evaluated under ``amp`` (config.AMP_MODES); "none": the same object."""
+    """``model`` evaluated under ``amp``; "none": the same object."""
     if amp == "none":
         return model
     device = next(model.parameters()).device
@@ -127,9 +124,9 @@ def with_amp(model: nn.Module, amp: str) -> nn.Module:
 
 @contextlib.contextmanager
 def cpu_chunk_pool(device: torch.device, autocast=None):
-    """On CPU without autocast (thread-local): a pool of one thread per intra-op thread, each
-    running single-threaded forwards of whole chunks, which leaves no per-op barrier for a busy
-    core to stall. Elsewhere: None (the caller runs the whole batch at once)."""
+    """On CPU without autocast: a pool of one thread per intra-op thread, each running
+    single-threaded forwards of whole chunks (no per-op barrier for a busy core to stall).
+    Elsewhere: None."""
     if device.type != "cpu" or not isinstance(autocast, (type(None), contextlib.nullcontext)):
         yield None
         return
@@ -149,10 +146,8 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: DataConfig | 
                         device: str = "auto", batch_size: int = EVAL_BATCH_SIZE,
                         seed: int | None = None, progress: bool = True, tta: str = "none",
                         compile: bool = False, amp: str = "none") -> EvalResult:
-    """Evaluate a checkpoint on a split of ``data`` (default: the data its run recorded, checked
-    against its fingerprint), drawn with ``seed`` (default: the run's own, so ``val`` is what it
-    held out), normalized as InferenceContext resolves it. ``tta``, ``compile``, ``amp``: see
-    evaluate_split."""
+    """Evaluate a checkpoint on a split of ``data`` (default: the data its run recorded), drawn
+    with ``seed`` (default: the run's own). ``tta``, ``compile``, ``amp``: see evaluate_split."""
     context = InferenceContext.build(checkpoint, data, model=model, model_kwargs=model_kwargs,
                                      normalize=normalize, device=device, seed=seed,
                                      progress=progress)
@@ -162,29 +157,25 @@ def evaluate_checkpoint(checkpoint: str | Path | Checkpoint, data: DataConfig | 
 def evaluate_split(context: InferenceContext, split: str = "test",
                    batch_size: int = EVAL_BATCH_SIZE, *, tta: str = "none",
                    compile: bool = False, amp: str = "none") -> EvalResult:
-    """The context's model on one of its splits, with which data it was computed on.
-
-    ``tta``: a second, augmented pass reported beside the plain one in ``result.tta``, with both
-    passes' speed. ``compile``: a BatchNorm-folded copy compiled with frozen weights, equal within
-    float rounding. ``amp``: every forward under autocast, faster but not the float32 result."""
+    """The context's model on one of its splits. ``tta``: a second, augmented pass in
+    ``result.tta``. ``compile``: a BatchNorm-folded compiled copy, equal within float rounding.
+    ``amp``: every forward under autocast."""
     if compile and amp != "none":
         raise ConfigError("`compile` (--compile) and `amp` (--amp): choose one (the compiled "
                           "copy is float32)")
     model = context.model  # first: a broken checkpoint is refused before the data is decoded
     images, labels = context.split(split)
     loader = context.loader(images, labels, batch_size)
-    compile_seconds = None
     if compile:
         model = compile_for_inference(model, piece_size(context.device, batch_size))
-        compile_seconds = model.compile_seconds
+    compile_seconds = model.compile_seconds if compile else None
     model = with_amp(model, amp)
     start = time.perf_counter()
     result = evaluate_model(model, loader, context.classes)
     plain_seconds = time.perf_counter() - start  # evaluate_model ends on the host
     result.data = {**context.splits.data_info(), "split": split, "images": len(labels),
                    "normalization": context.normalization_info()}
-    result.compile_seconds = compile_seconds
-    result.amp = amp
+    result.compile_seconds, result.amp = compile_seconds, amp
     if tta != "none":
         start = time.perf_counter()
         augmented = evaluate_model(model, loader, context.classes, tta=tta)
@@ -202,8 +193,8 @@ TTA_VIEWS = {mode: len(weights) for mode, weights in TTA_WEIGHTS.items()}  # for
 
 
 def shift_batch(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """``x`` (B, C, H, W) with its content moved ``dy`` rows down and ``dx`` columns right
-    (|dy|, |dx| <= 1), the uncovered border filled by reflection."""
+    """``x`` (B, C, H, W) moved ``dy`` rows down and ``dx`` columns right (|dy|, |dx| <= 1),
+    the uncovered border filled by reflection."""
     h, w = x.shape[-2:]
     padded = F.pad(x, (1, 1, 1, 1), mode="reflect")  # (B, C, H+2, W+2)
     return padded[..., 1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
@@ -228,15 +219,13 @@ def tta_logits(model: nn.Module, x: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 class TTAModel(nn.Module):
-    """``model`` whose forward is ``tta_logits(model, x, mode)``, so anything that runs a model
-    runs the augmented one unchanged."""
+    """``model`` whose forward is ``tta_logits(model, x, mode)``."""
 
     def __init__(self, model: nn.Module, mode: str):
         super().__init__()
         if mode not in TTA_MODES:
             raise ConfigError(f"`tta` (--tta) must be one of {', '.join(TTA_MODES)}, got {mode!r}")
-        self.model = model
-        self.mode = mode
+        self.model, self.mode = model, mode
         self.train(model.training)  # a new Module says True: evaluate_model restores this
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -244,13 +233,12 @@ class TTAModel(nn.Module):
 
 
 def with_tta(model: nn.Module, mode: str) -> nn.Module:
-    """``model`` itself for ``none`` (so results stay bitwise), else TTAModel."""
+    """``model`` itself for ``none`` (results stay bitwise), else TTAModel."""
     return model if mode == "none" else TTAModel(model, mode)
 
 
 @dataclass
 class TTAReport:
-    """A test-time-augmented pass, reported beside the plain one (never instead of it)."""
 
     mode: str
     accuracy: float  # in [0, 1]

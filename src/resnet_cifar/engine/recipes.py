@@ -1,8 +1,7 @@
 """Runs side by side: one row per run, its label, and which runs are seeds of one recipe.
 
-A recipe is the whole resolved config but what does not change the computation (NOT_RECIPE):
-runs that differ in anything else are never pooled as seeds, and labels name the settings that
-differ ("resnet20 [lr=0.2]"). Every figure is read back from the run directory, never recomputed.
+A recipe is the whole resolved config but NOT_RECIPE; labels name the settings that differ
+("resnet20 [lr=0.2]"). Every figure is read back from the run directory, never recomputed.
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ COLUMNS = (
 )
 # Time to accuracy (DAWNBench, airbench): comparison.csv's epoch_to_<pct> and minutes_to_<pct>.
 TIME_TO_ACCURACY_TARGETS = (0.80, 0.85)
-# Config keys that do not change what a run computes: runs that differ only in these (and in
-# data.path, where a fingerprint names the data) are seeds of one recipe.
+# Config keys that do not change what a run computes (nor does data.path, given a fingerprint)
 NOT_RECIPE = ("seed", "out", "name", "threads", "tensorboard", "save_every", "device",
               "data.cache_dir", "data.allow_other_data")
 OWN_COLUMNS = ("model", "model_kwargs", "epochs")
@@ -48,8 +46,8 @@ SEED_SUFFIX = re.compile(r"[-_.]?s(?:eed)?\d+$")  # "fast-s0", "lr02_seed1": the
 
 
 def seeds_label(members: list[RunInfo], recipe: str, width: int = 48) -> str:
-    """A legend label for the seeds of one recipe: their shared directory name without the seed
-    ("fast-s0", "fast-s1" -> "fast (resnet20)"), else ``recipe`` wrapped at ``width``."""
+    """Their shared directory name without the seed ("fast-s0", "fast-s1" -> "fast (resnet20)"),
+    else ``recipe`` wrapped at ``width``."""
     stems = {SEED_SUFFIX.sub("", run.path.name) for run in members}
     if len(stems) == 1 and (stem := stems.pop()) and stem not in {r.path.name for r in members}:
         model = members[0].model
@@ -74,8 +72,7 @@ def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def run_recipe(run: RunInfo, settings: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``settings`` less NOT_RECIPE and OWN_COLUMNS, the data named by its fingerprint where
-    known."""
+    """``settings`` less NOT_RECIPE and OWN_COLUMNS, the data named by its fingerprint."""
     if settings is None:
         return None
     settings = dict(settings)
@@ -114,8 +111,7 @@ def minutes_by_epoch(rows: list[dict[str, Any]]) -> list[float]:
 
 
 def time_to_accuracy(rows: list[dict[str, Any]], target: float) -> tuple[int, float] | None:
-    """(epoch, minutes by its end) of the first epoch whose shipped_accuracy reaches ``target``;
-    None if none does."""
+    """(epoch, minutes by its end) of the first epoch whose shipped_accuracy reaches ``target``."""
     for row, minutes in zip(rows, minutes_by_epoch(rows), strict=True):
         if shipped_accuracy(row) >= target:
             return row["epoch"], minutes
@@ -124,8 +120,8 @@ def time_to_accuracy(rows: list[dict[str, Any]], target: float) -> tuple[int, fl
 
 def run_row(run: RunInfo, targets: tuple[float, ...] = TIME_TO_ACCURACY_TARGETS
             ) -> dict[str, Any]:
-    """One run's COLUMNS and target_columns, then its recipe and data (which group and check the
-    runs: no columns of comparison.csv). A run in progress: what its epochs so far say."""
+    """One run's COLUMNS and target_columns, then its recipe and data (not columns). A run in
+    progress: what its epochs so far say."""
     row = {"run": run.path.name, "name": run.name, "model": run.model,
            # today's names: a run that recorded an option's old name is the same recipe
            "model_kwargs": resolve_options(run.model, run.model_kwargs), "seed": run.seed,
@@ -171,7 +167,7 @@ def group_key(row: dict[str, Any]) -> tuple:
 
 
 def recipes(rows: list[dict[str, Any]], min_runs: int = 2) -> list[list[dict[str, Any]]]:
-    """The rows of each recipe (group_key) with ``min_runs`` runs or more, in first-seen order."""
+    """The rows of each recipe with ``min_runs`` runs or more, in first-seen order."""
     by_key: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         by_key.setdefault(group_key(row), []).append(row)
@@ -179,8 +175,7 @@ def recipes(rows: list[dict[str, Any]], min_runs: int = 2) -> list[list[dict[str
 
 
 def differing_settings(rows: list[dict[str, Any]]) -> list[str] | None:
-    """The recipe settings whose values differ between the runs, in config order; None when no
-    run has a config.toml."""
+    """The recipe settings that differ between the runs; None when no run has a config.toml."""
     known = [r["recipe"] for r in rows if r["recipe"] is not None]
     if not known:
         return None

@@ -1,6 +1,5 @@
-"""What a training run tells its user: the header, the end-of-run lines, summary.json, the
-message on a diverged loss and the command that resumes a stopped run. Pure functions: they print
-nothing. Settings are named by key and flag, "`save_every` (--save-every)"."""
+"""What a training run tells its user: header, end-of-run lines, summary.json, the diverged-loss
+message and the resume command. Pure functions: they print nothing."""
 
 from __future__ import annotations
 
@@ -22,8 +21,7 @@ from resnet_cifar.version import __version__
 
 
 def cli_command() -> str:
-    """The command that reruns this installation from any folder, whatever PATH and environment:
-    this environment's resnet-cifar script, else this Python's ``-m resnet_cifar``."""
+    """This environment's resnet-cifar script, else this Python's ``-m resnet_cifar``."""
     script = Path(sys.executable).parent / ("resnet-cifar.exe" if os.name == "nt" else
                                             "resnet-cifar")
     if script.is_file():
@@ -36,7 +34,6 @@ def resume_command(run_dir: Path) -> str:
 
 
 def restart_command(run_dir: Path) -> str:
-    """For a run that saved no last.pt: the same run again, from its config.toml."""
     run = run_dir.resolve()
     return (f"{cli_command()} train --config {shlex.quote(str(run / 'config.toml'))} --out "
             f"{shlex.quote(str(run))} --overwrite")
@@ -46,8 +43,7 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
                  macs: int, lr0: float, world_size: int, device: torch.device,
                  others_busy: float | None, epoch: int, step: int,
                  steps_per_epoch: int) -> list[str]:
-    """The lines a run starts with. ``others_busy``: None unless the thread count follows the
-    load; ``epoch``, ``step``: where a resume starts."""
+    """The lines a run starts with. ``epoch``, ``step``: where a resume starts."""
     cfg, s = config, splits
     val = (
         "TEST set (no `data.val_split` (--val-split)): validation and the best checkpoint "
@@ -98,8 +94,8 @@ def header_lines(config: TrainConfig, splits: Splits, *, run_dir: Path | None, p
 
 
 def optimizer_words(config: TrainConfig, lr0: float, world_size: int = 1) -> str:
-    """The optimizer and its schedule in words: the peak lr (scaled for DDP when `lr_scaling` says
-    so) and, where the schedule does not start there, ``lr0``."""
+    """The optimizer and its schedule in words: the peak lr and, where it does not start there,
+    ``lr0``."""
     peak = config.lr * (world_size if config.lr_scaling == "linear" else 1)
     words = f"SGD{' nesterov' if config.nesterov else ''} lr {peak:g}"
     if config.schedule == "step":
@@ -117,7 +113,7 @@ def optimizer_words(config: TrainConfig, lr0: float, world_size: int = 1) -> str
 
 
 def recipe_options(config: TrainConfig) -> str:
-    """The options a run uses beyond the original recipe, in words ("" when none is on)."""
+    """The options a run uses beyond the original recipe, in words."""
     words = []
     if config.data.flip != "random":
         words.append(f"{config.data.flip} flips, `data.flip` (--flip)")
@@ -143,7 +139,7 @@ def recipe_options(config: TrainConfig) -> str:
 
 
 def validation_words(row: dict[str, Any]) -> str:
-    """What an epoch line adds to ``rundir.format_row`` for the `ema_decay` and `tta` columns."""
+    """What an epoch line adds to ``rundir.format_row`` for `ema_decay` and `tta`."""
     words = [(label, row[column]) for label, column in (
         ("tta", "val_tta_acc"), ("ema", "ema_val_acc"), ("ema tta", "ema_val_tta_acc"))
         if column in row]
@@ -152,7 +148,6 @@ def validation_words(row: dict[str, Any]) -> str:
 
 def final_lines(splits: Splits, run_dir: Path, summary: dict[str, Any],
                 best: dict[str, Any]) -> list[str]:
-    """The lines a finished run ends with (``summary``: run_summary's)."""
     where = "test (= validation)" if splits.val_is_test else "test"
     lines = [f"warning: {splits.data_line()}"] if splits.data_matches is False else []
     if summary["test_acc"] is None:
@@ -184,7 +179,7 @@ def thread_spans(rows: list[dict[str, Any]]) -> list[list[int]] | None:
 
 
 def describe_threads(summary: dict[str, Any]) -> str:
-    """The thread count a summary records, as "1 (epochs 1-5), 2 (epochs 6-15)" when it changed."""
+    """The thread count a summary records: "1 (epochs 1-5), 2 (epochs 6-15)" when it changed."""
     spans = summary.get("thread_spans") or []
     if len(spans) < 2:
         return str(summary.get("threads", "–"))
@@ -197,8 +192,7 @@ def run_summary(config: TrainConfig, splits: Splits, history: list[dict[str, Any
                 device: torch.device, world_size: int, test_acc: float | None,
                 final_weights: str = "raw", test_acc_raw: float | None = None
                 ) -> dict[str, Any]:
-    """summary.json: one run's result and how it was obtained. With `ema_decay` (``final_weights``
-    "ema") final_val_acc and test_acc are the average's, test_acc_raw the raw weights'."""
+    """summary.json. With `ema_decay`, final_val_acc and test_acc are the average's."""
     rows, averaged = history, final_weights == "ema"
     return {
         "name": config.name or config.model, "model": config.model,
@@ -233,8 +227,8 @@ def resume_hint(run_dir: Path, epoch: int, step: int) -> str:
 
 def diverged_message(config: TrainConfig, run_dir: Path | None, value: float, epoch: int,
                      step: int, saved: tuple[int, int] | None) -> str:
-    """Why a run stopped on a NaN/inf loss. An exact resume would replay the same NaN, so the
-    advice is a new run with a gentler start. ``saved``: the (epoch, step) last.pt holds."""
+    """Why a run stopped on a NaN/inf loss (an exact resume would replay it: a new run is advised).
+    ``saved``: the (epoch, step) last.pt holds."""
     config_file = run_dir / "config.toml" if run_dir is not None else None
     warmup = min(2, config.epochs - 1)  # warmup_epochs must stay below epochs
     rerun = (f"{cli_command()} train --config {shlex.quote(str(config_file.resolve()))} "
@@ -256,8 +250,7 @@ CURVES_EVERY_S = 30.0
 
 
 def draw_curves(run_dir: Path, log) -> None:
-    """Redraw curves.png with viz (above the engine: imported at use). A plotting failure must
-    never cost a training run."""
+    """Redraw curves.png; a plotting failure must never cost a training run."""
     try:
         from resnet_cifar.viz.curves import write_run_curves
 

@@ -33,8 +33,7 @@ except ImportError:  # pragma: no cover - Windows
 
 METRIC_FIELDS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time",
                  "img_per_s")
-# Columns only with the option behind them (`ema_decay`, `tta`), so a run without them writes the
-# columns it always did.
+# Columns only with the option behind them (`ema_decay`, `tta`)
 OPTIONAL_METRIC_FIELDS = ("ema_val_loss", "ema_val_acc", "val_tta_acc", "ema_val_tta_acc")
 # metrics.jsonl only: a run started before they existed keeps a CSV header that matches on resume.
 JSONL_ONLY_FIELDS = ("threads",)
@@ -47,16 +46,15 @@ def metric_fields(row: dict[str, Any]) -> tuple[str, ...]:
 LAST, BEST, BEST_ON_TEST, WEIGHTS = "last.pt", "best.pt", "best_on_test.pt", "model.pth"
 RUN_MARKERS = ("config.toml", LAST, "metrics.csv")
 LOCK_FILE = ".lock"
-# Every file a run directory can hold, what --overwrite removes (and nothing else): what train
-# writes, and what eval --plot, show, report and export write beside its checkpoints by default.
+# Every file a run directory can hold (train, eval --plot, show, report, export): what --overwrite
+# removes, and nothing else.
 TRAINING_CHECKPOINTS = (LAST, BEST, BEST_ON_TEST)  # full training states
 CHECKPOINTS = (*TRAINING_CHECKPOINTS, WEIGHTS)
 EXPORT_SUFFIXES = (".onnx", ".torchscript.pt", ".pt2")  # export.FORMATS' (a test checks)
 RUN_FILES = (
     "config.toml", "train.log", "metrics.csv", "metrics.jsonl", "summary.json", *CHECKPOINTS,
     "curves.png", "predictions.png", "confusion.png", "per_class.png", "report.html",
-    *(Path(c).stem + suffix for c in CHECKPOINTS for suffix in EXPORT_SUFFIXES),
-)
+    *(Path(c).stem + suffix for c in CHECKPOINTS for suffix in EXPORT_SUFFIXES))
 RUN_SUBDIRS = ("tensorboard",)
 
 
@@ -79,8 +77,7 @@ def check_new_run_dir(path: Path, *, overwrite: bool) -> None:
             f"{path} holds a run that saved no checkpoint (it stopped before its first epoch "
             "ended), so there is nothing to resume; pass `overwrite` (--overwrite) to start it "
             "again, or another `out` (--out)")
-    holder = RunLock.holder(path)
-    if holder is not None:
+    if (holder := RunLock.holder(path)) is not None:
         raise ConfigError(f"{path} holds a run that is training now (pid {holder}); wait for it "
                           "to finish or stop it, or choose another `out` (--out)")
     if (path / "summary.json").exists():
@@ -252,8 +249,8 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def parse_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl. A torn last line (the process died writing it) is ignored with
-    a warning; a bad line anywhere else is a damaged file, an error naming the line."""
+    """The rows of a metrics.jsonl. A torn last line is ignored with a warning; a bad line
+    anywhere else is an error naming the line."""
     lines = [(i, line) for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
              if line.strip()]
     rows = []
@@ -282,7 +279,6 @@ def format_row(row: dict[str, Any], epochs: int) -> str:
 
 
 def best_checkpoint_name(val_is_test: bool) -> str:
-    """best_on_test.pt says in its name that the test set chose the epoch."""
     return BEST_ON_TEST if val_is_test else BEST
 
 
@@ -301,8 +297,6 @@ def pick_checkpoint(run_dir: Path, which: str = "best") -> Path:
 
 @dataclass
 class RunInfo:
-    """What a run directory says about itself."""
-
     path: Path
     rows: list[dict[str, Any]]  # metrics.jsonl, one row per epoch
     summary: dict[str, Any] | None  # summary.json; None while the run is in progress
@@ -331,7 +325,7 @@ class RunInfo:
 
     @property
     def val_is_test(self) -> bool:
-        if self.summary is not None and "val_is_test" in self.summary:
+        if "val_is_test" in (self.summary or {}):
             return bool(self.summary["val_is_test"])
         return not self.config.get("data", {}).get("val_split", 0)
 
@@ -350,8 +344,7 @@ class RunInfo:
 
 
 def each_once(paths: list[str | Path]) -> list[Path]:
-    """``paths``, refused where two name one run (a symlink, another spelling): it would be drawn
-    twice, or counted as two seeds."""
+    """``paths``, refused where two name one run (a symlink, another spelling)."""
     seen: dict[Path, str] = {}
     for given in map(str, paths):
         resolved = Path(given).resolve()

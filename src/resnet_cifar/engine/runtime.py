@@ -26,11 +26,8 @@ from resnet_cifar.log import logger
 def resolve_device(spec: str = "auto") -> torch.device:
     """auto -> cuda if present, else mps, else cpu. An unavailable device is a ConfigError."""
     if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else
+                            "mps" if torch.backends.mps.is_available() else "cpu")
     try:
         device = torch.device(spec)
     except RuntimeError:
@@ -53,8 +50,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
 
 
 def physical_cores() -> int:
-    """Cores this process may use (its affinity mask, else cpu_count); under torchrun, its share
-    of them."""
+    """Cores this process may use (affinity mask, else cpu_count); under torchrun, its share."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -85,8 +81,7 @@ def _own_cpu_seconds() -> float:
 
 
 class CpuMeter:
-    """Cores other processes kept busy since the last ``mark()``: the machine's busy time minus
-    this process's own, over the wall time between."""
+    """Cores other processes kept busy since the last ``mark()``."""
 
     def __init__(self):
         self.mark()
@@ -120,14 +115,13 @@ def auto_threads(sample_seconds: float = 0.2) -> tuple[int, float | None]:
     return threads_for_load(physical_cores(), others), others
 
 
-# How often the thread count is chosen again within an epoch: a neighbour who starts mid-epoch
-# costs seconds of collapsed throughput, not the rest of the epoch; each look averages many steps.
+# How often the thread count is chosen again within an epoch
 FOLLOW_SECONDS = 20.0
 
 
 class ThreadFollower:
-    """Threads that follow the load (`threads` 0 on a CPU, not `deterministic`): one per idle
-    core, chosen again before every epoch and every FOLLOW_SECONDS within one."""
+    """One thread per idle core (`threads` 0 on a CPU, not `deterministic`), chosen again before
+    every epoch and every FOLLOW_SECONDS within one."""
 
     def __init__(self):
         _, others = auto_threads()  # a short sample now, then the meter runs between epochs
@@ -150,7 +144,7 @@ class ThreadFollower:
 
 def configure_threads(threads: int = 0) -> int:
     """Intra-op threads: ``threads``, else one per usable core, capped with a warning at the
-    usable cores (more only wait for one another). Returns what was set."""
+    usable cores. Returns what was set."""
     cores = physical_cores()
     n = threads if threads > 0 else cores
     if n > cores:
@@ -162,8 +156,7 @@ def configure_threads(threads: int = 0) -> int:
 
 
 def configure_inference_threads(threads: int = 0) -> int:
-    """Threads for a one-off command (eval, predict, ...): ``threads``, or for 0 one per idle
-    core now. Returns what was set."""
+    """Threads for a one-off command: ``threads``, or for 0 one per idle core now."""
     if threads > 0:
         return configure_threads(threads)
     n, _ = auto_threads()
@@ -172,7 +165,6 @@ def configure_inference_threads(threads: int = 0) -> int:
 
 
 def configure_determinism(deterministic: bool, device: torch.device) -> None:
-    """Deterministic kernels when asked; cudnn autotuning (faster, not bitwise) otherwise."""
     torch.use_deterministic_algorithms(deterministic, warn_only=False)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not deterministic
@@ -258,8 +250,7 @@ def init_distributed(device_spec: str) -> tuple[DistContext, str]:
     spec (``cuda:LOCAL_RANK`` on GPUs)."""
     if not in_torchrun_job():
         return DistContext(), device_spec
-    rank = int(os.environ["RANK"])
-    world_size = int(os.environ["WORLD_SIZE"])
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     use_cuda = (device_spec == "auto" or device_spec.startswith("cuda")) and \
         torch.cuda.is_available()
@@ -281,9 +272,8 @@ def cleanup_distributed() -> None:
 
 
 def leave_rank(status: int) -> NoReturn:
-    """End a torchrun rank's process with ``status`` through os._exit: a native race in torch's
-    threads at interpreter shutdown aborts a finished rank now and then (gloo), and torchrun
-    then reports the job as failed."""
+    """End a torchrun rank with ``status`` through os._exit: a native race in torch's threads at
+    interpreter shutdown aborts a finished rank now and then (gloo)."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
@@ -293,7 +283,7 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class StopRequested(Exception):
-    """Raised by the loop after it has saved its state; carries the exit code."""
+    """Raised by the loop after it has saved its state."""
 
     def __init__(self, exit_code: int, message: str):
         super().__init__(message)
@@ -317,7 +307,7 @@ class GracefulStop:
         return EXIT_CODES.get(self.signal, 1)
 
     def request(self, signum: int = signal.SIGINT) -> None:
-        """Ask the loop to stop, as a signal would (also used by tests and callbacks)."""
+        """Ask the loop to stop, as a signal would."""
         self.signal = signal.Signals(signum)
 
     def _handle(self, signum, frame) -> None:

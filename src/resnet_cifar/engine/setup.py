@@ -1,6 +1,5 @@
-"""What a training run is built from: loaders, model, SGD, the DDP / torch.compile wrappers,
-autocast, the learning rate and the weights' moving average. Each speed choice is a parameter with
-the measured default, so that the benchmark switches it by calling these functions."""
+"""What a training run is built from: loaders, model, SGD, DDP / torch.compile, autocast, the
+learning rate and the weights' moving average. Speed choices are parameters (the benchmark's)."""
 
 from __future__ import annotations
 
@@ -35,7 +34,6 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 
 def lr_at(config: TrainConfig, progress: float, world_size: int = 1) -> float:
-    """The learning rate at ``progress`` epochs (a float: the lr changes per step)."""
     base = config.lr * (world_size if config.lr_scaling == "linear" else 1)  # the global batch's
     return learning_rate(progress, base_lr=base, epochs=config.epochs, schedule=config.schedule,
                          milestones=config.milestones, gamma=config.gamma,
@@ -53,7 +51,6 @@ def eval_loader(config: TrainConfig, splits: Splits, images, labels, device: tor
 
 def build_loaders(config: TrainConfig, splits: Splits, device: torch.device,
                   dist: DistContext) -> tuple[DeviceLoader, DeviceLoader]:
-    """(training loader, validation loader) over ``splits``."""
     train_loader = DeviceLoader(
         splits.train_images, splits.train_labels, batch_size=config.batch_size, train=True,
         augment=config.data.augment, seed=config.seed, mean=splits.mean, std=splits.std,
@@ -69,20 +66,17 @@ def build_loaders(config: TrainConfig, splits: Splits, device: torch.device,
 
 
 def whitening_images(splits: Splits, seed: int, count: int = WHITENING_IMAGES) -> torch.Tensor:
-    """``count`` training images drawn at random (an image folder lists them class by class),
-    normalized: what `stem_init = "whitening"` measures. Its own generator leaves the global RNG
+    """``count`` random training images, normalized. Its own generator leaves the global RNG
     streams, which a resume replays, alone."""
-    images = splits.train_images
-    rows = np.random.default_rng(seed).permutation(len(images))[:count]
+    rows = np.random.default_rng(seed).permutation(len(splits.train_images))[:count]
     scale, shift = splits.normalization.scale_shift()
-    return torch.from_numpy(images[np.sort(rows)]).float() * scale - shift
+    return torch.from_numpy(splits.train_images[np.sort(rows)]).float() * scale - shift
 
 
 def build_model(config: TrainConfig, num_classes: int, device: torch.device,
                 dist: DistContext, stem_images: torch.Tensor | None = None
                 ) -> tuple[nn.Module, int, int]:
-    """(the unwrapped model on ``device``, its parameters, its MACs per image), counted before
-    the move (count_macs runs a CPU forward). ``stem_images``: for `stem_init` "whitening"."""
+    """(the unwrapped model on ``device``, its parameters, its MACs per image)."""
     model = create_model(config.model, num_classes=num_classes, **config.model_kwargs)
     if config.zero_init_residual:
         zero_init_residual(model)
@@ -100,17 +94,15 @@ def build_model(config: TrainConfig, num_classes: int, device: torch.device,
 
 
 def optimizer_impl(device: torch.device, impl: str = "default") -> dict[str, Any]:
-    """SGD kernels: fused on CUDA (a small-batch step is bound by launches), foreach on the CPU
-    (all measure the same there: docs/benchmarks.md); ``impl`` names one instead."""
+    """SGD kernels: fused on CUDA, foreach on the CPU; ``impl`` names one instead."""
     if impl != "default":
         return dict(OPTIMIZER_IMPLS[impl])
     return {"fused": True} if device.type == "cuda" else {"foreach": True}
 
 
 def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]] | Any:
-    """What SGD updates: with `no_decay_bn_bias`, weights (ndim > 1) decay and BatchNorm scales
-    and biases do not (decay only pulls an offset towards 0); without, one group, as before the
-    option (so old optimizer states still load)."""
+    """With `no_decay_bn_bias`, weights (ndim > 1) decay and BatchNorm scales and biases do not;
+    without, one group (so old optimizer states still load)."""
     if not config.no_decay_bn_bias:
         return model.parameters()
     params = list(model.parameters())
@@ -119,15 +111,13 @@ def param_groups(model: nn.Module, config: TrainConfig) -> list[dict[str, Any]] 
 
 
 def compile_mode_for(device: torch.device, dist: DistContext, mode: str | None = None) -> str:
-    """torch.compile's mode: ``mode``, else "reduce-overhead" (CUDA graphs: a small step is bound
-    by kernel launches) on one CUDA device, and the default under DDP and on CPU."""
+    """``mode``, else "reduce-overhead" (CUDA graphs) on one CUDA device, else "default"."""
     return mode or ("reduce-overhead" if device.type == "cuda" and not dist.enabled else "default")
 
 
 def wrap_model(model: nn.Module, device: torch.device, dist: DistContext,
                compile_mode: str | None) -> nn.Module:
-    """DDP and torch.compile (None: not compiled) around ``model``, which stays unwrapped so that
-    checkpoints carry no ``module.``/``_orig_mod.`` prefixes."""
+    """DDP and torch.compile (None: not compiled) around ``model``, which stays unwrapped."""
     wrapped: nn.Module = model
     if dist.enabled:
         ids = [device.index] if device.type == "cuda" else None
@@ -138,8 +128,7 @@ def wrap_model(model: nn.Module, device: torch.device, dist: DistContext,
 
 
 def autocast_for(amp: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    """A factory of the forward's autocast context (amp: none | bf16 | fp16; check_amp refuses
-    what a device cannot run)."""
+    """A factory of the forward's autocast context (amp: none | bf16 | fp16)."""
     if amp == "none" or device.type not in ("cuda", "cpu"):
         return contextlib.nullcontext
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
@@ -147,16 +136,13 @@ def autocast_for(amp: str, device: torch.device) -> Callable[[], contextlib.Abst
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX); elsewhere it is
-    emulated, and slower than float32."""
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX)."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 @dataclass
 class TrainParts:
-    """Everything a training step touches."""
-
     model: nn.Module  # unwrapped: what checkpoints hold
     forward_model: nn.Module  # model under DDP / torch.compile: what the step calls
     optimizer: torch.optim.Optimizer
@@ -174,8 +160,8 @@ class TrainParts:
 def build_parts(config: TrainConfig, num_classes: int, device: torch.device, dist: DistContext,
                 *, optimizer: str = "default", compile_mode: str | None = None,
                 stem_images: torch.Tensor | None = None) -> TrainParts:
-    """Model, optimizer, loss, scaler and wrappers, as ``config`` says; ``optimizer`` and
-    ``compile_mode`` override the measured defaults (the benchmark's levers)."""
+    """Model, optimizer, loss, scaler and wrappers; ``optimizer`` and ``compile_mode`` override
+    the measured defaults."""
     model, params, macs = build_model(config, num_classes, device, dist, stem_images)
     opt = torch.optim.SGD(param_groups(model, config), lr=lr_at(config, 0.0, dist.world_size),
                           momentum=config.momentum, weight_decay=config.weight_decay,
@@ -192,7 +178,6 @@ def build_parts(config: TrainConfig, num_classes: int, device: torch.device, dis
 
 
 def check_device_options(config: TrainConfig, device: torch.device) -> None:
-    """Options a device cannot act on are refused rather than recorded but ignored."""
     check_amp(config.amp, device)
     if config.sync_bn and device.type != "cuda":
         raise ConfigError(f"`sync_bn` (--sync-bn) needs CUDA: PyTorch's SyncBatchNorm has no "
@@ -200,8 +185,7 @@ def check_device_options(config: TrainConfig, device: torch.device) -> None:
 
 
 def check_amp(amp: str, device: torch.device) -> None:
-    """Refuse an autocast mode the device cannot run (fp16 needs CUDA; bf16 CUDA or the CPU), and
-    warn where the CPU would only emulate bf16."""
+    """Refuse an autocast mode the device cannot run; warn where the CPU would emulate bf16."""
     if amp not in AMP_MODES:
         raise ConfigError(f"`amp` (--amp) {amp!r}: choose one of {', '.join(AMP_MODES)}")
     if amp == "fp16" and device.type != "cuda":
@@ -217,8 +201,7 @@ def check_amp(amp: str, device: torch.device) -> None:
 
 
 def record_data(config: TrainConfig, splits: Splits) -> None:
-    """Make config.toml name the data exactly: its absolute path as loaded and its content
-    fingerprint, which every later command on the run checks."""
+    """Make config.toml name the data exactly: its path as loaded and its fingerprint."""
     if splits.source and Path(splits.source).exists():
         config.data.path = splits.source
     config.data.fingerprint = splits.fingerprint
@@ -259,13 +242,11 @@ def learning_rate(progress: float, *, base_lr: float, epochs: int, schedule: str
 
 
 def ema_decay_at(decay: float, step: int) -> float:
-    """The decay of the update after ``step`` earlier optimizer steps (warmed up)."""
     return min(decay, (1 + step) / (10 + step))
 
 
 class ModelEma:
-    """The averaged copy of ``model`` (pass the unwrapped model: no DDP or torch.compile
-    prefixes, so its state_dict loads into a plain model). ``module`` is what validation runs."""
+    """The averaged copy of ``model`` (the unwrapped one); ``module`` is what validation runs."""
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
@@ -274,8 +255,8 @@ class ModelEma:
         self._pairs: tuple[int, list, list, list, list] | None = None
 
     def pairs(self, model: nn.Module) -> tuple[list, list, list, list]:
-        """(ema floats, model floats, ema integers, model integers), matched by key; built once per
-        model, since they are the live tensors that loading and stepping update in place."""
+        """(ema floats, model floats, ema integers, model integers), matched by key; built once
+        per model (live tensors, updated in place)."""
         if self._pairs is None or self._pairs[0] != id(model):
             ema_state, model_state = self.module.state_dict(), model.state_dict()
             lists: tuple[list, list, list, list] = ([], [], [], [])
@@ -288,7 +269,7 @@ class ModelEma:
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        """Move the average towards ``model``: foreach ops on the device, no host sync."""
+        """Foreach ops on the device, no host sync."""
         d = ema_decay_at(self.decay, step)
         floats_ema, floats_model, ints_ema, ints_model = self.pairs(model)
         torch._foreach_mul_(floats_ema, d)

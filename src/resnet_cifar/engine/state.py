@@ -1,5 +1,5 @@
-"""A training run's state to disk and back: last.pt and best.pt (written by rank 0 with every
-rank's RNG state), the epoch's running sums and validation, and what a resume may change."""
+"""A training run's state to disk and back (last.pt, best.pt), the epoch's running sums and
+validation, and what a resume may change."""
 
 from __future__ import annotations
 
@@ -51,8 +51,7 @@ class EpochStats:
 
 @dataclass
 class Validation:
-    """One epoch's validation: the raw weights and, with `ema_decay`, their moving average;
-    with `tta`, each again under test-time augmentation."""
+    """The raw weights and, with `ema_decay`, their average; with `tta`, each again augmented."""
 
     raw: EvalResult
     ema: EvalResult | None = None
@@ -61,19 +60,15 @@ class Validation:
 
     @property
     def best_weights(self) -> str:
-        """The weights `best` keeps: the better PLAIN accuracy (a tie keeps raw). TTA never
-        chooses, or the best checkpoint would depend on how it is later evaluated."""
-        if self.ema is not None and self.ema.accuracy > self.raw.accuracy:
-            return "ema"
-        return "raw"
+        """The better PLAIN accuracy (a tie keeps raw): TTA never chooses."""
+        return "ema" if self.ema is not None and self.ema.accuracy > self.raw.accuracy else "raw"
 
     @property
     def best_accuracy(self) -> float:
         return (self.ema if self.best_weights == "ema" else self.raw).accuracy
 
     def columns(self) -> dict[str, float]:
-        """The metrics columns beyond the raw weights' val_loss and val_acc (rundir's
-        OPTIONAL_METRIC_FIELDS)."""
+        """rundir's OPTIONAL_METRIC_FIELDS."""
         columns = {}
         if self.ema is not None:
             columns.update(ema_val_loss=self.ema.loss, ema_val_acc=self.ema.accuracy)
@@ -86,7 +81,6 @@ class Validation:
 
 def validate_weights(parts: TrainParts, loader, classes: list[str], *, tta: str = "none",
                      dist: DistContext | None = None) -> Validation:
-    """Validation of the raw and averaged weights over ``loader``, exact across DDP ranks."""
     all_reduce = (dist or DistContext()).all_reduce
 
     def run(model: torch.nn.Module, mode: str = "none") -> EvalResult:
@@ -101,8 +95,7 @@ def validate_weights(parts: TrainParts, loader, classes: list[str], *, tta: str 
 
 def training_payload(trainer: Any, stats: EpochStats | None,
                      weights: str | None = None) -> dict[str, Any]:
-    """What ``trainer`` (engine.train.Trainer) saves as last.pt / best.pt. With `ema_decay`, the
-    average too, and which weights inference gets (``weights``; default: the final ones)."""
+    """What ``trainer`` saves as last.pt / best.pt; ``weights``: which ones inference gets."""
     cfg, s, ema = trainer.config, trainer.splits, trainer.parts.ema
     steps = max(len(trainer.train_loader), 1)
     averaged = {} if ema is None else {"ema": ema.state_dict(),
@@ -136,7 +129,6 @@ def save_state(payload: dict[str, Any], name: str, run_dir: Path | None,
 
 
 def write_outputs(run_dir: Path, model: torch.nn.Module, summary: dict[str, Any]) -> None:
-    """A finished run's model.pth (a plain state_dict of the final weights) and summary.json."""
     then = "; last.pt holds the finished run: free some space and resume it"
     write_checked(run_dir / "model.pth", lambda p: atomic_save(model.state_dict(), p), then)
     write_checked(run_dir / "summary.json",
@@ -145,8 +137,7 @@ def write_outputs(run_dir: Path, model: torch.nn.Module, summary: dict[str, Any]
 
 def open_run_dir(run_dir: Path, config: TrainConfig, *, epochs_done: int, resumed: bool,
                  overwrite: bool) -> rundir.RunLock:
-    """Create (or, resuming, lock and trim to ``epochs_done``) the run directory; write
-    config.toml. Returns the lock."""
+    """Create (or, resuming, lock and trim) the run directory; write config.toml."""
     lock = (rundir.RunLock(run_dir) if resumed
             else rundir.create_run_dir(run_dir, overwrite=overwrite))
     if resumed:
@@ -156,7 +147,7 @@ def open_run_dir(run_dir: Path, config: TrainConfig, *, epochs_done: int, resume
 
 
 def restore_state(trainer: Any, state: dict[str, Any], model: dict[str, torch.Tensor]) -> None:
-    """Put what training_payload saved back into ``trainer``; ``model``: the raw weights."""
+    """Put what training_payload saved back into ``trainer``."""
     parts = trainer.parts
     parts.model.load_state_dict(model)
     parts.optimizer.load_state_dict(state["optimizer"])
@@ -177,8 +168,7 @@ def restore_state(trainer: Any, state: dict[str, Any], model: dict[str, torch.Te
 
 
 def write_checked(path: Path, write: Callable[[Path], None], hint: str = "") -> None:
-    """Run ``write(path)``; a failing file system (full disk, read-only) becomes one line naming
-    ``path`` and ``hint``: the way back to the run."""
+    """Run ``write(path)``; a failing file system becomes one line naming ``path`` and ``hint``."""
     try:
         write(path)
     except OSError as err:
@@ -191,8 +181,8 @@ RESUME_OVERRIDABLE = {"epochs", "device", "threads", "tensorboard", "save_every"
 
 def resume_config(path: str | Path, overrides: dict[str, Any] | None
                   ) -> tuple[TrainConfig, Path, dict]:
-    """The saved config of a run (directory or checkpoint), with the few overrides that keep it
-    the same run. Returns (config, run directory, {"state": training state, "model": weights})."""
+    """The saved config of a run, with the few overrides that keep it the same run. Returns
+    (config, run directory, {"state": training state, "model": raw weights})."""
     path = Path(path)
     ckpt_path = path / rundir.LAST if path.is_dir() else path
     if path.is_dir() and not ckpt_path.exists() and (path / "config.toml").exists():
@@ -228,14 +218,12 @@ def resume_config(path: str | Path, overrides: dict[str, Any] | None
             f"`data.path` (--data) PATH where that data is now (it is checked against the run's "
             f"fingerprint): {cli_command()} train --resume "
             f"{shlex.quote(str(ckpt_path.parent.resolve()))} --data PATH")
-    # training continues from the raw weights (with `ema_decay`, inference gets the average)
     model = ckpt.raw_state_dict if ckpt.raw_state_dict is not None else ckpt.state_dict
     return config, ckpt_path.parent, {"state": ckpt.training_state, "model": model}
 
 
 def check_belongs(config: TrainConfig, ckpt_path: Path) -> None:
-    """A last.pt copied in from another run would continue that run here, over this run's
-    config.toml and metrics."""
+    """Refuse a last.pt copied in from another run."""
     own_file = ckpt_path.parent / "config.toml"
     if not own_file.is_file():
         return
@@ -256,7 +244,6 @@ SAME_RUN_ANYWHERE = RESUME_OVERRIDABLE | {"data.path", "data.cache_dir", "data.a
 
 def check_unchanged(config: TrainConfig, overrides: dict[str, Any],
                     data_overrides: dict[str, Any], ckpt_path: Path) -> None:
-    """Refuse overrides that would make the resumed run another run."""
     changed = sorted(k for k, v in overrides.items() if k not in RESUME_OVERRIDABLE
                      and merged(getattr(config, k, None), v) != getattr(config, k, None))
     changed += [f"data.{k}" for k in changed_data(config, data_overrides)]
@@ -268,13 +255,13 @@ def check_unchanged(config: TrainConfig, overrides: dict[str, Any],
 
 
 def merged(current: Any, value: Any) -> Any:
-    """``value`` over ``current``, a table (model_kwargs) key by key, as merge_into does."""
+    """``value`` over ``current``, a table key by key, as merge_into does."""
     return {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
 
 
 def changed_data(config: TrainConfig, flags: dict[str, Any]) -> list[str]:
-    """The data options in ``flags`` that would make a resumed run another run. A new path is
-    none where the run recorded a fingerprint: the data there is checked against it."""
+    """The data options in ``flags`` that would make a resumed run another run (a new path is
+    none where the run recorded a fingerprint)."""
     recorded = config.data
     changed = []
     for key, value in flags.items():
@@ -282,8 +269,7 @@ def changed_data(config: TrainConfig, flags: dict[str, Any]) -> list[str]:
             continue
         if key == "path":
             same = recorded.path is not None and (
-                Path(value).expanduser().resolve() == Path(recorded.path).expanduser().resolve()
-            )
+                Path(value).expanduser().resolve() == Path(recorded.path).expanduser().resolve())
             if not same and recorded.fingerprint is None:
                 changed.append("path (the run recorded no fingerprint to check new data by)")
             continue

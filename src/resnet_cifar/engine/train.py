@@ -1,9 +1,7 @@
-"""A training run, top to bottom: set up, then per epoch train, validate, save, log.
+"""A training run: set up, then per epoch train, validate, save, log.
 
-``train_step``, ``train_one_epoch`` and ``validate`` are free functions (the benchmark times
-them); the Trainer holds the run's state. Resume is exact: shuffle and augmentation derive from
-(seed, epoch), the lr from progress, and last.pt holds every other state, RNGs included, so a run
-stopped mid-epoch and resumed ends bitwise equal to an uninterrupted one (CPU, `deterministic`).
+Resume is exact: shuffle and augmentation derive from (seed, epoch), the lr from progress, and
+last.pt holds every other state, RNGs included (bitwise on CPU with `deterministic`).
 """
 
 from __future__ import annotations
@@ -63,9 +61,9 @@ def train_step(parts: setup.TrainParts, x: torch.Tensor, y: torch.Tensor
 def train_one_epoch(parts: setup.TrainParts, loader: DeviceLoader, stats: state.EpochStats, *,
                     epoch: int, lr: Callable[[float], float], start_step: int = 0,
                     check: Callable[[int, torch.Tensor], bool] | None = None, bar=None) -> int:
-    """One pass over ``loader`` from ``start_step``, adding to ``stats``. ``check(steps done,
-    loss)``, True to leave the epoch, runs after the first and last steps and every step on a
-    CPU, every 50 on a GPU (a read-back syncs); its time is not counted. Returns the steps done."""
+    """One pass over ``loader`` from ``start_step``, adding to ``stats``; returns the steps done.
+    ``check(steps, loss)`` (True: leave) runs at the first and last steps and every step on a CPU,
+    every 50 on a GPU (a read-back syncs); its time is not counted."""
     parts.forward_model.train()
     loader.set_epoch(epoch)
     steps = len(loader)
@@ -94,7 +92,6 @@ def train_one_epoch(parts: setup.TrainParts, loader: DeviceLoader, stats: state.
 
 def validate(model: torch.nn.Module, loader: DeviceLoader, classes: list[str], *,
              autocast=None, dist: DistContext | None = None, tta: str = "none") -> EvalResult:
-    """Loss, accuracy and confusion of ``model`` over ``loader``, exact across DDP ranks."""
     return evaluate_model(model, loader, classes, autocast=autocast,
                           all_reduce=(dist or DistContext()).all_reduce, tta=tta)
 
@@ -129,8 +126,7 @@ class Trainer:
 
     @property
     def final_model(self) -> torch.nn.Module:
-        """The weights the run ends with: the moving average when kept (fixed by the recipe,
-        never chosen on a split)."""
+        """The moving average when kept (fixed by the recipe, never chosen on a split)."""
         return self.parts.ema.module if self.parts.ema is not None else self.model
 
     @property
@@ -156,8 +152,7 @@ class Trainer:
                     raise StopRequested(self.stop.exit_code, self.stopped())
                 self.end_epoch(stats)
                 if self.stop.requested and self.epoch < self.config.epochs:
-                    # the signal came during validation or saving: the epoch is complete and
-                    # saved, so stop here rather than run one step of the next
+                    # the signal came during validation or saving: the epoch is saved
                     raise StopRequested(self.stop.exit_code, self.stopped())
         return self.finish()
 
@@ -202,8 +197,7 @@ class Trainer:
         return stats
 
     def follow_threads(self, step: int | None = None) -> None:
-        """One thread per idle core: before each epoch and, within one (``step``: steps done),
-        every runtime.FOLLOW_SECONDS."""
+        """Before each epoch and, within one (``step``), every runtime.FOLLOW_SECONDS."""
         if self.threads is None or (step is not None and not self.threads.due()):
             return
         before, now = self.threads.follow()
@@ -219,8 +213,7 @@ class Trainer:
         return every > 0 and time.monotonic() - self.saved_at >= every * 60
 
     def save_mid_epoch(self, stats: state.EpochStats) -> None:
-        """last.pt within the epoch, but not after a NaN/inf loss (the epoch's end reports it):
-        last.pt stays good."""
+        """last.pt within the epoch, but not after a NaN/inf loss: last.pt stays good."""
         poisoned = (~torch.isfinite(stats.loss_sum)).double()
         self.dist.all_reduce(poisoned)  # every rank saves (the save is collective) or none
         if not float(poisoned):
@@ -310,8 +303,8 @@ class Trainer:
 
     def save(self, name: str, stats: state.EpochStats | None = None,
              weights: str | None = None) -> None:
-        payload = state.training_payload(self, stats, weights)
-        state.save_state(payload, name, self.run_dir, self.dist)
+        state.save_state(state.training_payload(self, stats, weights), name, self.run_dir,
+                         self.dist)
         if name == "last.pt":
             self.saved_at = time.monotonic()
             self.saved = (self.epoch, self.step_in_epoch)
@@ -343,10 +336,10 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
           progress: bool | None = None, callbacks: list[Callback] | None = None) -> RunResult:
     """Train a model as ``config`` says (or resume the run at ``resume``), writing a run directory.
 
-    Everything is checked before the run directory is created, so a refused run leaves nothing
-    behind. ``progress``: tqdm bars; None: on a terminal or in a notebook. ``callbacks(trainer,
-    row)`` run after every epoch; one may call ``trainer.stop.request()`` to stop as SIGINT would.
-    Raises StopRequested after saving when interrupted, TrainingDiverged on a NaN/inf loss.
+    Everything is checked before the run directory is created. ``progress``: None: on a terminal or
+    in a notebook. ``callbacks(trainer, row)`` run after every epoch (``trainer.stop.request()``
+    stops as SIGINT would). Raises StopRequested after saving when interrupted, TrainingDiverged
+    on a NaN/inf loss.
     """
     saved = None
     if resume is not None:

@@ -87,8 +87,7 @@ def print_result(result, split: str) -> None:
         print(f"compiled (BatchNorm folded, weights frozen) in {result.compile_seconds:.1f} s "
               "before evaluating")
     print(describe_data(result.data))
-    norm = result.data.get("normalization")
-    if norm is not None:
+    if (norm := result.data.get("normalization")) is not None:
         print(normalization_line(norm))  # a guess was warned of when it was made
     width = max(len(c) for c in result.classes)
     print("\nper-class accuracy")

@@ -183,5 +183,4 @@ def run_report(args: argparse.Namespace) -> int:
     path = build_report(run.path, common.run_data_config(args, run.config), out=args.out,
                         checkpoint=args.checkpoint, device=args.device, n=args.n,
                         seed=args.seed, evaluate=not args.no_eval)
-    print(f"wrote {path}", file=sys.stderr)
-    return 0
+    return wrote([path], show=False)

@@ -148,8 +148,7 @@ def train_command(run_dir: str) -> str:
         if key.startswith("model_kwargs."):
             words += ["--model-opt", f"{key.split('.', 1)[1]}={value}"]
             continue
-        flag = FLAG_OF.get(key)
-        if flag is None:
+        if (flag := FLAG_OF.get(key)) is None:
             continue
         if isinstance(value, bool):
             words.append(flag if value else f"{flag[:2]}no-{flag[2:]}")  # --no-channels-last

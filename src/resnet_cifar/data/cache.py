@@ -181,18 +181,11 @@ def load_cifar(path: str | os.PathLike | None = None, *, cache_dir: str | os.Pat
                dataset: str | None = None, coarse: bool = False, resize: bool = False,
                download: bool = True, progress: bool = True, url: str | None = None,
                md5: str | None = None) -> CifarArrays:
-    """Decoded CIFAR arrays, from the cache when the same content was decoded before.
-
-    Where the data comes from, first match wins:
-      1. `path`: any layout `read_source` accepts (folder or archive);
-      2. the folder or archive named by $RESNET_CIFAR_DATA;
-      3. the official `dataset` ("cifar10" or "cifar100"): its cached arrays, else the official
-         tarball in the cache folder, else a download of it (unless `download=False`). `url` and
-         `md5` override the official address and checksum (a mirror, or a test server).
-    The cache folder is `cache_dir`, else $RESNET_CIFAR_CACHE, else ~/.cache/resnet_cifar.
-    A given path is decoded as whatever layout it holds; a `dataset` given with it must agree
-    with what the data is (see `dataset_of`), since the run records it.
-    """
+    """Decoded CIFAR arrays, from the cache (`cache_dir`, else default_cache_dir()) when the same
+    content was decoded before. The data comes from `path`, else $RESNET_CIFAR_DATA (any layout;
+    a `dataset` given with it must agree with the data), else the official `dataset`: its cached
+    arrays, its tarball in the cache folder, else a download (unless `download=False`) from `url`
+    with `md5` (default: the official ones)."""
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if path is None and os.environ.get(DATA_ENV):
         path = os.environ[DATA_ENV]

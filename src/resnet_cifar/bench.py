@@ -1,12 +1,6 @@
-"""Training and evaluation throughput: our pipeline next to a torchvision-style baseline.
-
-    result = run_benchmark(BenchConfig(model="resnet20", batch_size=64))
-    print(format_report(result))
-
-The pipelines (bench_pipelines.py) run in one process, interleaved round by round, so that load
-from other jobs falls on all alike; each figure is the median of the timed rounds. Results and the
-commands behind them: docs/benchmarks.md.
-"""
+"""Training and evaluation throughput: our pipeline next to a torchvision-style baseline. The
+pipelines (bench_pipelines.py) run interleaved round by round in one process, so that load from
+other jobs falls on all alike; each figure is the median of the timed rounds."""
 
 from __future__ import annotations
 
@@ -144,8 +138,7 @@ def interleave(pipelines: list[Pipeline], device: torch.device, warmup: int, rep
                 p.run()
                 synchronize(device)
                 seconds = time.perf_counter() - start
-            key = "warmup_s" if index < warmup else "seconds"
-            record[(p.name, p.kind)][key].append(seconds)
+            record[(p.name, p.kind)]["warmup_s" if index < warmup else "seconds"].append(seconds)
             if report is not None:
                 tag = "warm-up" if index < warmup else f"round {index - warmup + 1}/{repeats}"
                 report(f"{tag:>12}  {p.kind:5} {p.name:20} {p.images / seconds:8.1f} img/s")
@@ -166,8 +159,7 @@ def summarize(p: Pipeline, seconds: list[float], warmup_s: list[float]) -> dict[
 def measure(cfg: BenchConfig, pipelines: list[Pipeline], variants: dict[str, dict[str, Any]],
             device: torch.device, threads: int, data: str,
             report: Callable[[str], None] | None = None) -> dict:
-    """Time ``pipelines`` into run_benchmark's result; ``variants``: ours and each variant's
-    overrides, ``data``: the images' source."""
+    """Time ``pipelines`` into run_benchmark's result; ``data``: the images' source."""
     record = interleave(pipelines, device, cfg.warmup, cfg.repeats, report)
     result: dict[str, Any] = {
         "config": {**dataclasses.asdict(cfg), "workers": list(cfg.workers)},
@@ -260,8 +252,7 @@ def check(cfg: BenchConfig) -> None:
 
 def format_report(result: dict) -> str:
     """A plain-text table: one line per pipeline, then the ratios."""
-    env, model = result["environment"], result["model"]
-    cfg = result["config"]
+    env, model, cfg = result["environment"], result["model"], result["config"]
     lines = [f"{model['name']} ({model['train_mflop_per_image']:.0f} MFLOP/img to train) on "
              f"{env['device']}, {env['threads']} threads, torch {env['torch']}, data "
              f"{model['data']}; median of {cfg['repeats']} rounds after {cfg['warmup']} warm-up",

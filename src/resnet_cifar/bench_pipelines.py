@@ -1,10 +1,6 @@
-"""What `resnet-cifar bench` times, each as a Pipeline: ours, the baseline and the float32 peak.
-
-Ours is the training loop itself, built by the same engine.setup functions as ``train()``; each
-option is a parameter of the code it switches, nothing is patched. The baseline is what the
-torchvision CIFAR tutorials do: a per-image Dataset, a DataLoader with N workers, an eager NCHW
-model, plain SGD and a ``loss.item()`` per step.
-"""
+"""What `resnet-cifar bench` times, each as a Pipeline: ours (the training loop itself, built as
+``train()`` builds it), the baseline (the torchvision CIFAR tutorial: a per-image Dataset, a
+DataLoader with N workers, eager NCHW, plain SGD, ``loss.item()`` per step) and the float32 peak."""
 
 from __future__ import annotations
 
@@ -78,8 +74,8 @@ def synchronize(device: torch.device) -> None:
 
 
 def bench_splits(cfg: BenchConfig) -> Splits:
-    """``steps * batch_size`` training and ``eval_images`` evaluation images: real ones with
-    ``cfg.data``, else random uint8 (speed does not depend on pixels)."""
+    """``steps * batch_size`` training and ``eval_images`` evaluation images: ``cfg.data``'s, else
+    random uint8 (speed does not depend on pixels)."""
     from resnet_cifar.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, load_cifar
 
     n_train, n_eval = cfg.steps * cfg.batch_size, cfg.eval_images
@@ -141,8 +137,7 @@ class OurPipeline:
 
 
 def build_pipeline(cfg: BenchConfig, splits: Splits, device: torch.device) -> OurPipeline:
-    """Loaders, model, optimizer and wrappers as ``train()`` builds them, without run directory
-    or DDP."""
+    """Loaders, model, optimizer and wrappers as ``train()`` builds them, without run dir or DDP."""
     config = TrainConfig(model=cfg.model, batch_size=cfg.batch_size,
                          eval_batch_size=cfg.eval_batch_size, device=str(device),
                          channels_last=cfg.channels_last, compile=cfg.compile, amp=cfg.amp,
@@ -159,12 +154,10 @@ def build_pipeline(cfg: BenchConfig, splits: Splits, device: torch.device) -> Ou
 
 def our_pipelines(name: str, cfg: BenchConfig, splits: Splits, device: torch.device,
                   kinds: set[str] = frozenset({"train", "eval"})) -> list[Pipeline]:
-    """train_one_epoch over ``steps`` batches, and validate (where ``cfg.evaluate``): those of
-    ``kinds``."""
+    """train_one_epoch over ``steps`` batches, and validate (if ``cfg.evaluate``), of ``kinds``."""
     ours = build_pipeline(cfg, splits, device)
-    macs = ours.parts.macs
+    macs, steps = ours.parts.macs, len(ours.train_loader)
     context = functools.partial(thread_count, cfg.threads)
-    steps = len(ours.train_loader)
     found = []
     if "train" in kinds:
         found.append(Pipeline(name, "train", ours.train_epoch, steps * cfg.batch_size, steps,
@@ -252,10 +245,9 @@ def baseline_pipelines(cfg: BenchConfig, splits: Splits, device: torch.device,
 
 
 def peak_pipeline(cfg: BenchConfig) -> Pipeline:
-    """PEAK_PRODUCTS float32 matrix products per thread and round, one single-threaded product
-    per thread at a time, as our CPU evaluation runs its chunks: a rate no float32 pipeline of
-    the same FLOPs can much exceed, so it bounds bench's ratios (``result["ceiling"]``). CPU
-    only: a GPU's convolutions may run in TF32, which it does not bound."""
+    """PEAK_PRODUCTS single-threaded float32 matrix products per thread and round, as our CPU
+    evaluation runs its chunks: a rate no float32 pipeline can much exceed, so it bounds bench's
+    ratios. CPU only: a GPU's convolutions may run in TF32, which it does not bound."""
     generator = torch.Generator().manual_seed(cfg.seed)
     a, b = (torch.randn(PEAK_SIZE, PEAK_SIZE, generator=generator) for _ in range(2))
     with thread_count(cfg.threads):

@@ -90,9 +90,8 @@ def read_inputs(paths: list[str | Path], targets: Targets = TIME_TO_ACCURACY_TAR
 
 def read_csv_rows(path: Path, targets: Targets = TIME_TO_ACCURACY_TARGETS
                   ) -> list[dict[str, Any]]:
-    """The runs of a comparison.csv (see write_csv) as rows like run_row's; it must hold the time
-    to each of ``targets``. Rows of an older CSV have no recipe (grouped like runs without
-    config.toml) and unknown data (never a conflict)."""
+    """The runs of a comparison.csv (see write_csv) as run_row rows, with the time to each of
+    ``targets``. An older CSV's rows have no recipe and unknown data (never a conflict)."""
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
@@ -265,9 +264,8 @@ def noise_tables(tests: list[NoiseTest]) -> list[str]:
 
 def markdown_tables(rows: list[dict[str, Any]], groups: list[dict[str, Any]],
                     baseline: str | Sequence[str] | None = None) -> str:
-    """The per-run and the grouped tables (accuracies in %), the time to accuracy and, given a
-    ``baseline`` (see seeds.baseline_pairs), each group's test accuracy against it. Models are
-    labelled with the settings that differ between the runs (recipes.recipe_label)."""
+    """The per-run and grouped tables (accuracies in %), the time to accuracy and, given a
+    ``baseline`` (see seeds.baseline_pairs), each group's test accuracy against it."""
     differing = differing_settings(rows)
     repeated = {id(row) for row, _ in repeats(rows)}
     targets = tuple(float(t) for t in targets_of(rows[0])) if rows else ()
@@ -358,9 +356,8 @@ def write_comparison(paths: list[str | Path], out_dir: str | Path = ".",
                      baseline: str | Sequence[str] | None = None, *,
                      allow_mixed_data: bool = False, targets: Targets = TIME_TO_ACCURACY_TARGETS,
                      x: str = "epoch", cost: str | None = None) -> dict[str, Path]:
-    """Into ``out_dir``: comparison.md, comparison.csv, comparison.png (the run directories'
-    validation accuracy against ``x``, "epoch" or "time") and, with a ``cost`` ("macs" or
-    "params"), accuracy_vs_cost.png. Every refusal is a UserError before anything is written."""
+    """Into ``out_dir``: comparison.md, .csv, .png (accuracy against ``x``, "epoch" or "time") and,
+    with a ``cost``, accuracy_vs_cost.png. Every refusal comes before anything is written."""
     check_x_axis(x)
     out_dir = check_folder(out_dir, COMPARISON, OUT_DIR)  # a file in the way: refused first
     inputs = read_inputs(paths, targets)

@@ -1,17 +1,6 @@
-"""Use a trained model: class predictions for images of any size, mode and container.
-
-    predictor = Predictor("runs/resnet20/best.pt")
-    for p in predictor.predict([Image.open("cat.jpg")], topk=3):
-        print(p.name, p.prob, [(c.name, c.prob) for c in p.topk])
-
-Each image becomes 8-bit RGB by the data layer's one decoder (data/images.py), so a file gives the
-pixels it has in an image-folder data set; then, if not 32x32, the whole image is resized to 32x32
-(PIL bicubic, no crop). A JPEG larger than that is decoded at a reduced scale (PIL's ``draft()``)
-unless ``exact``: faster, but its pixels differ slightly from a full decode's (docs/inference.md).
-The uint8 pixels are normalized inside the model with the evaluation loader's arithmetic, so an
-image that `eval` reads gives bit-identical inputs here. Normalization and class names are the
-checkpoint's where it records them (engine/inference.InferenceContext), else CIFAR-10's.
-"""
+"""Class predictions for images of any size, mode and container. Images are decoded as data sets
+are (data/images.py; a large JPEG at reduced scale unless ``exact``), resized whole to 32x32 (PIL
+bicubic) and normalized inside the model as `eval` does, so its inputs are bit-identical."""
 
 from __future__ import annotations
 
@@ -142,13 +131,10 @@ def _split_items(images: Any) -> tuple[list[Any], bool]:
 
 
 def to_uint8_batch(images: Any, exact: bool = False) -> tuple[torch.Tensor, list[ImageInfo]]:
-    """Images in any supported container -> (uint8 (N, 3, 32, 32) tensor, their original info).
-
-    Accepted: a PIL image or a path; a numpy array or tensor holding one image (2-D greyscale, or
-    3-D with 1-4 channels first or last) or a batch (4-D, NCHW or NHWC); or a sequence of these.
-    Pixels are uint8, integers in 0-255, or floats in [0, 1]. An ambiguous channel axis is last
-    for numpy arrays (as PIL gives them) and first for tensors (torch's convention).
-    """
+    """PIL images, paths, arrays or tensors (2-D, 3-D with 1-4 channels first or last, or 4-D
+    batches), or a sequence of these -> (uint8 (N, 3, 32, 32), their original info). Pixels are
+    uint8, integers 0-255 or floats in [0, 1]; an ambiguous channel axis is last for numpy arrays,
+    first for tensors."""
     cifar_shape = (3, IMAGE_SIZE, IMAGE_SIZE)
     if (torch.is_tensor(images) and images.dtype == torch.uint8 and images.ndim in (3, 4)
             and tuple(images.shape[-3:]) == cifar_shape):
@@ -212,13 +198,9 @@ class FileResult:
 
 
 class Predictor:
-    """A checkpoint ready to classify images: model in eval mode on ``device``, batched inference.
-
-    ``checkpoint`` is a path (ours, a plain state_dict or a foreign file), a published tag or a
-    loaded Checkpoint; ``model``/``model_kwargs`` name the architecture of a foreign file.
-    ``exact`` decodes large JPEGs at full size. ``tta``: the probabilities are the mean over
-    test-time-augmented views (config.TTA_MODES), taken of the normalized input as eval takes them.
-    """
+    """A checkpoint (a path, a published tag or a Checkpoint; ``model``/``model_kwargs`` for a
+    foreign file) ready to classify images in batches on ``device``. ``tta``: the probabilities
+    are the mean over test-time-augmented views (config.TTA_MODES), as eval takes them."""
 
     def __init__(self, checkpoint: str | os.PathLike | Checkpoint, *, model: str | None = None,
                  model_kwargs: dict[str, Any] | None = None, normalize: str | None = None,
@@ -251,8 +233,7 @@ class Predictor:
         return torch.cat(outputs) if outputs else torch.zeros(0, len(self.classes))
 
     def predict(self, images: Any, topk: int = 1) -> list[Prediction]:
-        """One Prediction per image, in order (a list even for one image); see `to_uint8_batch`
-        for what ``images`` may be. ``topk`` is capped at the number of classes."""
+        """One Prediction per image (see `to_uint8_batch`); ``topk`` capped at the classes."""
         if topk < 1:
             raise UserError(f"`topk` (--topk) must be at least 1, got {topk}")
         batch, infos = to_uint8_batch(images, self.exact)
@@ -264,8 +245,7 @@ class Predictor:
                 for row_probs, row_indices, info in zip(top_probs, top_indices, infos, strict=True)]
 
     def predict_files(self, paths: Iterable[str | os.PathLike], topk: int = 1) -> list[FileResult]:
-        """One FileResult per path, in order. A file that cannot be read or decoded gets its error
-        message instead of a prediction; the other files are still predicted."""
+        """One FileResult per path: a prediction, or why the file could not be read or decoded."""
         results: list[FileResult] = []
         paths = list(paths)
         for start in range(0, len(paths), self.batch_size):
@@ -299,9 +279,8 @@ def describe_read_error(err: BaseException) -> str:
 
 
 def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files named explicitly (even without an image extension, and even if missing: reading them
-    reports it), then every image under each directory, recursively and sorted. Hidden files and
-    folders, and symbolic links to folders, are skipped during the walk."""
+    """Files named (whatever their extension, even missing: reading them reports it), then every
+    image under each directory, sorted; hidden entries and links to folders are skipped."""
     found: list[Path] = []
     for item in inputs:
         path = Path(item)

@@ -1,13 +1,6 @@
-"""A finished run -> published weights: the file, its sha256 and the metadata to trust it.
-
-    publish_run("runs/r20-original150", "resnet20.original150_jpeg",
-                provenance="trained and evaluated on the CIFAR-10 JPEG q75 copy, ...")
-
-The weights are the run's model.pth (its final weights) as safetensors. Their test metrics are
-computed through the path ``eval --pretrained`` takes, so that it reproduces them exactly. The
-registry (models/pretrained.py) is rewritten atomically; an existing tag is refused unless
-replaced on purpose, and keeps its aliases (former names) when it is.
-"""
+"""A finished run's final weights -> published safetensors, sha256 and metadata in the registry
+(models/pretrained.py), rewritten atomically. Test metrics come through the path ``eval
+--pretrained`` takes, so that it reproduces them exactly; a replaced tag keeps its aliases."""
 
 from __future__ import annotations
 
@@ -48,11 +41,9 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
                 data_flags: dict[str, Any] | None = None, default: bool = False,
                 replace: bool = False, folder: str | Path | None = None,
                 device: str = "cpu") -> WeightsEntry:
-    """Add the finished run ``run_dir``'s final weights to the registry in ``folder`` (default:
-    the package's) as ``tag``, evaluated on the test split of the run's data. ``data_flags``
-    ({"path": ...}) override the recorded data options (the data must still match the run's
-    fingerprint). ``default``: the tag ``pretrained=True`` gives for its model. ``command``: the
-    training command as the user would type it."""
+    """Add ``run_dir``'s final weights to the registry in ``folder`` (default: the package's) as
+    ``tag``, evaluated on the test split of the run's data (``data_flags`` override its options;
+    the fingerprint must still match). ``default``: the tag ``pretrained=True`` gives its model."""
     if not TAG.fullmatch(tag):
         raise ConfigError(f"tag {tag!r} is not <model>.<recipe>: the model's name, a dot, then "
                           "lowercase letters, digits and underscores "
@@ -86,7 +77,9 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
         context = InferenceContext.build(checkpoint, data, device=device)
         result = evaluate_split(context, "test")
         sha256, size = sha256_of(staged), staged.stat().st_size
-    model = context.model
+    model, summary = context.model, run.summary
+    finished = datetime.datetime.fromtimestamp((run.path / "summary.json").stat().st_mtime,
+                                               datetime.UTC).date().isoformat()  # of summary.json
     record = {
         "model": last.model_name,
         "model_kwargs": resolve_options(last.model_name,
@@ -107,20 +100,16 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
                     "correct": result.correct, "total": result.total,
                     "per_class_acc": dict(zip(result.classes, result.per_class_accuracy,
                                               strict=True)),
-                    "epoch": run.summary.get("epochs"),
-                    "best_val_acc": run.summary.get("best_val_acc"),
-                    "val_is_test": run.summary.get("val_is_test")},
+                    "epoch": summary.get("epochs"), "best_val_acc": summary.get("best_val_acc"),
+                    "val_is_test": summary.get("val_is_test")},
         "data": {"provenance": provenance, "fingerprint": result.data["fingerprint"],
                  "source": name_only(str(result.data["source"])),
-                 "train_images": run.summary.get("train_images")},
-        "training": {"device": run.summary.get("device"), "threads": run.summary.get("threads"),
-                     "thread_spans": run.summary.get("thread_spans"),
-                     "world_size": run.summary.get("world_size"),
+                 "train_images": summary.get("train_images")},
+        "training": {**{k: summary.get(k) for k in ("device", "threads", "thread_spans",
+                                                    "world_size")},
                      "wall_minutes": minutes_by_epoch(run.rows)[-1] if run.rows else None,
-                     "sec_per_epoch": run.summary.get("sec_per_epoch"),
-                     "torch": run.summary.get("torch"),
-                     "package_version": run.summary.get("package_version"),
-                     "finished": finished_date(run.path)},
+                     **{k: summary.get(k) for k in ("sec_per_epoch", "torch", "package_version")},
+                     "finished": finished},
         "evaluated": {"torch": torch.__version__, "device": str(context.device),
                       "date": datetime.date.today().isoformat()},
         "default": default,
@@ -131,7 +120,8 @@ def publish_run(run_dir: str | Path, tag: str, *, provenance: str, command: str 
         for other in registry.values():
             if other["model"] == record["model"]:
                 other["default"] = False
-    write_registry(with_entry(registry, tag, record), folder)
+    registry = with_entry(registry, tag, record)
+    atomic_write_text(folder / REGISTRY, json.dumps(registry, indent=2) + "\n")
     return WeightsEntry(tag, record)
 
 
@@ -146,14 +136,3 @@ def with_entry(registry: dict[str, Any], tag: str, record: dict[str, Any]) -> di
     rows.insert(at, (tag, record))
     return dict(rows)
 
-
-def finished_date(run_dir: Path) -> str:
-    """The day the run wrote its summary.json (UTC)."""
-    stamp = (run_dir / "summary.json").stat().st_mtime
-    return datetime.datetime.fromtimestamp(stamp, datetime.UTC).date().isoformat()
-
-
-def write_registry(registry: dict[str, Any], folder: Path) -> Path:
-    path = folder / REGISTRY
-    atomic_write_text(path, json.dumps(registry, indent=2, sort_keys=False) + "\n")
-    return path

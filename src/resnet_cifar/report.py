@@ -1,7 +1,4 @@
-"""A self-contained HTML report of one run: one file, every figure inlined as a base64 PNG.
-
-    build_report("runs/resnet20-20240101-120000")   # -> runs/resnet20-.../report.html
-"""
+"""A self-contained HTML report of one run: one file, every figure inlined as a base64 PNG."""
 
 from __future__ import annotations
 
@@ -46,9 +43,7 @@ pre { background: #f6f8fa; padding: 0.8em; border-radius: 6px; overflow-x: auto;
 
 
 @dataclass
-class InlineImage:
-    """A PNG to inline, with the caption a reader needs to interpret it."""
-
+class InlineImage:  # a PNG to inline, with the caption a reader needs
     title: str
     png: bytes
     caption: str = ""
@@ -88,9 +83,8 @@ def evaluation_figures(ckpt_path: Path, data: DataConfig, *, device: str, n: int
 def build_report(run_dir: str | Path, data: DataConfig | None = None, *,
                  out: str | Path | None = None, checkpoint: str = "best", device: str = "auto",
                  n: int = 16, seed: int = 0, evaluate: bool = True) -> Path:
-    """Write the report of ``run_dir`` (default ``<run_dir>/report.html``) and return its path.
-    ``data`` defaults to the run's; ``evaluate=False`` leaves out what needs the data and a
-    checkpoint (confusion matrix, per-class bars, predictions)."""
+    """Write ``run_dir``'s report (default ``<run_dir>/report.html``); ``evaluate=False`` leaves out
+    what needs the data (default: the run's) and a checkpoint."""
     from resnet_cifar.engine.runtime import resolve_device
     from resnet_cifar.viz import curves_figure, figure_png
 

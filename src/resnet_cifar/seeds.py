@@ -131,14 +131,11 @@ class NoiseTest:
 
 def noise_test(rows: list[dict[str, Any]], baseline: str,
                models: Sequence[str] | None = None) -> list[NoiseTest]:
-    """For each recipe length that has a ``baseline`` group: each other group's (or only those
-    ``models`` name) mean test accuracy minus the baseline's, with a 95% interval from the
-    seed-to-seed std pooled over all groups of that length (a model's own two or three seeds say
-    little; pooling assumes the noise is alike across models). No correction for making several
-    comparisons. A model with one seed gets no interval.
-
-    ``baseline`` and ``models`` name a group's label ("resnet20 [lr=0.1]") or its model
-    ("resnet20"); a baseline naming several recipes of one length is refused, never guessed."""
+    """Per recipe length with a ``baseline`` group: each other group's (or ``models``') mean test
+    accuracy minus the baseline's, with a 95% interval from the seed std pooled over all groups of
+    that length (a model's own few seeds say little); none for one seed, no multiple-comparison
+    correction. Names are a group's label ("resnet20 [lr=0.1]") or model; an ambiguous baseline
+    is refused, never guessed."""
     groups = _labelled_groups(rows)
     # a baseline needs its own seeds: one run says nothing about its noise
     candidates = [(label, g) for label, g in groups
@@ -215,8 +212,7 @@ def _split_outside_brackets(text: str, sep: str) -> list[str]:
 
 
 def noise_tests(rows: list[dict[str, Any]], baseline: str | Sequence[str]) -> list[NoiseTest]:
-    """noise_test against each baseline that ``baseline`` asks for (see baseline_pairs), each
-    pair once."""
+    """noise_test against each baseline ``baseline`` asks for (baseline_pairs), each pair once."""
     groups = _labelled_groups(rows)
     against: dict[str, list[str] | None] = {}
     for model, base in baseline_pairs(baseline):

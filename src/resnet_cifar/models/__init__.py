@@ -1,9 +1,5 @@
-"""Every model, behind one registry: create_model(name), list_models().
-
-Importing this package registers the plain ResNets, the original repository's recurrent ResNets
-and the regulated networks of Xu et al.: each a named function (``resnet20``,
-``regnet20_convlstm``, ...) in its family's module, ``@register_model`` above it.
-"""
+"""Every model, behind one registry: create_model(name), list_models(). Importing this package
+registers the plain ResNets, the original repository's recurrent ResNets and Xu et al.'s RegNets."""
 
 from resnet_cifar.models import recurrent, regnet, resnet  # noqa: F401  (register the models)
 from resnet_cifar.models.complexity import count_macs, count_parameters, model_complexity

@@ -1,9 +1,5 @@
-"""Convolutional recurrent cells: ConvRNN, ConvGRU (original and textbook), ConvLSTM.
-
-The equations are in docs/models.md. A state of ``None`` means zeros, and its share of the gate
-convolutions is skipped (exact). Parameter names (``conv_x``, ``conv_y``) are the original
-repository's. ``groups > 1`` swaps every gate conv for ``GroupedGateConv`` (the efficient cell).
-"""
+"""Convolutional recurrent cells: ConvRNN, ConvGRU (original and textbook), ConvLSTM (equations:
+docs/models.md). A ``None`` state means zeros, whose share of the gate convs is skipped (exact)."""
 
 from __future__ import annotations
 
@@ -13,8 +9,8 @@ from torch import Tensor, nn
 
 
 def conv_cat(conv: nn.Module, parts: list[Tensor | None]) -> Tensor:
-    """conv(cat(parts, dim=1)) where a ``None`` part stands for zeros of its channel share,
-    skipped by slicing the weight (a plain conv) rather than materialized."""
+    """conv(cat(parts, dim=1)), a ``None`` part being zeros, skipped by slicing a plain conv's
+    weight."""
     present = [p for p in parts if p is not None]
     if len(present) == len(parts):
         return conv(torch.cat(parts, dim=1))
@@ -43,17 +39,15 @@ def _part_widths(conv: nn.Module, parts: list[Tensor | None]) -> list[int]:
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
-    """(B, g*k, H, W) -> (B, k*g, H, W): interleave the groups, so that every contiguous block of
-    channels afterwards holds channels from each of the previous groups (ShuffleNet)."""
+    """(B, g*k, H, W) -> (B, k*g, H, W): interleave the groups (ShuffleNet)."""
     b, c, height, width = x.shape
     x = x.view(b, groups, c // groups, height, width).transpose(1, 2)
     return x.reshape(b, c, height, width)
 
 
 class GroupedGateConv(nn.Module):
-    """The efficient gate convolution: grouped 1x1 (C_in -> C_mid, no bias), grouped 3x3
-    (C_mid -> C_out), channels shuffled before each so every group mixes x and h; ``bias`` is the
-    3x3's, so a cell sets its forget-gate bias as with a plain conv."""
+    """The efficient gate conv (``groups > 1``): grouped 1x1 (no bias) then grouped 3x3, channels
+    shuffled before each so every group mixes x and h; ``bias`` is the 3x3's."""
 
     def __init__(self, in_channels: int, out_channels: int, mid_channels: int, groups: int):
         super().__init__()
@@ -76,18 +70,13 @@ class GroupedGateConv(nn.Module):
 
 
 def gate_conv(in_channels: int, out_channels: int, hidden_channels: int, groups: int) -> nn.Module:
-    """A cell's gate convolution: a plain 3x3 conv, or the efficient one when ``groups > 1``
-    (factorized through ``hidden_channels`` middle channels)."""
+    """A plain 3x3 conv, or the efficient one through ``hidden_channels`` when ``groups > 1``."""
     if groups == 1:
         return nn.Conv2d(in_channels, out_channels, 3, padding=1)
     return GroupedGateConv(in_channels, out_channels, hidden_channels, groups)
 
 
-class ConvCell(nn.Module):
-    """What every cell is: a zero state given as ``None`` is skipped (see ``conv_cat``)."""
-
-
-class ConvRNNCell(ConvCell):
+class ConvRNNCell(nn.Module):
     """h' = tanh(conv_x(cat[x, h]))            conv_x: C_in + C_h -> C_h."""
 
     num_states = 1  # the state is h alone
@@ -102,7 +91,7 @@ class ConvRNNCell(ConvCell):
         return torch.tanh(conv_cat(self.conv_x, [x, h]))
 
 
-class ConvGRUCell(ConvCell):
+class ConvGRUCell(nn.Module):
     """The ConvGRU cell: a, r = sigmoid(conv_x(cat[x, h])); h' = a*h + (1-a)*y with
     y = tanh(conv_y(cat[x, h, r*h])) for variant="original" (the original repository's) or
     tanh(conv_y(cat[x, r*h])) for "textbook" (Cho et al.)."""
@@ -132,7 +121,7 @@ class ConvGRUCell(ConvCell):
         return a * h + (1 - a) * y
 
 
-class ConvLSTMCell(ConvCell):
+class ConvLSTMCell(nn.Module):
     """The ConvLSTM cell (Shi et al. 2015, no peepholes): i, f, o, g = conv(cat[x, h]);
     c' = f*c + i*g, h' = o*tanh(c'). The forget gate's bias starts at 1 (Jozefowicz et al.)."""
 

@@ -1,16 +1,6 @@
-"""BatchNorm folded into the convolution before it, for inference.
-
-In eval mode ``bn(conv(x))`` is one affine map per output channel after the conv, so it equals a
-single conv with scaled weights and a bias:
-
-    scale = gamma / sqrt(running_var + eps)            # (C_out,)
-    W'    = W * scale[:, None, None, None]
-    b'    = beta + (b - running_mean) * scale          # b = 0 for a bias-free conv
-
-``fold_batchnorm(model)`` returns a folded copy. Which conv feeds which BatchNorm is read from one
-forward pass: a BatchNorm is folded only when, at every call, its input is the very tensor its conv
-just returned; any other BatchNorm is left as it is. Logits match within float32 rounding.
-"""
+"""BatchNorm folded into the conv before it, for inference: in eval mode bn(conv(x)) is a conv with
+weights W * scale and bias beta + (b - mean) * scale, scale = gamma / sqrt(var + eps). Pairs are
+read from one forward pass: a BatchNorm folds only when it always reads its conv's fresh output."""
 
 from __future__ import annotations
 
@@ -23,18 +13,16 @@ from torch import Tensor, nn
 
 @dataclass
 class FoldReport:
-    """What fold_batchnorm did: ``folded`` (conv name, BatchNorm name) pairs, and the BatchNorm
-    layers left as they are."""
+    """What fold_batchnorm did: ``folded`` (conv, BatchNorm) name pairs, ``kept`` BatchNorms."""
 
     folded: list[tuple[str, str]]
     kept: list[str]
 
 
 def fold_batchnorm(model: nn.Module, example: Tensor | None = None) -> nn.Module:
-    """An eval-mode copy of ``model`` with every Conv2d -> BatchNorm2d pair folded into one conv
-    with a bias and the BatchNorm replaced by ``nn.Identity``. ``example``: an input to trace the
-    pairs with (default: one zero CIFAR image, channels from the first conv). The copy carries a
-    ``fold_report`` attribute (a FoldReport)."""
+    """An eval-mode copy of ``model`` with every Conv2d -> BatchNorm2d pair folded into the conv
+    (the BatchNorm becomes ``nn.Identity``) and a ``fold_report``. ``example``: the input to trace
+    (default: one zero CIFAR image)."""
     folded = copy.deepcopy(model).eval()
     pairs, kept = conv_bn_pairs(folded, example)
     modules = dict(folded.named_modules())
@@ -48,7 +36,7 @@ def fold_batchnorm(model: nn.Module, example: Tensor | None = None) -> nn.Module
 def conv_bn_pairs(model: nn.Module, example: Tensor | None = None
                   ) -> tuple[list[tuple[str, str]], list[str]]:
     """(conv, BatchNorm) name pairs where the BatchNorm always reads its conv's output, and the
-    names of the other BatchNorm layers, from one eval-mode forward of ``example``."""
+    other BatchNorms' names."""
     names = {module: name for name, module in model.named_modules()}
     convs = [m for m in names if type(m) is nn.Conv2d]
     norms = [m for m in names if type(m) is nn.BatchNorm2d]
@@ -94,8 +82,7 @@ def conv_bn_pairs(model: nn.Module, example: Tensor | None = None
 
 @torch.no_grad()
 def fuse_into_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-    """Fold ``bn``'s eval-mode affine map into ``conv`` in place (float64 arithmetic, so the only
-    rounding is the final cast)."""
+    """Fold ``bn``'s eval-mode affine map into ``conv`` in place (float64: one final rounding)."""
     weight = conv.weight.double()
     var, mean = bn.running_var.double(), bn.running_mean.double()
     gamma = bn.weight.double() if bn.affine else torch.ones_like(var)

@@ -1,10 +1,5 @@
-"""Weights folders, as the Hugging Face libraries share weights (timm's _hub.py)::
-
-    save_pretrained(model, "r20")     # r20/model.safetensors, config.json, README.md (model card)
-    load_pretrained("r20")            # or create_model("resnet20", pretrained="r20")
-
-config.json is the weights' record (models/pretrained.py reads it back), README.md a model card.
-"""
+"""Weights folders, as the Hugging Face libraries share weights (timm's _hub.py): model.safetensors,
+config.json (the record models/pretrained.py reads) and README.md (a model card)."""
 
 from __future__ import annotations
 
@@ -35,10 +30,8 @@ def load_pretrained(source: str | os.PathLike) -> torch.nn.Module:
 
 
 def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike) -> Path:
-    """Write ``model`` as a weights folder: model.safetensors, config.json (its pretrained_cfg,
-    with the file's sha256) and README.md (a model card). The record's tag, metrics and test
-    date are kept only while the weights are still those it measured (the same sha256): a model
-    trained further gets a folder that says which tag it came from and claims no accuracy."""
+    """Write ``model`` as a weights folder. The record's tag and metrics are kept only while the
+    weights are those it measured (same sha256): else it names the tag it came from instead."""
     cfg = getattr(model, "pretrained_cfg", None)
     if not cfg:
         raise UserError("the model carries no pretrained_cfg (its classes and normalization): "
@@ -61,8 +54,8 @@ def save_pretrained(model: torch.nn.Module, folder: str | os.PathLike) -> Path:
 
 
 def model_card(record: dict[str, Any], name: str) -> str:
-    """A Hugging Face model card: YAML front matter (JSON values are YAML), then what the model
-    is, how to load it, its recipe and results (on the data it records), and the license."""
+    """A Hugging Face model card: YAML front matter (JSON values are YAML), then the model, its
+    use, recipe, results and license."""
     tag = record.get("tag") or name
     metrics, data = record.get("metrics") or {}, record.get("data") or {}
     front = {"library_name": "pytorch", "license": "mit", "pipeline_tag": "image-classification",

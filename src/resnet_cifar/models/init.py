@@ -1,12 +1,6 @@
-"""Initializations a training recipe may choose beyond the original He-normal one. Both change
-starting values only: the architecture, its state_dict keys and its parameter count stay.
-
-- ``zero_init_residual``: the last BatchNorm of every residual branch starts with weight 0, so
-  each block starts as its shortcut (Goyal et al. 2017, torchvision's ``zero_init_residual``).
-- ``whiten_stem``: the first 3x3 convolution starts as a whitening of the training images' 3x3
-  patches (airbench): the top eigenvectors of their covariance scaled to unit variance, each with
-  its negative so the ReLU after it keeps both signs.
-"""
+"""Optional initializations (starting values only; keys and parameter counts stay):
+``zero_init_residual`` (Goyal et al. 2017) and ``whiten_stem`` (airbench: the stem starts as +/- the
+top whitening filters of the training images' patches, so the ReLU after it keeps both signs)."""
 
 from __future__ import annotations
 
@@ -17,8 +11,7 @@ WHITENING_EPS = 5e-4  # added to each eigenvalue: bounds the gain of near-flat d
 
 
 def residual_blocks(model: nn.Module) -> list[nn.Module]:
-    """The blocks whose output is ``relu(bn2(...) + shortcut(x))``: every plain, recurrent and
-    regulated basic block (each has a ``bn2`` and a ``shortcut``)."""
+    """The blocks whose output is ``relu(bn2(...) + shortcut(x))`` (plain, recurrent, regulated)."""
     return [m for m in model.modules()
             if isinstance(getattr(m, "bn2", None), nn.BatchNorm2d) and hasattr(m, "shortcut")]
 
@@ -35,8 +28,8 @@ def zero_init_residual(model: nn.Module) -> int:
 
 
 def patch_covariance(images: Tensor, size: int) -> Tensor:
-    """The (uncentred) covariance of every ``size`` x ``size`` patch of ``images`` (N, C, H, W),
-    flattened channel-major as a convolution's weight is: (C*size*size, C*size*size), float64."""
+    """The (uncentred) float64 covariance of every ``size`` x ``size`` patch of ``images``,
+    flattened channel-major as a convolution's weight is."""
     patches = images.double().unfold(2, size, 1).unfold(3, size, 1)  # N, C, H', W', size, size
     flat = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, images.shape[1] * size * size)
     return flat.T @ flat / flat.shape[0]

@@ -1,24 +1,6 @@
-"""Published weights: a registry of trained state_dicts, each with the metadata to trust it.
-
-    create_model("resnet20", pretrained=True)           # the model's default tag
-    create_model("resnet20", pretrained="resnet20.akamaster15_jpeg")
-    list_weights()                                      # every entry, as `resnet-cifar weights`
-
-A tag that was renamed keeps working as an alias (an entry's ``aliases``: resnet20.seed150_jpeg
-is resnet20.original150_jpeg); ``canonical_tag`` translates it, so what follows sees one name.
-
-The files ship inside the package (``resnet_cifar/weights/<tag>.safetensors``: tensors only, no
-pickle) with one ``registry.json`` that describes each: the model and its options, the file's
-sha256, params and MACs, the normalization and the classes, the full recipe (the run's
-config.toml) and the command, the test metrics on the data it was evaluated on, the device, wall
-time, torch version and date, and the data's provenance. A file whose sha256 does not match is
-refused. ``resnet-cifar weights --add RUN`` (resnet_cifar/publish.py) writes entries.
-
-A weights folder (Hugging Face's layout: models/hub.py writes it) is the same record for one
-model, and loads wherever a tag does. Every model built with weights carries
-``model.pretrained_cfg`` (timm's name): the tag, mean, std, classes and input size it needs, with
-the record's metrics and recipe.
-"""
+"""Published weights: a registry of trained safetensors state_dicts shipped in the package, each
+with the metadata (sha256, recipe, metrics, provenance) to trust it. A renamed tag keeps working as
+an alias; a weights folder (Hugging Face's layout, models/hub.py) loads wherever a tag does."""
 
 from __future__ import annotations
 
@@ -40,7 +22,7 @@ MODEL_FILE, CONFIG_FILE, CARD_FILE = "model.safetensors", "config.json", "README
 
 
 def weights_dir() -> Path:
-    """Where the shipped weights and their registry.json live (inside the package)."""
+    """Where the shipped weights and their registry.json live."""
     return Path(str(resources.files("resnet_cifar") / "weights"))
 
 
@@ -50,7 +32,7 @@ class WeightsEntry:
 
     tag: str
     meta: dict[str, Any]  # the registry's record, as written by publish.py
-    folder: Path | None = None  # a weights folder's; None: the package's weights
+    folder: Path | None = None  # None: the package's weights
 
     @property
     def model(self) -> str:
@@ -70,8 +52,7 @@ class WeightsEntry:
 
     @property
     def aliases(self) -> list[str]:
-        """The tag's former names, which still find it."""
-        return list(self.meta.get("aliases") or ())
+            return list(self.meta.get("aliases") or ())
 
     @property
     def default(self) -> bool:
@@ -95,8 +76,7 @@ def read_registry(folder: Path | None = None) -> dict[str, dict[str, Any]]:
 
 
 def canonical_tag(name: str, registry: dict[str, dict[str, Any]] | None = None) -> str | None:
-    """The tag ``name`` is, or is an alias of, in ``registry`` (default: the shipped one); None
-    when it names no published weights."""
+    """The tag ``name`` is, or is an alias of, in ``registry`` (default: the shipped one)."""
     registry = read_registry() if registry is None else registry
     if name in registry:
         return name
@@ -111,9 +91,8 @@ def list_weights(model: str | None = None) -> list[WeightsEntry]:
 
 
 def get_weights(pretrained: bool | str | os.PathLike, model: str | None = None) -> WeightsEntry:
-    """The entry ``pretrained`` names: a weights folder, a tag (or an alias of one: the entry has
-    the tag), or True for ``model``'s default tag. An unknown tag, weights of another model, or a
-    model with no weights is a one-line UserError that lists what there is."""
+    """The entry ``pretrained`` names: a weights folder, a tag or alias, or True for ``model``'s
+    default tag. Anything else is a one-line UserError that lists what there is."""
     tags = ", ".join(e.tag for e in list_weights()) or "none yet"
     if isinstance(pretrained, (str, os.PathLike)) and os.path.isdir(pretrained):
         entry = read_folder(Path(pretrained))
@@ -148,8 +127,7 @@ def sha256_of(path: Path) -> str:
 
 
 def read_folder(folder: Path) -> WeightsEntry:
-    """The weights folder ``folder`` (save_pretrained's) as an entry; its config.json is the
-    record, with ``architecture`` for the model."""
+    """A weights folder as an entry: its config.json is the record (``architecture``: model)."""
     config = folder / CONFIG_FILE
     if not config.is_file():
         raise UserError(f"{folder} is not a weights folder: it has no {CONFIG_FILE} (one is "
@@ -164,8 +142,7 @@ def read_folder(folder: Path) -> WeightsEntry:
 
 
 def load_weights(entry: WeightsEntry) -> dict[str, torch.Tensor]:
-    """The entry's state_dict, read once its sha256 matches (safetensors: no pickle at all; a
-    .pth: weights_only=True)."""
+    """The entry's state_dict, read once its sha256 matches (a .pth: weights_only=True)."""
     path = entry.path
     fix = "write the folder again" if entry.folder else "reinstall resnet-cifar"
     if not path.is_file():
@@ -183,9 +160,8 @@ def load_weights(entry: WeightsEntry) -> dict[str, torch.Tensor]:
 
 
 def pretrained_cfg(entry: WeightsEntry) -> dict[str, Any]:
-    """What a model built with ``entry``'s weights carries (``model.pretrained_cfg``): the tag,
-    architecture, input size, mean, std and classes first, then the rest of the record (options,
-    metrics, recipe, provenance). A weights folder's config.json is this, plus its file's name."""
+    """``model.pretrained_cfg`` (timm's name): tag, architecture, input size, mean and std first,
+    then the rest of the record. A weights folder's config.json is this, plus its file's name."""
     norm = entry.meta.get("normalization") or {}
     rest = {k: v for k, v in entry.meta.items()
             if k not in ("model", "file", "size_bytes", "default", "aliases", "tag")}
@@ -194,21 +170,19 @@ def pretrained_cfg(entry: WeightsEntry) -> dict[str, Any]:
 
 
 def shipped_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The run's config without the folders of the machine that trained it: the run's and the
-    data file's names only, no cache folder. The data's fingerprint says which data it was."""
+    """The run's config without the trainer's folders: names only, no cache folder."""
     data = config.get("data") or {}
     return {**config, "out": name_only(config.get("out")),
             "data": {**data, "path": name_only(data.get("path")), "cache_dir": None}}
 
 
 def name_only(path: str | None) -> str | None:
-    """The last name of ``path`` (a file's or a folder's), which says what it was, not where."""
+    """The last name of ``path``: what it was, not where."""
     return Path(path).name if path else path
 
 
 def safetensors_bytes(state_dict: dict[str, torch.Tensor]) -> bytes:
-    """``state_dict`` as a safetensors file: contiguous CPU tensors (a channels-last run's are
-    not), the same bytes for the same tensors."""
+    """``state_dict`` as safetensors bytes, of contiguous CPU tensors (channels-last's are not)."""
     from safetensors.torch import save
 
     return save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()},

@@ -1,9 +1,5 @@
-"""The original repository's "ResNet + ConvRNN" and "ResNet + ConvGRU".
-
-Each basic block puts a recurrent cell *in series* between its two convolutions; the hidden state
-is threaded along a stage and starts at zeros (``None``) at each stage's first block, for every
-batch. Equations and parameter counts: docs/models.md.
-"""
+"""The original repository's "ResNet + ConvRNN" and "ResNet + ConvGRU": a recurrent cell in series
+between each block's two convs, its state threaded along a stage from zeros (docs/models.md)."""
 
 from __future__ import annotations
 
@@ -48,8 +44,7 @@ class RecurrentResNet(CifarResNet):
 
 def recurrent_resnet(depth: int, cell: str, num_classes: int = 10, shortcut: str = "B",
                      **cell_kwargs) -> RecurrentResNet:
-    """A CIFAR ResNet of depth 6n+2 with a ``cell`` in series in every block; invalid options
-    raise ValueError."""
+    """A CIFAR ResNet of depth 6n+2 with a ``cell`` in series in every block (ValueError if bad)."""
     num_blocks = blocks_per_stage(depth)
     check_choice("cell", cell, tuple(CELLS))
     shortcut = check_shortcut(shortcut)

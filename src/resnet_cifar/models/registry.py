@@ -1,17 +1,8 @@
 """The model registry: one name -> one builder, so tests, the CLI and torch.hub share one list.
 
-Every model is a named function, registered where it is defined (timm's way)::
-
-    @register_model(resnet)
-    def resnet20(pretrained=False, **kwargs):
-        "ResNet-20 (He et al. 2016), 3 basic blocks per stage."
-        return build_model("resnet20", pretrained, depth=20, **kwargs)
-
-``resnet`` is the architecture the name builds: its arguments without a default (``depth``) are
-what the named function fixes, and those with one are the model's options (``num_classes``, then
-those ``resnet-cifar models`` and ``model_options`` list). The docstring's first paragraph is the
-model's description; torch.hub.help() shows it with the options (hubconf.py re-exports the named
-functions).
+Every model is a named function registered with ``@register_model(architecture)`` (timm's way):
+the architecture's arguments without a default are what the name fixes, those with one are the
+model's options, and the docstring's first paragraph is the model's description.
 """
 
 from __future__ import annotations
@@ -46,9 +37,8 @@ class UnknownModelError(UserError, KeyError):
 
 def register_model(architecture: Callable[..., nn.Module],
                    aliases: dict[str, dict[object, object]] | None = None) -> Callable:
-    """Decorator: register ``fn(pretrained=False, **kwargs)`` under its own name, as building
-    ``architecture`` (see the module docstring); a name may be registered once. ``aliases``: the
-    old values of an option that still work, e.g. {"gru_variant": {"seed": "original"}}."""
+    """Register ``fn(pretrained=False, **kwargs)`` under its name, as building ``architecture``.
+    ``aliases``: old option values that still work, e.g. {"gru_variant": {"seed": "original"}}."""
 
     def register(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = fn.__name__
@@ -97,9 +87,8 @@ def model_options(name: str) -> dict[str, object]:
 
 
 def resolve_options(name: str, kwargs: dict) -> dict:
-    """``kwargs`` with each option's old name for a value replaced by today's (the aliases the
-    model registered): the one place an old value is translated, so what is built, published or
-    compared sees today's names only. A name that is not registered keeps its options as given."""
+    """``kwargs`` with each old option value replaced by today's (the model's aliases): the one
+    place an old value is translated. An unregistered name keeps its options as given."""
     entry = _REGISTRY.get(name)
     if entry is None:
         return dict(kwargs)
@@ -119,8 +108,7 @@ def check_options(name: str, kwargs: dict) -> None:
 
 
 def check_choice(option: str, value: object, choices: tuple) -> None:
-    """A builder's check of one option's value: ValueError (a UserError from ``create_model``)
-    naming the option and its choices."""
+    """ValueError (a UserError from ``create_model``) naming the option and its choices."""
     if value not in choices:
         raise ValueError(f"{option} must be one of {choices}, got {value!r}")
 
@@ -129,12 +117,9 @@ def create_model(name: str, num_classes: int | None = None, pretrained: bool | s
                  **kwargs) -> nn.Module:
     """Build a registered model. Unknown names and options raise a UserError listing valid ones.
 
-    ``pretrained``: True for the model's default published weights, a tag (see
-    ``resnet-cifar weights``) or a weights folder (save_pretrained's); the model is then built
-    with the options and class count the weights were trained with (any option or
-    ``num_classes`` given must agree with them) and carries ``pretrained_cfg``. timm's
-    ``"arch.tag"`` names a tag: ``create_model("resnet20.fast15_jpeg", pretrained=True)``.
-    Models come back in training mode, as torch builds them."""
+    ``pretrained``: True (the default weights), a tag or a weights folder; the model is then built
+    with the weights' options and class count (any given must agree) and carries
+    ``pretrained_cfg``. timm's ``"arch.tag"`` names a tag."""
     if name not in _REGISTRY and "." in name:
         name, tag = name.split(".", 1)[0], name
         if pretrained not in (True, False, None, tag):
@@ -148,9 +133,8 @@ def create_model(name: str, num_classes: int | None = None, pretrained: bool | s
 
 
 def build_model(name: str, pretrained: bool | str = False, **kwargs) -> nn.Module:
-    """What every named builder returns: ``name``'s architecture built with ``kwargs`` (the
-    arguments the name fixes, then the caller's options), with the published weights that
-    ``pretrained`` names loaded into it (see create_model)."""
+    """``name``'s architecture built with ``kwargs``, with the weights ``pretrained`` names loaded
+    (see create_model)."""
     entry = get_model_entry(name)
     # what the name fixes (depth) and num_classes are the architecture's, not options to check
     fixed = set(inspect.signature(entry.architecture).parameters) - set(model_options(name))

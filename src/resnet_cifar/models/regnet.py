@@ -1,8 +1,5 @@
-"""The regulated residual networks of Xu et al., "RegNet: Self-Regulated Network for Image
-Classification" (arXiv 2101.00590, IEEE TNNLS 2022); not the RegNetX / RegNetY of Radosavovic et
-al. The block equations, state transitions, parameter names and the efficient cell are in
-docs/models.md.
-"""
+"""The regulated residual networks of Xu et al. 2022 (arXiv 2101.00590), not Radosavovic et al.'s
+RegNetX / RegNetY. Equations, state transitions and parameter names: docs/models.md."""
 
 from __future__ import annotations
 
@@ -49,7 +46,7 @@ def step_cell(cell: nn.Module, x: Tensor, state: State | None) -> State:
 
 
 class RegulatedBasicBlock(nn.Module):
-    """The regulated basic block (see the module docstring): forward(x, state) -> (out, state)."""
+    """The regulated basic block: forward(x, state) -> (out, state)."""
 
     def __init__(self, in_planes: int, planes: int, stride: int, rnn: nn.Module, shortcut: str):
         super().__init__()
@@ -74,20 +71,15 @@ class RegulatedBasicBlock(nn.Module):
         return F.relu(out + identity), state
 
 
-def _projection(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                         nn.BatchNorm2d(out_channels))
-
-
 class StateTransition(nn.Module):
     """Carries a stage's last state into the next stage: strided 1x1 conv + BN for h (and for c,
     with its own weights). Linear, like shortcut "B": no ReLU, so the sign of h and c survives."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, num_states: int):
         super().__init__()
-        self.h = _projection(in_channels, out_channels, stride)
+        self.h = make_shortcut(in_channels, out_channels, stride, "B")
         if num_states == 2:
-            self.c = _projection(in_channels, out_channels, stride)
+            self.c = make_shortcut(in_channels, out_channels, stride, "B")
 
     def forward(self, state: State) -> State:
         if len(state) == 2:
@@ -127,7 +119,6 @@ class RegNet(CifarResNet):
 
     def forward_stage(self, index: int, stage: nn.Sequential, x: Tensor,
                       state: State | None) -> tuple[Tensor, State]:
-        """The stage's blocks, from the state ``enter_stage`` makes of the previous stage's."""
         state = self.enter_stage(index, state)
         for block in stage:
             x, state = block(x, state)
@@ -135,7 +126,6 @@ class RegNet(CifarResNet):
 
 
 def hidden_width(planes: int, hidden_ratio: float) -> int:
-    """The state width of a block: ``hidden_ratio`` x the block width, at least 1."""
     return max(1, round(planes * hidden_ratio))
 
 

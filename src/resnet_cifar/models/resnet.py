@@ -21,8 +21,7 @@ SHORTCUTS = ("A", "B")
 
 
 def blocks_per_stage(depth: int) -> int:
-    """n of a CIFAR ResNet of depth 6n+2 (He et al.: 3 stages x n blocks x 2 convs, plus the stem
-    and the classifier); ValueError for any other depth."""
+    """n of a CIFAR ResNet of depth 6n+2; ValueError for any other depth."""
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110), got {depth}")
     return (depth - 2) // 6
@@ -35,15 +34,9 @@ def check_shortcut(shortcut: str) -> str:
     return kind
 
 
-def check_num_classes(num_classes: int) -> None:
-    if (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
-            or num_classes < 1):
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-
-
 class PadShortcut(nn.Module):
-    """Option A: parameter-free. Subsample by the stride, zero-pad the new channels equally on
-    both sides (as He et al. and akamaster do), so no weights are added."""
+    """Option A, parameter-free: subsample by the stride, zero-pad the new channels on both sides
+    (as He et al. and akamaster do)."""
 
     def __init__(self, in_planes: int, planes: int, stride: int):
         super().__init__()
@@ -90,16 +83,15 @@ def kaiming_init(module: nn.Module) -> None:
 
 
 class CifarResNet(nn.Module):
-    """Stem -> three stages of blocks -> global average pool -> linear.
-
-    ``make_block(in_planes, planes, stride)`` builds one block; the plain, recurrent and regulated
-    networks differ only in their blocks and in how a stage threads state (``forward_stage``).
-    """
+    """Stem -> three stages of ``make_block(in_planes, planes, stride)`` -> avg pool -> linear.
+    The plain, recurrent and regulated networks differ in their blocks and ``forward_stage``."""
 
     def __init__(self, num_blocks: int, make_block: Callable[[int, int, int], nn.Module],
                  num_classes: int = 10, widths: tuple[int, int, int] = STAGE_WIDTHS):
         super().__init__()
-        check_num_classes(num_classes)
+        if (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
+                or num_classes < 1):
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
         self.conv1 = nn.Conv2d(3, widths[0], 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         in_planes = widths[0]
@@ -117,8 +109,8 @@ class CifarResNet(nn.Module):
 
     def forward_stage(self, index: int, stage: nn.Sequential, x: Tensor,
                       state: object) -> tuple[Tensor, object]:
-        """Stage ``index`` (from 1) on x -> (its output, the state it passes to the next stage);
-        ``state`` is the previous stage's (None before the first, and always for a plain ResNet)."""
+        """Stage ``index`` (from 1) on x -> (output, state for the next stage); ``state`` is the
+        previous stage's (None before the first)."""
         return stage(x), None
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -136,8 +128,7 @@ class CifarResNet(nn.Module):
 
 
 def resnet(depth: int, num_classes: int = 10, shortcut: str = "B") -> CifarResNet:
-    """A CIFAR ResNet of depth 6n+2 with the original repository's basic blocks; invalid options
-    raise ValueError."""
+    """A CIFAR ResNet of depth 6n+2; invalid options raise ValueError."""
     num_blocks = blocks_per_stage(depth)
     shortcut = check_shortcut(shortcut)
 

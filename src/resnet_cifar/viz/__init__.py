@@ -1,10 +1,5 @@
 """Figures, written headless as PNG (or JPEG, PDF, SVG, by extension): the prediction grid,
-training curves, confusion matrix, per-class accuracy and the comparison of runs.
-
-    viz.show_predictions("runs/r20/best.pt", DataConfig(path="cifar10.tar.gz"))
-    viz.plot_curves(["runs/a", "runs/b"], "curves.png")
-    viz.save_eval_plots(evaluate_checkpoint("runs/r20/best.pt"), "runs/r20")
-"""
+training curves, confusion matrix, per-class accuracy and the comparison of runs."""
 
 from resnet_cifar.viz.confusion import (
     confusion_figure,

@@ -1,9 +1,5 @@
-"""Test accuracy against cost: each recipe's mean ± std over its seeds against its multiply-adds
-or parameters, and the plain ResNets of one recipe joined by a line, the frontier that depth
-alone buys: a model above it gets more from its cost than a deeper ResNet would.
-
-    figure = cost_figure(cost_points(rows, "macs"), "macs")  # rows: compare.compare_runs'
-"""
+"""Test accuracy (mean ± std over seeds) against multiply-adds or parameters, the plain ResNets
+of one recipe joined by a line: the frontier that depth alone buys."""
 
 from __future__ import annotations
 
@@ -38,9 +34,8 @@ FAMILY = re.compile(r"resnet\d+")  # the plain ResNets (resnet20, resnet56): dep
 
 
 def cost_points(rows: list[dict[str, Any]], cost: str) -> list[CostPoint]:
-    """A point for each recipe with a test accuracy: its mean ± std over the seeds (repeats
-    left out, see seed_groups) against its ``cost``, "macs" or "params" (see cost_of). The plain
-    ResNets of one recipe at their default options share a family: the line of depth alone."""
+    """A point for each recipe with a test accuracy: mean ± std over its seeds against ``cost``.
+    The plain ResNets of one recipe at their default options share a family."""
     if cost not in COSTS:
         raise ConfigError(f"cost {cost!r} is not one of {', '.join(COSTS)}")
     differing = differing_settings(rows)
@@ -64,9 +59,8 @@ def cost_points(rows: list[dict[str, Any]], cost: str) -> list[CostPoint]:
 
 
 def cost_of(members: list[dict[str, Any]], cost: str) -> int:
-    """A recipe's "macs" or "params" as its runs recorded them (the package counted them for
-    the model's options when it trained), else counted now for the model and options they
-    recorded (a run in progress, a comparison.csv row without them)."""
+    """A recipe's "macs" or "params" as its runs recorded them, else counted now (a run in
+    progress, a comparison.csv row without them)."""
     recorded = next((m[cost] for m in members if m[cost] is not None), None)
     if recorded is not None:
         return recorded

@@ -1,8 +1,5 @@
-"""Training curves: loss and accuracy against the epoch, with the learning-rate steps marked.
-
-The point at epoch e is the state at its end; an lr step that takes effect in epoch e is drawn at
-x = e - 1, where that epoch starts. ``x="time"``: training minutes (recipes.minutes_by_epoch).
-"""
+"""Training curves: loss and accuracy against the epoch (or ``x="time"``: training minutes), with
+the lr steps marked. A step that takes effect in epoch e is drawn at x = e - 1, where it starts."""
 
 from __future__ import annotations
 
@@ -72,8 +69,7 @@ def val_name(runs: list[RunInfo]) -> str:
 
 
 def curves_figure(runs: list[RunInfo], x: str = "epoch") -> Figure:
-    """Loss (left) and accuracy (right): train solid, validation dashed; one colour per run.
-    ``x``: "epoch", or "time" for the training minutes."""
+    """Loss (left) and accuracy (right): train solid, validation dashed; one colour per run."""
     check_x_axis(x)
     fig = Figure(figsize=(11, 4.2), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -109,9 +105,8 @@ def curves_figure(runs: list[RunInfo], x: str = "epoch") -> Figure:
 
 
 def mark_lr(rows: list[dict], axes, *, color: str, annotate: bool, x: str = "epoch") -> None:
-    """Dashed verticals at each lr step (where its epoch starts, on the ``x`` axis); for
-    schedules that change lr every epoch, the lr itself on a right-hand axis of the loss panel
-    instead."""
+    """Dashed verticals at each lr step (where its epoch starts); for schedules that change lr
+    every epoch, the lr itself on a right-hand axis of the loss panel instead."""
     changes = lr_changes(rows)
     xs = x_values(rows, x)
     if len(changes) > MAX_MARKED_LR_CHANGES:
@@ -154,8 +149,7 @@ def curves_title(run: RunInfo) -> str:
 
 
 def plot_curves(run_dirs: list[str | Path], out: str | Path, x: str = "epoch") -> Path:
-    """Overlay the training curves of one or more runs into ``out`` (its extension chooses PNG,
-    JPEG, PDF or SVG); ``x``: "epoch", or "time" for the training minutes."""
+    """Overlay the training curves of one or more runs into ``out`` (format by extension)."""
     check_x_axis(x)
     runs = [read_run(d) for d in each_once(run_dirs)]  # first: "not a run" is the error to give
     check_figure_target(out, PLOT_OUTPUT)  # before any drawing
@@ -169,9 +163,8 @@ def write_run_curves(run_dir: str | Path) -> Path:
 
 def val_accuracy_figure(runs: list[RunInfo], x: str = "epoch",
                         targets: tuple[float, ...] = ()) -> Figure:
-    """Validation accuracy (recipes.shipped_accuracy) of every run against the epoch or
-    (``x="time"``) the training minutes. Seeds of one recipe share a colour and their mean is drawn
-    thick; on a time axis each of ``targets`` (fractions) in range is a dotted line."""
+    """Validation accuracy of every run; seeds of one recipe share a colour, their mean drawn
+    thick. On a time axis each of ``targets`` (fractions) in range is a dotted line."""
     check_x_axis(x)
     groups: dict[tuple, list[RunInfo]] = {}
     rows = {id(run): run_row(run) for run in runs}

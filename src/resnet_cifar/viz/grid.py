@@ -1,9 +1,5 @@
-"""The prediction grid: random test images, each titled with the model's guess and the truth.
-
-What is drawn is the model's own input (eval mode, ``torch.inference_mode``) de-normalized with
-the statistics it was normalized with. With ``tta`` (config.TTA_MODES) each panel is titled by the
-test-time-augmented prediction, and the figure title says so.
-"""
+"""The prediction grid: random test images (the model's own input, de-normalized), each titled
+with the model's guess (test-time-augmented with ``tta``) and the truth."""
 
 from __future__ import annotations
 
@@ -97,13 +93,8 @@ def predict_sample(ckpt: Checkpoint | str | Path, data: DataConfig | None = None
                    seed: int = 0, only_wrong: bool = False, split: str = "test",
                    device: str = "auto", normalize: str | None = None,
                    split_seed: int | None = None, tta: str = "none") -> PredictionSample:
-    """Run the model on ``n`` images of ``split`` drawn at random (``seed``); with
-    ``only_wrong``, on as many as it takes to find ``n`` mistakes (fewer if there are not).
-
-    ``data`` defaults to the data the run recorded; ``split_seed`` draws `data.val_split` as
-    training did (default: the seed in the checkpoint). ``tta``: predict with test-time
-    augmentation (config.TTA_MODES).
-    """
+    """Run the model on ``n`` random images of ``split`` (``only_wrong``: on as many as it takes
+    to find ``n`` mistakes). ``data`` defaults to the run's; ``split_seed`` to the checkpoint's."""
     from resnet_cifar.engine.inference import InferenceContext
 
     check_count(n)
@@ -140,8 +131,8 @@ def sample_predictions(context: InferenceContext, *, n: int = 16, seed: int = 0,
 
 
 def first_predictions(net, loader, n: int, only_wrong: bool, mean, std):
-    """(images uint8, predictions, labels, images examined) of the first ``n`` images of
-    ``loader`` (the first ``n`` mistakes with ``only_wrong``), the model in eval mode."""
+    """(images uint8, predictions, labels, images examined) of the first ``n`` images (or
+    mistakes) of ``loader``."""
     import torch
 
     net.eval()
@@ -179,10 +170,8 @@ def show_predictions(checkpoint: str | Path | Checkpoint, data: DataConfig | Non
                      out: str | Path | None = None, device: str = "auto", model: str | None = None,
                      model_kwargs: dict[str, Any] | None = None, normalize: str | None = None,
                      describe: Callable[[str], None] | None = None, tta: str = "none") -> Path:
-    """Write the prediction grid of a checkpoint (default ``<checkpoint dir>/predictions.png``;
-    the extension of ``out`` chooses PNG, JPEG, PDF or SVG) on ``data`` (default: the data its
-    run recorded). ``describe`` is given one line saying which data the images came from (the
-    CLI prints it). ``tta``: title by the test-time-augmented predictions (config.TTA_MODES)."""
+    """Write a checkpoint's prediction grid (default ``<checkpoint dir>/predictions.png``) on
+    ``data`` (default: the run's). ``describe`` gets one line naming the images' data."""
     from resnet_cifar.engine.inference import InferenceContext
 
     context = InferenceContext.build(checkpoint, data, model=model, model_kwargs=model_kwargs,

@@ -1,9 +1,5 @@
-"""Writing figures: always through the Agg canvas, never through pyplot's global state.
-
-Figures are ``matplotlib.figure.Figure`` objects, rendered with Agg whatever backend is
-configured; only ``show`` touches pyplot. A file is written atomically in the format its extension
-names (PNG, JPEG, PDF, SVG); any other extension is refused before the figure is drawn.
-"""
+"""Writing figures through the Agg canvas (only ``show`` touches pyplot), atomically, in the format
+the extension names (PNG, JPEG, PDF, SVG); any other is refused before drawing."""
 
 from __future__ import annotations
 
@@ -33,8 +29,8 @@ def figure_format(path: str | Path, what: str = "figure", flag: str = "`out` (--
 
 def check_figure_target(path: str | Path, what: str = "figure",
                         flag: str = "`out` (--out)") -> Path:
-    """``path`` as a Path, once it is known that a figure can be written there (a supported
-    extension, not a folder): cheap, so call it before the data is loaded."""
+    """``path`` as a Path, once a figure can be written there: cheap, so call it before loading
+    data."""
     path = check_target(path, what, flag)  # a folder first: "no file extension" would mislead
     figure_format(path, what, flag)
     return path
@@ -42,8 +38,8 @@ def check_figure_target(path: str | Path, what: str = "figure",
 
 def save_figure(fig: Figure, path: str | Path, what: str = "figure",
                 flag: str = "`out` (--out)") -> Path:
-    """Write ``fig`` atomically in the format of ``path``'s extension (parent folders created)
-    and return the path. Any failure is a one-line UserError naming ``what`` and the path."""
+    """Write ``fig`` atomically in the format of ``path``'s extension; a failure is a one-line
+    UserError naming ``what`` and the path."""
     path = check_figure_target(path, what, flag)
     with explain_write_errors(path, what, flag), atomic_write(path) as f:
         fig.savefig(f, format=figure_format(path), dpi=DPI)
@@ -62,8 +58,7 @@ def is_figure(path: Path) -> bool:
 
 
 def open_in_window(paths: list[Path]) -> None:
-    """Show PNG/JPEG figures already written in interactive windows (``show``); blocks until
-    closed."""
+    """Show written PNG/JPEG figures in interactive windows (``show``); blocks until closed."""
     import matplotlib.pyplot as plt  # picks the user's default (interactive) backend
 
     written = ", ".join(str(p) for p in paths)

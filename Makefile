@@ -72,14 +72,16 @@ browser:
 		echo "note: installing chromium failed; the browser test of the report will be skipped"; \
 	fi
 
-# The whole suite, on two pytest-xdist workers (the dev extra), one per core. test-fast leaves
-# out the heavy tests (torchrun, subprocesses, torch.compile, every export, the browser:
-# tests/conftest.py lists them) and the slow ones that decode the real data under ../shared.
+# The whole suite, on two pytest-xdist workers (the dev extra), one per core, each taking whole
+# files: a file's module fixtures (trained runs) are then built once, not once per worker.
+# test-fast leaves out the heavy tests (torchrun, subprocesses, torch.compile, every export, the
+# browser: tests/conftest.py lists them) and the slow ones that decode the real data in ../shared.
+XDIST := -n 2 --dist loadfile
 test: lint browser
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest $(XDIST)
 
 test-fast: lint
-	$(PY) -m pytest -m "not heavy and not slow" -n 2
+	$(PY) -m pytest -m "not heavy and not slow" $(XDIST)
 
 bench: setup
 	$(PY) benchmarks/bench_train.py

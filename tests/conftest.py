@@ -17,6 +17,8 @@ if "torch" not in sys.modules:
 import torch  # noqa: E402
 from filelock import FileLock  # noqa: E402  (a dependency of torch)
 
+from resnet_cifar.models import list_models  # noqa: E402
+
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))  # so test modules can `import data_fixtures`
 
@@ -111,8 +113,7 @@ HEAVY: dict[str, tuple[str, ...] | None] = {
 
 # Tests parametrized over every model run in test-fast for the depth-20 models, which hold every
 # block and every cell; the deeper ones (the same blocks, repeated) are heavy.
-DEEP_MODELS = frozenset({"resnet32", "resnet44", "resnet56", "resnet110", "regnet56_convlstm",
-                         "regnet56_convgru", "regnet56_convrnn"})
+DEEP_MODELS = frozenset(name for name in list_models() if "20" not in name)
 
 
 def pytest_configure(config):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from data_fixtures import make_cifar10_python_dir
+from test_fold import DEPTH_20
 from test_predict import calibrated_model, one_thread, save_our_checkpoint  # noqa: F401
 
 from resnet_cifar.cli import main
@@ -27,7 +28,6 @@ from resnet_cifar.export import (
     load_parity_images,
     read_export_metadata,
 )
-from resnet_cifar.models import list_models
 from resnet_cifar.predict import NormalizedModel
 
 # the runtime's own loaders are used on purpose; torch.jit.load is deprecated upstream
@@ -91,7 +91,7 @@ def assert_close_to_eager(got: torch.Tensor, model: torch.nn.Module, x: torch.Te
 
 # every block and cell (the depth-20 models), and one deep model; the other depths
 # repeat the same blocks, at up to 30 s each here
-ROUND_TRIP = [name for name in list_models() if "20" in name] + ["resnet56"]
+ROUND_TRIP = DEPTH_20 + ["resnet56"]
 
 
 @pytest.mark.parametrize("name", ROUND_TRIP)

@@ -52,7 +52,7 @@ class WeightsEntry:
 
     @property
     def aliases(self) -> list[str]:
-            return list(self.meta.get("aliases") or ())
+        return list(self.meta.get("aliases") or ())
 
     @property
     def default(self) -> bool:

@@ -74,9 +74,10 @@ browser:
 
 # The whole suite, on two pytest-xdist workers (the dev extra), one per core, each taking whole
 # files: a file's module fixtures (trained runs) are then built once, not once per worker.
+# They take the files longest first (tests/conftest.py orders them), not the xdist default.
 # test-fast leaves out the heavy tests (torchrun, subprocesses, torch.compile, every export, the
 # browser: tests/conftest.py lists them) and the slow ones that decode the real data in ../shared.
-XDIST := -n 2 --dist loadfile
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 test: lint browser
 	$(PY) -m pytest $(XDIST)
 

@@ -117,6 +117,7 @@ DEEP_MODELS = frozenset(name for name in list_models() if "20" not in name)
 
 
 def pytest_configure(config):
+    config.pluginmanager.register(LongestFilesFirst(config.cache))
     config.addinivalue_line("markers", "real_curves: the training loop draws curves.png with "
                             "matplotlib (elsewhere tests/conftest.py writes a stand-in)")
 
@@ -145,9 +146,6 @@ def pytest_collection_modifyitems(config, items):
             if item.originalname not in names and item.name not in names:
                 continue
         item.add_marker(pytest.mark.heavy)
-    # The heavy tests first: the longest ones (up to a minute) then start at once instead of
-    # last, and the two xdist workers finish together.
-    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
     if any("::" in arg for arg in config.args):
         return  # tests picked by id: the other cases of a function are not collected
     for file, names in HEAVY.items():
@@ -157,6 +155,34 @@ def pytest_collection_modifyitems(config, items):
             if case and ids is not None and case[:-1] not in ids:
                 raise pytest.UsageError(f"tests/conftest.py HEAVY names {name}, a case that "
                                         f"{file} no longer has: update the table")
+
+
+class LongestFilesFirst:
+    """Runs the longest files first, so that the two xdist workers, which take whole files in
+    this order (the Makefile's --no-loadscope-reorder), finish together. A file's length is the
+    sum of its selected tests' times in their last run, which pytest's cache keeps; in a fresh
+    clone (or with -p no:cacheprovider), the files with heavy tests come first."""
+
+    KEY = "resnet_cifar/test_seconds"
+
+    def __init__(self, cache):
+        self.cache = cache
+        self.seconds = cache.get(self.KEY, {}) if cache is not None else {}
+
+    @pytest.hookimpl(trylast=True)  # after -m has deselected
+    def pytest_collection_modifyitems(self, items):
+        files: dict[Path, float] = {}
+        for item in items:
+            files[item.path] = files.get(item.path, 0.0) + self.seconds.get(item.nodeid, 0.0)
+        items.sort(key=lambda item: (-files[item.path], item.get_closest_marker("heavy") is None))
+
+    def pytest_runtest_logreport(self, report):
+        self.seconds[report.nodeid] = (self.seconds.get(report.nodeid, 0.0) + report.duration
+                                       if report.when != "setup" else report.duration)
+
+    def pytest_sessionfinish(self, session):
+        if self.cache is not None and not hasattr(session.config, "workerinput"):  # once
+            self.cache.set(self.KEY, self.seconds)
 
 
 @pytest.fixture(autouse=True)

@@ -117,7 +117,7 @@ DEEP_MODELS = frozenset(name for name in list_models() if "20" not in name)
 
 
 def pytest_configure(config):
-    config.pluginmanager.register(LongestFilesFirst(config.cache))
+    config.pluginmanager.register(LongestFilesFirst(getattr(config, "cache", None)))
     config.addinivalue_line("markers", "real_curves: the training loop draws curves.png with "
                             "matplotlib (elsewhere tests/conftest.py writes a stand-in)")
 

@@ -15,11 +15,12 @@ import pytest
 import torch
 from conftest import at_training_step, stop_after
 from data_fixtures import make_cifar10_python_dir
+from torch import nn
 
 from resnet_cifar.cli import main
 from resnet_cifar.config import TrainConfig, build_config
 from resnet_cifar.engine.train import train
-from resnet_cifar.models import create_model
+from resnet_cifar.models import create_model, registry
 
 TINY = ["--epochs", "2", "--batch-size", "8", "--threads", "1", "--eval-batch-size", "64"]
 
@@ -104,12 +105,43 @@ def test_interrupted_cpu_bf16_run_resumes_to_bitwise_identical_weights(tiny_data
     interrupted_and_resumed_equals_uninterrupted(tiny_data, tmp_path, 2, "bf16")
 
 
-def interrupted_and_resumed_equals_uninterrupted(tiny_data, tmp_path, extra_steps, amp):
+class DropoutNet(nn.Module):
+    """Draws from the global RNG at every training step, as any model with dropout does."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.drop = nn.Dropout(0.5)
+        self.linear = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = self.drop(torch.relu(self.conv(x)))
+        return self.linear(x.mean((2, 3)))
+
+
+def test_a_model_with_dropout_resumes_mid_epoch_to_bitwise_identical_weights(
+        tiny_data, tmp_path, monkeypatch):
+    """The loader draws from its own (seed, epoch) generator; a registered model that draws from
+    the global one resumes exactly because the checkpoint carries the global RNG's state."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @registry.register_model(DropoutNet)
+    def tiny_dropout(pretrained=False, **kwargs):
+        """test-only: a conv, dropout, a linear layer"""
+        return registry.build_model("tiny_dropout", pretrained, **kwargs)
+
+    interrupted_and_resumed_equals_uninterrupted(tiny_data, tmp_path, 2, "none",
+                                                 model="tiny_dropout")
+
+
+def interrupted_and_resumed_equals_uninterrupted(tiny_data, tmp_path, extra_steps, amp,
+                                                 model="resnet20"):
     from resnet_cifar.engine.runtime import StopRequested
 
     def config(out):
         return build_config(
             overrides={
+                "model": model,
                 "epochs": 3,
                 "batch_size": 8,
                 "milestones": [2],

@@ -8,6 +8,13 @@
 #   LANE=b bash experiments/part2_cost.sh &
 #
 # Rerunning the same two commands resumes both lanes. CLI may point at a frozen install.
+#
+# Once both lanes are done, the verdict's tables and figure (docs/results.md, "At equal cost"):
+#
+#   resnet-cifar compare docs/part2-fast/comparison.csv runs/part2-fast/* --cost macs \
+#     --baseline resnet20,regnet20_convrnn=resnet44,regnet20_convgru=resnet56 \
+#     --baseline regnet20_convgru=resnet110,regnet20_convlstm=resnet56 \
+#     --baseline regnet20_convlstm=resnet110 --out-dir docs/part2-cost
 set -euo pipefail
 here=$(dirname "$0")
 case "${LANE:?set LANE=a or LANE=b}" in

@@ -113,7 +113,8 @@ HEAVY: dict[str, tuple[str, ...] | None] = {
 
 # Tests parametrized over every model run in test-fast for the depth-20 models, which hold every
 # block and every cell; the deeper ones (the same blocks, repeated) are heavy.
-DEEP_MODELS = frozenset(name for name in list_models() if "20" not in name)
+DEPTH_20 = [name for name in list_models() if "20" in name]
+DEEP_MODELS = frozenset(list_models()) - set(DEPTH_20)
 
 
 def pytest_configure(config):

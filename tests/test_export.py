@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import DEPTH_20
 from data_fixtures import make_cifar10_python_dir
-from test_fold import DEPTH_20
 from test_predict import calibrated_model, one_thread, save_our_checkpoint  # noqa: F401
 
 from resnet_cifar.cli import main

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DEPTH_20
 from torch import nn
 
 from resnet_cifar.models import create_model, list_models
 from resnet_cifar.models.fold import fold_batchnorm
-
-DEPTH_20 = [name for name in list_models() if "20" in name]
 
 
 def trained_looking(name: str, seed: int = 0) -> nn.Module:

@@ -105,6 +105,23 @@ def test_seed_out_name_threads_device_and_data_path_differences_are_still_pooled
     assert [g["label"] for g in groups] == ["resnet20 [lr=0.1]", "resnet20 [lr=0.2]"]
 
 
+def test_what_compare_writes_names_no_folder_of_the_machine_where_a_fingerprint_names_data(
+        tmp_path):
+    """comparison.csv and .md are committed beside results: where a fingerprint identifies the
+    data, its path is kept as a name only (without a fingerprint the path is the identity, and
+    MIXED's "path" case keeps it apart)."""
+    data = {"path": str(tmp_path / "shared" / "c10.tar.gz"), "fingerprint": FP_A}
+    dirs = [make_run(tmp_path / f"s{seed}", recipe(seed=seed, data=data), test_acc=0.6)
+            for seed in (0, 1)]
+    out = tmp_path / "out"
+    assert main(["compare", *map(str, dirs), "--out-dir", str(out)]) == 0
+    for name in ("comparison.csv", "comparison.md"):
+        assert str(tmp_path) not in (out / name).read_text(), name
+    row = compare_runs([out / "comparison.csv"])[0][0]
+    assert row["data"]["source"][0] == "c10.tar.gz"
+    assert row["data"]["fingerprint"] == FP_A
+
+
 def test_runs_without_config_toml_group_by_what_their_summaries_say(tmp_path):
     old = [make_run(tmp_path / f"old{seed}", None, test_acc=0.6, seed=seed) for seed in (0, 1)]
     new = [make_run(tmp_path / f"new{seed}", recipe(seed=seed), test_acc=0.6) for seed in (0, 1)]

@@ -14,6 +14,7 @@ from typing import Any
 
 from resnet_cifar.config import TrainConfig, to_dict
 from resnet_cifar.engine.rundir import RunInfo
+from resnet_cifar.models.pretrained import name_only
 from resnet_cifar.models.registry import resolve_options
 
 # The columns of comparison.csv, in order; accuracies are fractions, as the runs recorded them.
@@ -84,9 +85,13 @@ def run_recipe(run: RunInfo, settings: dict[str, Any] | None) -> dict[str, Any] 
 
 
 def run_data(run: RunInfo, settings: dict[str, Any] | None) -> dict[str, Any]:
-    """What the run says of its data, each None where it does not say."""
+    """What the run says of its data, each None where it does not say. Where a fingerprint
+    names the data, its path is only a label: its name, so comparison.csv holds no folder of
+    the machine that ran it."""
+    path = None if settings is None else settings.get("data.path")
     source = None if settings is None else \
-        [settings.get("data.path"), settings.get("data.dataset"), settings.get("data.coarse")]
+        [name_only(path) if run.data_fingerprint else path, settings.get("data.dataset"),
+         settings.get("data.coarse")]
     return {"fingerprint": run.data_fingerprint, "source": source,
             "num_classes": run.num_classes}
 

@@ -59,7 +59,14 @@ RUN_SUBDIRS = ("tensorboard",)
 
 
 def default_run_dir(name: str, root: str | Path = "runs") -> Path:
-    return Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    """runs/NAME-DATE-TIME, or its first free -2, -3 ...: two runs started in one second must
+    not meet in one folder."""
+    first = Path(root) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, n = first, 1
+    while path.exists():
+        n += 1
+        path = first.with_name(f"{first.name}-{n}")
+    return path
 
 
 def holds_run(path: Path) -> bool:

@@ -19,6 +19,7 @@ from torch import nn
 
 from resnet_cifar.cli import main
 from resnet_cifar.config import TrainConfig, build_config
+from resnet_cifar.engine.runtime import physical_cores
 from resnet_cifar.engine.train import train
 from resnet_cifar.models import create_model, registry
 
@@ -232,7 +233,8 @@ def test_save_every_is_checked_and_may_change_on_resume(tiny_data, tmp_path, cap
     assert build_config(recipe=None, config_file=out / "config.toml").save_every == 0.5
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores to change the thread count")
+@pytest.mark.skipif(physical_cores() < 2,
+                    reason="needs 2 cores (affinity mask) to change the thread count")
 def test_each_epochs_thread_count_reaches_the_summary_when_a_resume_changes_it(tiny_data,
                                                                               tmp_path):
     from resnet_cifar.engine.runtime import StopRequested

@@ -88,10 +88,11 @@ def run_data(run: RunInfo, settings: dict[str, Any] | None) -> dict[str, Any]:
     """What the run says of its data, each None where it does not say. Where a fingerprint
     names the data, its path is only a label: its name, so comparison.csv holds no folder of
     the machine that ran it."""
-    path = None if settings is None else settings.get("data.path")
-    source = None if settings is None else \
-        [name_only(path) if run.data_fingerprint else path, settings.get("data.dataset"),
-         settings.get("data.coarse")]
+    source = None
+    if settings is not None:
+        path = settings.get("data.path")
+        source = [name_only(path) if run.data_fingerprint else path,
+                  settings.get("data.dataset"), settings.get("data.coarse")]
     return {"fingerprint": run.data_fingerprint, "source": source,
             "num_classes": run.num_classes}
 
